@@ -1,0 +1,1 @@
+"""ec2-quarantine: everything that runs in Lambda (what Chalice packages)."""

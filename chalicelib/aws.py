@@ -1,0 +1,85 @@
+"""boto3 clients: lazy, thread-safe, kept per service, region, credentials and calling function.
+
+Clients are made on first use, never at import, so a cold start pays only for what it calls.
+One boto3 session backs them all; creating a client is serialized by a lock (boto3 sessions are
+not thread-safe, the clients they make are). Each client retries in AWS's *standard* mode and
+names the Lambda function that uses it in its user agent, so CloudTrail tells the steps apart.
+"""
+
+import contextlib
+import threading
+from contextvars import ContextVar
+from typing import NamedTuple
+
+APP_NAME = "ec2-quarantine"
+MAX_ATTEMPTS = 5
+
+_function_name: ContextVar[str] = ContextVar("function_name", default=APP_NAME)
+_lock = threading.Lock()
+_clients: dict = {}
+_session = None
+
+
+class Credentials(NamedTuple):
+    """Temporary credentials (from STS) to act with instead of the function's own role."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+
+
+@contextlib.contextmanager
+def acting_as(function_name: str):
+    """Name the function whose clients are handed out inside this block (thread-local)."""
+    token = _function_name.set(function_name)
+    try:
+        yield
+    finally:
+        _function_name.reset(token)
+
+
+def function_name() -> str:
+    return _function_name.get()
+
+
+def client(service: str, region: str | None = None, credentials: Credentials | None = None):
+    """A cached client for `service` in `region` (default: the session's), as `credentials`."""
+    key = (service, region, credentials, _function_name.get())
+    found = _clients.get(key)
+    if found is None:
+        with _lock:
+            found = _clients.get(key)
+            if found is None:
+                found = _clients[key] = _make_client(*key)
+    return found
+
+
+def _make_client(service, region, credentials, function):
+    global _session
+    import boto3  # imported on first use: the cold start does not pay for it
+    from botocore.config import Config
+
+    if _session is None:
+        _session = boto3.session.Session()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        user_agent_extra=f"{APP_NAME}/{function}",
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    keys = {}
+    if credentials is not None:
+        keys = {
+            "aws_access_key_id": credentials.access_key_id,
+            "aws_secret_access_key": credentials.secret_access_key,
+            "aws_session_token": credentials.session_token,
+        }
+    return _session.client(service, region_name=region, config=config, **keys)
+
+
+def reset() -> None:
+    """Drop every cached client (the embedded AWS calls this when its endpoint changes)."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None

@@ -1,0 +1,53 @@
+"""Deterministic names of the app's resources per stage.
+
+Deployment, the embedded AWS and the state machine definition all derive names from here, so the
+functions and the state machine can refer to each other without a dependency cycle.
+"""
+
+APP_NAME = "ec2-quarantine"
+
+
+def function(stage: str, name: str) -> str:
+    """The deployed name Chalice gives `@app.lambda_function(name=name)` in `stage`."""
+    return f"{APP_NAME}-{stage}-{name}"
+
+
+def function_arn(region: str, account: str, stage: str, name: str) -> str:
+    return f"arn:aws:lambda:{region}:{account}:function:{function(stage, name)}"
+
+
+def api_function(stage: str) -> str:
+    """The function behind the HTTP API."""
+    return f"{APP_NAME}-{stage}"
+
+
+def state_machine(stage: str) -> str:
+    return f"{APP_NAME}-{stage}"
+
+
+def state_machine_arn(region: str, account: str, stage: str) -> str:
+    return f"arn:aws:states:{region}:{account}:stateMachine:{state_machine(stage)}"
+
+
+def state_machine_role(stage: str) -> str:
+    return f"{APP_NAME}-{stage}-states"
+
+
+def topic(stage: str) -> str:
+    return f"{APP_NAME}-{stage}-reports"
+
+
+def topic_arn(region: str, account: str, stage: str) -> str:
+    return f"arn:aws:sns:{region}:{account}:{topic(stage)}"
+
+
+def incidents_table(stage: str) -> str:
+    return f"{APP_NAME}-{stage}-incidents"
+
+
+def evidence_bucket(region: str, account: str, stage: str) -> str:
+    return f"{APP_NAME}-{stage}-evidence-{account}-{region}"
+
+
+def rule(stage: str, handler: str) -> str:
+    return f"{function(stage, handler)}-event"

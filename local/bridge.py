@@ -1,0 +1,180 @@
+"""The in-process Lambda service: invocations answered by the app's own handlers.
+
+moto cannot run Lambda code without Docker, so every invocation that would reach Lambda — a Step
+Functions task, an EventBridge target — is dispatched here to the Chalice app's handler, with a
+context that looks like Lambda's (function ARN with account and region). Invocations never reach
+moto's request recorder, so the bridge counts them itself for request budgets.
+"""
+
+import io
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
+
+from botocore.awsrequest import AWSResponse
+from botocore.response import StreamingBody
+
+from chalicelib import aws, names
+
+log = logging.getLogger("local.bridge")
+
+
+class LambdaContext:
+    """The attributes and method of the context object Lambda hands a Python handler."""
+
+    def __init__(self, function_arn: str, timeout_seconds: int = 900, memory_mb: int = 256):
+        self.invoked_function_arn = function_arn
+        self.function_name = function_arn.rsplit(":", 1)[-1]
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class Invocation:
+    """One answered invocation, kept for tests and request budgets."""
+
+    def __init__(self, function_name, event, source):
+        self.function_name = function_name
+        self.event = event
+        self.source = source
+        self.result = None
+        self.error = None
+
+
+class LambdaBridge:
+    """Maps deployed function names of one stage to the app's handlers and invokes them."""
+
+    def __init__(self, app, stage: str, region: str, account: str, faults=None):
+        self.region = region
+        self.account = account
+        self.faults = faults
+        self._handlers = {
+            names.function(stage, name): handler
+            for name, handler in app.handler_map.items()
+            if name not in _route_view_names(app)
+        }
+        self.api_function_name = names.api_function(stage)
+        self._lock = threading.Lock()
+        self._invocations: list[Invocation] = []
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
+
+    # -- what tests and budgets read -------------------------------------------------------
+    @property
+    def invocations(self) -> list[Invocation]:
+        with self._lock:
+            return list(self._invocations)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._invocations)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._invocations.clear()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Block until no asynchronous invocation (EventBridge delivery) is running."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._pending == 0, timeout):
+                raise TimeoutError(f"{self._pending} asynchronous invocations still running")
+
+    # -- invoking --------------------------------------------------------------------------
+    def function_arn(self, function_name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{function_name}"
+
+    def context(self, function_name: str) -> LambdaContext:
+        return LambdaContext(self.function_arn(function_name))
+
+    def invoke(self, function: str, event, source: str = "direct"):
+        """Run `function` (name or ARN) on `event`; returns (payload, error_type or None)."""
+        name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
+        invocation = Invocation(name, event, source)
+        with self._lock:
+            self._invocations.append(invocation)
+        handler = self._handlers.get(name)
+        if handler is None:
+            invocation.error = "ResourceNotFoundException"
+            return {"errorMessage": f"Function not found: {name}"}, invocation.error
+        context = self.context(name)
+        try:
+            with aws.acting_as(name):
+                invocation.result = handler(event, context)
+            return invocation.result, None
+        except Exception as error:  # what Lambda reports as an unhandled error
+            log.exception("function %s raised", name)
+            invocation.error = type(error).__name__
+            return {
+                "errorMessage": str(error),
+                "errorType": invocation.error,
+                "stackTrace": traceback.format_tb(error.__traceback__),
+            }, invocation.error
+
+    def invoke_async(self, function: str, event, source: str = "event") -> None:
+        """Lambda's asynchronous invocation (how EventBridge delivers): queued, run on a pool."""
+        with self._lock:
+            self._pending += 1
+
+        def run():
+            try:
+                self.invoke(function, event, source)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+        self._executor.submit(run)
+
+    # -- botocore hook: answers lambda:Invoke on a client without sending it -----------------
+    def install(self, client) -> None:
+        client.meta.events.register("before-call.lambda.Invoke", self._answer_invoke)
+
+    def _answer_invoke(self, params, **_):
+        function = unquote(params["url_path"].split("/")[3])
+        headers = params.get("headers", {})
+        fault = self.faults.take("lambda", "Invoke", function) if self.faults else None
+        if fault is not None:
+            with self._lock:
+                self._invocations.append(Invocation(function, None, "fault"))
+            return _http(fault.status, {"x-amzn-ErrorType": fault.error}), {
+                "Error": {"Code": fault.error, "Message": fault.message},
+                "ResponseMetadata": {"HTTPStatusCode": fault.status},
+            }
+        body = params.get("body") or b"{}"
+        event = json.loads(body.decode() if isinstance(body, bytes) else body)
+        if headers.get("X-Amz-Invocation-Type") == "Event":
+            self.invoke_async(function, event, "invoke")
+            return _http(202), {"StatusCode": 202, "Payload": _stream(b"")}
+        payload, error = self.invoke(function, event, "invoke")
+        data = json.dumps(payload, default=str).encode()
+        parsed = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": _stream(data)}
+        if error:
+            parsed["FunctionError"] = "Unhandled"
+        return _http(200), parsed
+
+
+def _route_view_names(app) -> set[str]:
+    """Names of route view functions: they run behind the API handler, not as functions."""
+    return {
+        entry.view_name for methods in app.routes.values() for entry in methods.values()
+    }
+
+
+def _http(status: int, headers=None) -> AWSResponse:
+    return AWSResponse("http://lambda.local", status, headers or {}, None)
+
+
+def _stream(data: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(data), len(data))

@@ -1,0 +1,210 @@
+"""Fault injection for the embedded AWS: named operations fail with a chosen error for N calls.
+
+moto has no fault injection, so the embedded AWS wraps moto's WSGI app: a request whose service and
+action (optionally a resource id found in the request) match an armed fault is answered with that
+fault's error, in the service's own wire format, so botocore raises exactly what AWS would have
+raised. Tests use the Python API (`FaultRegistry.arm`); anything else (`make local`, another
+process) uses the HTTP control at `/_local/faults` on the embedded AWS's port.
+"""
+
+import io
+import json
+import re
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from urllib.parse import parse_qs
+
+CONTROL_PATH = "/_local/faults"
+
+# Default HTTP status per error code (AWS's own); anything else is a 400 client error.
+STATUS = {
+    "AccessDenied": 403,
+    "AccessDeniedException": 403,
+    "UnauthorizedOperation": 403,
+    "AuthorizationError": 403,
+    "RequestLimitExceeded": 503,
+    "ServiceUnavailable": 503,
+    "InternalError": 500,
+    "InternalFailure": 500,
+    "ServiceException": 500,
+    "TooManyRequestsException": 429,
+}
+
+JSON_SERVICES = {"dynamodb", "states", "ssm", "events", "sqs", "logs", "kms", "cloudtrail"}
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+
+
+@dataclass
+class Fault:
+    service: str  # signing name, as in the credential scope: ec2, sns, states, dynamodb, lambda…
+    action: str  # API action: ModifyNetworkInterfaceAttribute, Publish, PutItem, Invoke…
+    error: str  # error code returned: AccessDenied, Throttling, RequestLimitExceeded…
+    count: int = 1  # how many matching calls fail before the fault disarms
+    resource: str | None = None  # only calls whose request mentions this id
+    message: str = ""
+    status: int = 0  # HTTP status; 0 = the code's usual one
+
+    def __post_init__(self):
+        if self.count < 1:
+            raise ValueError(f"count must be at least 1, not {self.count}")
+        self.status = self.status or STATUS.get(self.error, 400)
+        self.message = self.message or f"Injected fault: {self.error} on {self.service}:{self.action}"
+
+    def matches(self, service: str, action: str, text: str) -> bool:
+        return (
+            self.service == service
+            and self.action == action
+            and (self.resource is None or self.resource in text)
+        )
+
+
+class FaultRegistry:
+    """Armed faults, shared by the WSGI middleware, the Lambda bridge and the control."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._armed: list[Fault] = []
+        self.fired: list[dict] = []  # every injected failure, for tests to read
+
+    def arm(self, service, action, error, count=1, resource=None, message="", status=0) -> Fault:
+        fault = Fault(service, action, error, count, resource, message, status)
+        with self._lock:
+            self._armed.append(fault)
+        return fault
+
+    def reset(self) -> None:
+        with self._lock:
+            self._armed.clear()
+            self.fired.clear()
+
+    def armed(self) -> list[Fault]:
+        with self._lock:
+            return list(self._armed)
+
+    def active(self) -> bool:
+        return bool(self._armed)
+
+    def take(self, service: str, action: str, text: str = "") -> Fault | None:
+        """The fault this call hits, if any, counting the call against it."""
+        with self._lock:
+            for fault in self._armed:
+                if fault.matches(service, action, text):
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self._armed.remove(fault)
+                    self.fired.append({"service": service, "action": action, "error": fault.error})
+                    return fault
+        return None
+
+
+class FaultMiddleware:
+    """WSGI middleware in front of moto's app: the control endpoint, then armed faults."""
+
+    def __init__(self, app, registry: FaultRegistry):
+        self.app = app
+        self.registry = registry
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(CONTROL_PATH):
+            return self._control(environ, start_response)
+        if self.registry.active():
+            body = _read_body(environ)
+            headers = {
+                "Authorization": environ.get("HTTP_AUTHORIZATION", ""),
+                "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", ""),
+            }
+            path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+            service, action = identify(headers, environ["REQUEST_METHOD"], path, query, body)
+            text = f"{path}?{query}{body}"
+            fault = self.registry.take(service, action, text) if service and action else None
+            if fault is not None:
+                status, headers, payload = error_response(fault, service, environ)
+                start_response(status, headers)
+                return [payload]
+        return self.app(environ, start_response)
+
+    def _control(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        try:
+            if method == "POST":
+                spec = json.loads(_read_body(environ) or "{}")
+                self.registry.arm(**spec)
+            elif method == "DELETE":
+                self.registry.reset()
+            elif method != "GET":
+                raise ValueError(f"method {method} not supported")
+        except (TypeError, ValueError) as error:
+            return _json(start_response, "400 Bad Request", {"error": str(error)})
+        return _json(
+            start_response,
+            "200 OK",
+            {"armed": [asdict(f) for f in self.registry.armed()], "fired": self.registry.fired},
+        )
+
+
+def identify(headers, method: str, path: str, query: str, body: str):
+    """(service signing name, action) of a request, from its signature and its protocol."""
+    match = _CREDENTIAL_SCOPE.search(headers.get("Authorization") or "")
+    service = match.group(1) if match else None
+    target = headers.get("X-Amz-Target")
+    if target:
+        return service, target.rsplit(".", 1)[-1]
+    for source in (body, query):
+        action = parse_qs(source).get("Action")
+        if action:
+            return service, action[0]
+    if service == "s3":
+        return service, _s3_action(method, path)
+    return service, None
+
+
+def _s3_action(method: str, path: str) -> str:
+    """The S3 REST operation, enough to tell object writes and reads apart."""
+    if path.strip("/").count("/") >= 1:
+        return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
+                "DELETE": "DeleteObject"}.get(method, method)
+    return {"PUT": "CreateBucket", "GET": "ListObjectsV2", "HEAD": "HeadBucket",
+            "DELETE": "DeleteBucket"}.get(method, method)
+
+
+def error_response(fault: Fault, service: str, environ) -> tuple[str, list, bytes]:
+    """The fault as the service itself would answer it on the wire."""
+    request_id = str(uuid.uuid4())
+    status = f"{fault.status} Injected"
+    if environ.get("HTTP_X_AMZ_TARGET") or service in JSON_SERVICES:
+        body = json.dumps({"__type": fault.error, "message": fault.message})
+        headers = [("Content-Type", "application/x-amz-json-1.0"),
+                   ("x-amzn-query-error", f"{fault.error};Sender")]
+    elif service == "lambda":
+        body = json.dumps({"Type": "User", "message": fault.message})
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", fault.error)]
+    elif service == "ec2":
+        body = (f"<Response><Errors><Error><Code>{fault.error}</Code><Message>{fault.message}"
+                f"</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
+        headers = [("Content-Type", "text/xml")]
+    elif service == "s3":
+        body = (f"<Error><Code>{fault.error}</Code><Message>{fault.message}</Message>"
+                f"<RequestId>{request_id}</RequestId></Error>")
+        headers = [("Content-Type", "application/xml")]
+    else:
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{fault.error}</Code>"
+                f"<Message>{fault.message}</Message></Error><RequestId>{request_id}</RequestId>"
+                "</ErrorResponse>")
+        headers = [("Content-Type", "text/xml")]
+    payload = body.encode()
+    return status, headers + [("Content-Length", str(len(payload)))], payload
+
+
+def _read_body(environ) -> str:
+    """Read the request body and put it back for the app behind us."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(data)
+    return data.decode("utf-8", "replace")
+
+
+def _json(start_response, status, payload):
+    data = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]

@@ -1,0 +1,232 @@
+"""Fidelity patches: where moto (pinned in requirements-dev.txt) differs from AWS, make it agree.
+
+Each patch is small, applied once per process by `apply()`, and has a test in tests/local that
+fails on plain moto. The product's code is never bent to moto; moto is bent to AWS.
+"""
+
+import copy
+import sys
+import threading
+from datetime import datetime, timezone
+
+import boto3
+from botocore.config import Config
+
+_applied = False
+_lock = threading.Lock()
+_bridge = None  # the LambdaBridge that answers Lambda invocations
+_endpoint = None  # the embedded AWS's own URL, for the ASL interpreter's clients
+_snapshot_hold = {"polls": 0}
+_state_clients: dict = {}
+
+
+def apply(bridge, endpoint: str) -> None:
+    """Install every patch (once) and point them at this stack's bridge and endpoint."""
+    global _applied, _bridge, _endpoint
+    with _lock:
+        _bridge, _endpoint = bridge, endpoint
+        _state_clients.clear()
+        if _applied:
+            return
+        _patch_interface_groups()
+        _patch_snapshots()
+        _patch_state_machine_clients()
+        _patch_event_envelope()
+        _patch_lambda_targets()
+        _applied = True
+
+
+def forget_credentials() -> None:
+    """Drop the ASL interpreter's cached clients (their credentials die with a moto reset)."""
+    with _lock:
+        _state_clients.clear()
+
+
+# -- EC2: a primary interface's groups are its own -------------------------------------------
+def _patch_interface_groups():
+    """moto reads a primary interface's groups as the union of its own and the instance's
+    launch-time groups, so a swap never removes the old ones; AWS reads back exactly what was set.
+    Setting the primary interface's groups also sets the instance's, as in AWS, and
+    `ModifyInstanceAttribute Groups=` replaces the primary interface's groups instead of adding.
+    """
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface, NetworkInterfaceBackend
+    from moto.ec2.models.instances import InstanceBackend
+
+    NetworkInterface.group_set = property(lambda self: list(self._group_set))
+
+    original_modify_eni = NetworkInterfaceBackend.modify_network_interface_attribute
+
+    def modify_network_interface_attribute(self, eni_id, group_ids, *args, **kwargs):
+        original_modify_eni(self, eni_id, group_ids, *args, **kwargs)
+        eni = self.get_network_interface(eni_id)
+        if group_ids and eni.instance is not None and eni.instance.nics.get(0) is eni:
+            eni.instance.security_groups = list(eni._group_set)
+
+    NetworkInterfaceBackend.modify_network_interface_attribute = modify_network_interface_attribute
+
+    original_modify_instance = InstanceBackend.modify_instance_security_groups
+
+    def modify_instance_security_groups(self, instance_id, new_group_id_list):
+        instance = original_modify_instance(self, instance_id, new_group_id_list)
+        if 0 in instance.nics:
+            instance.nics[0]._group_set = list(instance.security_groups)
+        return instance
+
+    InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
+
+
+# -- EBS: snapshots that take time -------------------------------------------------------------
+def hold_snapshots(polls: int) -> None:
+    """Snapshots created from now on read `pending` for their first `polls` DescribeSnapshots."""
+    _snapshot_hold["polls"] = max(0, int(polls))
+
+
+def _patch_snapshots():
+    """moto completes snapshots at once and CreateSnapshots returns no State; in AWS a snapshot
+    is `pending` for a while and every CreateSnapshots entry carries its State and Progress."""
+    from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
+
+    original_init = Snapshot.__init__
+
+    def __init__(self, *args, **kwargs):
+        self._hold_polls = _snapshot_hold["polls"]
+        self._polls_seen = 0
+        original_init(self, *args, **kwargs)
+
+    def get_status(self):
+        if self._polls_seen < self._hold_polls:
+            return "pending"
+        return self._status
+
+    def set_status(self, value):
+        self._status = value
+
+    Snapshot.__init__ = __init__
+    Snapshot.status = property(get_status, set_status)
+    Snapshot.state = property(get_status)
+    Snapshot.progress = property(lambda self: "100%" if get_status(self) == "completed" else "0%")
+
+    original_describe = EBSBackend.describe_snapshots
+
+    def describe_snapshots(self, snapshot_ids=None, filters=None):
+        matches = original_describe(self, snapshot_ids=snapshot_ids, filters=filters)
+        for snapshot in matches:
+            snapshot._polls_seen += 1
+        return matches
+
+    EBSBackend.describe_snapshots = describe_snapshots
+
+
+# -- Step Functions: the interpreter signs with the state machine's role ------------------------
+def _patch_state_machine_clients():
+    """moto's ASL interpreter signs its service calls with a fixed key ("ak"), which IAM
+    enforcement rejects; AWS signs them with the state machine's role. Sign with credentials
+    issued for that role, and answer Lambda tasks through the in-process bridge."""
+    import moto.stepfunctions.parser.asl.utils.boto_client as boto_client_module
+
+    original = boto_client_module.boto_client_for
+    _import_task_modules()  # each task module holds its own reference to the function
+    for module in list(sys.modules.values()):
+        if getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = state_machine_client
+
+
+def _import_task_modules():
+    import importlib
+    import pkgutil
+
+    import moto.stepfunctions.parser.asl.component.state.exec.state_task as tasks
+
+    for info in pkgutil.walk_packages(tasks.__path__, tasks.__name__ + "."):
+        importlib.import_module(info.name)
+
+
+def state_machine_client(region: str, service: str, state_credentials=None):
+    """A client for the ASL interpreter, signed as the state machine's role."""
+    role_arn = getattr(state_credentials, "role_arn", None)
+    key = (region, service, role_arn)
+    with _lock:
+        found = _state_clients.get(key)
+        if found is None:
+            keys = _role_keys(role_arn, region) if role_arn else ("ak", "sk", None)
+            found = boto3.session.Session().client(
+                service,
+                region_name=region,
+                endpoint_url=_endpoint,
+                aws_access_key_id=keys[0],
+                aws_secret_access_key=keys[1],
+                aws_session_token=keys[2],
+                config=Config(
+                    parameter_validation=False,
+                    retries={"max_attempts": 0, "total_max_attempts": 1},
+                    connect_timeout=60,
+                    read_timeout=60,
+                ),
+            )
+            if service == "lambda" and _bridge is not None:
+                _bridge.install(found)
+            _state_clients[key] = found
+    return found
+
+
+def _role_keys(role_arn: str, region: str):
+    """Credentials for `role_arn`, issued the way Step Functions gets them: by assuming it."""
+    from moto.utilities.utils import get_partition
+    from moto.sts.models import sts_backends
+
+    account = role_arn.split(":")[4]
+    role = sts_backends[account][get_partition(region)].assume_role(
+        region_name=region,
+        role_session_name="states-execution",
+        role_arn=role_arn,
+        policy=None,
+        duration=3600,
+        external_id=None,
+    )
+    return role.access_key_id, role.secret_access_key, role.session_token
+
+
+# -- EventBridge: the envelope, and Lambda targets ---------------------------------------------
+def _patch_event_envelope():
+    """moto's default target input drops the envelope's `account`, which Chalice's event parsing
+    (and every consumer of the EventBridge envelope) requires."""
+    from moto.events.utils import EventTemplateParser
+
+    template = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE
+    if '"account"' not in template:
+        EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = template.replace(
+            '"version": "0",', '"version": "0", "account": "<account>",'
+        )
+
+
+def _patch_lambda_targets():
+    """moto's EventBridge delivers to SQS, logs and buses, not Lambda; AWS invokes a Lambda
+    target asynchronously with the event. Deliver Lambda targets to the in-process bridge."""
+    from moto.events.models import Rule
+    from moto.events.utils import EventTemplateParser
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self, original_event, transform_input=True):
+        lambda_targets = [t for t in self.targets if parse_arn(t["Arn"]).service == "lambda"]
+        if lambda_targets and _bridge is not None and self.event_pattern.matches_event(original_event):
+            for target in lambda_targets:
+                transformer = target.get("InputTransformer", {})
+                event = EventTemplateParser.parse(
+                    input_template=transformer.get("InputTemplate"),
+                    input_paths_map=transformer.get("InputPathsMap", {}),
+                    event=original_event,
+                )
+                if isinstance(event.get("time"), (int, float)):
+                    event["time"] = datetime.fromtimestamp(event["time"], timezone.utc).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ"
+                    )
+                _bridge.invoke_async(target["Arn"], event, source="eventbridge")
+        others = [t for t in self.targets if t not in lambda_targets]
+        if others:
+            rule = copy.copy(self)
+            rule.targets = others
+            original(rule, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets

@@ -1,0 +1,94 @@
+"""Provision the app's resources on the embedded AWS, as deployment would in a real account.
+
+Names come from chalicelib.names and definitions from chalicelib (the incidents table, the state
+machine), so the local stack runs exactly what is deployed.
+"""
+
+import json
+import os
+
+from chalicelib import incidents, names, statemachine
+
+STATE_MACHINE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "states.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def state_machine_policy(function_arns, topic_arn) -> dict:
+    """What the state machine's role may do: invoke its steps and publish reports."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "lambda:InvokeFunction",
+             "Resource": sorted(function_arns.values())},
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
+        ],
+    }
+
+
+def provision(stack) -> dict:
+    """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
+    export their names into the environment the app's functions read. Returns the names."""
+    stage, region, account = stack.stage, stack.region, stack.account
+    created = {
+        "INCIDENTS_TABLE": names.incidents_table(stage),
+        "TOPIC_ARN": names.topic_arn(region, account, stage),
+        "STATE_MACHINE_ARN": names.state_machine_arn(region, account, stage),
+    }
+
+    dynamodb = stack.client("dynamodb")
+    dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION)
+
+    stack.client("sns").create_topic(Name=names.topic(stage))
+
+    function_arns = statemachine.step_function_arns(region, account, stage)
+    iam = stack.client("iam")
+    role_arn = iam.create_role(
+        RoleName=names.state_machine_role(stage),
+        AssumeRolePolicyDocument=json.dumps(STATE_MACHINE_TRUST),
+    )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=names.state_machine_role(stage),
+        PolicyName="state-machine",
+        PolicyDocument=json.dumps(state_machine_policy(function_arns, created["TOPIC_ARN"])),
+    )
+    stack.client("stepfunctions").create_state_machine(
+        name=names.state_machine(stage),
+        definition=json.dumps(statemachine.build(function_arns, created["TOPIC_ARN"])),
+        roleArn=role_arn,
+        type="STANDARD",
+    )
+
+    install_rules(stack)
+    os.environ.update(created)
+    return created
+
+
+def install_rules(stack) -> list[str]:
+    """One rule per `@app.on_cw_event`, with the app's own pattern, targeting its function."""
+    import app as chalice_app_module
+    from chalice.app import CloudWatchEventConfig
+
+    events = stack.client("events")
+    rules = []
+    for source in chalice_app_module.app.event_sources:
+        if not isinstance(source, CloudWatchEventConfig):
+            continue
+        rule = names.rule(stack.stage, source.name)
+        events.put_rule(Name=rule, EventPattern=json.dumps(source.event_pattern), State="ENABLED")
+        events.put_targets(
+            Rule=rule,
+            Targets=[{
+                "Id": "handler",
+                "Arn": names.function_arn(stack.region, stack.account, stack.stage, source.name),
+            }],
+        )
+        rules.append(rule)
+    return rules

@@ -1,0 +1,46 @@
+"""Read moto's request recorder as (service, action) calls, for request budgets and
+no-mutation checks. The recorder is moto's own (`/moto-api/recorder/*`); this only parses it."""
+
+import base64
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from local.faults import identify
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str | None
+    action: str | None
+    body: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}:{self.action}"
+
+
+def start(stack) -> None:
+    """Forget earlier requests and record from now on."""
+    stack.moto_api("recorder/reset-recording", b"")
+    stack.moto_api("recorder/start-recording", b"")
+
+
+def stop(stack) -> None:
+    stack.moto_api("recorder/stop-recording", b"")
+
+
+def calls(stack) -> list[Call]:
+    """Every request recorded since `start`, in order."""
+    found = []
+    for line in stack.moto_api("recorder/download-recording").decode().splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        body = entry.get("body") or ""
+        if entry.get("body_encoded"):
+            body = base64.b64decode(body).decode("utf-8", "replace")
+        url = urlsplit(entry["url"])
+        service, action = identify(entry["headers"], entry["method"], url.path, url.query, body)
+        found.append(Call(service, action, body))
+    return found

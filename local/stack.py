@@ -1,0 +1,215 @@
+"""The embedded AWS: one function, `start()`, used by the tests, `make local` and `make demo`.
+
+moto runs in-process in server mode (Step Functions executing the real definition), behind the
+fault-injection middleware; the fidelity patches are applied; Lambda invocations go to the app's
+own handlers through the bridge; the app's resources are provisioned; and the Chalice API is
+served with the stage's settings, overridden by the process environment.
+"""
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+
+from local import patches, provision
+from local.bridge import LambdaBridge
+from local.faults import CONTROL_PATH, FaultMiddleware, FaultRegistry
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+HOST = "127.0.0.1"
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stage_environment(stage: str, environ=None, project_dir: str = PROJECT_DIR) -> dict:
+    """The settings a function of `stage` sees: the stage's values, overridden by `environ`.
+
+    `chalice local` does the opposite (the stage's values win over the shell's); here any setting
+    given in the environment of `make local` or a test wins, as the README promises.
+    """
+    from chalicelib.settings import DEFAULTS
+
+    with open(os.path.join(project_dir, ".chalice", "config.json")) as handle:
+        config = json.load(handle)
+    values = dict(config.get("environment_variables", {}))
+    values.update(config["stages"][stage].get("environment_variables", {}))
+    environ = os.environ if environ is None else environ
+    for name in DEFAULTS:
+        if name in environ:
+            values[name] = environ[name]
+    return values
+
+
+class Stack:
+    """A running embedded AWS with the app provisioned on it."""
+
+    def __init__(self, stage, moto_server, endpoint, api_server, api_url, bridge, faults, names):
+        self.stage = stage
+        self.region = REGION
+        self.account = ACCOUNT
+        self.endpoint = endpoint
+        self.api_url = api_url
+        self.bridge = bridge
+        self.faults = faults
+        self.names = names  # what provisioning created: topic_arn, table, state_machine_arn…
+        self._moto_server = moto_server
+        self._api_server = api_server
+
+    def client(self, service: str, **kwargs):
+        """A boto3 client on the embedded AWS (test credentials, no retries hiding faults)."""
+        import boto3
+        from botocore.config import Config
+
+        kwargs.setdefault("config", Config(retries={"mode": "standard", "max_attempts": 1}))
+        return boto3.session.Session().client(
+            service,
+            region_name=kwargs.pop("region_name", REGION),
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            **kwargs,
+        )
+
+    def configure(self, **settings: str) -> None:
+        """Set settings for the app (as `make local`'s environment would) and reload them."""
+        from chalicelib import settings as app_settings
+
+        os.environ.update({name: str(value) for name, value in settings.items()})
+        app_settings.reload()
+
+    def hold_snapshots(self, polls: int) -> None:
+        """New snapshots read `pending` for their first `polls` DescribeSnapshots calls."""
+        patches.hold_snapshots(polls)
+
+    def moto_api(self, path: str, payload=None):
+        """Call moto's own API (reset, config, recorder…) on this server."""
+        data = None if payload is None else (
+            payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        )
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/{path}", data=data, method="POST" if data is not None else "GET"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
+
+    def reset(self) -> None:
+        """Back to a freshly provisioned stack: moto's state, faults, holds and counters."""
+        from chalicelib import aws
+
+        self.bridge.wait_idle()
+        self.faults.reset()
+        patches.hold_snapshots(0)
+        self.moto_api("reset", b"")
+        patches.forget_credentials()
+        aws.reset()
+        self.names = provision.provision(self)
+        self.bridge.forget()
+
+    def stop(self) -> None:
+        if self._api_server is not None:
+            self._api_server.shutdown()
+        self._moto_server.stop()
+
+
+class _FaultableMotoServer:
+    """moto's ThreadedMotoServer, with the fault middleware in front of its WSGI app."""
+
+    def __init__(self, port: int, faults: FaultRegistry):
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = FaultMiddleware(DomainDispatcherApplication(create_backend_app), faults)
+        self.server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="moto")
+        self._thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self._thread.join()
+
+
+def start(stage: str = "dev", aws_port: int | None = None, api_port: int | None = None,
+          environ=None, serve_api: bool = True, verbose: bool = False) -> Stack:
+    """Start the embedded AWS and the local API; ports from LOCAL_AWS_PORT / LOCAL_API_PORT
+    (default 5000 / 8000; 0 picks a free port). Settings: the stage's, then `environ`'s."""
+    environ = dict(os.environ if environ is None else environ)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    aws_port = int(environ.get("LOCAL_AWS_PORT", 5000)) if aws_port is None else aws_port
+    api_port = int(environ.get("LOCAL_API_PORT", 8000)) if api_port is None else api_port
+
+    faults = FaultRegistry()
+    moto_server = _FaultableMotoServer(aws_port, faults)
+    endpoint = f"http://{HOST}:{moto_server.port}"
+    os.environ.update(
+        {
+            "MOTO_PORT": str(moto_server.port),  # the ASL interpreter calls localhost:$MOTO_PORT
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "AWS_SECRET_ACCESS_KEY": environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(stage_environment(stage, environ))
+    _point_recorder_at_temp_file()
+
+    import app as chalice_app_module  # the app reads its settings lazily, after the env is set
+    from chalicelib import aws, settings
+
+    aws.reset()
+    bridge = LambdaBridge(chalice_app_module.app, stage, REGION, ACCOUNT, faults)
+    patches.apply(bridge, endpoint)
+    stack = Stack(stage, moto_server, endpoint, None, None, bridge, faults, {})
+    stack.moto_api("config", {"stepfunctions": {"execute_state_machine": True}})
+    stack.names = provision.provision(stack)
+    settings.reload()
+
+    if serve_api:
+        from local.api import make_server
+
+        api_server = make_server(chalice_app_module.app, stage, HOST, api_port, bridge)
+        threading.Thread(target=api_server.server.serve_forever, daemon=True, name="api").start()
+        stack._api_server = api_server
+        stack.api_url = f"http://{HOST}:{api_server.server.server_address[1]}"
+    _wait_until_answering(stack)
+    if verbose:
+        print(f"ready: embedded AWS at {stack.endpoint}, API at {stack.api_url}", flush=True)
+    return stack
+
+
+def _point_recorder_at_temp_file():
+    """moto records requests to ./moto_recording by default; keep them out of the work tree."""
+    from moto.moto_api import recorder
+
+    if recorder._location == "moto_recording":
+        handle, path = tempfile.mkstemp(prefix="moto-recording-", suffix=".jsonl")
+        os.close(handle)
+        recorder._location = path
+
+
+def _wait_until_answering(stack: Stack, timeout: float = 30.0) -> None:
+    urls = [f"{stack.endpoint}{CONTROL_PATH}"]
+    if stack.api_url:
+        urls.append(stack.api_url)
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while True:
+            try:
+                host, port = url.split("//")[1].split("/")[0].split(":")
+                with socket.create_connection((host, int(port)), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {timeout} s") from None
+                time.sleep(0.05)
