@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import NamedTuple
 
 APP_NAME = "ec2-quarantine"
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 5  # in all, the first included
 
 _function_name: ContextVar[str] = ContextVar("function_name", default=APP_NAME)
 _lock = threading.Lock()
@@ -62,7 +62,7 @@ def _make_client(service, region, credentials, function):
     if _session is None:
         _session = boto3.session.Session()
     config = Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         user_agent_extra=f"{APP_NAME}/{function}",
         connect_timeout=5,
         read_timeout=30,

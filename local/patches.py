@@ -94,7 +94,8 @@ def _patch_snapshots():
         original_init(self, *args, **kwargs)
 
     def get_status(self):
-        if self._polls_seen < self._hold_polls:
+        # describe_snapshots counts a poll before the response is rendered: poll n sees n.
+        if self._hold_polls and self._polls_seen <= self._hold_polls:
             return "pending"
         return self._status
 
@@ -163,10 +164,18 @@ def state_machine_client(region: str, service: str, state_credentials=None):
                     read_timeout=60,
                 ),
             )
+            found.meta.events.register("after-call", _ensure_request_id)
             if service == "lambda" and _bridge is not None:
                 _bridge.install(found)
             _state_clients[key] = found
     return found
+
+
+def _ensure_request_id(parsed, **_):
+    """moto's authorization failures carry no request id; AWS's always do, and the interpreter's
+    error mapping reads it (a KeyError there fails the whole execution with States.Runtime)."""
+    metadata = parsed.setdefault("ResponseMetadata", {})
+    metadata.setdefault("RequestId", "00000000-0000-0000-0000-000000000000")
 
 
 def _role_keys(role_arn: str, region: str):

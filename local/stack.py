@@ -58,21 +58,29 @@ class Stack:
         self.names = names  # what provisioning created: topic_arn, table, state_machine_arn…
         self._moto_server = moto_server
         self._api_server = api_server
+        self._lock = threading.Lock()
+        self._session = None
+        self._clients = {}
 
-    def client(self, service: str, **kwargs):
-        """A boto3 client on the embedded AWS (test credentials, no retries hiding faults)."""
+    def client(self, service: str, region: str = REGION):
+        """A boto3 client on the embedded AWS (test credentials; no retries to hide faults)."""
         import boto3
         from botocore.config import Config
 
-        kwargs.setdefault("config", Config(retries={"mode": "standard", "max_attempts": 1}))
-        return boto3.session.Session().client(
-            service,
-            region_name=kwargs.pop("region_name", REGION),
-            endpoint_url=self.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            **kwargs,
-        )
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[key] = self._session.client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self.endpoint,
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+                )
+            return self._clients[key]
 
     def configure(self, **settings: str) -> None:
         """Set settings for the app (as `make local`'s environment would) and reload them."""
@@ -91,7 +99,8 @@ class Stack:
             payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         )
         request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/{path}", data=data, method="POST" if data is not None else "GET"
+            f"{self.endpoint}/moto-api/{path}", data=data,
+            method="GET" if data is None else "POST", headers={"Content-Type": "text/plain"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()

@@ -1,0 +1,160 @@
+"""Each fidelity patch makes moto behave like AWS; each test here fails on plain moto."""
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.helpers import wait_execution
+
+
+def _vpc_with_groups(ec2, count=3):
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    groups = [
+        ec2.create_security_group(GroupName=f"g{n}", Description="t", VpcId=vpc)["GroupId"]
+        for n in range(count)
+    ]
+    return vpc, subnet, groups
+
+
+def _launch(ec2, subnet, groups):
+    return ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                             SubnetId=subnet, SecurityGroupIds=groups)["Instances"][0]
+
+
+def _interface_groups(ec2, eni):
+    described = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+    return sorted(g["GroupId"] for g in described["Groups"])
+
+
+def test_primary_interface_groups_read_back_exactly_as_set(stack):
+    ec2 = stack.client("ec2")
+    _, subnet, (launch_group, isolation, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [launch_group])
+    eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[isolation])
+
+    assert _interface_groups(ec2, eni) == [isolation]
+    described = ec2.describe_instances(InstanceIds=[instance["InstanceId"]])
+    reservation = described["Reservations"][0]["Instances"][0]
+    assert [g["GroupId"] for g in reservation["SecurityGroups"]] == [isolation]
+
+
+def test_modify_instance_attribute_groups_replaces_the_primary_interfaces(stack):
+    ec2 = stack.client("ec2")
+    _, subnet, (first, second, third) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [first, second])
+    eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+
+    ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], Groups=[third])
+
+    assert _interface_groups(ec2, eni) == [third]
+
+
+def test_secondary_interface_keeps_its_own_groups(stack):
+    ec2 = stack.client("ec2")
+    _, subnet, (primary_group, secondary_group, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [primary_group])
+    eni = ec2.create_network_interface(SubnetId=subnet, Groups=[secondary_group])[
+        "NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=instance["InstanceId"],
+                                 DeviceIndex=1)
+    assert _interface_groups(ec2, eni) == [secondary_group]
+
+
+def test_snapshots_can_be_held_pending_for_n_polls(stack):
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [group])
+    stack.hold_snapshots(2)
+
+    created = ec2.create_snapshots(InstanceSpecification={"InstanceId": instance["InstanceId"]})
+    ids = [s["SnapshotId"] for s in created["Snapshots"]]
+    assert [s["State"] for s in created["Snapshots"]] == ["pending"]
+
+    states = [ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"][0]["State"] for _ in range(3)]
+    assert states == ["pending", "pending", "completed"]
+
+
+def test_snapshots_complete_at_once_without_a_hold(stack):
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [group])
+    created = ec2.create_snapshots(InstanceSpecification={"InstanceId": instance["InstanceId"]})
+    assert [s["State"] for s in created["Snapshots"]] == ["completed"]
+
+
+@pytest.fixture
+def iam_enforced(stack):
+    """moto's IAM enforcement on, with an administrator's client; off again afterwards."""
+    iam = stack.client("iam")
+    iam.create_user(UserName="admin")
+    iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="admin")["AccessKey"]
+    stack.moto_api("reset-auth", b"0")
+    try:
+        yield lambda service: _client_as(stack, service, key)
+    finally:
+        stack.moto_api("reset-auth", b"inf")
+
+
+def _client_as(stack, service, key):
+    import boto3
+
+    return boto3.session.Session().client(
+        service, region_name=stack.region, endpoint_url=stack.endpoint,
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+
+
+def _publishing_machine(stack, admin, name, role_actions):
+    iam = admin("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": role_actions, "Resource": "*"}]}))
+    definition = {"StartAt": "Publish", "States": {"Publish": {
+        "Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": stack.names["TOPIC_ARN"], "Message": "hello"}, "End": True}}}
+    return admin("stepfunctions").create_state_machine(
+        name=name, roleArn=role, definition=json.dumps(definition))["stateMachineArn"]
+
+
+def test_state_machine_integrations_are_signed_as_its_role(stack, iam_enforced):
+    """Plain moto signs with the key "ak", which IAM enforcement rejects for every role."""
+    admin = iam_enforced
+    allowed = _publishing_machine(stack, admin, "may-publish", ["sns:Publish"])
+    denied = _publishing_machine(stack, admin, "may-not-publish", ["sns:ListTopics"])
+    sfn = admin("stepfunctions")
+
+    ok = sfn.start_execution(stateMachineArn=allowed)["executionArn"]
+    refused = sfn.start_execution(stateMachineArn=denied)["executionArn"]
+
+    assert _wait_as(sfn, ok)["status"] == "SUCCEEDED"
+    failed = _wait_as(sfn, refused)
+    assert failed["status"] == "FAILED"
+    assert failed["error"].startswith("SNS.")
+
+
+def _wait_as(sfn, execution_arn):
+    import time
+
+    for _ in range(400):
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.05)
+    raise TimeoutError(execution_arn)
+
+
+def test_iam_enforcement_rejects_unknown_keys(stack, iam_enforced):
+    """The enforcement the signing patch relies on is really on in the test above."""
+    with pytest.raises(ClientError) as raised:
+        stack.client("sns").list_topics()
+    assert raised.value.response["Error"]["Code"] in ("InvalidClientTokenId", "AccessDenied")

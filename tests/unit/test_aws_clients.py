@@ -1,0 +1,71 @@
+"""chalicelib.aws: lazy, cached per service/region/credentials/function, thread-safe clients."""
+
+import sys
+import threading
+
+from chalicelib import aws
+from local import recording
+
+
+def test_importing_the_app_creates_no_client_and_imports_no_boto3():
+    code = ("import sys; import app; from chalicelib import aws; "
+            "assert aws._clients == {}; assert 'boto3' not in sys.modules, 'boto3 imported'")
+    import subprocess
+
+    from local.stack import PROJECT_DIR
+
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, check=True)
+
+
+def test_clients_are_cached_per_service_region_credentials_and_function():
+    aws.reset()
+    first = aws.client("ec2", "us-east-1")
+    assert aws.client("ec2", "us-east-1") is first
+    assert aws.client("ec2", "eu-west-1") is not first
+    assert aws.client("sns", "us-east-1") is not first
+    other = aws.Credentials("AKIAOTHER", "secret", "token")
+    assert aws.client("ec2", "us-east-1", other) is not first
+    with aws.acting_as("contain"):
+        assert aws.client("ec2", "us-east-1") is not first
+    assert aws.client("ec2", "us-east-1") is first
+
+
+def test_concurrent_first_use_makes_one_client():
+    aws.reset()
+    made = []
+    barrier = threading.Barrier(20)
+
+    def use():
+        barrier.wait()
+        made.append(aws.client("dynamodb", "us-east-1"))
+
+    threads = [threading.Thread(target=use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(client) for client in made}) == 1
+
+
+def test_clients_retry_in_standard_mode():
+    aws.reset()
+    retries = aws.client("ec2", "us-east-1").meta.config.retries
+    assert retries["mode"] == "standard"
+    assert retries["total_max_attempts"] == aws.MAX_ATTEMPTS
+
+
+def test_user_agent_names_the_calling_function(stack):
+    aws.reset()
+    recording.start(stack)
+    with aws.acting_as("ec2-quarantine-dev-contain"):
+        aws.client("ec2").describe_vpcs()
+    recording.stop(stack)
+    entries = stack.moto_api("recorder/download-recording").decode()
+    assert "ec2-quarantine/ec2-quarantine-dev-contain" in entries
+
+
+def test_throttling_is_retried(stack):
+    aws.reset()
+    stack.faults.arm("ec2", "DescribeVpcs", "RequestLimitExceeded", count=2)
+    assert aws.client("ec2").describe_vpcs()["Vpcs"]
+    assert len(stack.faults.fired) == 2
