@@ -2,29 +2,36 @@
 
 import logging
 
-from chalice import Chalice, IAMAuthorizer, Response
+from chalice import Chalice, IAMAuthorizer
 
-from chalicelib import findings, http, incidents, report, settings
+from chalicelib import findings, http, incidents, workflow
+from chalicelib.steps import contain, evidence, report
 
 app = Chalice(app_name="ec2-quarantine")
 app.log.setLevel(logging.INFO)
+logging.getLogger("chalicelib").setLevel(logging.INFO)
 iam = IAMAuthorizer()
+
+
+def _home(context) -> tuple[str, str]:
+    """(account, region) of this function, from its own ARN: no STS call needed."""
+    _, _, _, region, account, *_ = context.invoked_function_arn.split(":")
+    return account, region
 
 
 @app.on_cw_event(findings.EVENT_PATTERN, name="on_guardduty_finding")
 def on_guardduty_finding(event):
-    """A GuardDuty finding about an EC2 instance; never raises (a raise would be retried)."""
-    try:
-        request = findings.parse(event.detail)
-    except findings.MalformedFinding as error:
-        app.log.warning("dropped finding %s: %s", event.event_id, error)
-        return {"decision": "dropped", "reason": str(error)}
-    why_not = findings.qualifies(request.finding, settings.get())
-    if why_not:
-        app.log.info("dropped finding %s on %s: %s", request.finding.id, request.instance_id, why_not)
-        return {"decision": "dropped", "reason": why_not}
-    app.log.info("finding %s on %s qualifies", request.finding.id, request.instance_id)
-    return {"decision": "qualifies", "instance_id": request.instance_id}
+    return workflow.handle_finding(event.detail, _home(event.context)[0])
+
+
+@app.route("/quarantine", methods=["POST"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def quarantine():
+    request = app.current_request
+    account, region = _home(app.lambda_context)
+    caller = (request.context.get("identity") or {}).get("userArn") or ""
+    return http.respond(lambda: workflow.start(http.quarantine_request(
+        http.parse_json_object(request.raw_body), account, region, caller), account))
 
 
 @app.route("/incidents/{incident_id}", methods=["GET"], authorizer=iam)
@@ -32,6 +39,21 @@ def get_incident(incident_id):
     return http.respond(lambda: http.incident(incident_id, incidents.get))
 
 
+@app.lambda_function(name="contain")
+def contain_step(event, context):
+    return contain.run(event)
+
+
+@app.lambda_function(name="collect_evidence")
+def collect_evidence_step(event, context):
+    return evidence.collect(event)
+
+
+@app.lambda_function(name="check_snapshots")
+def check_snapshots_step(event, context):
+    return evidence.check(event)
+
+
 @app.lambda_function(name="report")
 def report_step(event, context):
-    return report.detection(event["incident"])
+    return report.run(event)

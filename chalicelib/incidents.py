@@ -41,26 +41,170 @@ TABLE_DEFINITION = {
 }
 
 
-def _table():
+ACTIVE = ("OPEN", "CONTAINED", "PARTIAL")
+OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
+
+
+class AlreadyActive(Exception):
+    """The instance is under an active incident; carries that incident's id."""
+
+    def __init__(self, incident_id: str):
+        super().__init__(incident_id)
+        self.incident_id = incident_id
+
+
+def new_id() -> str:
+    import secrets
+
+    return "inc-" + secrets.token_hex(6)
+
+
+def now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def instance_key(account: str, region: str, instance_id: str) -> str:
+    return f"{account}/{region}/{instance_id}"
+
+
+def _claim_key(account, region, instance_id) -> dict:
+    return {"pk": {"S": "claim#" + instance_key(account, region, instance_id)}}
+
+
+def _db():
     return aws.client("dynamodb")
+
+
+def _table_name() -> str:
+    return settings.get().incidents_table
+
+
+def claim(incident: dict) -> None:
+    """Write `incident` and make it its instance's active incident, atomically, in one request.
+
+    Raises AlreadyActive (with the active incident's id) when the instance has one: the claim
+    item of an instance points at its incident and is free only while that incident is inactive.
+    """
+    from botocore.exceptions import ClientError
+
+    key = _claim_key(incident["account_id"], incident["region"], incident["instance_id"])
+    try:
+        _db().transact_write_items(TransactItems=[
+            {"Put": {
+                "TableName": _table_name(),
+                "Item": {**key, "incident_id": {"S": incident["incident_id"]},
+                         "active": {"BOOL": True}},
+                "ConditionExpression": "attribute_not_exists(pk) OR active = :no",
+                "ExpressionAttributeValues": {":no": {"BOOL": False}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            {"Put": {"TableName": _table_name(), "Item": _item(incident)}},
+        ])
+    except ClientError as error:
+        reasons = error.response.get("CancellationReasons") or []
+        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            raise AlreadyActive(reasons[0]["Item"]["incident_id"]["S"]) from None
+        raise
+
+
+def record_finding(incident_id: str, finding: dict) -> dict:
+    """Append a further finding to an active incident; returns the incident as it now stands."""
+    return _update(
+        incident_id,
+        "SET findings = list_append(if_not_exists(findings, :empty), :finding), updated_at = :now",
+        {":finding": [finding], ":empty": [], ":now": now()},
+    )
+
+
+def record_step(incident_id: str, step: str, started: str, outcome: str, **fields) -> dict:
+    """Add a step to the incident's timeline, with the changes and errors it brings and any
+    further fields to set; returns the incident as it now stands."""
+    changes = fields.pop("changes", [])
+    errors = fields.pop("errors", [])
+    entry = {"step": step, "start": started, "end": now(), "outcome": outcome}
+    expression = ("SET timeline = list_append(if_not_exists(timeline, :empty), :entry), "
+                  "changes = list_append(if_not_exists(changes, :empty), :changes), "
+                  "errors = list_append(if_not_exists(errors, :empty), :errors), updated_at = :now")
+    values = {":entry": [entry], ":changes": changes, ":errors": errors, ":empty": [],
+              ":now": entry["end"]}
+    names = {}
+    for n, (name, value) in enumerate(sorted(fields.items())):
+        expression += f", #f{n} = :f{n}"  # names as placeholders: "status" is a reserved word
+        names[f"#f{n}"] = name
+        values[f":f{n}"] = value
+    return _update(incident_id, expression, values, names)
+
+
+def release_claim(incident: dict) -> None:
+    """Let the instance be claimed again (its incident ended inactive)."""
+    _db().update_item(
+        TableName=_table_name(),
+        Key=_claim_key(incident["account_id"], incident["region"], incident["instance_id"]),
+        UpdateExpression="SET active = :no",
+        ConditionExpression="incident_id = :id",
+        ExpressionAttributeValues={":no": {"BOOL": False}, ":id": {"S": incident["incident_id"]}},
+    )
 
 
 def get(incident_id: str) -> dict | None:
     """The incident with this id, or None."""
-    item = _table().get_item(
-        TableName=settings.get().incidents_table,
-        Key={"pk": {"S": incident_id}},
-        ConsistentRead=True,
+    item = _db().get_item(
+        TableName=_table_name(), Key={"pk": {"S": incident_id}}, ConsistentRead=True
     ).get("Item")
     return _plain(item) if item else None
 
 
+def _item(incident: dict) -> dict:
+    from boto3.dynamodb.types import TypeSerializer
+
+    item = {**incident, "pk": incident["incident_id"], "record_type": "incident",
+            "instance_key": instance_key(incident["account_id"], incident["region"],
+                                         incident["instance_id"])}
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(_storable(value)) for key, value in item.items()
+            if value is not None}
+
+
+def _update(incident_id: str, expression: str, values: dict, names=None) -> dict:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    response = _db().update_item(
+        TableName=_table_name(),
+        Key={"pk": {"S": incident_id}},
+        UpdateExpression=expression,
+        ConditionExpression="attribute_exists(pk)",
+        ExpressionAttributeValues={k: serializer.serialize(_storable(v)) for k, v in values.items()},
+        **({"ExpressionAttributeNames": names} if names else {}),
+        ReturnValues="ALL_NEW",
+    )
+    return _plain(response["Attributes"])
+
+
+def _storable(value):
+    """Floats become Decimals (DynamoDB has no float type)."""
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return value
+
+
 def _plain(item: dict) -> dict:
-    """A DynamoDB item as plain JSON values."""
+    """A DynamoDB item as plain JSON values, without the table's own keys."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
-    return {key: _jsonable(deserializer.deserialize(value)) for key, value in item.items()}
+    plain = {key: _jsonable(deserializer.deserialize(value)) for key, value in item.items()}
+    for internal in ("pk", "record_type", "instance_key"):
+        plain.pop(internal, None)
+    return plain
 
 
 def _jsonable(value):

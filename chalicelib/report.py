@@ -19,23 +19,75 @@ def subject(text: str) -> str:
     return flat
 
 
-def detection(incident: dict) -> dict:
-    """The notice sent when an incident opens: who, what, and that containment has started."""
-    instance = incident.get("instance_id", "unknown instance")
+def _describe(incident: dict) -> str:
+    return (f"{incident.get('instance_id', '?')} in account {incident.get('account_id', '?')}, "
+            f"region {incident.get('region', '?')}")
+
+
+def _trigger(incident: dict) -> str:
     finding = incident.get("finding") or {}
+    if finding:
+        return (f"GuardDuty finding {finding.get('type')} (severity {finding.get('severity')}, "
+                f"id {finding.get('id')})")
+    return f"manual request: {incident.get('reason') or 'no reason given'}"
+
+
+def detection(incident: dict) -> dict:
+    """The notice sent when an incident opens (beside containment, never in front of it)."""
     lines = [
-        f"ec2-quarantine opened incident {incident.get('incident_id', '?')} for {instance}"
-        f" in account {incident.get('account_id', '?')}, region {incident.get('region', '?')}.",
+        f"ec2-quarantine opened incident {incident['incident_id']} for {_describe(incident)}.",
+        f"Trigger: {_trigger(incident)}",
         "",
-        f"Trigger: {finding.get('type') or incident.get('reason') or 'manual request'}",
-        f"Severity: {finding.get('severity', 'n/a')}",
-        "",
-        "Containment is under way; a report follows when it ends.",
+        "Containment is under way: isolation on every network interface, credentials cut,",
+        "termination protection, then snapshots of every volume. A report follows.",
     ]
-    return {
-        "subject": subject(f"[ec2-quarantine] {instance}: incident opened"),
-        "message": _with_json("\n".join(lines), incident),
-    }
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: incident opened"),
+            "message": _with_json("\n".join(lines), incident)}
+
+
+def final(incident: dict) -> dict:
+    """The report at the end: outcome, what changed, what failed, evidence, how to release."""
+    status = incident.get("status", "FAILED")
+    outcome = {"CONTAINED": "contained", "PARTIAL": "partially contained"}.get(status, "failed")
+    lines = [f"Incident {incident['incident_id']}: {_describe(incident)} is {outcome.upper()}.",
+             f"Trigger: {_trigger(incident)}", "", "Changes made:"]
+    changes = incident.get("changes") or []
+    lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> {c['after']}"
+              for c in changes] or ["  (none)"]
+    errors = incident.get("errors") or []
+    lines += ["", "Not done (errors):"]
+    lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
+              for e in errors] or ["  (none)"]
+    snapshots = (incident.get("evidence") or {}).get("snapshots") or {}
+    lines += ["", "Evidence (EBS snapshots, tagged QuarantineIncident="
+              f"{incident['incident_id']}):"]
+    lines += [f"  - {sid}: {state}" for sid, state in sorted(snapshots.items())] or ["  (none)"]
+    lines += ["", f"Further findings recorded on this incident: {len(incident.get('findings') or [])}",
+              "", "The instance was not terminated. To release it after the investigation, restore",
+              "the 'before' values listed above (the pre-incident state is also in the record).",
+              f"Incident record: GET /incidents/{incident['incident_id']}"]
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {outcome}"),
+            "message": _with_json("\n".join(lines), incident), "outcome": outcome}
+
+
+def duplicate(incident: dict, finding: dict | None) -> dict:
+    """A further finding for an instance already under an active incident."""
+    what = (f"GuardDuty finding {finding.get('type')} (id {finding.get('id')})" if finding
+            else "a further request")
+    lines = [f"{what} for {_describe(incident)} was recorded on active incident "
+             f"{incident['incident_id']} ({incident.get('status')}); nothing was re-run."]
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: finding recorded on "
+                               f"{incident['incident_id']}"),
+            "message": _with_json("\n".join(lines), incident)}
+
+
+def not_acted_on(request: dict, why: str) -> dict:
+    """A qualifying finding the product deliberately left alone (an exempt instance)."""
+    lines = [f"A qualifying finding for {_describe(request)} was not acted on: {why}.",
+             f"Trigger: {_trigger(request)}",
+             "Act by hand if needed: POST /quarantine with \"force\": true."]
+    return {"subject": subject(f"[ec2-quarantine] {request['instance_id']}: not acted on: {why}"),
+            "message": _with_json("\n".join(lines), request)}
 
 
 def _with_json(text: str, incident: dict) -> str:

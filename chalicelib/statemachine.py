@@ -7,7 +7,7 @@ functions can refer to each other without a dependency cycle.
 from chalicelib import names
 
 # The app's @app.lambda_function names that the state machine invokes.
-STEP_FUNCTIONS = ("report",)
+STEP_FUNCTIONS = ("contain", "collect_evidence", "check_snapshots", "report")
 
 # Transient failures worth retrying, by error name (not every error: a denied call stays denied).
 LAMBDA_TRANSIENT = [
@@ -44,31 +44,110 @@ def _retry(errors):
     ]
 
 
+def _task(function_arn, parameters, result_path, next_state, retry=LAMBDA_TRANSIENT, catch=None):
+    state = {"Type": "Task", "Resource": function_arn, "Parameters": parameters,
+             "ResultPath": result_path, "Retry": _retry(retry)}
+    state.update({"Next": next_state} if next_state else {"End": True})
+    if catch:
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], **catch}]
+    return state
+
+
+def _publish(topic_arn, notice_path):
+    return {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+            "Parameters": {"TopicArn": topic_arn, "Subject.$": f"{notice_path}.subject",
+                           "Message.$": f"{notice_path}.message"},
+            "Retry": _retry(SNS_TRANSIENT)}
+
+
 def build(function_arns: dict[str, str], topic_arn: str) -> dict:
-    """The ASL definition for the given step-function ARNs and report topic."""
-    return {
-        "Comment": f"{names.APP_NAME}: announce an incident",
-        "StartAt": "RenderDetection",
+    """The ASL definition for the given step-function ARNs and report topic.
+
+    Detect: NotifyDetected runs beside Contain, never in front of it. Every step catches its own
+    failure and the flow goes on: evidence after a failed containment, the report after failed
+    evidence. The execution fails only when containment did (the report's outcome says so).
+    Execution input: {"incident", "notice": {subject, message}, "timing": {poll_seconds,
+    deadline_seconds}}.
+    """
+    incident_only = {"incident.$": "$.incident"}
+    detection_branch = {
+        "StartAt": "NotifyDetected",
         "States": {
-            "RenderDetection": {
-                "Type": "Task",
-                "Resource": function_arns["report"],
-                "Parameters": {"kind": "detection", "incident.$": "$.incident"},
-                "ResultPath": "$.notice",
-                "Retry": _retry(LAMBDA_TRANSIENT),
-                "Next": "NotifyDetected",
+            "NotifyDetected": {**_publish(topic_arn, "$.notice"), "ResultPath": None,
+                               "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+                                          "Next": "DetectionNotSent"}],
+                               "Next": "DetectionSent"},
+            "DetectionSent": {"Type": "Pass", "Result": {"sent": True}, "End": True},
+            "DetectionNotSent": {"Type": "Pass", "Parameters": {"sent": False, "error.$": "$.error"},
+                                 "End": True},
+        },
+    }
+    contain_branch = {
+        "StartAt": "Contain",
+        "States": {
+            "Contain": {**_task(function_arns["contain"], incident_only, "$.result", None,
+                                catch={"ResultPath": "$.error", "Next": "ContainCrashed"}),
+                        "OutputPath": "$.result"},
+            "ContainCrashed": {"Type": "Pass",
+                               "Parameters": {"status": "FAILED", "error.$": "$.error"},
+                               "End": True},
+        },
+    }
+    return {
+        "Comment": f"{names.APP_NAME}: contain an instance, preserve evidence, report",
+        "StartAt": "Detect",
+        "States": {
+            "Detect": {
+                "Type": "Parallel",
+                "Branches": [detection_branch, contain_branch],
+                "ResultSelector": {"detection.$": "$[0]", "contain.$": "$[1]"},
+                "ResultPath": "$.results",
+                "Next": "CollectEvidence",
             },
-            "NotifyDetected": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sns:publish",
+            "CollectEvidence": _task(
+                function_arns["collect_evidence"],
+                {"incident.$": "$.incident", "timing.$": "$.timing"}, "$.evidence",
+                "SnapshotsDone", catch={"ResultPath": "$.evidence_error", "Next": "EvidenceCrashed"}),
+            "EvidenceCrashed": {
+                "Type": "Pass",
+                "Parameters": {"snapshot_ids": [], "done": True, "error.$": "$.evidence_error"},
+                "ResultPath": "$.evidence", "Next": "Report"},
+            "SnapshotsDone": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.evidence.done", "BooleanEquals": True, "Next": "Report"}],
+                "Default": "WaitForSnapshots"},
+            "WaitForSnapshots": {"Type": "Wait", "SecondsPath": "$.timing.poll_seconds",
+                                 "Next": "CheckSnapshots"},
+            "CheckSnapshots": _task(
+                function_arns["check_snapshots"],
+                {"incident.$": "$.incident", "evidence.$": "$.evidence"}, "$.evidence",
+                "SnapshotsDone", catch={"ResultPath": "$.evidence.error", "Next": "Report"}),
+            "Report": _task(
+                function_arns["report"],
+                {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence"},
+                "$.report", "NotifyReport",
+                catch={"ResultPath": "$.report_error", "Next": "ReportNotRendered"}),
+            "ReportNotRendered": {
+                "Type": "Pass",
                 "Parameters": {
-                    "TopicArn": topic_arn,
-                    "Subject.$": "$.notice.subject",
-                    "Message.$": "$.notice.message",
-                },
-                "ResultPath": None,
-                "Retry": _retry(SNS_TRANSIENT),
-                "End": True,
-            },
+                    "subject.$": "States.Format('[ec2-quarantine] {}: report step failed', "
+                                 "$.incident.instance_id)",
+                    "message.$": "States.Format('The report step of incident {} failed ({}); "
+                                 "check the incident record and the execution history.', "
+                                 "$.incident.incident_id, $.report_error.Error)",
+                    "outcome": "unknown"},
+                "ResultPath": "$.report", "Next": "NotifyReport"},
+            "NotifyReport": {**_publish(topic_arn, "$.report"), "ResultPath": None,
+                             "Catch": [{"ErrorEquals": ["States.ALL"],
+                                        "ResultPath": "$.notify_error", "Next": "Outcome"}],
+                             "Next": "Outcome"},
+            "Outcome": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.report.outcome", "StringEquals": "failed",
+                             "Next": "ContainmentFailed"}],
+                "Default": "Done"},
+            "ContainmentFailed": {"Type": "Fail", "Error": "ContainmentFailed",
+                                  "Cause": "containment changed nothing; see the report"},
+            "Done": {"Type": "Succeed"},
         },
     }

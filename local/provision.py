@@ -7,7 +7,7 @@ machine), so the local stack runs exactly what is deployed.
 import json
 import os
 
-from chalicelib import incidents, names, statemachine
+from chalicelib import incidents, names, settings, statemachine
 
 STATE_MACHINE_TRUST = {
     "Version": "2012-10-17",
@@ -68,6 +68,7 @@ def provision(stack) -> dict:
 
     install_rules(stack)
     os.environ.update(created)
+    settings.reload()
     return created
 
 

@@ -47,8 +47,10 @@ def stage_environment(stage: str, environ=None, project_dir: str = PROJECT_DIR) 
 class Stack:
     """A running embedded AWS with the app provisioned on it."""
 
-    def __init__(self, stage, moto_server, endpoint, api_server, api_url, bridge, faults, names):
+    def __init__(self, stage, moto_server, endpoint, api_server, api_url, bridge, faults, names,
+                 settings_env=None):
         self.stage = stage
+        self.settings_env = settings_env or {}  # what reset() returns the app's settings to
         self.region = REGION
         self.account = ACCOUNT
         self.endpoint = endpoint
@@ -115,8 +117,17 @@ class Stack:
         self.moto_api("reset", b"")
         patches.forget_credentials()
         aws.reset()
+        self._restore_settings()
         self.names = provision.provision(self)
         self.bridge.forget()
+
+    def _restore_settings(self) -> None:
+        from chalicelib import settings as app_settings
+
+        for name in app_settings.DEFAULTS:
+            os.environ.pop(name, None)
+        os.environ.update(self.settings_env)
+        app_settings.reload()
 
     def stop(self) -> None:
         if self._api_server is not None:
@@ -170,19 +181,19 @@ def start(stage: str = "dev", aws_port: int | None = None, api_port: int | None 
     )
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(stage_environment(stage, environ))
+    settings_env = stage_environment(stage, environ)
     _point_recorder_at_temp_file()
 
     import app as chalice_app_module  # the app reads its settings lazily, after the env is set
-    from chalicelib import aws, settings
+    from chalicelib import aws
 
     aws.reset()
     bridge = LambdaBridge(chalice_app_module.app, stage, REGION, ACCOUNT, faults)
     patches.apply(bridge, endpoint)
-    stack = Stack(stage, moto_server, endpoint, None, None, bridge, faults, {})
+    stack = Stack(stage, moto_server, endpoint, None, None, bridge, faults, {}, settings_env)
     stack.moto_api("config", {"stepfunctions": {"execute_state_machine": True}})
+    stack._restore_settings()
     stack.names = provision.provision(stack)
-    settings.reload()
 
     if serve_api:
         from local.api import make_server

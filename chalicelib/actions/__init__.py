@@ -1,0 +1,76 @@
+"""Containment and evidence actions: small objects that plan, apply and undo one change each.
+
+An action declares the IAM actions it needs (each function's policy file is generated from them),
+can *plan* (say exactly what it would change — dry-run), *apply* (make the change and return
+records of what was there before) and *undo* (restore from such a record — release). A step runs
+an ordered list of actions; one action's failure is recorded and the next one still runs.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    """The instance an incident is about, and what the actions share while acting on it."""
+
+    ec2: object  # boto3 EC2 client in the instance's account and region
+    incident: dict  # incident_id, instance_id, pre_state (interfaces, profile, volumes…), finding
+    cache: dict = field(default_factory=dict)  # e.g. isolation groups per VPC
+
+    @property
+    def instance_id(self) -> str:
+        return self.incident["instance_id"]
+
+    @property
+    def pre_state(self) -> dict:
+        return self.incident["pre_state"]
+
+
+def change(action: str, resource: str, attribute: str, before, after) -> dict:
+    """The record of one change: enough to report it and to undo it."""
+    return {"action": action, "resource": resource, "attribute": attribute,
+            "before": before, "after": after}
+
+
+class Action:
+    """One containment or evidence action. Subclasses set `name` and `permissions`."""
+
+    name = "action"
+    permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need
+    undo_permissions: tuple[str, ...] = ()  # IAM actions that undo needs
+    isolation = False  # part of cutting the instance off (counts towards CONTAINED)
+
+    def plan(self, target: Target) -> list[dict]:
+        raise NotImplementedError
+
+    def apply(self, target: Target) -> list[dict]:
+        raise NotImplementedError
+
+    def undo(self, target: Target, record: dict) -> None:
+        raise NotImplementedError
+
+
+def error_record(action: Action, resource: str, error: Exception) -> dict:
+    """An action's failure as the incident records and the report shows it."""
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code") or type(error).__name__
+    message = response.get("Error", {}).get("Message") or str(error)
+    return {"action": action.name, "resource": resource, "code": code, "message": message[:500]}
+
+
+def run(actions: list[Action], target: Target) -> tuple[list[dict], list[dict]]:
+    """Apply `actions` in order; returns (changes made, errors). Never raises for an action."""
+    changes, errors = [], []
+    for action in actions:
+        try:
+            made = action.apply(target)
+            changes.extend(made)
+            log.info("%s on %s: %d change(s)", action.name, target.instance_id, len(made))
+        except Exception as error:  # recorded, reported, and the next action still runs
+            log.warning("%s on %s failed: %s", action.name, target.instance_id, error)
+            errors.append(error_record(action, getattr(action, "resource", target.instance_id),
+                                       error))
+    return changes, errors

@@ -1,0 +1,163 @@
+"""Network isolation: the connection-tracking two-step on every interface.
+
+Changing security groups does not cut tracked connections. Each interface first gets a group that
+allows all traffic from and to 0.0.0.0/0 and ::/0 (flows become untracked), then the isolation
+group with no rules at all. One pair of groups per VPC, shared by every incident there, found by tag
+and VPC in one request, created race-safely, and checked for rules before every use.
+"""
+
+import logging
+
+from chalicelib.actions import Action, change
+
+log = logging.getLogger(__name__)
+
+ROLE_TAG = "ec2-quarantine"  # tag key on the product's groups; value "open" or "isolation"
+GROUP_NAMES = {"open": "ec2-quarantine-open", "isolation": "ec2-quarantine-isolation"}
+DESCRIPTIONS = {
+    "open": "ec2-quarantine: allows all traffic so existing flows become untracked",
+    "isolation": "ec2-quarantine: no rules; isolates what it is attached to",
+}
+GROUP_PERMISSIONS = (
+    "ec2:DescribeSecurityGroups",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateTags",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+)
+
+
+def find_groups(ec2, vpc_id: str) -> dict:
+    """The VPC's groups by role ("open", "isolation"), as described; one request."""
+    described = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": f"tag:{ROLE_TAG}", "Values": list(GROUP_NAMES)},
+    ])["SecurityGroups"]
+    found = {}
+    for group in described:
+        role = next(t["Value"] for t in group.get("Tags", []) if t["Key"] == ROLE_TAG)
+        found.setdefault(role, group)
+    return found
+
+
+def isolation_groups(target, vpc_id: str) -> dict:
+    """{"open": group id, "isolation": group id} for `vpc_id`, ready to use (cached per step)."""
+    cache = target.cache.setdefault("groups", {})
+    if vpc_id not in cache:
+        ec2 = target.ec2
+        groups = find_groups(ec2, vpc_id)
+        for role in GROUP_NAMES:
+            created = role not in groups
+            if created:
+                groups[role] = _create(ec2, vpc_id, role)
+            _make_rules_right(ec2, role, groups[role], created)
+        cache[vpc_id] = {role: group["GroupId"] for role, group in groups.items()}
+    return cache[vpc_id]
+
+
+def _create(ec2, vpc_id: str, role: str) -> dict:
+    """Create the group, or take the one a concurrent step created a moment ago."""
+    from botocore.exceptions import ClientError
+
+    try:
+        group_id = ec2.create_security_group(
+            GroupName=GROUP_NAMES[role], Description=DESCRIPTIONS[role], VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+                {"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": GROUP_NAMES[role]}]}],
+        )["GroupId"]
+        log.info("created %s group %s in %s", role, group_id, vpc_id)
+        # A new VPC group holds AWS's default egress rule; _make_rules_right removes it.
+        return {"GroupId": group_id, "IpPermissions": [],
+                "IpPermissionsEgress": ec2.describe_security_groups(GroupIds=[group_id])[
+                    "SecurityGroups"][0]["IpPermissionsEgress"]}
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "InvalidGroup.Duplicate":
+            raise
+        return ec2.describe_security_groups(Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "group-name", "Values": [GROUP_NAMES[role]]},
+        ])["SecurityGroups"][0]
+
+
+def _make_rules_right(ec2, role: str, group: dict, created: bool) -> None:
+    """Isolation: no rule at all (AWS's default egress rule, or one someone added). Open: all
+    traffic both ways."""
+    group_id = group["GroupId"]
+    if role == "isolation":
+        for rules, revoke in ((group.get("IpPermissions"), ec2.revoke_security_group_ingress),
+                              (group.get("IpPermissionsEgress"), ec2.revoke_security_group_egress)):
+            if rules:
+                if not created:
+                    log.warning("isolation group %s had rules; removing them", group_id)
+                _tolerate("InvalidPermission.NotFound", revoke, GroupId=group_id,
+                          IpPermissions=_bare(rules))
+        return
+    for rules, authorize in ((group.get("IpPermissions"), ec2.authorize_security_group_ingress),
+                             (group.get("IpPermissionsEgress"), ec2.authorize_security_group_egress)):
+        missing = _missing_all_traffic(rules or [])
+        if missing:
+            _tolerate("InvalidPermission.Duplicate", authorize, GroupId=group_id,
+                      IpPermissions=[{"IpProtocol": "-1", **missing}])
+
+
+def _missing_all_traffic(rules) -> dict:
+    """The all-traffic ranges (IPv4, IPv6) that `rules` do not grant yet."""
+    everything = [rule for rule in rules if rule.get("IpProtocol") == "-1"]
+    v4 = any(r.get("CidrIp") == "0.0.0.0/0" for rule in everything for r in rule.get("IpRanges", []))
+    v6 = any(r.get("CidrIpv6") == "::/0" for rule in everything for r in rule.get("Ipv6Ranges", []))
+    missing = {}
+    if not v4:
+        missing["IpRanges"] = [{"CidrIp": "0.0.0.0/0"}]
+    if not v6:
+        missing["Ipv6Ranges"] = [{"CidrIpv6": "::/0"}]
+    return missing
+
+
+def _bare(rules):
+    """Rules as Revoke* accepts them (without the read-only fields Describe adds)."""
+    keep = ("IpProtocol", "FromPort", "ToPort", "IpRanges", "Ipv6Ranges", "PrefixListIds",
+            "UserIdGroupPairs")
+    return [{k: v for k, v in rule.items() if k in keep and v not in (None, [])} for rule in rules]
+
+
+def _tolerate(code: str, call, **kwargs) -> None:
+    """Make `call`, treating `code` (someone else already did it) as success."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != code:
+            raise
+
+
+class IsolateInterface(Action):
+    """One interface: the all-open group, then the isolation group."""
+
+    name = "isolate-interface"
+    isolation = True
+    permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
+    undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
+
+    def __init__(self, interface: dict):
+        self.interface = interface  # {"id", "vpc_id", "groups"} from the pre-incident state
+        self.resource = interface["id"]
+
+    def plan(self, target):
+        existing = find_groups(target.ec2, self.interface["vpc_id"])
+        isolation = existing.get("isolation", {}).get("GroupId", "(new isolation group)")
+        return [change(self.name, self.resource, "groups", self.interface["groups"], [isolation])]
+
+    def apply(self, target):
+        groups = isolation_groups(target, self.interface["vpc_id"])
+        for role in ("open", "isolation"):
+            target.ec2.modify_network_interface_attribute(
+                NetworkInterfaceId=self.resource, Groups=[groups[role]])
+        return [change(self.name, self.resource, "groups", self.interface["groups"],
+                       [groups["isolation"]])]
+
+    def undo(self, target, record):
+        target.ec2.modify_network_interface_attribute(
+            NetworkInterfaceId=record["resource"], Groups=record["before"])

@@ -1,0 +1,36 @@
+"""Report: settle the incident's final status from what the steps recorded, and render the
+message NotifyReport publishes. A step that crashed is reported as such."""
+
+import logging
+
+from chalicelib import incidents, report
+
+log = logging.getLogger(__name__)
+
+
+def crash_errors(event: dict) -> list[dict]:
+    """Errors of steps that crashed or failed to run: the state machine caught them and put
+    them under `error` in that step's result; the step itself could record nothing."""
+    results = event.get("results") or {}
+    outcomes = {"detection-notice": results.get("detection"), "contain": results.get("contain"),
+                "evidence": event.get("evidence")}
+    return [
+        {"action": f"{step}-step", "resource": event["incident"]["instance_id"],
+         "code": outcome["error"].get("Error", "Unknown"),
+         "message": str(outcome["error"].get("Cause", ""))[:500]}
+        for step, outcome in outcomes.items() if (outcome or {}).get("error")
+    ]
+
+
+def run(event: dict) -> dict:
+    incident_id = event["incident"]["incident_id"]
+    started = incidents.now()
+    crashed = crash_errors(event)
+    stored = incidents.get(incident_id) or event["incident"]
+    final = stored.get("containment") or "FAILED"  # no record: containment never ran
+    incident = incidents.record_step(incident_id, "report", started,
+                                     incidents.OUTCOMES[final], errors=crashed, status=final)
+    if final == "FAILED":
+        incidents.release_claim(incident)  # nothing is contained: the next finding may act
+    log.info("incident %s ends %s", incident_id, final)
+    return report.final(incident)

@@ -1,0 +1,256 @@
+"""Start incidents: describe the instance, claim it atomically, start the execution.
+
+The critical path is three requests: DescribeInstances (which yields the exempt tag and the
+pre-incident state, written with the claim), the claim (one conditional write), StartExecution
+(named after the incident, so a retry cannot run twice). A further finding for an instance under
+an active incident is recorded on it and announced, not re-run; a claim whose execution never
+started is started by the next request for that instance.
+"""
+
+import json
+import logging
+import re
+import time
+from datetime import datetime, timezone
+
+from chalicelib import aws, findings, incidents, report, settings
+
+log = logging.getLogger(__name__)
+
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accepts more
+START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
+
+
+class Refused(Exception):
+    """The request cannot be acted on; status and code follow the HTTP API's contract."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def check_settings(current) -> None:
+    """Refuse to act under settings whose features have not landed yet."""
+    defaults = settings.load({})
+    for name in ("dry_run", "member_accounts", "member_role_name", "member_external_id"):
+        if getattr(current, name) != getattr(defaults, name):
+            raise Refused(503, "UnsupportedSetting",
+                          f"{name.upper()}={getattr(current, name)!r} is not supported yet; "
+                          "unset it (the app refuses to act rather than ignore it)")
+
+
+def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, dict]:
+    """Open an incident for `request` (or record it on the active one); (HTTP status, body)."""
+    current = settings.get()
+    check_settings(current)
+    if request.account_id != home_account:
+        raise Refused(403, "AccountNotAllowed",
+                      f"account {request.account_id} is not allowed: this deployment acts in "
+                      f"its home account {home_account} only")
+    instance = describe(request)
+    if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
+        if request.source == "guardduty":
+            announce(report.not_acted_on(request.to_dict(), "exempt"))
+            log.info("not acted on %s: exempt (%s=true)", request.instance_id, current.exempt_tag)
+            return 200, {"decision": "exempt", "instance_id": request.instance_id}
+        if not request.force:
+            raise Refused(409, "InstanceExempt",
+                          f"instance {request.instance_id} carries {current.exempt_tag}=true; "
+                          'send "force": true to quarantine it anyway')
+    incident = new_incident(request, instance)
+    try:
+        incidents.claim(incident)
+    except incidents.AlreadyActive as active:
+        return further(active.incident_id, request)
+    log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
+    return begin(incident)
+
+
+def describe(request: findings.QuarantineRequest) -> dict:
+    """The live instance; refusals for one that does not exist or is terminated."""
+    from botocore.exceptions import ClientError
+
+    try:
+        reservations = aws.client("ec2", request.region).describe_instances(
+            InstanceIds=[request.instance_id])["Reservations"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("InvalidInstanceID.NotFound",
+                                               "InvalidInstanceID.Malformed"):
+            reservations = []
+        else:
+            raise
+    if not reservations:
+        raise Refused(404, "InstanceNotFound",
+                      f"instance {request.instance_id} not found in {request.region}")
+    instance = reservations[0]["Instances"][0]
+    if instance["State"]["Name"] in ("shutting-down", "terminated"):
+        raise Refused(409, "InstanceTerminated",
+                      f"instance {request.instance_id} is {instance['State']['Name']}")
+    return instance
+
+
+def pre_state(instance: dict) -> dict:
+    """What containment will change, as it was: release restores exactly this."""
+    interfaces = sorted(instance.get("NetworkInterfaces", []),
+                        key=lambda n: n.get("Attachment", {}).get("DeviceIndex", 0))
+    return {
+        "interfaces": [{"id": n["NetworkInterfaceId"], "vpc_id": n["VpcId"],
+                        "device_index": n.get("Attachment", {}).get("DeviceIndex", 0),
+                        "groups": [g["GroupId"] for g in n.get("Groups", [])]}
+                       for n in interfaces],
+        "instance_profile": (instance.get("IamInstanceProfile") or {}).get("Arn"),
+        "volumes": [{"id": m["Ebs"]["VolumeId"], "device": m["DeviceName"],
+                     "delete_on_termination": m["Ebs"].get("DeleteOnTermination", False)}
+                    for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m],
+        "vpc_id": instance.get("VpcId"),
+        "subnet_id": instance.get("SubnetId"),
+        "state": instance["State"]["Name"],
+        "tags": instance.get("Tags", []),
+    }
+
+
+def new_incident(request: findings.QuarantineRequest, instance: dict) -> dict:
+    incident_id = incidents.new_id()
+    opened = incidents.now()
+    return {
+        "incident_id": incident_id,
+        "status": "OPEN",
+        "instance_id": request.instance_id,
+        "account_id": request.account_id,
+        "region": request.region,
+        "source": request.source,
+        "reason": request.reason,
+        "finding": _finding_ref(request),
+        "requested_by": request.requested_by,
+        "force": request.force,
+        "opened_at": opened,
+        "updated_at": opened,
+        "execution_arn": execution_arn(incident_id),
+        "pre_state": pre_state(instance),
+        "findings": [],
+    }
+
+
+def execution_name(incident_id: str) -> str:
+    if not EXECUTION_NAME.match(incident_id):
+        raise ValueError(f"{incident_id!r} cannot name an execution")
+    return incident_id
+
+
+def execution_arn(incident_id: str) -> str:
+    """Known before the execution starts, so the claim can hold it."""
+    machine = settings.get().state_machine_arn
+    return machine.replace(":stateMachine:", ":execution:") + ":" + execution_name(incident_id)
+
+
+def begin(incident: dict, status: int = 202) -> tuple[int, dict]:
+    """Start the incident's execution; its name makes a repeated start a no-op."""
+    from botocore.exceptions import ClientError
+
+    current = settings.get()
+    execution_input = {
+        "incident": _execution_view(incident),
+        "notice": report.detection(incident),
+        "timing": {"poll_seconds": current.snapshot_poll_seconds,
+                   "deadline_seconds": current.snapshot_deadline_seconds},
+    }
+    machine_region = current.state_machine_arn.split(":")[3]
+    try:
+        aws.client("stepfunctions", machine_region).start_execution(
+            stateMachineArn=current.state_machine_arn,
+            name=execution_name(incident["incident_id"]),
+            input=json.dumps(execution_input, default=str),
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            log.error("execution of %s did not start: %s", incident["incident_id"], error)
+            _mark_start_failed(incident["incident_id"])
+            raise Refused(503, "ExecutionNotStarted",
+                          f"incident {incident['incident_id']} is claimed but its execution did "
+                          "not start; repeat the request to start it") from None
+    return status, public(incident)
+
+
+def further(incident_id: str, request: findings.QuarantineRequest) -> tuple[int, dict]:
+    """Record a further finding or request on the active incident; start it if it never was."""
+    incident = incidents.record_finding(incident_id, {
+        **(_finding_ref(request) or {}), "source": request.source, "reason": request.reason,
+        "at": incidents.now()})
+    if _start_was_lost(incident):
+        log.warning("incident %s was claimed but never started: starting it", incident_id)
+        return begin(incident, status=200)
+    announce(report.duplicate(incident, _finding_ref(request)))
+    log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
+    return 200, public(incident)
+
+
+def _start_was_lost(incident: dict) -> bool:
+    if incident.get("execution_started") or incident.get("status") != "OPEN":
+        return False
+    if incident.get("start_failed"):
+        return True
+    opened = datetime.strptime(incident["opened_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return time.time() - opened.replace(tzinfo=timezone.utc).timestamp() > START_GRACE_SECONDS
+
+
+def _mark_start_failed(incident_id: str) -> None:
+    try:
+        incidents.record_step(incident_id, "start", incidents.now(), "failed", start_failed=True)
+    except Exception:  # the age check still finds the lost start
+        log.exception("could not mark %s as not started", incident_id)
+
+
+def announce(notice: dict) -> None:
+    topic = settings.get().topic_arn
+    aws.client("sns", topic.split(":")[3]).publish(
+        TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
+
+
+def public(incident: dict) -> dict:
+    """What the API answers about an incident it opened or found."""
+    return {
+        "incident_id": incident["incident_id"],
+        "status": incident["status"],
+        "instance_id": incident["instance_id"],
+        "account_id": incident["account_id"],
+        "region": incident["region"],
+        "execution_arn": incident["execution_arn"],
+        "status_url": f"/incidents/{incident['incident_id']}",
+    }
+
+
+def _execution_view(incident: dict) -> dict:
+    """The incident as the steps need it (not the further findings: they can grow)."""
+    return {key: value for key, value in incident.items() if key != "findings"}
+
+
+def _finding_ref(request: findings.QuarantineRequest):
+    finding = request.finding
+    if finding is None:
+        return None
+    return {"id": finding.id, "type": finding.type, "severity": finding.severity,
+            "title": finding.title}
+
+
+def handle_finding(detail, home_account: str) -> dict:
+    """The automatic path: a GuardDuty finding's detail, decided and acted on. Never raises:
+    every finding ends logged with its decision (a raise would only make Lambda retry it)."""
+    try:
+        request = findings.parse(detail)
+    except findings.MalformedFinding as error:
+        log.warning("dropped malformed finding: %s", error)
+        return {"decision": "dropped", "reason": str(error)}
+    why_not = findings.qualifies(request.finding, settings.get())
+    if why_not:
+        log.info("dropped finding %s on %s: %s", request.finding.id, request.instance_id, why_not)
+        return {"decision": "dropped", "reason": why_not}
+    try:
+        status, body = start(request, home_account)
+    except Refused as refusal:
+        log.warning("did not act on finding %s on %s: %s", request.finding.id,
+                    request.instance_id, refusal.message)
+        return {"decision": "refused", "reason": refusal.message, "code": refusal.code}
+    except Exception:
+        log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
+        return {"decision": "error", "instance_id": request.instance_id}
+    return {"decision": "acted", "status": status, **body}
