@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo local clean
+.PHONY: install test demo local policies clean
 
 install: $(INSTALLED)
 
@@ -23,6 +23,10 @@ demo: install
 
 local: install
 	$(BIN)/python -m local
+
+# Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
+policies: install
+	$(BIN)/python -m chalicelib.permissions .chalice
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build

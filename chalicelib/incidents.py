@@ -41,6 +41,11 @@ TABLE_DEFINITION = {
 }
 
 
+# IAM actions, declared next to the code that calls them (chalicelib.permissions collects them).
+READ_PERMISSIONS = ("dynamodb:GetItem",)
+CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item
+UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
+
 ACTIVE = ("OPEN", "CONTAINED", "PARTIAL")
 OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 

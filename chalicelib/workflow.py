@@ -17,6 +17,10 @@ from chalicelib import aws, findings, incidents, report, settings
 
 log = logging.getLogger(__name__)
 
+PERMISSIONS = (
+    "ec2:DescribeInstances", "states:StartExecution", "sns:Publish",
+    *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
+)
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
 

@@ -29,6 +29,7 @@ def apply(bridge, endpoint: str) -> None:
         if _applied:
             return
         _patch_interface_groups()
+        _patch_instance_attributes()
         _patch_snapshots()
         _patch_state_machine_clients()
         _patch_event_envelope()
@@ -73,6 +74,31 @@ def _patch_interface_groups():
         return instance
 
     InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
+
+
+def _patch_instance_attributes():
+    """moto ignores `ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=` and, worse, falls
+    through to its groups handler with no groups, wiping the instance's security groups. AWS sets
+    the attribute and leaves the groups alone."""
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original_dot_value = InstanceResponse._dot_value_instance_attribute_handler
+    original_groups = InstanceResponse._security_grp_instance_attribute_handler
+
+    def dot_value(self):
+        value = self._get_param("InstanceInitiatedShutdownBehavior.Value")
+        if value is None:
+            return original_dot_value(self)
+        self.error_on_dryrun()
+        self.ec2_backend.modify_instance_attribute(
+            self._get_param("InstanceId"), "instance_initiated_shutdown_behavior", value)
+        return True
+
+    def groups(self):
+        return bool(self._get_param("Groups", [])) and original_groups(self)
+
+    InstanceResponse._dot_value_instance_attribute_handler = dot_value
+    InstanceResponse._security_grp_instance_attribute_handler = groups
 
 
 # -- EBS: snapshots that take time -------------------------------------------------------------

@@ -75,7 +75,8 @@ def history(stack, execution_arn: str) -> list[dict]:
 
 
 def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = True,
-                tags: dict | None = None, vpc: dict | None = None) -> dict:
+                tags: dict | None = None, vpc: dict | None = None,
+                shutdown_behaviour: str = "terminate") -> dict:
     """An instance like a real one: launched with SecurityGroupIds, further interfaces carrying
     other groups, extra volumes, an instance profile. Returns ids of what was made."""
     ec2 = stack.client("ec2")
@@ -88,7 +89,8 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
                                         Description="app", VpcId=vpc["vpc_id"])["GroupId"]
               for n in range(interfaces + 1)]
     launch = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro",
-              "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2]}
+              "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2],
+              "InstanceInitiatedShutdownBehavior": shutdown_behaviour}
     if profile:
         iam = stack.client("iam")
         name = f"app-server-{time.monotonic_ns()}"
@@ -114,3 +116,73 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
         volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device=f"/dev/sd{'fghijklmnop'[index]}")
     return {"instance_id": instance_id, "interfaces": enis, **vpc}
+
+
+def deliver_finding(stack, event: dict) -> dict:
+    """PutEvents a finding and wait for the handler; returns what the handler decided."""
+    before = len(stack.bridge.invocations)
+    put_event(stack, event)
+    stack.bridge.wait_idle()
+    delivered = [i for i in stack.bridge.invocations[before:] if i.source == "eventbridge"]
+    assert len(delivered) <= 1
+    if not delivered:
+        return {"decision": "not delivered"}
+    assert delivered[0].error is None, delivered[0].result
+    return delivered[0].result
+
+
+def incident(stack, incident_id: str) -> dict:
+    from chalicelib import incidents
+
+    return incidents.get(incident_id)
+
+
+def finish(stack, result: dict, timeout: float = 90.0) -> tuple[dict, dict]:
+    """Wait for the execution behind a handler's or the API's answer; (incident, execution)."""
+    execution = wait_execution(stack, result["execution_arn"], timeout)
+    stack.bridge.wait_idle()
+    return incident(stack, result["incident_id"]), execution
+
+
+def interface_groups(stack, eni: str) -> list[str]:
+    described = stack.client("ec2").describe_network_interfaces(NetworkInterfaceIds=[eni])
+    return sorted(g["GroupId"] for g in described["NetworkInterfaces"][0]["Groups"])
+
+
+def product_groups(stack, vpc_id: str) -> dict:
+    groups = stack.client("ec2").describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "tag-key", "Values": ["ec2-quarantine"]}])["SecurityGroups"]
+    return {next(t["Value"] for t in g["Tags"] if t["Key"] == "ec2-quarantine"): g for g in groups}
+
+
+def instance_attribute(stack, instance_id: str, attribute: str):
+    described = stack.client("ec2").describe_instance_attribute(InstanceId=instance_id,
+                                                                Attribute=attribute)
+    return described[attribute[0].upper() + attribute[1:]]["Value"]
+
+
+def snapshots_of(stack, incident_id: str) -> list[dict]:
+    return stack.client("ec2").describe_snapshots(Filters=[
+        {"Name": "tag:QuarantineIncident", "Values": [incident_id]}])["Snapshots"]
+
+
+def instance_tags(stack, instance_id: str) -> dict:
+    described = stack.client("ec2").describe_instances(InstanceIds=[instance_id])
+    tags = described["Reservations"][0]["Instances"][0].get("Tags", [])
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def api(stack, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    """A request to the local API over real HTTP; (status, JSON body)."""
+    import urllib.error
+    import urllib.request
+
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(f"{stack.api_url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)

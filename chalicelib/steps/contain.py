@@ -16,6 +16,11 @@ from chalicelib.steps import target_for
 log = logging.getLogger(__name__)
 
 
+ACTION_CLASSES = (IsolateInterface, DetachInstanceProfile, TerminationProtection,
+                  ShutdownBehaviourStop, QuarantineTags)
+PERMISSIONS = incidents.UPDATE_PERMISSIONS
+
+
 def containment_actions(pre_state: dict) -> list[actions.Action]:
     """The ordered containment actions for an instance in `pre_state` (tags come last)."""
     return [IsolateInterface(interface) for interface in pre_state["interfaces"]] + [

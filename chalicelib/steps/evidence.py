@@ -11,6 +11,11 @@ from chalicelib.steps import target_for
 log = logging.getLogger(__name__)
 
 
+COLLECT_ACTION_CLASSES = (Snapshots,)
+COLLECT_PERMISSIONS = incidents.UPDATE_PERMISSIONS
+CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *incidents.UPDATE_PERMISSIONS)
+
+
 def collect(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()

@@ -8,6 +8,9 @@ from chalicelib import incidents, report
 log = logging.getLogger(__name__)
 
 
+PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS)
+
+
 def crash_errors(event: dict) -> list[dict]:
     """Errors of steps that crashed or failed to run: the state machine caught them and put
     them under `error` in that step's result; the step itself could record nothing."""

@@ -158,3 +158,19 @@ def test_iam_enforcement_rejects_unknown_keys(stack, iam_enforced):
     with pytest.raises(ClientError) as raised:
         stack.client("sns").list_topics()
     assert raised.value.response["Error"]["Code"] in ("InvalidClientTokenId", "AccessDenied")
+
+
+def test_shutdown_behaviour_is_set_and_groups_are_left_alone(stack):
+    """Plain moto ignores the attribute and wipes the instance's groups instead."""
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=subnet,
+                                 SecurityGroupIds=[group],
+                                 InstanceInitiatedShutdownBehavior="terminate")["Instances"][0]
+    ec2.modify_instance_attribute(InstanceId=instance["InstanceId"],
+                                  InstanceInitiatedShutdownBehavior={"Value": "stop"})
+    described = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
+                                                Attribute="instanceInitiatedShutdownBehavior")
+    assert described["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+    eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    assert _interface_groups(ec2, eni) == [group]

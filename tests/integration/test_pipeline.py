@@ -1,0 +1,168 @@
+"""The pipeline end to end on the embedded AWS: GuardDuty finding (PutEvents -> the app's rule
+-> handler) or HTTP request -> Step Functions -> containment, snapshots, reports on the topic."""
+
+from urllib.parse import parse_qs
+
+import pytest
+
+from local import recording
+from tests.helpers import (
+    api,
+    deliver_finding,
+    finish,
+    guardduty_event,
+    history,
+    instance_attribute,
+    instance_tags,
+    interface_groups,
+    make_victim,
+    messages,
+    product_groups,
+    snapshots_of,
+    subscribe_queue,
+)
+
+
+def _assert_contained(stack, victim, record):
+    groups = product_groups(stack, victim["vpc_id"])
+    isolation, open_group = groups["isolation"], groups["open"]
+    for eni in victim["interfaces"]:
+        assert interface_groups(stack, eni) == [isolation["GroupId"]]
+    assert isolation["IpPermissions"] == [] and isolation["IpPermissionsEgress"] == []
+    ec2 = stack.client("ec2")
+    assert ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"] == []
+    assert instance_attribute(stack, victim["instance_id"], "disableApiTermination") is True
+    assert instance_attribute(stack, victim["instance_id"],
+                              "instanceInitiatedShutdownBehavior") == "stop"
+    tags = instance_tags(stack, victim["instance_id"])
+    assert tags["QuarantineIncident"] == record["incident_id"]
+    assert tags["QuarantineStatus"] == "CONTAINED"
+    return isolation["GroupId"], open_group["GroupId"]
+
+
+def _swaps(calls):
+    """(interface, group) of every ModifyNetworkInterfaceAttribute, in the order made."""
+    found = []
+    for call in calls:
+        if call.name == "ec2:ModifyNetworkInterfaceAttribute":
+            fields = parse_qs(call.body)
+            found.append((fields["NetworkInterfaceId"][0], fields["SecurityGroupId.1"][0]))
+    return found
+
+
+def test_guardduty_finding_contains_preserves_and_reports(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=2)
+    recording.start(stack)
+
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    record, execution = finish(stack, decided)
+    recording.stop(stack)
+
+    assert decided["decision"] == "acted" and execution["status"] == "SUCCEEDED"
+    assert record["status"] == "CONTAINED" and record["errors"] == []
+    isolation, open_group = _assert_contained(stack, victim, record)
+    swaps = _swaps(recording.calls(stack))
+    for eni in victim["interfaces"]:
+        mine = [group for interface, group in swaps if interface == eni]
+        assert mine == [open_group, isolation], "all-open group first, then isolation"
+    snapshots = snapshots_of(stack, record["incident_id"])
+    assert len(snapshots) == 2 and {s["State"] for s in snapshots} == {"completed"}
+    assert all({"Key": "QuarantineInstance", "Value": victim["instance_id"]} in s["Tags"]
+               for s in snapshots)
+    received = messages(stack, queue)
+    subjects = [m["Subject"] for m in received]
+    assert any("incident opened" in s for s in subjects)
+    assert any(s.endswith(": contained") for s in subjects)
+    final = next(m["Message"] for m in received if m["Subject"].endswith(": contained"))
+    assert all(s["SnapshotId"] in final for s in snapshots)
+    assert all(len(s) < 100 and "\n" not in s for s in subjects)
+    steps = [e["lambdaFunctionScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
+             for e in history(stack, execution["executionArn"])
+             if e["type"] == "LambdaFunctionScheduled"]
+    assert steps[0] == "ec2-quarantine-dev-contain" and steps[-1] == "ec2-quarantine-dev-report"
+
+
+def test_http_request_contains_the_same_way(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=3)
+
+    status, answer = api(stack, "POST", "/quarantine",
+                         {"instance_id": victim["instance_id"], "reason": "analyst saw beaconing"})
+    assert status == 202
+    assert answer["status_url"] == f"/incidents/{answer['incident_id']}"
+    record, execution = finish(stack, answer)
+
+    assert execution["status"] == "SUCCEEDED"
+    _assert_contained(stack, victim, record)
+    assert len(snapshots_of(stack, record["incident_id"])) == 3
+    status, fetched = api(stack, "GET", answer["status_url"])
+    assert status == 200 and fetched["status"] == "CONTAINED"
+    assert fetched["reason"] == "analyst saw beaconing"
+    assert [step["step"] for step in fetched["timeline"]] == [
+        "contain", "evidence", "wait-snapshots", "report"]
+    assert len(messages(stack, queue)) == 2
+
+
+def test_snapshots_pending_for_a_few_polls_are_waited_for(stack):
+    victim = make_victim(stack, interfaces=1, volumes=2)
+    stack.hold_snapshots(2)
+    record, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert execution["status"] == "SUCCEEDED"
+    assert set(record["evidence"]["snapshots"].values()) == {"completed"}
+    polls = [e for e in history(stack, execution["executionArn"]) if e["type"] == "WaitStateEntered"]
+    assert len(polls) == 3  # two polls saw them pending, the third saw them completed
+
+
+def test_snapshots_missing_the_deadline_are_named_in_the_report(stack):
+    queue = subscribe_queue(stack)
+    stack.configure(SNAPSHOT_DEADLINE_SECONDS="2")
+    victim = make_victim(stack, interfaces=1, volumes=2)
+    stack.hold_snapshots(1000)
+    record, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    late = sorted(record["evidence"]["snapshots"])
+    assert len(late) == 2 and set(record["evidence"]["snapshots"].values()) == {"pending"}
+    assert {e["resource"] for e in record["errors"] if e["code"] == "SnapshotNotCompleted"} == set(late)
+    report = next(m for m in messages(stack, queue) if "incident opened" not in m["Subject"])
+    assert all(f"{s} was still pending at the deadline" in report["Message"] for s in late)
+    assert record["status"] == "CONTAINED"  # containment itself succeeded
+
+
+def test_access_denied_on_one_containment_call_still_collects_evidence_and_reports(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=2)
+    stack.faults.arm("ec2", "DisassociateIamInstanceProfile", "UnauthorizedOperation")
+
+    record, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    assert record["status"] == "PARTIAL" and execution["status"] == "SUCCEEDED"
+    assert [(e["action"], e["code"]) for e in record["errors"]] == [
+        ("detach-instance-profile", "UnauthorizedOperation")]
+    assert len(snapshots_of(stack, record["incident_id"])) == 2
+    for eni in victim["interfaces"]:  # the other actions still ran
+        assert interface_groups(stack, eni) == [product_groups(stack, victim["vpc_id"])[
+            "isolation"]["GroupId"]]
+    report = next(m for m in messages(stack, queue) if "partially contained" in m["Subject"])
+    assert "detach-instance-profile" in report["Message"]
+    assert "UnauthorizedOperation" in report["Message"]
+
+
+def test_containment_that_changes_nothing_fails_the_execution(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1, profile=False)
+    for action in ("ModifyNetworkInterfaceAttribute", "ModifyInstanceAttribute", "CreateTags"):
+        stack.faults.arm("ec2", action, "UnauthorizedOperation", count=10,
+                         resource=None if action != "CreateTags" else victim["instance_id"])
+
+    record, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    assert record["status"] == "FAILED" and execution["status"] == "FAILED"
+    assert len(snapshots_of(stack, record["incident_id"])) == 1  # evidence all the same
+    assert any(m["Subject"].endswith(": failed") for m in messages(stack, queue))
+    # a failed incident does not block the next one
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert again["decision"] == "acted" and again["incident_id"] != record["incident_id"]
+    finish(stack, again)

@@ -1,0 +1,47 @@
+"""Policy files: one per function and stage, exactly what the code declares, and wired in."""
+
+import json
+import os
+
+import app
+from chalicelib import permissions
+from local.stack import PROJECT_DIR
+
+CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
+
+
+def test_committed_policy_files_are_what_the_code_declares():
+    stale = []
+    for stage in permissions.STAGES:
+        for function in permissions.needs():
+            path = os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))
+            with open(path) as handle:
+                if handle.read() != permissions.render(stage, function):
+                    stale.append(path)
+    assert not stale, f"stale policy files (run `make policies`): {stale}"
+
+
+def test_every_function_has_its_policy_file_in_every_stage():
+    with open(os.path.join(CHALICE_DIR, "config.json")) as handle:
+        config = json.load(handle)
+    functions = {name for name in app.app.handler_map
+                 if name not in {v.view_name for r in app.app.routes.values() for v in r.values()}}
+    assert set(permissions.needs()) == functions | {"api_handler"}
+    for stage in permissions.STAGES:
+        assert config["stages"][stage]["autogen_policy"] is False
+        declared = config["stages"][stage]["lambda_functions"]
+        assert {f: d["iam_policy_file"] for f, d in declared.items()} == {
+            f: permissions.policy_file(stage, f) for f in permissions.needs()}
+
+
+def test_no_wildcard_actions():
+    for stage in permissions.STAGES:
+        for function in permissions.needs():
+            for statement in permissions.policy(stage, function)["Statement"]:
+                assert all("*" not in action for action in statement["Action"])
+
+
+def test_contain_may_isolate_but_not_terminate():
+    actions = {a for s in permissions.policy("prod", "contain")["Statement"] for a in s["Action"]}
+    assert "ec2:ModifyNetworkInterfaceAttribute" in actions
+    assert not any("Terminate" in a or "Delete" in a for a in actions)
