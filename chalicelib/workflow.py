@@ -257,4 +257,4 @@ def handle_finding(detail, home_account: str) -> dict:
     except Exception:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
-    return {"decision": "acted", "status": status, **body}
+    return {"decision": "acted" if status == 202 else "recorded", **body}

@@ -2,8 +2,10 @@
 
 import json
 
+from chalicelib import findings, workflow
 from tests.helpers import (
     guardduty_event,
+    make_victim,
     history,
     messages,
     put_event,
@@ -13,25 +15,22 @@ from tests.helpers import (
 )
 
 
-def test_execution_invokes_an_app_function_and_publishes_to_sns(stack):
+def test_execution_invokes_app_functions_and_publishes_to_sns(stack):
     queue = subscribe_queue(stack)
-    incident = {"incident_id": "inc-00000000abcd", "instance_id": "i-0123456789abcdef0",
-                "account_id": stack.account, "region": stack.region}
-    execution = stack.client("stepfunctions").start_execution(
-        stateMachineArn=stack.names["STATE_MACHINE_ARN"], name="announce",
-        input=json.dumps({"incident": incident}),
-    )["executionArn"]
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    request = findings.parse(guardduty_event(victim["instance_id"])["detail"])
+    status, started = workflow.start(request, stack.account)
 
-    assert wait_execution(stack, execution)["status"] == "SUCCEEDED"
-    invoked = [i for i in stack.bridge.invocations if i.source == "invoke"]
-    assert [i.function_name for i in invoked] == ["ec2-quarantine-dev-report"]
-    assert invoked[0].error is None
-    succeeded = [e for e in history(stack, execution) if e["type"] == "TaskSucceeded"]
-    assert {e["taskSucceededEventDetails"]["resourceType"] for e in succeeded} >= {"sns"}
+    assert wait_execution(stack, started["execution_arn"])["status"] == "SUCCEEDED"
+    invoked = [i.function_name for i in stack.bridge.invocations if i.source == "invoke"]
+    assert invoked == ["ec2-quarantine-dev-contain", "ec2-quarantine-dev-collect_evidence",
+                       "ec2-quarantine-dev-check_snapshots", "ec2-quarantine-dev-report"]
+    assert all(i.error is None for i in stack.bridge.invocations)
+    succeeded = [e for e in history(stack, started["execution_arn"]) if e["type"] == "TaskSucceeded"]
+    assert [e["taskSucceededEventDetails"]["resourceType"] for e in succeeded] == ["sns", "sns"]
     received = messages(stack, queue)
-    assert len(received) == 1
-    assert "i-0123456789abcdef0" in received[0]["Subject"]
-    assert "inc-00000000abcd" in received[0]["Message"]
+    assert len(received) == 2
+    assert all(victim["instance_id"] in m["Subject"] for m in received)
 
 
 def test_guardduty_finding_reaches_the_handler_through_the_apps_own_pattern(stack):
@@ -44,7 +43,8 @@ def test_guardduty_finding_reaches_the_handler_through_the_apps_own_pattern(stac
     delivered = [i for i in stack.bridge.invocations if i.source == "eventbridge"]
     assert [i.function_name for i in delivered] == ["ec2-quarantine-dev-on_guardduty_finding"]
     assert delivered[0].error is None
-    assert delivered[0].result == {"decision": "qualifies", "instance_id": "i-0123456789abcdef0"}
+    assert delivered[0].result["decision"] == "refused"  # no such instance on this AWS
+    assert "i-0123456789abcdef0" in delivered[0].result["reason"]
     rules = stack.client("events").list_rules()["Rules"]
     assert json.loads(rules[0]["EventPattern"])["detail"] == {
         "resource": {"resourceType": ["Instance"]}}

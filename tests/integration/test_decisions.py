@@ -1,0 +1,143 @@
+"""What the product decides not to do, and does only once: filters, exemptions, duplicates,
+concurrent starts, and a claim whose execution never started."""
+
+import threading
+
+from chalicelib import findings, incidents, workflow
+from tests.helpers import (
+    deliver_finding,
+    finish,
+    guardduty_event,
+    instance_tags,
+    interface_groups,
+    make_victim,
+    messages,
+    put_event,
+    sample,
+    subscribe_queue,
+)
+
+HOME = "123456789012"
+
+
+def _executions(stack):
+    return stack.client("stepfunctions").list_executions(
+        stateMachineArn=stack.names["STATE_MACHINE_ARN"])["executions"]
+
+
+def _untouched(stack, victim):
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == groups
+    assert "QuarantineIncident" not in instance_tags(stack, victim["instance_id"])
+
+
+def test_low_severity_finding_changes_nothing(stack):
+    victim = make_victim(stack)
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"], severity=5.0))
+    assert decided["decision"] == "dropped" and "below SEVERITY_THRESHOLD 7" in decided["reason"]
+    assert _executions(stack) == []
+    _untouched(stack, victim)
+
+
+def test_low_severity_sample_is_dropped(stack):
+    event = sample("ssh-bruteforce-target-low.json")
+    decided = deliver_finding(stack, event)
+    assert decided["decision"] == "dropped"
+
+
+def test_finding_type_outside_the_prefixes_changes_nothing(stack):
+    stack.configure(FINDING_TYPE_PREFIXES="CryptoCurrency:EC2,Trojan:EC2")
+    victim = make_victim(stack)
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert decided["decision"] == "dropped" and "FINDING_TYPE_PREFIXES" in decided["reason"]
+    _untouched(stack, victim)
+
+
+def test_non_ec2_finding_never_reaches_the_handler(stack):
+    before = len(stack.bridge.invocations)
+    put_event(stack, sample("s3-finding-not-ec2.json"))
+    stack.bridge.wait_idle()
+    assert len(stack.bridge.invocations) == before
+    assert _executions(stack) == []
+
+
+def test_exempt_instance_is_announced_not_acted_on(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, tags={"QuarantineExempt": "True"})
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert decided["decision"] == "exempt"
+    assert _executions(stack) == []
+    _untouched(stack, victim)
+    (notice,) = messages(stack, queue)
+    assert notice["Subject"].endswith("not acted on: exempt")
+
+
+def test_malformed_finding_is_dropped_not_raised(stack):
+    event = guardduty_event("i-0123456789abcdef0")
+    event["detail"]["severity"] = "high"
+    assert deliver_finding(stack, event)["decision"] == "dropped"
+
+
+def test_finding_for_a_missing_instance_is_refused_and_logged(stack):
+    decided = deliver_finding(stack, guardduty_event("i-0123456789abcdef0"))
+    assert decided["decision"] == "refused" and decided["code"] == "InstanceNotFound"
+
+
+def test_duplicate_finding_is_recorded_and_announced_not_rerun(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    first = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    finish(stack, first)
+    messages(stack, queue)
+
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"], finding_id="f" * 32))
+
+    assert again["incident_id"] == first["incident_id"] and again["decision"] == "recorded"
+    assert len(_executions(stack)) == 1
+    record = incidents.get(first["incident_id"])
+    assert [f["id"] for f in record["findings"]] == ["f" * 32]
+    (notice,) = messages(stack, queue)
+    assert first["incident_id"] in notice["Subject"]
+
+
+def test_twenty_concurrent_starts_for_one_instance_make_one_incident(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    request = findings.parse(guardduty_event(victim["instance_id"])["detail"])
+    barrier = threading.Barrier(20)
+    answers, failures = [], []
+
+    def start():
+        barrier.wait()
+        try:
+            answers.append(workflow.start(request, HOME))
+        except Exception as error:  # collected: the assertion below shows it
+            failures.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert sorted(status for status, _ in answers) == [200] * 19 + [202]
+    assert len({body["incident_id"] for _, body in answers}) == 1
+    assert len(_executions(stack)) == 1
+    stored = incidents.get(answers[0][1]["incident_id"])
+    assert len(stored["findings"]) == 19
+    finish(stack, answers[0][1])
+
+
+def test_a_claim_whose_execution_never_started_is_started_by_the_next_request(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.faults.arm("states", "StartExecution", "AccessDeniedException")
+    lost = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert lost["decision"] == "refused" and lost["code"] == "ExecutionNotStarted"
+    assert _executions(stack) == []
+
+    picked_up = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+
+    (execution,) = _executions(stack)
+    assert execution["name"] == picked_up["incident_id"]
+    record, finished = finish(stack, picked_up)
+    assert record["status"] == "CONTAINED" and finished["status"] == "SUCCEEDED"
