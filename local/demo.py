@@ -1,83 +1,98 @@
-"""`make demo`: the product end to end on the embedded AWS, exiting 0 only if it all worked.
+"""`make demo`: a compromised instance contained end to end on the embedded AWS.
 
-So far the product receives GuardDuty findings through its real EventBridge pattern and decides
-on them, and its state machine announces an incident over SNS; each step is shown as it happens.
+Builds a VPC with an instance that looks like a real one (launched with security groups, two
+interfaces carrying different groups, two volumes, an instance profile), fires a GuardDuty
+finding at it with PutEvents, follows the execution step by step, prints the final report, and
+exits 0 only if the instance really ended isolated with its snapshots completed.
 """
 
-import json
 import os
 import sys
 import time
 
-from local import stack
+from local import drive, stack
+from local.victims import make_victim
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
-
-
-def sample(name: str) -> dict:
-    with open(os.path.join(SAMPLES, name)) as handle:
-        return json.load(handle)
+DEMO_SETTINGS = {"SNAPSHOT_POLL_SECONDS": "1", "SNAPSHOT_DEADLINE_SECONDS": "60"}
 
 
-def put_event(running, event: dict) -> None:
-    running.client("events").put_events(Entries=[{
-        "Source": event["source"],
-        "DetailType": event["detail-type"],
-        "Detail": json.dumps(event["detail"]),
-        "Resources": event.get("resources", []),
-    }])
+def follow(running, execution_arn: str) -> str:
+    """Print each state as the execution enters it; return the final status."""
+    sfn = running.client("stepfunctions")
+    seen = 0
+    while True:
+        status = sfn.describe_execution(executionArn=execution_arn)["status"]
+        events = drive.history(running, execution_arn)
+        for event in events[seen:]:
+            entered = event.get("stateEnteredEventDetails")
+            if entered:
+                print(f"   {event['timestamp']:%H:%M:%S.%f}"[:-3] + f"  {entered['name']}")
+        seen = len(events)
+        if status != "RUNNING":
+            return status
+        time.sleep(0.2)
+
+
+def verify(running, victim: dict, incident_id: str) -> list[str]:
+    """What the demo promises, checked on the embedded AWS's state; returns what is wrong."""
+    ec2 = running.client("ec2")
+    problems = []
+    isolation = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [victim["vpc_id"]]},
+        {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}])["SecurityGroups"]
+    if len(isolation) != 1 or isolation[0]["IpPermissions"] or isolation[0]["IpPermissionsEgress"]:
+        problems.append("no rule-free isolation group in the VPC")
+    for eni in victim["interfaces"]:
+        groups = [g["GroupId"] for g in ec2.describe_network_interfaces(
+            NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["Groups"]]
+        if not isolation or groups != [isolation[0]["GroupId"]]:
+            problems.append(f"{eni} has groups {groups}")
+    snapshots = ec2.describe_snapshots(Filters=[
+        {"Name": "tag:QuarantineIncident", "Values": [incident_id]}])["Snapshots"]
+    if len(snapshots) != 2 or any(s["State"] != "completed" for s in snapshots):
+        problems.append(f"snapshots: {[(s['SnapshotId'], s['State']) for s in snapshots]}")
+    return problems
 
 
 def main() -> int:
-    running = stack.start(aws_port=0, api_port=0, verbose=True)
-    failures = []
+    running = stack.start(aws_port=0, api_port=0, verbose=True,
+                          environ={**os.environ, **DEMO_SETTINGS})
+    try:
+        queue = drive.subscribe_queue(running)
+        victim = make_victim(running, interfaces=2, volumes=2)
+        print(f"\nVictim {victim['instance_id']} in {victim['vpc_id']}:")
+        for eni, groups in victim["interfaces"].items():
+            print(f"   {eni}: {groups}")
 
-    print("\n1. A high-severity GuardDuty finding about an EC2 instance, sent with PutEvents")
-    put_event(running, sample("backdoor-cc-activity-high.json"))
-    print("2. A finding about an S3 bucket (the rule's pattern must not match it)")
-    put_event(running, sample("s3-finding-not-ec2.json"))
-    running.bridge.wait_idle()
-    delivered = [i for i in running.bridge.invocations if i.source == "eventbridge"]
-    for invocation in delivered:
-        print(f"   -> {invocation.function_name} decided: {invocation.result}")
-    if len(delivered) != 1 or (delivered[0].result or {}).get("decision") != "qualifies":
-        failures.append(f"expected one qualifying delivery, got {len(delivered)}")
+        print("\n1. GuardDuty reports Backdoor:EC2/C&CActivity.B!DNS (PutEvents)")
+        event = drive.guardduty_event(victim["instance_id"])
+        drive.put_event(running, event)
+        running.bridge.wait_idle()
+        decided = next(i.result for i in running.bridge.invocations if i.source == "eventbridge")
+        print(f"   handler: {decided['decision']} -> incident {decided.get('incident_id')}")
+        if decided.get("decision") != "acted":
+            print(f"Demo FAILED: the finding was not acted on: {decided}")
+            return 1
 
-    print("\n3. The state machine announces an incident over SNS")
-    sqs = running.client("sqs")
-    queue = sqs.create_queue(QueueName="demo-reports")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    running.client("sns").subscribe(TopicArn=running.names["TOPIC_ARN"], Protocol="sqs",
-                                    Endpoint=queue_arn)
-    sfn = running.client("stepfunctions")
-    execution = sfn.start_execution(
-        stateMachineArn=running.names["STATE_MACHINE_ARN"],
-        name="demo",
-        input=json.dumps({"incident": {"incident_id": "inc-0123456789ab",
-                                       "instance_id": "i-0123456789abcdef0",
-                                       "account_id": running.account, "region": running.region}}),
-    )["executionArn"]
-    status = "RUNNING"
-    for _ in range(300):
-        status = sfn.describe_execution(executionArn=execution)["status"]
-        if status != "RUNNING":
-            break
-        time.sleep(0.1)
-    for event in sfn.get_execution_history(executionArn=execution)["events"]:
-        if event["type"] in ("TaskStateEntered", "TaskSucceeded", "TaskFailed"):
-            name = event.get("stateEnteredEventDetails", {}).get("name", "")
-            print(f"   {event['type']} {name}")
-    messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
-    for message in messages:
-        body = json.loads(message["Body"])
-        print(f"   SNS: {body['Subject']}")
-    if status != "SUCCEEDED" or not messages:
-        failures.append(f"execution {status}, {len(messages)} report(s) received")
+        print("\n2. The execution, step by step")
+        status = follow(running, decided["execution_arn"])
+        print(f"   execution {status}")
 
-    running.stop()
-    print("\nDemo " + ("FAILED: " + "; ".join(failures) if failures else "succeeded."))
-    return 1 if failures else 0
+        print("\n3. Messages on the report topic")
+        for message in drive.messages(running, queue):
+            print(f"\n   Subject: {message['Subject']}")
+            body = message["Message"].split("\n--- incident (JSON) ---")[0]
+            print("   " + body.replace("\n", "\n   "))
+
+        problems = verify(running, victim, decided["incident_id"])
+        print("\nChecked on the embedded AWS: " + ("; ".join(problems) if problems else
+              "every interface reads back exactly the rule-free isolation group; "
+              "both snapshots completed."))
+        ok = status == "SUCCEEDED" and not problems
+        print("Demo " + ("succeeded." if ok else "FAILED."))
+        return 0 if ok else 1
+    finally:
+        running.stop()
 
 
 if __name__ == "__main__":
