@@ -5,7 +5,7 @@ import logging
 from chalice import Chalice, IAMAuthorizer
 
 from chalicelib import findings, http, incidents, workflow
-from chalicelib.steps import contain, evidence, report
+from chalicelib.steps import contain, evidence, memory, report
 
 app = Chalice(app_name="ec2-quarantine")
 app.log.setLevel(logging.INFO)
@@ -37,6 +37,11 @@ def quarantine():
 @app.route("/incidents/{incident_id}", methods=["GET"], authorizer=iam)
 def get_incident(incident_id):
     return http.respond(lambda: http.incident(incident_id, incidents.get))
+
+
+@app.lambda_function(name="capture_memory")
+def capture_memory_step(event, context):
+    return memory.run(event)
 
 
 @app.lambda_function(name="contain")

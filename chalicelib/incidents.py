@@ -123,21 +123,21 @@ def record_finding(incident_id: str, finding: dict) -> dict:
     )
 
 
-def record_step(incident_id: str, step: str, started: str, outcome: str, **fields) -> dict:
-    """Add a step to the incident's timeline, with the changes and errors it brings and any
-    further fields to set; returns the incident as it now stands."""
-    changes = fields.pop("changes", [])
-    errors = fields.pop("errors", [])
+def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
+                fields: dict | None = None) -> dict:
+    """Add a step to the incident's timeline with the changes and errors it brings, and set
+    `fields` (dotted names set nested attributes); returns the incident as it now stands."""
     entry = {"step": step, "start": started, "end": now(), "outcome": outcome}
     expression = ("SET timeline = list_append(if_not_exists(timeline, :empty), :entry), "
                   "changes = list_append(if_not_exists(changes, :empty), :changes), "
                   "errors = list_append(if_not_exists(errors, :empty), :errors), updated_at = :now")
-    values = {":entry": [entry], ":changes": changes, ":errors": errors, ":empty": [],
-              ":now": entry["end"]}
+    values = {":entry": [entry], ":changes": list(changes), ":errors": list(errors),
+              ":empty": [], ":now": entry["end"]}
     names = {}
-    for n, (name, value) in enumerate(sorted(fields.items())):
-        expression += f", #f{n} = :f{n}"  # names as placeholders: "status" is a reserved word
-        names[f"#f{n}"] = name
+    for n, (name, value) in enumerate(sorted((fields or {}).items())):
+        parts = name.split(".")  # placeholders for every part: "status" is a reserved word
+        names.update({f"#f{n}_{i}": part for i, part in enumerate(parts)})
+        expression += ", " + ".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}"
         values[f":f{n}"] = value
     return _update(incident_id, expression, values, names)
 

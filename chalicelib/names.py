@@ -51,3 +51,8 @@ def evidence_bucket(region: str, account: str, stage: str) -> str:
 
 def rule(stage: str, handler: str) -> str:
     return f"{function(stage, handler)}-event"
+
+
+def deny_all_profile(stage: str) -> str:
+    """The instance profile (and role) that denies everything, for CREDENTIALS_MODE=deny-all."""
+    return f"{APP_NAME}-{stage}-deny-all"

@@ -9,7 +9,7 @@ import os
 import sys
 
 from chalicelib import incidents, names, workflow
-from chalicelib.steps import contain, evidence, report
+from chalicelib.steps import contain, evidence, memory, report
 
 STAGES = ("dev", "prod")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
@@ -24,10 +24,12 @@ def needs() -> dict[str, set[str]]:
     return {
         "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS},
         "on_guardduty_finding": set(workflow.PERMISSIONS),
+        "capture_memory": _of_actions(memory.ACTION_CLASSES) | set(memory.PERMISSIONS),
         "contain": _of_actions(contain.ACTION_CLASSES) | set(contain.PERMISSIONS),
         "collect_evidence": (_of_actions(evidence.COLLECT_ACTION_CLASSES)
                              | set(evidence.COLLECT_PERMISSIONS)),
-        "check_snapshots": set(evidence.CHECK_PERMISSIONS),
+        "check_snapshots": (_of_actions(evidence.CHECK_ACTION_CLASSES)
+                            | set(evidence.CHECK_PERMISSIONS)),
         "report": set(report.PERMISSIONS),
     }
 
@@ -41,9 +43,11 @@ def _resources(service: str, stage: str) -> list[str]:
         return [f"arn:aws:states:*:*:stateMachine:{names.state_machine(stage)}"]
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
+    if service == "s3":
+        return [f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
-    return ["*"]  # EC2 describe and instance actions: scoped further by issue 6's conditions
+    return ["*"]  # EC2, Auto Scaling, ELB, IAM, SSM: scoped further with deployment (issue 6)
 
 
 def policy(stage: str, function: str) -> dict:

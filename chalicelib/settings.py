@@ -32,6 +32,16 @@ class Settings:
     topic_arn: str
     incidents_table: str
     evidence_bucket: str
+    autoscaling_mode: str
+    disassociate_elastic_ip: bool
+    credentials_mode: str
+    deny_all_profile_arn: str
+    revoke_role_sessions: bool
+    disable_api_stop: bool
+    stop_after_evidence: bool
+    forensic_account_id: str
+    memory_capture_document: str
+    memory_capture_timeout_seconds: int
 
 
 DEFAULTS = {
@@ -48,6 +58,16 @@ DEFAULTS = {
     "TOPIC_ARN": "",
     "INCIDENTS_TABLE": "",
     "EVIDENCE_BUCKET": "",
+    "AUTOSCALING_MODE": "detach",
+    "DISASSOCIATE_ELASTIC_IP": "false",
+    "CREDENTIALS_MODE": "disassociate",
+    "DENY_ALL_PROFILE_ARN": "",
+    "REVOKE_ROLE_SESSIONS": "false",
+    "DISABLE_API_STOP": "false",
+    "STOP_AFTER_EVIDENCE": "false",
+    "FORENSIC_ACCOUNT_ID": "",
+    "MEMORY_CAPTURE_DOCUMENT": "",
+    "MEMORY_CAPTURE_TIMEOUT_SECONDS": "300",
 }
 
 
@@ -82,6 +102,13 @@ def _accounts(raw):
     return accounts
 
 
+def _choice(name, raw, choices):
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def load(environ=None) -> Settings:
     """Parse and validate the settings from `environ` (default: the process environment)."""
     environ = os.environ if environ is None else environ
@@ -89,6 +116,19 @@ def load(environ=None) -> Settings:
     exempt_tag = raw["EXEMPT_TAG"].strip()
     if not exempt_tag:
         raise SettingsError("EXEMPT_TAG is empty: exemptions would be impossible to express")
+    credentials_mode = _choice("CREDENTIALS_MODE", raw["CREDENTIALS_MODE"],
+                               ("disassociate", "deny-all"))
+    if credentials_mode == "deny-all" and not raw["DENY_ALL_PROFILE_ARN"].startswith("arn:"):
+        raise SettingsError("CREDENTIALS_MODE=deny-all needs DENY_ALL_PROFILE_ARN (an instance "
+                            f"profile ARN), not {raw['DENY_ALL_PROFILE_ARN']!r}")
+    forensic = raw["FORENSIC_ACCOUNT_ID"].strip()
+    if forensic and not ACCOUNT_ID.match(forensic):
+        raise SettingsError(f"FORENSIC_ACCOUNT_ID={forensic!r} is not a 12-digit account id")
+    disable_api_stop = _boolean("DISABLE_API_STOP", raw["DISABLE_API_STOP"])
+    stop_after_evidence = _boolean("STOP_AFTER_EVIDENCE", raw["STOP_AFTER_EVIDENCE"])
+    if disable_api_stop and stop_after_evidence:
+        raise SettingsError("DISABLE_API_STOP=true and STOP_AFTER_EVIDENCE=true contradict each "
+                            "other: the product could not stop the instance it protected")
     return Settings(
         severity_threshold=_number("SEVERITY_THRESHOLD", raw["SEVERITY_THRESHOLD"], 0.0, 10.0),
         finding_type_prefixes=_csv(raw["FINDING_TYPE_PREFIXES"]),
@@ -107,6 +147,18 @@ def load(environ=None) -> Settings:
         topic_arn=raw["TOPIC_ARN"],
         incidents_table=raw["INCIDENTS_TABLE"],
         evidence_bucket=raw["EVIDENCE_BUCKET"],
+        autoscaling_mode=_choice("AUTOSCALING_MODE", raw["AUTOSCALING_MODE"], ("detach", "standby")),
+        disassociate_elastic_ip=_boolean("DISASSOCIATE_ELASTIC_IP", raw["DISASSOCIATE_ELASTIC_IP"]),
+        credentials_mode=credentials_mode,
+        deny_all_profile_arn=raw["DENY_ALL_PROFILE_ARN"].strip(),
+        revoke_role_sessions=_boolean("REVOKE_ROLE_SESSIONS", raw["REVOKE_ROLE_SESSIONS"]),
+        disable_api_stop=disable_api_stop,
+        stop_after_evidence=stop_after_evidence,
+        forensic_account_id=forensic,
+        memory_capture_document=raw["MEMORY_CAPTURE_DOCUMENT"].strip(),
+        memory_capture_timeout_seconds=_number(
+            "MEMORY_CAPTURE_TIMEOUT_SECONDS", raw["MEMORY_CAPTURE_TIMEOUT_SECONDS"], 10, 840, int
+        ),
     )
 
 

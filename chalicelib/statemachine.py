@@ -7,7 +7,7 @@ functions can refer to each other without a dependency cycle.
 from chalicelib import names
 
 # The app's @app.lambda_function names that the state machine invokes.
-STEP_FUNCTIONS = ("contain", "collect_evidence", "check_snapshots", "report")
+STEP_FUNCTIONS = ("capture_memory", "contain", "collect_evidence", "check_snapshots", "report")
 
 # Transient failures worth retrying, by error name (not every error: a denied call stays denied).
 LAMBDA_TRANSIENT = [
@@ -66,8 +66,9 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
     Detect: NotifyDetected runs beside Contain, never in front of it. Every step catches its own
     failure and the flow goes on: evidence after a failed containment, the report after failed
     evidence. The execution fails only when containment did (the report's outcome says so).
+    Memory capture (opt-in) is the one step in front of containment: SSM needs the network.
     Execution input: {"incident", "notice": {subject, message}, "timing": {poll_seconds,
-    deadline_seconds}}.
+    deadline_seconds}, "options": {memory_capture}, "memory": {}}.
     """
     incident_only = {"incident.$": "$.incident"}
     detection_branch = {
@@ -95,8 +96,16 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
     }
     return {
         "Comment": f"{names.APP_NAME}: contain an instance, preserve evidence, report",
-        "StartAt": "Detect",
+        "StartAt": "MemoryCaptureWanted",
         "States": {
+            "MemoryCaptureWanted": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.options.memory_capture", "BooleanEquals": True,
+                             "Next": "CaptureMemory"}],
+                "Default": "Detect"},
+            "CaptureMemory": _task(
+                function_arns["capture_memory"], incident_only, "$.memory", "Detect",
+                catch={"ResultPath": "$.memory.error", "Next": "Detect"}),
             "Detect": {
                 "Type": "Parallel",
                 "Branches": [detection_branch, contain_branch],
@@ -124,7 +133,8 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
                 "SnapshotsDone", catch={"ResultPath": "$.evidence.error", "Next": "Report"}),
             "Report": _task(
                 function_arns["report"],
-                {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence"},
+                {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence",
+                 "memory.$": "$.memory"},
                 "$.report", "NotifyReport",
                 catch={"ResultPath": "$.report_error", "Next": "ReportNotRendered"}),
             "ReportNotRendered": {

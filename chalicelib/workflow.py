@@ -157,6 +157,8 @@ def begin(incident: dict, status: int = 202) -> tuple[int, dict]:
         "notice": report.detection(incident),
         "timing": {"poll_seconds": current.snapshot_poll_seconds,
                    "deadline_seconds": current.snapshot_deadline_seconds},
+        "options": {"memory_capture": bool(current.memory_capture_document)},
+        "memory": {},
     }
     machine_region = current.state_machine_arn.split(":")[3]
     try:
@@ -199,7 +201,8 @@ def _start_was_lost(incident: dict) -> bool:
 
 def _mark_start_failed(incident_id: str) -> None:
     try:
-        incidents.record_step(incident_id, "start", incidents.now(), "failed", start_failed=True)
+        incidents.record_step(incident_id, "start", incidents.now(), "failed",
+                              fields={"start_failed": True})
     except Exception:  # the age check still finds the lost start
         log.exception("could not mark %s as not started", incident_id)
 

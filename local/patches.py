@@ -17,6 +17,7 @@ _lock = threading.Lock()
 _bridge = None  # the LambdaBridge that answers Lambda invocations
 _endpoint = None  # the embedded AWS's own URL, for the ASL interpreter's clients
 _snapshot_hold = {"polls": 0}
+_ssm_managed: set = set()  # instance ids with an (imaginary) online SSM agent
 _state_clients: dict = {}
 
 
@@ -30,11 +31,22 @@ def apply(bridge, endpoint: str) -> None:
             return
         _patch_interface_groups()
         _patch_instance_attributes()
+        _patch_console()
+        _patch_ssm()
         _patch_snapshots()
         _patch_state_machine_clients()
         _patch_event_envelope()
         _patch_lambda_targets()
         _applied = True
+
+
+def manage_with_ssm(instance_id: str) -> None:
+    """Make `instance_id` look SSM-managed (an online agent) to DescribeInstanceInformation."""
+    _ssm_managed.add(instance_id)
+
+
+def forget_ssm() -> None:
+    _ssm_managed.clear()
 
 
 def forget_credentials() -> None:
@@ -99,6 +111,57 @@ def _patch_instance_attributes():
 
     InstanceResponse._dot_value_instance_attribute_handler = dot_value
     InstanceResponse._security_grp_instance_attribute_handler = groups
+
+
+# A 1x1 JPEG: what GetConsoleScreenshot returns base64-encoded in ImageData.
+TINY_JPEG = (
+    "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////"
+    "////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQAB"
+    "PxA="
+)
+
+
+def _patch_console():
+    """moto answers GetConsoleScreenshot with a 500; AWS returns a base64 JPEG."""
+    from moto.ec2.responses.general import General
+
+    def get_console_screenshot(self):
+        from moto.core.responses import ActionResult
+
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        return ActionResult({"InstanceId": instance.id, "ImageData": TINY_JPEG})
+
+    General.get_console_screenshot = get_console_screenshot
+
+
+def _patch_ssm():
+    """moto has no DescribeInstanceInformation (500) and its SendCommand succeeds for any
+    instance; in AWS only instances with an online agent are listed and can run commands."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def describe_instance_information(self):
+        wanted = None
+        for item in self._get_param("Filters", []) or []:
+            if item.get("Key") == "InstanceIds":
+                wanted = set(item.get("Values", []))
+        listed = sorted(i for i in _ssm_managed if wanted is None or i in wanted)
+        return ActionResult({"InstanceInformationList": [
+            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux",
+             "ResourceType": "EC2Instance"} for i in listed]})
+
+    original_send = SimpleSystemManagerResponse.send_command
+
+    def send_command(self):
+        unmanaged = [i for i in self._get_param("InstanceIds", []) if i not in _ssm_managed]
+        if unmanaged:
+            raise JsonRESTError("InvalidInstanceId",
+                                f"Instances {unmanaged} not in a valid state for account")
+        return original_send(self)
+
+    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+    SimpleSystemManagerResponse.send_command = send_command
 
 
 # -- EBS: snapshots that take time -------------------------------------------------------------

@@ -41,7 +41,12 @@ def provision(stack) -> dict:
         "INCIDENTS_TABLE": names.incidents_table(stage),
         "TOPIC_ARN": names.topic_arn(region, account, stage),
         "STATE_MACHINE_ARN": names.state_machine_arn(region, account, stage),
+        "EVIDENCE_BUCKET": names.evidence_bucket(region, account, stage),
+        "DENY_ALL_PROFILE_ARN": f"arn:aws:iam::{account}:instance-profile/"
+                                f"{names.deny_all_profile(stage)}",
     }
+    evidence_bucket(stack, created["EVIDENCE_BUCKET"])
+    deny_all_profile(stack)
 
     dynamodb = stack.client("dynamodb")
     dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION)
@@ -70,6 +75,40 @@ def provision(stack) -> dict:
     os.environ.update(created)
     settings.reload()
     return created
+
+
+def evidence_bucket(stack, bucket: str) -> None:
+    """Versioned, encrypted, public access blocked; object lock when EVIDENCE_RETENTION_DAYS is
+    set (governance mode, so an administrator can still clean up a rehearsal)."""
+    s3 = stack.client("s3")
+    retention_days = int(os.environ.get("EVIDENCE_RETENTION_DAYS", "0") or 0)
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=retention_days > 0)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
+    if retention_days > 0:
+        s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": retention_days}}})
+
+
+DENY_ALL = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+def deny_all_profile(stack) -> None:
+    """The instance profile CREDENTIALS_MODE=deny-all swaps in: its role may do nothing."""
+    iam = stack.client("iam")
+    name = names.deny_all_profile(stack.stage)
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    iam.put_role_policy(RoleName=name, PolicyName="deny-all", PolicyDocument=json.dumps(DENY_ALL))
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
 
 
 def install_rules(stack) -> list[str]:

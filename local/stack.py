@@ -91,6 +91,10 @@ class Stack:
         os.environ.update({name: str(value) for name, value in settings.items()})
         app_settings.reload()
 
+    def manage_with_ssm(self, instance_id: str) -> None:
+        """Make the instance look SSM-managed (an online agent), as the SSM agent would."""
+        patches.manage_with_ssm(instance_id)
+
     def hold_snapshots(self, polls: int) -> None:
         """New snapshots read `pending` for their first `polls` DescribeSnapshots calls."""
         patches.hold_snapshots(polls)
@@ -114,6 +118,7 @@ class Stack:
         self.bridge.wait_idle()
         self.faults.reset()
         patches.hold_snapshots(0)
+        patches.forget_ssm()
         self.moto_api("reset", b"")
         patches.forget_credentials()
         aws.reset()

@@ -16,9 +16,14 @@ log = logging.getLogger(__name__)
 class Target:
     """The instance an incident is about, and what the actions share while acting on it."""
 
-    ec2: object  # boto3 EC2 client in the instance's account and region
+    client: object  # client(service) -> boto3 client in the instance's account and region
     incident: dict  # incident_id, instance_id, pre_state (interfaces, profile, volumes…), finding
+    settings: object  # chalicelib.settings.Settings: which optional actions are on
     cache: dict = field(default_factory=dict)  # e.g. isolation groups per VPC
+
+    @property
+    def ec2(self):
+        return self.client("ec2")
 
     @property
     def instance_id(self) -> str:

@@ -1,4 +1,7 @@
-"""Evidence: crash-consistent snapshots of every attached volume, in one request."""
+"""Evidence: crash-consistent snapshots, the evidence store with hashes, and what follows
+once the snapshots are safe (sharing them, stopping the instance)."""
+
+import json
 
 from chalicelib.actions import Action, change
 
@@ -30,3 +33,133 @@ class Snapshots(Action):
 
     def undo(self, target, record):
         """Evidence is kept on release: nothing to undo."""
+
+
+class StoreEvidence(Action):
+    """The evidence store: one prefix per incident in the evidence bucket, holding the instance's
+    description, its interfaces with their (pre-incident) security groups, the subnet's route
+    table and network ACL, the decoded console output, a console screenshot where the API gives
+    one, and manifest.json with every object's SHA-256 and size and the snapshot ids."""
+
+    name = "evidence-store"
+    permissions = ("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
+                   "ec2:DescribeSecurityGroups", "ec2:DescribeRouteTables",
+                   "ec2:DescribeNetworkAcls", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot",
+                   "s3:PutObject")
+
+    def __init__(self, snapshot_ids: list[str]):
+        self.snapshot_ids = snapshot_ids
+
+    def _prefix(self, target):
+        return f"{target.incident['incident_id']}/"
+
+    def plan(self, target):
+        return [change(self.name, target.settings.evidence_bucket, "prefix", None,
+                       self._prefix(target))]
+
+    def _collect(self, target):
+        """(name, bytes, content type) of each piece, and notes on what could not be had."""
+        import base64
+
+        ec2, state = target.ec2, target.pre_state
+        pieces, notes = [], []
+
+        def piece(name, call, render, content_type="application/json"):
+            try:
+                pieces.append((name, render(call()), content_type))
+            except Exception as error:  # one missing piece never loses the others
+                notes.append(f"{name}: {getattr(error, 'response', {}).get('Error', {}).get('Code') or error}")
+
+        as_json = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+        instance = target.instance_id
+        piece("instance.json", lambda: ec2.describe_instances(InstanceIds=[instance]), as_json)
+        groups = sorted({g for i in state["interfaces"] for g in i["groups"]})
+        piece("interfaces.json", lambda: {
+            "interfaces": ec2.describe_network_interfaces(Filters=[
+                {"Name": "attachment.instance-id", "Values": [instance]}])["NetworkInterfaces"],
+            "pre_incident_groups": {i["id"]: i["groups"] for i in state["interfaces"]},
+            "security_groups": ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
+            if groups else []}, as_json)
+        subnet = [{"Name": "association.subnet-id", "Values": [state.get("subnet_id") or ""]}]
+        main = [{"Name": "vpc-id", "Values": [state.get("vpc_id") or ""]},
+                {"Name": "association.main", "Values": ["true"]}]
+        piece("network.json", lambda: {
+            "route_tables": ec2.describe_route_tables(Filters=subnet)["RouteTables"]
+            or ec2.describe_route_tables(Filters=main)["RouteTables"],
+            "network_acls": ec2.describe_network_acls(Filters=subnet)["NetworkAcls"]}, as_json)
+        piece("console-output.txt",  # botocore decodes the base64 AWS sends
+              lambda: ec2.get_console_output(InstanceId=instance, Latest=True).get("Output", ""),
+              lambda output: output.encode("utf-8", "replace"), "text/plain")
+        piece("console-screenshot.jpg",
+              lambda: ec2.get_console_screenshot(InstanceId=instance, WakeUp=True)["ImageData"],
+              base64.b64decode, "image/jpeg")
+        return pieces, notes
+
+    def apply(self, target):
+        import hashlib
+
+        bucket, prefix = target.settings.evidence_bucket, self._prefix(target)
+        s3 = target.client("s3")
+        pieces, notes = self._collect(target)
+        listed = []
+        for name, data, content_type in pieces:
+            digest = hashlib.sha256(data).hexdigest()
+            s3.put_object(Bucket=bucket, Key=prefix + name, Body=data, ContentType=content_type,
+                          Metadata={"sha256": digest})
+            listed.append({"key": prefix + name, "sha256": digest, "size": len(data)})
+        manifest = json.dumps({"incident_id": target.incident["incident_id"],
+                               "instance_id": target.instance_id, "objects": listed,
+                               "snapshot_ids": self.snapshot_ids, "not_captured": notes},
+                              indent=2, sort_keys=True).encode()
+        s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=manifest,
+                      ContentType="application/json",
+                      Metadata={"sha256": hashlib.sha256(manifest).hexdigest()})
+        return [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
+                for o in listed + [{"key": prefix + "manifest.json",
+                                    "sha256": hashlib.sha256(manifest).hexdigest()}]]
+
+    def undo(self, target, record):
+        """Evidence is kept on release."""
+
+
+class ShareSnapshots(Action):
+    """Let the forensic account create volumes from the snapshots (FORENSIC_ACCOUNT_ID)."""
+
+    name = "share-snapshots"
+    permissions = ("ec2:ModifySnapshotAttribute",)
+
+    def __init__(self, snapshot_ids: list[str]):
+        self.snapshot_ids = snapshot_ids
+
+    def plan(self, target):
+        return [change(self.name, s, "createVolumePermission", None,
+                       target.settings.forensic_account_id) for s in self.snapshot_ids]
+
+    def apply(self, target):
+        for snapshot in self.snapshot_ids:
+            target.ec2.modify_snapshot_attribute(
+                SnapshotId=snapshot, Attribute="createVolumePermission",
+                OperationType="add", UserIds=[target.settings.forensic_account_id])
+        return self.plan(target)
+
+    def undo(self, target, record):
+        """Sharing stays: the forensic account may be working on the evidence."""
+
+
+class StopInstance(Action):
+    """Stop the instance once its snapshots are safe (STOP_AFTER_EVIDENCE=true; off by default,
+    because memory is evidence too)."""
+
+    name = "stop-instance"
+    permissions = ("ec2:StopInstances",)
+    undo_permissions = ("ec2:StartInstances",)
+
+    def plan(self, target):
+        return [change(self.name, target.instance_id, "state", "running", "stopped")]
+
+    def apply(self, target):
+        target.ec2.stop_instances(InstanceIds=[target.instance_id])
+        return self.plan(target)
+
+    def undo(self, target, record):
+        target.ec2.start_instances(InstanceIds=[target.instance_id])

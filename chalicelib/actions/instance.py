@@ -43,6 +43,126 @@ class DetachInstanceProfile(Action):
             IamInstanceProfile={"Arn": record["before"]}, InstanceId=target.instance_id)
 
 
+class SwapToDenyAllProfile(DetachInstanceProfile):
+    """Replace the instance profile with one whose role denies everything
+    (CREDENTIALS_MODE=deny-all): the instance keeps a profile, its calls all fail."""
+
+    name = "deny-all-instance-profile"
+    permissions = ("ec2:DescribeIamInstanceProfileAssociations",
+                   "ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole")
+    undo_permissions = ("ec2:DescribeIamInstanceProfileAssociations",
+                        "ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole")
+
+    def plan(self, target):
+        deny_all = target.settings.deny_all_profile_arn
+        return [change(self.name, target.instance_id, "instance-profile",
+                       a["IamInstanceProfile"]["Arn"], deny_all)
+                for a in self._associations(target) if a["IamInstanceProfile"]["Arn"] != deny_all]
+
+    def apply(self, target):
+        deny_all = target.settings.deny_all_profile_arn
+        made = []
+        for association in self._associations(target):
+            if association["IamInstanceProfile"]["Arn"] == deny_all:
+                continue
+            target.ec2.replace_iam_instance_profile_association(
+                IamInstanceProfile={"Arn": deny_all}, AssociationId=association["AssociationId"])
+            made.append(change(self.name, target.instance_id, "instance-profile",
+                               association["IamInstanceProfile"]["Arn"], deny_all))
+        return made
+
+    def undo(self, target, record):
+        for association in self._associations(target):
+            target.ec2.replace_iam_instance_profile_association(
+                IamInstanceProfile={"Arn": record["before"]},
+                AssociationId=association["AssociationId"])
+
+
+class RevokeRoleSessions(Action):
+    """Deny every session of the instance's role issued before now (REVOKE_ROLE_SESSIONS=true):
+    credentials already taken off the instance stop working. Every other instance that shares the
+    role loses its current sessions too, so the change names them."""
+
+    name = "revoke-role-sessions"
+    permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
+                   "iam:PutRolePolicy", "ec2:DescribeIamInstanceProfileAssociations")
+    undo_permissions = ("iam:DeleteRolePolicy",)
+
+    def _role(self, target):
+        profile_arn = target.pre_state.get("instance_profile")
+        if not profile_arn:
+            return None
+        profile = target.client("iam").get_instance_profile(
+            InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]
+        return profile["Roles"][0]["RoleName"] if profile["Roles"] else None
+
+    def _sharing(self, target, role):
+        """Other instances whose profile carries `role`: revocation hits them as well."""
+        profiles = {p["Arn"] for p in target.client("iam").list_instance_profiles_for_role(
+            RoleName=role)["InstanceProfiles"]}
+        paginator = target.ec2.get_paginator("describe_iam_instance_profile_associations")
+        return sorted({a["InstanceId"] for page in paginator.paginate()
+                       for a in page["IamInstanceProfileAssociations"]
+                       if a["IamInstanceProfile"]["Arn"] in profiles
+                       and a["InstanceId"] != target.instance_id})
+
+    def _policy_name(self, target):
+        return f"ec2-quarantine-revoke-{target.incident['incident_id']}"
+
+    def plan(self, target):
+        role = self._role(target)
+        if not role:
+            return []
+        return [change(self.name, role, f"policy:{self._policy_name(target)}", None,
+                       {"denies_sessions_issued_before": "now",
+                        "also_affects": self._sharing(target, role)})]
+
+    def apply(self, target):
+        from datetime import datetime, timezone
+        import json
+
+        made = self.plan(target)
+        for record in made:
+            issued_before = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            target.client("iam").put_role_policy(
+                RoleName=record["resource"], PolicyName=self._policy_name(target),
+                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Deny", "Action": "*", "Resource": "*",
+                    "Condition": {"DateLessThan": {"aws:TokenIssueTime": issued_before}}}]}))
+            record["after"]["denies_sessions_issued_before"] = issued_before
+        return made
+
+    def undo(self, target, record):
+        target.client("iam").delete_role_policy(RoleName=record["resource"],
+                                                PolicyName=record["attribute"].split(":", 1)[1])
+
+
+class KeepVolumesOnTermination(Action):
+    """DeleteOnTermination=false on every attached volume: a termination keeps the disks."""
+
+    name = "keep-volumes-on-termination"
+    permissions = ("ec2:ModifyInstanceAttribute",)
+    undo_permissions = ("ec2:ModifyInstanceAttribute",)
+
+    def plan(self, target):
+        return [change(self.name, v["id"], "DeleteOnTermination", True, False)
+                for v in target.pre_state.get("volumes", []) if v["delete_on_termination"]]
+
+    def _set(self, target, volumes, value):
+        devices = {v["id"]: v["device"] for v in target.pre_state["volumes"]}
+        target.ec2.modify_instance_attribute(InstanceId=target.instance_id, BlockDeviceMappings=[
+            {"DeviceName": devices[v], "Ebs": {"DeleteOnTermination": value}} for v in volumes])
+
+    def apply(self, target):
+        made = self.plan(target)
+        if made:
+            self._set(target, [r["resource"] for r in made], False)
+        return made
+
+    def undo(self, target, record):
+        self._set(target, [record["resource"]], record["before"])
+
+
 class InstanceAttribute(Action):
     """Set one instance attribute, remembering its previous value."""
 
@@ -92,6 +212,14 @@ class ShutdownBehaviourStop(InstanceAttribute):
     name = "shutdown-behaviour"
     attribute = "instanceInitiatedShutdownBehavior"
     value = "stop"
+
+
+class DisableApiStop(InstanceAttribute):
+    """Nobody stops the instance through the API (DISABLE_API_STOP=true): memory is evidence."""
+
+    name = "disable-api-stop"
+    attribute = "disableApiStop"
+    value = True
 
 
 class QuarantineTags(Action):

@@ -2,10 +2,12 @@
 the incident. A step never raises for an action's failure; if it crashes anyway, the state
 machine's Catch hands the error to the report."""
 
-from chalicelib import aws
+from chalicelib import aws, settings
 from chalicelib.actions import Target
 
 
 def target_for(incident: dict) -> Target:
-    """The incident's instance, with an EC2 client in its region."""
-    return Target(ec2=aws.client("ec2", incident["region"]), incident=incident)
+    """The incident's instance, with clients in its region and the current settings."""
+    region = incident["region"]
+    return Target(client=lambda service: aws.client(service, region), incident=incident,
+                  settings=settings.get())

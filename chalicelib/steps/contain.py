@@ -6,25 +6,49 @@ import logging
 from chalicelib import actions, incidents
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
+    DisableApiStop,
+    KeepVolumesOnTermination,
     QuarantineTags,
+    RevokeRoleSessions,
     ShutdownBehaviourStop,
+    SwapToDenyAllProfile,
     TerminationProtection,
 )
 from chalicelib.actions.isolation import IsolateInterface
+from chalicelib.actions.traffic import (
+    DisassociateElasticIp,
+    LeaveAutoScalingGroup,
+    LeaveClassicLoadBalancers,
+    LeaveTargetGroups,
+)
 from chalicelib.steps import target_for
 
 log = logging.getLogger(__name__)
 
 
-ACTION_CLASSES = (IsolateInterface, DetachInstanceProfile, TerminationProtection,
-                  ShutdownBehaviourStop, QuarantineTags)
+ACTION_CLASSES = (IsolateInterface, LeaveAutoScalingGroup, LeaveTargetGroups,
+                  LeaveClassicLoadBalancers, DisassociateElasticIp, DetachInstanceProfile,
+                  SwapToDenyAllProfile, RevokeRoleSessions, TerminationProtection,
+                  ShutdownBehaviourStop, KeepVolumesOnTermination, DisableApiStop, QuarantineTags)
 PERMISSIONS = incidents.UPDATE_PERMISSIONS
 
 
-def containment_actions(pre_state: dict) -> list[actions.Action]:
-    """The ordered containment actions for an instance in `pre_state` (tags come last)."""
-    return [IsolateInterface(interface) for interface in pre_state["interfaces"]] + [
-        DetachInstanceProfile(), TerminationProtection(), ShutdownBehaviourStop()]
+def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
+    """The ordered containment actions (tags come last, with the outcome). Isolation first:
+    nothing stands in front of the swap. Leaving the Auto Scaling group and the load balancers
+    follows at once, well inside any health-check window; then credentials and preservation."""
+    ordered: list[actions.Action] = [IsolateInterface(i) for i in pre_state["interfaces"]]
+    ordered += [LeaveAutoScalingGroup(), LeaveTargetGroups(), LeaveClassicLoadBalancers()]
+    if settings.disassociate_elastic_ip:
+        ordered.append(DisassociateElasticIp())
+    ordered.append(SwapToDenyAllProfile() if settings.credentials_mode == "deny-all"
+                   else DetachInstanceProfile())
+    if settings.revoke_role_sessions:
+        ordered.append(RevokeRoleSessions())
+    ordered += [TerminationProtection(), ShutdownBehaviourStop(), KeepVolumesOnTermination()]
+    if settings.disable_api_stop:
+        ordered.append(DisableApiStop())
+    return ordered
 
 
 def status(changes: list, errors: list) -> str:
@@ -38,13 +62,14 @@ def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
-    changes, errors = actions.run(containment_actions(incident["pre_state"]), target)
+    changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
+                                  target)
     tag_changes, tag_errors = actions.run([QuarantineTags(status(changes, errors))], target)
     changes, errors = changes + tag_changes, errors + tag_errors
     outcome = status(changes, errors)
     log.info("contained %s for %s: %s (%d changes, %d errors)", incident["instance_id"],
              incident["incident_id"], outcome, len(changes), len(errors))
     incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
-                          changes=changes, errors=errors, containment=outcome,
-                          execution_started=True)
+                          changes, errors,
+                          fields={"containment": outcome, "execution_started": True})
     return {"status": outcome, "changes": len(changes), "errors": len(errors)}

@@ -4,28 +4,49 @@ complete or the deadline passes (the state machine's Wait loop calls `check`).""
 import logging
 import time
 
-from chalicelib import actions, aws, incidents
-from chalicelib.actions.evidence import Snapshots
+from chalicelib import actions, aws, incidents, settings
+from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import target_for
 
 log = logging.getLogger(__name__)
 
 
-COLLECT_ACTION_CLASSES = (Snapshots,)
+COLLECT_ACTION_CLASSES = (Snapshots, StoreEvidence)
 COLLECT_PERMISSIONS = incidents.UPDATE_PERMISSIONS
+CHECK_ACTION_CLASSES = (ShareSnapshots, StopInstance)
 CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *incidents.UPDATE_PERMISSIONS)
 
 
 def collect(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
-    changes, errors = actions.run([Snapshots()], target_for(incident))
+    target = target_for(incident)
+    changes, errors = actions.run([Snapshots()], target)
     snapshot_ids = [c["after"] for c in changes]
+    stored, store_errors = actions.run([StoreEvidence(snapshot_ids)], target)
+    bucket = target.settings.evidence_bucket
     incidents.record_step(incident["incident_id"], "evidence", started,
-                          "failed" if errors else "started", changes=changes, errors=errors,
-                          evidence={"snapshots": {i: "pending" for i in snapshot_ids}})
+                          "failed" if errors or store_errors else "started",
+                          changes + stored, errors + store_errors,
+                          fields={"evidence": {
+                              "snapshots": {i: "pending" for i in snapshot_ids},
+                              "store": f"s3://{bucket}/{incident['incident_id']}/" if stored
+                              else None}})
     return {"snapshot_ids": snapshot_ids, "done": not snapshot_ids,
             "deadline": time.time() + event["timing"]["deadline_seconds"]}
+
+
+def safe_evidence_actions(states: dict, unfinished: list) -> list[actions.Action]:
+    """What may follow once every snapshot completed: sharing them, stopping the instance."""
+    current = settings.get()
+    if unfinished or not states:
+        return []
+    ordered: list[actions.Action] = []
+    if current.forensic_account_id:
+        ordered.append(ShareSnapshots(sorted(states)))
+    if current.stop_after_evidence:
+        ordered.append(StopInstance())
+    return ordered
 
 
 def check(event: dict) -> dict:
@@ -40,8 +61,10 @@ def check(event: dict) -> dict:
     if done:
         errors = [{"action": "snapshots", "resource": i, "code": "SnapshotNotCompleted",
                    "message": f"{i} was still {states[i]} at the deadline"} for i in unfinished]
+        changes, after_errors = actions.run(safe_evidence_actions(states, unfinished),
+                                            target_for(incident))
         incidents.record_step(incident["incident_id"], "wait-snapshots", started,
-                              "late" if late else "completed", errors=errors,
-                              evidence={"snapshots": states})
+                              "late" if late else "completed", changes, errors + after_errors,
+                              fields={"evidence.snapshots": states})
         log.info("snapshots of %s: %s", incident["incident_id"], states)
     return {**evidence, "done": done, "unfinished": unfinished}

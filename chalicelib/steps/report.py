@@ -15,8 +15,8 @@ def crash_errors(event: dict) -> list[dict]:
     """Errors of steps that crashed or failed to run: the state machine caught them and put
     them under `error` in that step's result; the step itself could record nothing."""
     results = event.get("results") or {}
-    outcomes = {"detection-notice": results.get("detection"), "contain": results.get("contain"),
-                "evidence": event.get("evidence")}
+    outcomes = {"capture-memory": event.get("memory"), "detection-notice": results.get("detection"),
+                "contain": results.get("contain"), "evidence": event.get("evidence")}
     return [
         {"action": f"{step}-step", "resource": event["incident"]["instance_id"],
          "code": outcome["error"].get("Error", "Unknown"),
@@ -31,8 +31,8 @@ def run(event: dict) -> dict:
     crashed = crash_errors(event)
     stored = incidents.get(incident_id) or event["incident"]
     final = stored.get("containment") or "FAILED"  # no record: containment never ran
-    incident = incidents.record_step(incident_id, "report", started,
-                                     incidents.OUTCOMES[final], errors=crashed, status=final)
+    incident = incidents.record_step(incident_id, "report", started, incidents.OUTCOMES[final],
+                                     errors=crashed, fields={"status": final})
     if final == "FAILED":
         incidents.release_claim(incident)  # nothing is contained: the next finding may act
     log.info("incident %s ends %s", incident_id, final)
