@@ -48,3 +48,49 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
         volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device=f"/dev/sd{'fghijklmnop'[index]}")
     return {"instance_id": instance_id, "interfaces": enis, **vpc}
+
+
+def make_fleet_member(stack, target_groups: int = 2) -> dict:
+    """An instance of an Auto Scaling group (launch template), registered in `target_groups`
+    target groups of an application load balancer and in a classic load balancer, with an
+    Elastic IP: the setting in which an isolated instance would be terminated or keep serving."""
+    ec2, autoscaling = stack.client("ec2"), stack.client("autoscaling")
+    elbv2, elb = stack.client("elbv2"), stack.client("elb")
+    vpc_id = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.1.{n}.0/24",
+                                 AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
+               for n, zone in ((1, "a"), (2, "b"))]
+    group = ec2.create_security_group(GroupName=f"web-{time.monotonic_ns()}", Description="web",
+                                      VpcId=vpc_id)["GroupId"]
+    ec2.create_launch_template(LaunchTemplateName="web-template", LaunchTemplateData={
+        "ImageId": "ami-12345678", "InstanceType": "t3.micro", "SecurityGroupIds": [group]})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="web", LaunchTemplate={"LaunchTemplateName": "web-template"},
+        MinSize=1, MaxSize=4, DesiredCapacity=2, VPCZoneIdentifier=",".join(subnets))
+    members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])[
+        "AutoScalingGroups"][0]["Instances"]
+    instance_id = members[0]["InstanceId"]
+    balancer = elbv2.create_load_balancer(Name="web-alb", Subnets=subnets,
+                                          SecurityGroups=[group])["LoadBalancers"][0]
+    arns = []
+    for n in range(target_groups):
+        arn = elbv2.create_target_group(Name=f"web-{n}", Protocol="HTTP", Port=80 + n,
+                                        VpcId=vpc_id)["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.create_listener(LoadBalancerArn=balancer["LoadBalancerArn"], Protocol="HTTP",
+                              Port=80 + n, DefaultActions=[{"Type": "forward",
+                                                            "TargetGroupArn": arn}])
+        elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": m["InstanceId"]}
+                                                            for m in members])
+        arns.append(arn)
+    elb.create_load_balancer(LoadBalancerName="web-classic", AvailabilityZones=["us-east-1a"],
+                             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80,
+                                         "InstancePort": 80}])
+    elb.register_instances_with_load_balancer(LoadBalancerName="web-classic", Instances=[
+        {"InstanceId": m["InstanceId"]} for m in members])
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.associate_address(AllocationId=allocation, InstanceId=instance_id)
+    eni = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+        "NetworkInterfaces"][0]["NetworkInterfaceId"]
+    return {"instance_id": instance_id, "vpc_id": vpc_id, "group": "web", "target_groups": arns,
+            "classic": "web-classic", "allocation_id": allocation, "interfaces": {eni: [group]},
+            "members": [m["InstanceId"] for m in members]}
