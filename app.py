@@ -27,11 +27,13 @@ def on_guardduty_finding(event):
 @app.route("/quarantine", methods=["POST"], authorizer=iam,
            content_types=["application/json", "text/plain"])
 def quarantine():
-    request = app.current_request
-    account, region = _home(app.lambda_context)
-    caller = (request.context.get("identity") or {}).get("userArn") or ""
-    return http.respond(lambda: workflow.start(http.quarantine_request(
-        http.parse_json_object(request.raw_body), account, region, caller), account))
+    def act():
+        request = app.current_request
+        account, region = _home(app.lambda_context)
+        caller = ((request.context or {}).get("identity") or {}).get("userArn") or ""
+        return workflow.start(http.quarantine_request(
+            http.parse_json_object(request.raw_body), account, region, caller), account)
+    return http.respond(act)
 
 
 @app.route("/incidents/{incident_id}", methods=["GET"], authorizer=iam)

@@ -7,6 +7,7 @@ names the Lambda function that uses it in its user agent, so CloudTrail tells th
 """
 
 import contextlib
+import os
 import threading
 from contextvars import ContextVar
 from typing import NamedTuple
@@ -14,7 +15,10 @@ from typing import NamedTuple
 APP_NAME = "ec2-quarantine"
 MAX_ATTEMPTS = 5  # in all, the first included
 
-_function_name: ContextVar[str] = ContextVar("function_name", default=APP_NAME)
+# In Lambda the process is one function (AWS_LAMBDA_FUNCTION_NAME); the embedded AWS runs them
+# all in one process and names each invocation's function with acting_as().
+_function_name: ContextVar[str] = ContextVar(
+    "function_name", default=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", APP_NAME))
 _lock = threading.Lock()
 _clients: dict = {}
 _session = None

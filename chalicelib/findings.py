@@ -64,7 +64,7 @@ def _path(mapping, *names):
 
 def _text(detail, name, pattern=None, *, required=True):
     value = _field(detail, name)
-    if value is None and not required:
+    if not required and (value is None or value == ""):
         return ""
     if not isinstance(value, str) or not value:
         raise MalformedFinding(f"finding field {name!r} is missing or not a string: {value!r}")

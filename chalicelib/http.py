@@ -66,22 +66,19 @@ def _shown(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _known_regions() -> frozenset:
+_regions: dict = {}
+
+
+def known_region(name, home_region: str) -> bool:
+    """True for a real region in the home region's partition (the credentials reach no other)."""
     import botocore.session
 
-    session = botocore.session.get_session()
-    return frozenset(region for partition in session.get_available_partitions()
-                     for region in session.get_available_regions("ec2", partition))
-
-
-_regions = None
-
-
-def known_region(name) -> bool:
-    global _regions
-    if _regions is None:
-        _regions = _known_regions()
-    return name in _regions
+    partition = ("aws-cn" if home_region.startswith("cn-") else
+                 "aws-us-gov" if home_region.startswith("us-gov-") else "aws")
+    if partition not in _regions:
+        _regions[partition] = frozenset(
+            botocore.session.get_session().get_available_regions("ec2", partition))
+    return name in _regions[partition]
 
 
 def parse_json_object(raw_body: bytes | None) -> dict:
@@ -92,7 +89,7 @@ def parse_json_object(raw_body: bytes | None) -> dict:
                        f"body is {len(raw_body)} bytes; the limit is {MAX_BODY} bytes")
     try:
         body = json.loads(raw_body or b"{}")
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise Refused(400, "InvalidJson", f"body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise Refused(400, "InvalidBody", f"body must be a JSON object, not {type(body).__name__}")
@@ -116,7 +113,7 @@ def quarantine_request(body: dict, home_account: str, default_region: str, calle
         raise Refused(400, "InvalidReason", f"reason {_shown(reason)} must be a string of at "
                        f"most {MAX_REASON} characters")
     region = body.get("region", default_region)
-    if not isinstance(region, str) or not known_region(region):
+    if not isinstance(region, str) or not known_region(region, default_region):
         raise Refused(400, "InvalidRegion", f"region {_shown(region)} is not an AWS region")
     for flag in ("force", "dry_run"):
         if flag in body and not isinstance(body[flag], bool):

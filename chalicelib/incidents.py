@@ -92,6 +92,27 @@ def claim(incident: dict) -> None:
     Raises AlreadyActive (with the active incident's id) when the instance has one: the claim
     item of an instance points at its incident and is free only while that incident is inactive.
     """
+    import random
+    import time
+
+    for attempt in range(CLAIM_ATTEMPTS):
+        try:
+            return _claim_once(incident)
+        except _Conflict:
+            # Concurrent transactions on one claim item: DynamoDB cancels all but one with
+            # TransactionConflict. Try again: the next attempt sees the winner's claim.
+            time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
+    return _claim_once(incident)
+
+
+CLAIM_ATTEMPTS = 5
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _claim_once(incident: dict) -> None:
     from botocore.exceptions import ClientError
 
     key = _claim_key(incident["account_id"], incident["region"], incident["instance_id"])
@@ -109,8 +130,11 @@ def claim(incident: dict) -> None:
         ])
     except ClientError as error:
         reasons = error.response.get("CancellationReasons") or []
-        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+        codes = [reason.get("Code") for reason in reasons]
+        if codes and codes[0] == "ConditionalCheckFailed":
             raise AlreadyActive(reasons[0]["Item"]["incident_id"]["S"]) from None
+        if "TransactionConflict" in codes:
+            raise _Conflict() from None
         raise
 
 

@@ -136,6 +136,7 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
                 {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence",
                  "memory.$": "$.memory"},
                 "$.report", "NotifyReport",
+                retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],  # a crash too: it settles status
                 catch={"ResultPath": "$.report_error", "Next": "ReportNotRendered"}),
             "ReportNotRendered": {
                 "Type": "Pass",

@@ -34,7 +34,11 @@ class Refused(Exception):
 
 
 def check_settings(current) -> None:
-    """Refuse to act under settings whose features have not landed yet."""
+    """Refuse to act without the app's resources, or under settings whose features have not
+    landed yet."""
+    for name in ("state_machine_arn", "topic_arn", "incidents_table"):
+        if not getattr(current, name):
+            raise Refused(503, "NotConfigured", f"{name.upper()} is not set: the app cannot act")
     defaults = settings.load({})
     for name in ("dry_run", "member_accounts", "member_role_name", "member_external_id"):
         if getattr(current, name) != getattr(defaults, name):
@@ -185,7 +189,10 @@ def further(incident_id: str, request: findings.QuarantineRequest) -> tuple[int,
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return begin(incident, status=200)
-    announce(report.duplicate(incident, _finding_ref(request)))
+    try:
+        announce(report.duplicate(incident, _finding_ref(request)))
+    except Exception:  # recorded already: a lost notice must not turn it into a failure
+        log.exception("could not announce the further %s on %s", request.source, incident_id)
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
     return 200, public(incident)
 
@@ -244,10 +251,14 @@ def handle_finding(detail, home_account: str) -> dict:
     every finding ends logged with its decision (a raise would only make Lambda retry it)."""
     try:
         request = findings.parse(detail)
+        current = settings.get()
     except findings.MalformedFinding as error:
         log.warning("dropped malformed finding: %s", error)
         return {"decision": "dropped", "reason": str(error)}
-    why_not = findings.qualifies(request.finding, settings.get())
+    except settings.SettingsError as error:
+        log.error("refused to act on a finding: misconfigured: %s", error)
+        return {"decision": "refused", "reason": str(error), "code": "InvalidSetting"}
+    why_not = findings.qualifies(request.finding, current)
     if why_not:
         log.info("dropped finding %s on %s: %s", request.finding.id, request.instance_id, why_not)
         return {"decision": "dropped", "reason": why_not}

@@ -38,4 +38,5 @@ def make_server(app, stage: str, host: str, port: int, bridge) -> LocalDevServer
     server.server.RequestHandlerClass = functools.partial(
         SerialRequestHandler, app_object=app, config=config, bridge=bridge
     )
+    server.server.socket.listen(128)  # http.server's backlog of 5 resets concurrent clients
     return server

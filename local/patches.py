@@ -31,6 +31,7 @@ def apply(bridge, endpoint: str) -> None:
             return
         _patch_interface_groups()
         _patch_instance_attributes()
+        _patch_dynamodb_atomic_writes()
         _patch_console()
         _patch_ssm()
         _patch_snapshots()
@@ -162,6 +163,23 @@ def _patch_ssm():
 
     SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
     SimpleSystemManagerResponse.send_command = send_command
+
+
+def _patch_dynamodb_atomic_writes():
+    """moto's threaded server applies concurrent writes to one item without isolation, so
+    concurrent `list_append` updates lose entries; DynamoDB applies each write atomically.
+    Serialize moto's item writes."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    writes = threading.RLock()  # transact_write_items calls put_item itself
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def atomic(self, *args, _original=original, **kwargs):
+            with writes:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, atomic)
 
 
 # -- EBS: snapshots that take time -------------------------------------------------------------

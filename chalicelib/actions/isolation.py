@@ -152,9 +152,22 @@ class IsolateInterface(Action):
 
     def apply(self, target):
         groups = isolation_groups(target, self.interface["vpc_id"])
-        for role in ("open", "isolation"):
-            target.ec2.modify_network_interface_attribute(
-                NetworkInterfaceId=self.resource, Groups=[groups[role]])
+        ec2 = target.ec2
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=self.resource,
+                                               Groups=[groups["open"]])
+        try:
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=self.resource,
+                                                   Groups=[groups["isolation"]])
+        except Exception as error:
+            # Never leave an interface on the all-open group: put its own groups back.
+            try:
+                ec2.modify_network_interface_attribute(NetworkInterfaceId=self.resource,
+                                                       Groups=self.interface["groups"])
+                left = "its original groups were restored"
+            except Exception:
+                left = f"it is LEFT ON THE ALL-OPEN GROUP {groups['open']}: fix it by hand"
+            raise RuntimeError(f"isolation group not applied to {self.resource} ({error}); "
+                               f"{left}") from error
         return [change(self.name, self.resource, "groups", self.interface["groups"],
                        [groups["isolation"]])]
 

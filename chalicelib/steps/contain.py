@@ -52,7 +52,8 @@ def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
 
 
 def status(changes: list, errors: list) -> str:
-    """CONTAINED: every action applied; FAILED: nothing changed; PARTIAL: in between."""
+    """CONTAINED: every action applied; FAILED: nothing changed; PARTIAL: in between.
+    The quarantine tags are a label, not containment: they never count as a change."""
     if not errors:
         return "CONTAINED"
     return "PARTIAL" if changes else "FAILED"
@@ -65,11 +66,15 @@ def run(event: dict) -> dict:
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
                                   target)
     tag_changes, tag_errors = actions.run([QuarantineTags(status(changes, errors))], target)
+    outcome = status(changes, errors + tag_errors)
     changes, errors = changes + tag_changes, errors + tag_errors
-    outcome = status(changes, errors)
     log.info("contained %s for %s: %s (%d changes, %d errors)", incident["instance_id"],
              incident["incident_id"], outcome, len(changes), len(errors))
-    incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
-                          changes, errors,
-                          fields={"containment": outcome, "execution_started": True})
+    try:
+        incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
+                              changes, errors,
+                              fields={"containment": outcome, "execution_started": True})
+    except Exception:  # the report records them instead: what was done is never lost
+        log.exception("could not record containment of %s", incident["incident_id"])
+        return {"status": outcome, "unrecorded": {"changes": changes, "errors": errors}}
     return {"status": outcome, "changes": len(changes), "errors": len(errors)}

@@ -56,11 +56,13 @@ def check(event: dict) -> dict:
         SnapshotIds=evidence["snapshot_ids"])["Snapshots"]
     states = {s["SnapshotId"]: s["State"] for s in described}
     unfinished = sorted(i for i, state in states.items() if state != "completed")
-    late = bool(unfinished) and time.time() >= evidence["deadline"]
-    done = not unfinished or late
+    pending = [i for i in unfinished if states[i] == "pending"]  # "error" is final at once
+    late = bool(pending) and time.time() >= evidence["deadline"]
+    done = not pending or late
     if done:
         errors = [{"action": "snapshots", "resource": i, "code": "SnapshotNotCompleted",
-                   "message": f"{i} was still {states[i]} at the deadline"} for i in unfinished]
+                   "message": f"{i} was still {states[i]} at the deadline" if states[i] == "pending"
+                   else f"{i} ended in state {states[i]}"} for i in unfinished]
         changes, after_errors = actions.run(safe_evidence_actions(states, unfinished),
                                             target_for(incident))
         incidents.record_step(incident["incident_id"], "wait-snapshots", started,

@@ -29,10 +29,14 @@ def run(event: dict) -> dict:
     incident_id = event["incident"]["incident_id"]
     started = incidents.now()
     crashed = crash_errors(event)
+    contained = (event.get("results") or {}).get("contain") or {}
+    unrecorded = contained.get("unrecorded") or {"changes": [], "errors": []}
     stored = incidents.get(incident_id) or event["incident"]
-    final = stored.get("containment") or "FAILED"  # no record: containment never ran
+    # The step's own result wins over the record only when the step could not record itself.
+    final = stored.get("containment") or contained.get("status") or "FAILED"
     incident = incidents.record_step(incident_id, "report", started, incidents.OUTCOMES[final],
-                                     errors=crashed, fields={"status": final})
+                                     unrecorded["changes"], unrecorded["errors"] + crashed,
+                                     fields={"status": final, "containment": final})
     if final == "FAILED":
         incidents.release_claim(incident)  # nothing is contained: the next finding may act
     log.info("incident %s ends %s", incident_id, final)

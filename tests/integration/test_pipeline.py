@@ -166,3 +166,21 @@ def test_containment_that_changes_nothing_fails_the_execution(stack):
     again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
     assert again["decision"] == "acted" and again["incident_id"] != record["incident_id"]
     finish(stack, again)
+
+
+def test_a_failed_isolation_step_never_leaves_an_interface_all_open(stack):
+    first = make_victim(stack, interfaces=1, volumes=1)  # makes the VPC's pair of groups
+    finish(stack, deliver_finding(stack, guardduty_event(first["instance_id"])))
+    isolation = product_groups(stack, first["vpc_id"])["isolation"]["GroupId"]
+    victim = make_victim(stack, interfaces=1, volumes=1,
+                         vpc={"vpc_id": first["vpc_id"], "subnet_id": first["subnet_id"]})
+    (eni, groups), = victim["interfaces"].items()
+    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation",
+                     resource=isolation)  # the all-open step works, the isolation step fails
+
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    assert interface_groups(stack, eni) == groups  # back on its own groups, not all-open
+    (error,) = [e for e in record["errors"] if e["action"] == "isolate-interface"]
+    assert "original groups were restored" in error["message"]
+    assert record["status"] == "PARTIAL"

@@ -174,3 +174,26 @@ def test_shutdown_behaviour_is_set_and_groups_are_left_alone(stack):
     assert described["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
     eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
     assert _interface_groups(ec2, eni) == [group]
+
+
+def test_concurrent_updates_of_one_item_are_all_applied(stack):
+    """Plain moto loses some of these concurrent list_append updates (a lost-update race)."""
+    import threading
+
+    dynamodb, table = stack.client("dynamodb"), stack.names["INCIDENTS_TABLE"]
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "item"}, "seen": {"L": []}})
+    barrier = threading.Barrier(20)
+
+    def append(n):
+        barrier.wait()
+        dynamodb.update_item(TableName=table, Key={"pk": {"S": "item"}},
+                             UpdateExpression="SET seen = list_append(seen, :n)",
+                             ExpressionAttributeValues={":n": {"L": [{"N": str(n)}]}})
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "item"}}, ConsistentRead=True)
+    assert sorted(int(v["N"]) for v in item["Item"]["seen"]["L"]) == list(range(20))

@@ -38,6 +38,18 @@ def test_twenty_concurrent_requests_each_get_their_own_answer(stack):
             assert body == {"error": "IncidentNotFound", "message": f"no incident {incident_id}"}
 
 
+def test_twenty_concurrent_posts_each_get_the_answer_to_their_own_body(stack):
+    """chalice local's threads share current_request: without the lock bodies get swapped."""
+    from tests.helpers import api
+
+    ids = [f"i-{n:08x}" + "z" for n in range(20)]  # invalid on purpose: the error names each
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(
+            lambda i: api(stack, "POST", "/quarantine", {"instance_id": i}), ids))
+    for instance_id, (status, body) in zip(ids, answers):
+        assert status == 400 and f"'{instance_id}'" in body["message"]
+
+
 def test_environment_overrides_the_stages_settings():
     assert stage_environment("dev", {})["SEVERITY_THRESHOLD"] == "7.0"
     assert stage_environment("dev", {"SEVERITY_THRESHOLD": "8.5"})["SEVERITY_THRESHOLD"] == "8.5"
