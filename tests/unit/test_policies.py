@@ -45,3 +45,21 @@ def test_contain_may_isolate_but_not_terminate():
     actions = {a for s in permissions.policy("prod", "contain")["Statement"] for a in s["Action"]}
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions
     assert not any("Terminate" in a or "Delete" in a for a in actions)
+
+
+def test_each_policy_file_grants_exactly_what_the_functions_actions_declare():
+    from chalicelib.steps import contain, evidence, memory
+
+    declared = {
+        "contain": contain.ACTION_CLASSES, "collect_evidence": evidence.COLLECT_ACTION_CLASSES,
+        "check_snapshots": evidence.CHECK_ACTION_CLASSES, "capture_memory": memory.ACTION_CLASSES,
+    }
+    for stage in permissions.STAGES:
+        for function, classes in declared.items():
+            with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
+                granted = {a for s in json.load(f)["Statement"] for a in s["Action"]}
+            from_actions = {p for cls in classes for p in cls.permissions}
+            assert from_actions <= granted, f"{function} misses {from_actions - granted}"
+            extra = granted - from_actions - set(permissions.LOG_ACTIONS)
+            # beyond its actions, a step may only record on its incident
+            assert extra <= {"dynamodb:UpdateItem", "ec2:DescribeSnapshots"}, (function, extra)
