@@ -5,7 +5,7 @@ import logging
 from chalice import Chalice, IAMAuthorizer
 
 from chalicelib import findings, http, incidents, workflow
-from chalicelib.steps import contain, evidence, memory, report
+from chalicelib.steps import contain, evidence, memory, release as release_steps, report
 
 app = Chalice(app_name="ec2-quarantine")
 app.log.setLevel(logging.INFO)
@@ -36,6 +36,28 @@ def quarantine():
     return http.respond(act)
 
 
+@app.route("/release", methods=["POST"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def release_instance():
+    def act():
+        request = app.current_request
+        account, region = _home(app.lambda_context)
+        caller = ((request.context or {}).get("identity") or {}).get("userArn") or ""
+        wanted, reregister = http.release_request(
+            http.parse_json_object(request.raw_body), account, region, caller)
+        return workflow.release(wanted, account, reregister)
+    return http.respond(act)
+
+
+@app.route("/incidents", methods=["GET"], authorizer=iam)
+def list_incidents():
+    def act():
+        account, region = _home(app.lambda_context)
+        return http.list_incidents(app.current_request.query_params, account, region,
+                                   incidents.search)
+    return http.respond(act)
+
+
 @app.route("/incidents/{incident_id}", methods=["GET"], authorizer=iam)
 def get_incident(incident_id):
     return http.respond(lambda: http.incident(incident_id, incidents.get))
@@ -59,6 +81,11 @@ def collect_evidence_step(event, context):
 @app.lambda_function(name="check_snapshots")
 def check_snapshots_step(event, context):
     return evidence.check(event)
+
+
+@app.lambda_function(name="release")
+def release_step(event, context):
+    return release_steps.run(event)
 
 
 @app.lambda_function(name="report")

@@ -41,6 +41,7 @@ class QuarantineRequest:
     reason: str = ""
     finding: Finding | None = None
     force: bool = False
+    dry_run: bool = False
     requested_by: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:

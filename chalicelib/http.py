@@ -7,6 +7,7 @@ the API never answers 500.
 
 import json
 import logging
+import re
 
 from chalice import Response
 
@@ -56,7 +57,6 @@ def incident(incident_id: str, lookup) -> tuple[int, dict]:
 
 MAX_BODY = 64 * 1024
 QUARANTINE_FIELDS = ("instance_id", "reason", "region", "account_id", "finding", "dry_run", "force")
-NOT_YET = {"dry_run": "dry_run is not supported yet", "finding": "finding is not supported yet"}
 MAX_REASON = 1024
 
 
@@ -122,12 +122,106 @@ def quarantine_request(body: dict, home_account: str, default_region: str, calle
     if not isinstance(account_id, str) or not ACCOUNT_ID.match(account_id):
         raise Refused(400, "InvalidAccountId",
                        f"account_id {_shown(account_id)} is not a 12-digit account id")
-    for field, message in NOT_YET.items():
-        if field in body:
-            raise Refused(400, "NotSupported", f"{message} (field {field!r})")
-    if account_id != home_account:
-        raise Refused(403, "AccountNotAllowed", f"account {account_id} is not allowed: this "
-                       f"deployment acts in its home account {home_account} only")
+    finding = _attached_finding(body.get("finding"), instance_id) if "finding" in body else None
     return QuarantineRequest(instance_id=instance_id, account_id=account_id, region=region,
-                             source="http", reason=reason, force=body.get("force", False),
-                             requested_by=caller)
+                             source="http", reason=reason, finding=finding,
+                             force=body.get("force", False),
+                             dry_run=body.get("dry_run", False), requested_by=caller)
+
+
+def _attached_finding(value, instance_id: str):
+    """The GuardDuty finding a responder pasted (an EventBridge event, its detail, or
+    get-findings output; either casing); it must be about the same instance."""
+    from chalicelib.findings import MalformedFinding, parse
+
+    if isinstance(value, dict) and isinstance(value.get("detail"), dict):
+        value = value["detail"]
+    if isinstance(value, dict) and isinstance(value.get("Findings"), list) and value["Findings"]:
+        value = value["Findings"][0]
+    try:
+        parsed = parse(value)
+    except MalformedFinding as error:
+        raise Refused(400, "InvalidFinding", f"finding: {error}") from None
+    if parsed.instance_id != instance_id:
+        raise Refused(400, "FindingMismatch", f"finding is about {parsed.instance_id}, "
+                      f"not instance_id {instance_id}")
+    return parsed.finding
+
+
+RELEASE_FIELDS = ("instance_id", "reason", "region", "account_id", "reregister")
+
+
+def release_request(body: dict, home_account: str, default_region: str, caller: str):
+    """POST /release's body: (QuarantineRequest for the instance, whether to re-register)."""
+    unknown = sorted(set(body) - set(RELEASE_FIELDS))
+    if unknown:
+        raise Refused(400, "UnknownField", f"unknown field(s) {', '.join(map(_shown, unknown))}; "
+                      f"allowed: {', '.join(RELEASE_FIELDS)}")
+    if "reason" not in body:
+        raise Refused(400, "MissingReason", "reason is required: say why the instance is released")
+    reregister = body.get("reregister", False)
+    if not isinstance(reregister, bool):
+        raise Refused(400, "InvalidField", f"reregister {_shown(reregister)} must be true or false")
+    fields = {k: v for k, v in body.items() if k != "reregister"}
+    return quarantine_request(fields, home_account, default_region, caller), reregister
+
+
+LIST_PARAMETERS = ("instance_id", "status", "since", "account_id", "region", "limit", "next_token")
+SINCE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$")
+
+
+def list_incidents(query: dict | None, home_account: str, default_region: str, search):
+    """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
+    import base64
+
+    from chalicelib.findings import ACCOUNT_ID, INSTANCE_ID
+    from chalicelib.incidents import STATUSES, instance_key
+
+    query = query or {}
+    unknown = sorted(set(query) - set(LIST_PARAMETERS))
+    if unknown:
+        raise Refused(400, "UnknownParameter", f"unknown parameter(s) {', '.join(map(_shown, unknown))}; "
+                      f"allowed: {', '.join(LIST_PARAMETERS)}")
+    instance_id = query.get("instance_id")
+    if instance_id is not None and not INSTANCE_ID.match(instance_id):
+        raise Refused(400, "InvalidInstanceId", f"instance_id {_shown(instance_id)} is not "
+                      "'i-' followed by 8 or 17 lowercase hexadecimal digits")
+    status = query.get("status")
+    if status is not None and status not in STATUSES:
+        raise Refused(400, "InvalidStatus", f"status {_shown(status)} is not one of "
+                      f"{', '.join(STATUSES)}")
+    since = query.get("since")
+    if since is not None and not SINCE.match(since):
+        raise Refused(400, "InvalidSince", f"since {_shown(since)} is not an ISO 8601 UTC time "
+                      "such as 2026-11-30T04:00:00Z")
+    account = query.get("account_id", home_account)
+    if not ACCOUNT_ID.match(account):
+        raise Refused(400, "InvalidAccountId", f"account_id {_shown(account)} is not a 12-digit "
+                      "account id")
+    region = query.get("region", default_region)
+    if not known_region(region, default_region):
+        raise Refused(400, "InvalidRegion", f"region {_shown(region)} is not an AWS region")
+    try:
+        limit = int(query.get("limit", "25"))
+        if not 1 <= limit <= 100:
+            raise ValueError
+    except ValueError:
+        raise Refused(400, "InvalidLimit", f"limit {_shown(query.get('limit'))} is not a "
+                      "number from 1 to 100") from None
+    start = None
+    if query.get("next_token"):
+        try:
+            start = json.loads(base64.urlsafe_b64decode(query["next_token"].encode()))
+            if not isinstance(start, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise Refused(400, "InvalidNextToken", "next_token is not one this API gave") from None
+    key = instance_key(account, region, instance_id) if instance_id else None
+    page, last = search(key, status, since, limit, start)  # ISO times compare as strings
+    body = {"incidents": [{k: i.get(k) for k in ("incident_id", "status", "instance_id",
+                                                 "account_id", "region", "opened_at",
+                                                 "updated_at", "source", "reason")}
+                          for i in page]}
+    if last:
+        body["next_token"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+    return 200, body

@@ -42,8 +42,8 @@ TABLE_DEFINITION = {
 
 
 # IAM actions, declared next to the code that calls them (chalicelib.permissions collects them).
-READ_PERMISSIONS = ("dynamodb:GetItem",)
-CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item
+READ_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:Query")
+CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
 
 ACTIVE = ("OPEN", "CONTAINED", "PARTIAL")
@@ -138,6 +138,12 @@ def _claim_once(incident: dict) -> None:
         raise
 
 
+def put(incident: dict) -> None:
+    """Write an incident that claims nothing (a dry run: it never blocks a real incident)."""
+    _db().put_item(TableName=_table_name(), Item=_item(incident),
+                   ConditionExpression="attribute_not_exists(pk)")
+
+
 def record_finding(incident_id: str, finding: dict) -> dict:
     """Append a further finding to an active incident; returns the incident as it now stands."""
     return _update(
@@ -164,6 +170,42 @@ def record_step(incident_id: str, step: str, started: str, outcome: str, changes
         expression += ", " + ".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}"
         values[f":f{n}"] = value
     return _update(incident_id, expression, values, names)
+
+
+def active_for(account: str, region: str, instance_id: str) -> str | None:
+    """The id of the instance's active incident, or None."""
+    item = _db().get_item(TableName=_table_name(), Key=_claim_key(account, region, instance_id),
+                          ConsistentRead=True).get("Item")
+    if item and item["active"]["BOOL"]:
+        return item["incident_id"]["S"]
+    return None
+
+
+STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN")
+
+
+def search(instance_key_value: str | None, status: str | None, since: str | None, limit: int,
+           start_key: dict | None) -> tuple[list[dict], dict | None]:
+    """Incidents newest first (of one instance, or all), filtered; (page, key of the next)."""
+    if instance_key_value:
+        index, key_name, key_value = INSTANCE_INDEX, "instance_key", instance_key_value
+    else:
+        index, key_name, key_value = TIME_INDEX, "record_type", "incident"
+    condition = "#k = :k" + (" AND opened_at >= :since" if since else "")
+    values = {":k": {"S": key_value}}
+    if since:
+        values[":since"] = {"S": since}
+    query = {"TableName": _table_name(), "IndexName": index, "KeyConditionExpression": condition,
+             "ExpressionAttributeNames": {"#k": key_name}, "ExpressionAttributeValues": values,
+             "ScanIndexForward": False, "Limit": limit}
+    if status:
+        query["FilterExpression"] = "#s = :s"
+        query["ExpressionAttributeNames"]["#s"] = "status"
+        values[":s"] = {"S": status}
+    if start_key:
+        query["ExclusiveStartKey"] = start_key
+    page = _db().query(**query)
+    return [_plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
 
 
 def release_claim(incident: dict) -> None:

@@ -8,8 +8,8 @@ import json
 import os
 import sys
 
-from chalicelib import incidents, names, workflow
-from chalicelib.steps import contain, evidence, memory, report
+from chalicelib import accounts, incidents, names, workflow
+from chalicelib.steps import contain, evidence, memory, release, report
 
 STAGES = ("dev", "prod")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
@@ -23,13 +23,16 @@ def needs() -> dict[str, set[str]]:
     """IAM actions per function (Chalice's names: the API's function is `api_handler`)."""
     return {
         "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS},
+        "release": release.undo_permissions() | set(release.PERMISSIONS),
         "on_guardduty_finding": set(workflow.PERMISSIONS),
-        "capture_memory": _of_actions(memory.ACTION_CLASSES) | set(memory.PERMISSIONS),
-        "contain": _of_actions(contain.ACTION_CLASSES) | set(contain.PERMISSIONS),
+        "capture_memory": (_of_actions(memory.ACTION_CLASSES) | set(memory.PERMISSIONS)
+                           | set(accounts.PERMISSIONS)),
+        "contain": (_of_actions(contain.ACTION_CLASSES) | set(contain.PERMISSIONS)
+                    | set(accounts.PERMISSIONS)),
         "collect_evidence": (_of_actions(evidence.COLLECT_ACTION_CLASSES)
-                             | set(evidence.COLLECT_PERMISSIONS)),
+                             | set(evidence.COLLECT_PERMISSIONS) | set(accounts.PERMISSIONS)),
         "check_snapshots": (_of_actions(evidence.CHECK_ACTION_CLASSES)
-                            | set(evidence.CHECK_PERMISSIONS)),
+                            | set(evidence.CHECK_PERMISSIONS) | set(accounts.PERMISSIONS)),
         "report": set(report.PERMISSIONS),
     }
 
@@ -43,11 +46,20 @@ def _resources(service: str, stage: str) -> list[str]:
         return [f"arn:aws:states:*:*:stateMachine:{names.state_machine(stage)}"]
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
+    if service == "sts":
+        return [f"arn:aws:iam::*:role/{settings_member_role()}"]
     if service == "s3":
         return [f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
     return ["*"]  # EC2, Auto Scaling, ELB, IAM, SSM: scoped further with deployment (issue 6)
+
+
+def settings_member_role() -> str:
+    """The member role every stage may assume (MEMBER_ROLE_NAME's default)."""
+    from chalicelib.settings import DEFAULTS
+
+    return DEFAULTS["MEMBER_ROLE_NAME"]
 
 
 def policy(stage: str, function: str) -> dict:

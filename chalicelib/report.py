@@ -34,6 +34,12 @@ def _trigger(incident: dict) -> str:
 
 def detection(incident: dict) -> dict:
     """The notice sent when an incident opens (beside containment, never in front of it)."""
+    if incident.get("status") == "DRY_RUN":
+        lines = [f"ec2-quarantine started dry run {incident['incident_id']} for "
+                 f"{_describe(incident)}: it plans, it changes nothing.",
+                 f"Trigger: {_trigger(incident)}"]
+        return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: dry run started"),
+                "message": _with_json("\n".join(lines), incident)}
     lines = [
         f"ec2-quarantine opened incident {incident['incident_id']} for {_describe(incident)}.",
         f"Trigger: {_trigger(incident)}",
@@ -63,9 +69,47 @@ def final(incident: dict) -> dict:
               f"{incident['incident_id']}):"]
     lines += [f"  - {sid}: {state}" for sid, state in sorted(snapshots.items())] or ["  (none)"]
     lines += ["", f"Further findings recorded on this incident: {len(incident.get('findings') or [])}",
-              "", "The instance was not terminated. To release it after the investigation, restore",
-              "the 'before' values listed above (the pre-incident state is also in the record).",
+              "", "The instance was not terminated. To release it after the investigation:",
+              f"  POST /release {{\"instance_id\": \"{incident['instance_id']}\", "
+              "\"reason\": \"...\"}  (or: ec2-quarantine release "
+              f"{incident['instance_id']} --reason ...)",
               f"Incident record: GET /incidents/{incident['incident_id']}"]
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {outcome}"),
+            "message": _with_json("\n".join(lines), incident), "outcome": outcome}
+
+
+def plan(incident: dict) -> dict:
+    """A dry run's report: every change it would make, in order. Nothing was changed."""
+    steps = (incident.get("memory_plan") or []) + (incident.get("plan") or []) + (
+        incident.get("evidence_plan") or [])
+    lines = [f"DRY RUN {incident['incident_id']}: nothing was changed on {_describe(incident)}.",
+             f"Trigger: {_trigger(incident)}", "", "It would, in this order:"]
+    lines += [f"  {n}. {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> "
+              f"{c['after']}" for n, c in enumerate(steps, 1)] or ["  (nothing)"]
+    errors = incident.get("errors") or []
+    if errors:
+        lines += ["", "Could not plan:"] + [f"  - {e['action']} {e['resource']}: {e['code']}: "
+                                            f"{e['message']}" for e in errors]
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: dry run, "
+                               f"{len(steps)} changes planned"),
+            "message": _with_json("\n".join(lines), incident), "outcome": "planned"}
+
+
+def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
+    """The report of a release: what was restored, what was not, what was kept."""
+    complete = not errors
+    lines = [f"Incident {incident['incident_id']}: {_describe(incident)} "
+             + ("is RELEASED." if complete else "is NOT fully released."),
+             f"Reason: {(incident.get('release') or {}).get('reason') or 'none given'}", "",
+             "Restored:"]
+    lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: -> {c['after']}"
+              for c in undone] or ["  (nothing)"]
+    lines += ["", "Not restored (errors):"]
+    lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
+              for e in errors] or ["  (none)"]
+    lines += ["", "Left as is:"] + [f"  - {n}" for n in notes] + [
+        "  - evidence (snapshots, the evidence store) and the incident record are kept"]
+    outcome = "released" if complete else "release incomplete"
     return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {outcome}"),
             "message": _with_json("\n".join(lines), incident), "outcome": outcome}
 

@@ -7,7 +7,8 @@ functions can refer to each other without a dependency cycle.
 from chalicelib import names
 
 # The app's @app.lambda_function names that the state machine invokes.
-STEP_FUNCTIONS = ("capture_memory", "contain", "collect_evidence", "check_snapshots", "report")
+STEP_FUNCTIONS = (
+    "capture_memory", "contain", "collect_evidence", "check_snapshots", "report", "release")
 
 # Transient failures worth retrying, by error name (not every error: a denied call stays denied).
 LAMBDA_TRANSIENT = [
@@ -67,10 +68,12 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
     failure and the flow goes on: evidence after a failed containment, the report after failed
     evidence. The execution fails only when containment did (the report's outcome says so).
     Memory capture (opt-in) is the one step in front of containment: SSM needs the network.
-    Execution input: {"incident", "notice": {subject, message}, "timing": {poll_seconds,
-    deadline_seconds}, "options": {memory_capture}, "memory": {}}.
+    A release (mode "release") undoes an incident's changes and reports.
+    A dry run walks the same path with every action's plan and reports the plan.
+    Execution input: {"mode": "quarantine", "incident", "notice": {subject, message}, "timing": {poll_seconds,
+    deadline_seconds}, "options": {memory_capture, dry_run}, "memory": {}}.
     """
-    incident_only = {"incident.$": "$.incident"}
+    incident_only = {"incident.$": "$.incident", "options.$": "$.options"}
     detection_branch = {
         "StartAt": "NotifyDetected",
         "States": {
@@ -96,8 +99,17 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
     }
     return {
         "Comment": f"{names.APP_NAME}: contain an instance, preserve evidence, report",
-        "StartAt": "MemoryCaptureWanted",
+        "StartAt": "Mode",
         "States": {
+            "Mode": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.mode", "StringEquals": "release", "Next": "Release"}],
+                "Default": "MemoryCaptureWanted"},
+            "Release": _task(
+                function_arns["release"],
+                {"incident.$": "$.incident", "release.$": "$.release"}, "$.report",
+                "NotifyRelease"),
+            "NotifyRelease": {**_publish(topic_arn, "$.report"), "ResultPath": None, "End": True},
             "MemoryCaptureWanted": {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.options.memory_capture", "BooleanEquals": True,
@@ -115,7 +127,8 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
             },
             "CollectEvidence": _task(
                 function_arns["collect_evidence"],
-                {"incident.$": "$.incident", "timing.$": "$.timing"}, "$.evidence",
+                {"incident.$": "$.incident", "timing.$": "$.timing", "options.$": "$.options"},
+                "$.evidence",
                 "SnapshotsDone", catch={"ResultPath": "$.evidence_error", "Next": "EvidenceCrashed"}),
             "EvidenceCrashed": {
                 "Type": "Pass",
@@ -134,7 +147,7 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
             "Report": _task(
                 function_arns["report"],
                 {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence",
-                 "memory.$": "$.memory"},
+                 "memory.$": "$.memory", "options.$": "$.options"},
                 "$.report", "NotifyReport",
                 retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],  # a crash too: it settles status
                 catch={"ResultPath": "$.report_error", "Next": "ReportNotRendered"}),

@@ -13,12 +13,12 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import aws, findings, incidents, report, settings
+from chalicelib import accounts, aws, findings, incidents, report, settings
 
 log = logging.getLogger(__name__)
 
 PERMISSIONS = (
-    "ec2:DescribeInstances", "states:StartExecution", "sns:Publish",
+    "ec2:DescribeInstances", "states:StartExecution", "sns:Publish", *accounts.PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accepts more
@@ -39,23 +39,18 @@ def check_settings(current) -> None:
     for name in ("state_machine_arn", "topic_arn", "incidents_table"):
         if not getattr(current, name):
             raise Refused(503, "NotConfigured", f"{name.upper()} is not set: the app cannot act")
-    defaults = settings.load({})
-    for name in ("dry_run", "member_accounts", "member_role_name", "member_external_id"):
-        if getattr(current, name) != getattr(defaults, name):
-            raise Refused(503, "UnsupportedSetting",
-                          f"{name.upper()}={getattr(current, name)!r} is not supported yet; "
-                          "unset it (the app refuses to act rather than ignore it)")
+
 
 
 def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, dict]:
     """Open an incident for `request` (or record it on the active one); (HTTP status, body)."""
     current = settings.get()
     check_settings(current)
-    if request.account_id != home_account:
+    if not accounts.allowed(request.account_id, home_account, current):
         raise Refused(403, "AccountNotAllowed",
-                      f"account {request.account_id} is not allowed: this deployment acts in "
-                      f"its home account {home_account} only")
-    instance = describe(request)
+                      f"account {request.account_id} is not allowed: not the home account "
+                      f"{home_account} and not in MEMBER_ACCOUNTS")
+    instance = describe(request, home_account)
     if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
         if request.source == "guardduty":
             announce(report.not_acted_on(request.to_dict(), "exempt"))
@@ -65,7 +60,13 @@ def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, 
             raise Refused(409, "InstanceExempt",
                           f"instance {request.instance_id} carries {current.exempt_tag}=true; "
                           'send "force": true to quarantine it anyway')
-    incident = new_incident(request, instance)
+    incident = new_incident(request, instance, home_account)
+    if request.dry_run or current.dry_run:
+        incident["status"] = "DRY_RUN"
+        incidents.put(incident)
+        log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
+                 request.source)
+        return begin(incident)
     try:
         incidents.claim(incident)
     except incidents.AlreadyActive as active:
@@ -74,13 +75,13 @@ def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, 
     return begin(incident)
 
 
-def describe(request: findings.QuarantineRequest) -> dict:
+def describe(request: findings.QuarantineRequest, home_account: str) -> dict:
     """The live instance; refusals for one that does not exist or is terminated."""
     from botocore.exceptions import ClientError
 
     try:
-        reservations = aws.client("ec2", request.region).describe_instances(
-            InstanceIds=[request.instance_id])["Reservations"]
+        ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
+        reservations = ec2.describe_instances(InstanceIds=[request.instance_id])["Reservations"]
     except ClientError as error:
         if error.response["Error"]["Code"] in ("InvalidInstanceID.NotFound",
                                                "InvalidInstanceID.Malformed"):
@@ -117,7 +118,7 @@ def pre_state(instance: dict) -> dict:
     }
 
 
-def new_incident(request: findings.QuarantineRequest, instance: dict) -> dict:
+def new_incident(request: findings.QuarantineRequest, instance: dict, home_account: str) -> dict:
     incident_id = incidents.new_id()
     opened = incidents.now()
     return {
@@ -125,6 +126,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict) -> dict:
         "status": "OPEN",
         "instance_id": request.instance_id,
         "account_id": request.account_id,
+        "home_account": home_account,
         "region": request.region,
         "source": request.source,
         "reason": request.reason,
@@ -157,11 +159,13 @@ def begin(incident: dict, status: int = 202) -> tuple[int, dict]:
 
     current = settings.get()
     execution_input = {
+        "mode": "quarantine",
         "incident": _execution_view(incident),
         "notice": report.detection(incident),
         "timing": {"poll_seconds": current.snapshot_poll_seconds,
                    "deadline_seconds": current.snapshot_deadline_seconds},
-        "options": {"memory_capture": bool(current.memory_capture_document)},
+        "options": {"memory_capture": bool(current.memory_capture_document),
+                    "dry_run": incident["status"] == "DRY_RUN"},
         "memory": {},
     }
     machine_region = current.state_machine_arn.split(":")[3]
@@ -272,3 +276,41 @@ def handle_finding(detail, home_account: str) -> dict:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
     return {"decision": "acted" if status == 202 else "recorded", **body}
+
+
+def release(request: findings.QuarantineRequest, home_account: str,
+            reregister: bool = False) -> tuple[int, dict]:
+    """Start undoing the instance's contained or partial incident (through Step Functions)."""
+    from botocore.exceptions import ClientError
+
+    current = settings.get()
+    check_settings(current)
+    if not accounts.allowed(request.account_id, home_account, current):
+        raise Refused(403, "AccountNotAllowed",
+                      f"account {request.account_id} is not allowed: not the home account "
+                      f"{home_account} and not in MEMBER_ACCOUNTS")
+    describe(request, home_account)
+    incident_id = incidents.active_for(request.account_id, request.region, request.instance_id)
+    incident = incidents.get(incident_id) if incident_id else None
+    if incident is None or incident["status"] not in ("CONTAINED", "PARTIAL"):
+        state = f"its incident {incident_id} is {incident['status']}" if incident else \
+            "it has no active incident"
+        raise Refused(409, "NothingToRelease",
+                      f"instance {request.instance_id} cannot be released: {state} (release "
+                      "works on CONTAINED and PARTIAL incidents)")
+    attempt = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
+    machine_region = current.state_machine_arn.split(":")[3]
+    name = execution_name(f"{incident_id}-release-{attempt + 1}")
+    try:
+        arn = aws.client("stepfunctions", machine_region).start_execution(
+            stateMachineArn=current.state_machine_arn, name=name,
+            input=json.dumps({"mode": "release", "incident": {"incident_id": incident_id},
+                              "release": {"reason": request.reason, "reregister": reregister,
+                                          "requested_by": request.requested_by}}),
+        )["executionArn"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        arn = execution_arn(incident_id) + f"-release-{attempt + 1}"
+    log.info("releasing %s (%s)", incident_id, request.instance_id)
+    return 202, {**public(incident), "release_execution_arn": arn}

@@ -66,14 +66,16 @@ def error_record(action: Action, resource: str, error: Exception) -> dict:
     return {"action": action.name, "resource": resource, "code": code, "message": message[:500]}
 
 
-def run(actions: list[Action], target: Target) -> tuple[list[dict], list[dict]]:
-    """Apply `actions` in order; returns (changes made, errors). Never raises for an action."""
+def run(actions: list[Action], target: Target, dry_run: bool = False):
+    """Apply `actions` in order — or only plan them (dry run: reads, no change); returns
+    (changes made or planned, errors). Never raises for an action."""
     changes, errors = [], []
     for action in actions:
         try:
-            made = action.apply(target)
+            made = action.plan(target) if dry_run else action.apply(target)
             changes.extend(made)
-            log.info("%s on %s: %d change(s)", action.name, target.instance_id, len(made))
+            log.info("%s on %s: %d change(s)%s", action.name, target.instance_id, len(made),
+                     " planned" if dry_run else "")
         except Exception as error:  # recorded, reported, and the next action still runs
             log.warning("%s on %s failed: %s", action.name, target.instance_id, error)
             errors.append(error_record(action, getattr(action, "resource", target.instance_id),

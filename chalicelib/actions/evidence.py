@@ -47,8 +47,8 @@ class StoreEvidence(Action):
                    "ec2:DescribeNetworkAcls", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot",
                    "s3:PutObject")
 
-    def __init__(self, snapshot_ids: list[str]):
-        self.snapshot_ids = snapshot_ids
+    def __init__(self, snapshot_ids=()):
+        self.snapshot_ids = list(snapshot_ids)
 
     def _prefix(self, target):
         return f"{target.incident['incident_id']}/"
@@ -128,8 +128,8 @@ class ShareSnapshots(Action):
     name = "share-snapshots"
     permissions = ("ec2:ModifySnapshotAttribute",)
 
-    def __init__(self, snapshot_ids: list[str]):
-        self.snapshot_ids = snapshot_ids
+    def __init__(self, snapshot_ids=()):
+        self.snapshot_ids = list(snapshot_ids)
 
     def plan(self, target):
         return [change(self.name, s, "createVolumePermission", None,

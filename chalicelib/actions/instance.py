@@ -229,7 +229,7 @@ class QuarantineTags(Action):
     permissions = ("ec2:CreateTags",)
     undo_permissions = ("ec2:CreateTags", "ec2:DeleteTags")
 
-    def __init__(self, status: str):
+    def __init__(self, status: str = ""):
         self.status = status
 
     def _tags(self, target):

@@ -141,9 +141,9 @@ class IsolateInterface(Action):
     permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
 
-    def __init__(self, interface: dict):
-        self.interface = interface  # {"id", "vpc_id", "groups"} from the pre-incident state
-        self.resource = interface["id"]
+    def __init__(self, interface: dict | None = None):  # None: only to undo a record
+        self.interface = interface or {}  # {"id", "vpc_id", "groups"} before the incident
+        self.resource = self.interface.get("id", "")
 
     def plan(self, target):
         existing = find_groups(target.ec2, self.interface["vpc_id"])

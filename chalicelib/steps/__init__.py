@@ -2,12 +2,13 @@
 the incident. A step never raises for an action's failure; if it crashes anyway, the state
 machine's Catch hands the error to the report."""
 
-from chalicelib import aws, settings
+from chalicelib import accounts, settings
 from chalicelib.actions import Target
 
 
 def target_for(incident: dict) -> Target:
-    """The incident's instance, with clients in its region and the current settings."""
-    region = incident["region"]
-    return Target(client=lambda service: aws.client(service, region), incident=incident,
-                  settings=settings.get())
+    """The incident's instance, with clients in its account and region, and the settings."""
+    account, region = incident["account_id"], incident["region"]
+    home = incident.get("home_account", account)
+    return Target(client=lambda service: accounts.client(service, account, region, home),
+                  incident=incident, settings=settings.get())

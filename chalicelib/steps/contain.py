@@ -63,8 +63,15 @@ def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
+    dry_run = (event.get("options") or {}).get("dry_run", False)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
-                                  target)
+                                  target, dry_run)
+    if dry_run:
+        tag_changes, _ = actions.run([QuarantineTags("CONTAINED")], target, dry_run)
+        incidents.record_step(incident["incident_id"], "contain", started, "planned",
+                              errors=errors, fields={"plan": changes + tag_changes,
+                                                     "execution_started": True})
+        return {"status": "DRY_RUN", "planned": len(changes + tag_changes)}
     tag_changes, tag_errors = actions.run([QuarantineTags(status(changes, errors))], target)
     outcome = status(changes, errors + tag_errors)
     changes, errors = changes + tag_changes, errors + tag_errors

@@ -4,7 +4,7 @@ complete or the deadline passes (the state machine's Wait loop calls `check`).""
 import logging
 import time
 
-from chalicelib import actions, aws, incidents, settings
+from chalicelib import actions, incidents, settings
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import target_for
 
@@ -21,6 +21,11 @@ def collect(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
+    if (event.get("options") or {}).get("dry_run", False):
+        planned, errors = actions.run([Snapshots(), StoreEvidence([])], target, dry_run=True)
+        incidents.record_step(incident["incident_id"], "evidence", started, "planned",
+                              errors=errors, fields={"evidence_plan": planned})
+        return {"snapshot_ids": [], "done": True, "deadline": time.time()}
     changes, errors = actions.run([Snapshots()], target)
     snapshot_ids = [c["after"] for c in changes]
     stored, store_errors = actions.run([StoreEvidence(snapshot_ids)], target)
@@ -52,7 +57,7 @@ def safe_evidence_actions(states: dict, unfinished: list) -> list[actions.Action
 def check(event: dict) -> dict:
     incident, evidence = event["incident"], event["evidence"]
     started = incidents.now()
-    described = aws.client("ec2", incident["region"]).describe_snapshots(
+    described = target_for(incident).ec2.describe_snapshots(
         SnapshotIds=evidence["snapshot_ids"])["Snapshots"]
     states = {s["SnapshotId"]: s["State"] for s in described}
     unfinished = sorted(i for i, state in states.items() if state != "completed")

@@ -16,8 +16,13 @@ def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
+    dry_run = (event.get("options") or {}).get("dry_run", False)
     try:
-        changes = CaptureMemory().apply(target)
+        changes = CaptureMemory().plan(target) if dry_run else CaptureMemory().apply(target)
+        if dry_run:
+            incidents.record_step(incident["incident_id"], "capture-memory", started, "planned",
+                                  fields={"memory_plan": changes})
+            return {"outcome": "planned"}
         outcome, errors, note = "captured", [], None
     except NotManaged as skipped:  # a note, not an error: most fleets are partly managed
         changes, outcome, errors, note = [], "skipped", [], str(skipped)

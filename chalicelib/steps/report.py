@@ -29,6 +29,10 @@ def run(event: dict) -> dict:
     incident_id = event["incident"]["incident_id"]
     started = incidents.now()
     crashed = crash_errors(event)
+    if (event.get("options") or {}).get("dry_run", False):
+        incident = incidents.record_step(incident_id, "report", started, "planned",
+                                         errors=crashed)
+        return report.plan(incident)
     contained = (event.get("results") or {}).get("contain") or {}
     unrecorded = contained.get("unrecorded") or {"changes": [], "errors": []}
     stored = incidents.get(incident_id) or event["incident"]

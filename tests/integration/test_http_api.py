@@ -18,8 +18,6 @@ VALID = "i-0123456789abcdef0"
     ({"instance_id": VALID, "force": "true"}, "InvalidField", "'true'"),
     ({"instance_id": VALID, "force": 1}, "InvalidField", "force 1"),
     ({"instance_id": VALID, "dry_run": "yes"}, "InvalidField", "'yes'"),
-    ({"instance_id": VALID, "dry_run": True}, "NotSupported", "dry_run"),
-    ({"instance_id": VALID, "finding": {}}, "NotSupported", "finding"),
     ({"instance_id": VALID, "account_id": "12345"}, "InvalidAccountId", "'12345'"),
     ({"instance_id": VALID, "extra": 1, "more": 2}, "UnknownField", "'extra', 'more'"),
 ])
@@ -82,14 +80,6 @@ def test_instance_under_an_active_incident_gets_200_with_that_incident(stack):
     assert (first_status, second_status) == (202, 200)
     assert second["incident_id"] == first["incident_id"]
     finish(stack, first)
-
-
-def test_settings_not_landed_yet_make_the_app_refuse_to_act(stack):
-    victim = make_victim(stack, interfaces=1, volumes=1)
-    stack.configure(DRY_RUN="true")
-    status, answer = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"]})
-    assert status == 503 and answer["error"] == "UnsupportedSetting"
-    assert "DRY_RUN" in answer["message"]
 
 
 @pytest.mark.parametrize("incident_id,status,code", [
