@@ -64,24 +64,29 @@ class Stack:
         self._session = None
         self._clients = {}
 
-    def client(self, service: str, region: str = REGION):
-        """A boto3 client on the embedded AWS (test credentials; no retries to hide faults)."""
+    def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
+        """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto
+        switches accounts on AssumeRole: another account is reached through a role there)."""
         import boto3
         from botocore.config import Config
 
-        key = (service, region)
+        key = (service, region, account)
         with self._lock:
             if key not in self._clients:
                 if self._session is None:
                     self._session = boto3.session.Session()
+                keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+                if account != ACCOUNT:
+                    issued = self._session.client(
+                        "sts", region_name=region, endpoint_url=self.endpoint, **keys
+                    ).assume_role(RoleArn=f"arn:aws:iam::{account}:role/admin",
+                                  RoleSessionName="local")["Credentials"]
+                    keys = {"aws_access_key_id": issued["AccessKeyId"],
+                            "aws_secret_access_key": issued["SecretAccessKey"],
+                            "aws_session_token": issued["SessionToken"]}
                 self._clients[key] = self._session.client(
-                    service,
-                    region_name=region,
-                    endpoint_url=self.endpoint,
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",
-                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-                )
+                    service, region_name=region, endpoint_url=self.endpoint,
+                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}), **keys)
             return self._clients[key]
 
     def configure(self, **settings: str) -> None:
@@ -113,7 +118,7 @@ class Stack:
 
     def reset(self) -> None:
         """Back to a freshly provisioned stack: moto's state, faults, holds and counters."""
-        from chalicelib import aws
+        from chalicelib import accounts, aws
 
         self.bridge.wait_idle()
         self.faults.reset()
@@ -122,6 +127,8 @@ class Stack:
         self.moto_api("reset", b"")
         patches.forget_credentials()
         aws.reset()
+        accounts.forget()
+        self._clients = {key: c for key, c in self._clients.items() if key[2] == ACCOUNT}
         self._restore_settings()
         self.names = provision.provision(self)
         self.bridge.forget()

@@ -8,14 +8,18 @@ import time
 
 def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = True,
                 tags: dict | None = None, vpc: dict | None = None,
-                shutdown_behaviour: str = "terminate") -> dict:
+                shutdown_behaviour: str = "terminate", account: str | None = None,
+                region: str = "us-east-1") -> dict:
     """An instance like a real one: launched with SecurityGroupIds, further interfaces carrying
     other groups, extra volumes, an instance profile. Returns ids of what was made."""
-    ec2 = stack.client("ec2")
+    def client(service):
+        return stack.client(service, region=region, account=account or stack.account)
+
+    ec2 = client("ec2")
     if vpc is None:
         vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24",
-                                   AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
         vpc = {"vpc_id": vpc_id, "subnet_id": subnet}
     groups = [ec2.create_security_group(GroupName=f"app-{n}-{time.monotonic_ns()}",
                                         Description="app", VpcId=vpc["vpc_id"])["GroupId"]
@@ -24,7 +28,7 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
               "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2],
               "InstanceInitiatedShutdownBehavior": shutdown_behaviour}
     if profile:
-        iam = stack.client("iam")
+        iam = client("iam")
         name = f"app-server-{time.monotonic_ns()}"
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -45,7 +49,7 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
                                      DeviceIndex=index)
         enis[eni] = [groups[index + 1]]
     for index in range(1, volumes):
-        volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+        volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=8)["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device=f"/dev/sd{'fghijklmnop'[index]}")
     return {"instance_id": instance_id, "interfaces": enis, **vpc}
 

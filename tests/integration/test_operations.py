@@ -1,0 +1,238 @@
+"""Operating it: dry-run, release, the finding field, the incidents list, member accounts and
+regions, and findings arriving together."""
+
+import json
+import threading
+
+from chalicelib import workflow
+from local import recording
+from local.victims import make_fleet_member
+from tests.helpers import (
+    api,
+    deliver_finding,
+    finish,
+    guardduty_event,
+    instance_attribute,
+    instance_tags,
+    interface_groups,
+    make_victim,
+    messages,
+    sample,
+    snapshots_of,
+    subscribe_queue,
+    wait_execution,
+)
+
+READ_ONLY = ("Describe", "Get", "List")
+GUARDED = {"ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm"}
+
+
+def _mutations(calls):
+    return [c.name for c in calls if c.service in GUARDED and not c.action.startswith(READ_ONLY)]
+
+
+def test_dry_run_plans_everything_and_changes_nothing(stack):
+    queue = subscribe_queue(stack)
+    stack.configure(MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture",
+                    REVOKE_ROLE_SESSIONS="true", DISASSOCIATE_ELASTIC_IP="true")
+    victim = make_victim(stack, interfaces=2, volumes=2)
+    stack.manage_with_ssm(victim["instance_id"])
+    recording.start(stack)
+
+    status, answer = api(stack, "POST", "/quarantine",
+                         {"instance_id": victim["instance_id"], "dry_run": True})
+    record, execution = finish(stack, answer)
+    recording.stop(stack)
+
+    assert status == 202 and record["status"] == "DRY_RUN" and execution["status"] == "SUCCEEDED"
+    assert _mutations(recording.calls(stack)) == []
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == groups
+    assert snapshots_of(stack, record["incident_id"]) == []
+    planned = [c["action"] for c in record["plan"]]
+    assert planned[:2] == ["isolate-interface", "isolate-interface"]
+    assert {"detach-instance-profile", "revoke-role-sessions", "termination-protection",
+            "shutdown-behaviour", "keep-volumes-on-termination", "quarantine-tags"} <= set(planned)
+    assert record["memory_plan"][0]["action"] == "capture-memory"
+    report = next(m for m in messages(stack, queue) if "changes planned" in m["Subject"])
+    assert "nothing was changed" in report["Message"]
+    assert "1. capture-memory" in report["Message"]
+
+    # a dry run never blocks a real incident
+    status, real = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"]})
+    assert status == 202 and real["incident_id"] != answer["incident_id"]
+    finish(stack, real)
+
+
+def test_dry_run_setting_applies_to_findings(stack):
+    stack.configure(DRY_RUN="true")
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    recording.start(stack)
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    recording.stop(stack)
+    assert record["status"] == "DRY_RUN" and _mutations(recording.calls(stack)) == []
+
+
+def test_release_restores_the_pre_incident_state(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=2)
+    ec2 = stack.client("ec2")
+    profile = ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    contained, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert contained["status"] == "CONTAINED"
+
+    status, answer = api(stack, "POST", "/release",
+                         {"instance_id": victim["instance_id"], "reason": "false positive"})
+    assert status == 202
+    assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+
+    for eni, groups in victim["interfaces"].items():  # each interface its own set again
+        assert interface_groups(stack, eni) == groups
+    associations = ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])["IamInstanceProfileAssociations"]
+    assert [a["IamInstanceProfile"]["Arn"] for a in associations] == [profile]
+    assert instance_attribute(stack, victim["instance_id"], "disableApiTermination") is False
+    assert instance_attribute(stack, victim["instance_id"],
+                              "instanceInitiatedShutdownBehavior") == "terminate"
+    volumes = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
+        "Instances"][0]["BlockDeviceMappings"]
+    assert [v["Ebs"]["DeleteOnTermination"] for v in volumes] == [
+        v["delete_on_termination"] for v in contained["pre_state"]["volumes"]]
+    assert not {"QuarantineIncident", "QuarantineStatus", "QuarantineFinding"} & set(
+        instance_tags(stack, victim["instance_id"]))
+    status, released = api(stack, "GET", f"/incidents/{contained['incident_id']}")
+    assert released["status"] == "RELEASED" and released["release"]["reason"] == "false positive"
+    assert len(snapshots_of(stack, contained["incident_id"])) == 2  # evidence kept
+    assert any(m["Subject"].endswith(": released") for m in messages(stack, queue))
+
+    # released: nothing more to release; a new finding opens a new incident
+    assert api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                           "reason": "again"})[0] == 409
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert again["decision"] == "acted" and again["incident_id"] != contained["incident_id"]
+    finish(stack, again)
+
+
+def test_release_re_registers_with_load_balancers_when_asked_not_with_the_group(stack):
+    queue = subscribe_queue(stack)
+    fleet = make_fleet_member(stack)
+    finish(stack, deliver_finding(stack, guardduty_event(fleet["instance_id"])))
+    status, answer = api(stack, "POST", "/release", {"instance_id": fleet["instance_id"],
+                                                     "reason": "cleared", "reregister": True})
+    assert status == 202
+    wait_execution(stack, answer["release_execution_arn"])
+    elbv2 = stack.client("elbv2")
+    for arn in fleet["target_groups"]:
+        targets = [t["Target"]["Id"] for t in
+                   elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]]
+        assert fleet["instance_id"] in targets
+    report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": released"))
+    assert "not re-attached to Auto Scaling group web" in report["Message"]
+
+
+def test_release_refusals(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    assert api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                           "reason": "x"})[0] == 409
+    assert api(stack, "POST", "/release", {"instance_id": "i-0123456789abcdef0",
+                                           "reason": "x"})[0] == 404
+    status, body = api(stack, "POST", "/release", {"instance_id": victim["instance_id"]})
+    assert status == 400 and body["error"] == "MissingReason"
+
+
+def test_finding_field_accepts_either_casing_and_must_name_the_instance(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    pascal = sample("backdoor-cc-activity-get-findings-pascalcase.json")
+    pascal["Resource"]["InstanceDetails"]["InstanceId"] = victim["instance_id"]
+    status, answer = api(stack, "POST", "/quarantine",
+                         {"instance_id": victim["instance_id"], "finding": pascal})
+    assert status == 202
+    record, _ = finish(stack, answer)
+    assert record["finding"]["type"] == pascal["Type"]
+
+    other = guardduty_event("i-0123456789abcdef0")
+    status, body = api(stack, "POST", "/quarantine",
+                       {"instance_id": victim["instance_id"], "finding": other})
+    assert status == 400 and body["error"] == "FindingMismatch"
+    assert "i-0123456789abcdef0" in body["message"]
+
+
+def test_incidents_list_newest_first_filtered_and_paginated(stack):
+    victims = [make_victim(stack, interfaces=1, volumes=1) for _ in range(3)]
+    opened = []
+    for victim in victims:
+        status, answer = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"],
+                                                           "dry_run": True})
+        opened.append(answer["incident_id"])
+        finish(stack, answer)
+
+    status, listed = api(stack, "GET", "/incidents")
+    assert [i["incident_id"] for i in listed["incidents"]] == list(reversed(opened))
+    status, page = api(stack, "GET", "/incidents?limit=2")
+    assert len(page["incidents"]) == 2 and page["next_token"]
+    status, rest = api(stack, "GET", f"/incidents?limit=2&next_token={page['next_token']}")
+    assert [i["incident_id"] for i in rest["incidents"]] == [opened[0]]
+    status, one = api(stack, "GET", f"/incidents?instance_id={victims[1]['instance_id']}")
+    assert [i["incident_id"] for i in one["incidents"]] == [opened[1]]
+    assert api(stack, "GET", "/incidents?status=CONTAINED")[1]["incidents"] == []
+    assert api(stack, "GET", "/incidents?since=2999-01-01")[1]["incidents"] == []
+    for bad in ("status=NOPE", "since=yesterday", "limit=0", "next_token=%%%", "colour=red"):
+        assert api(stack, "GET", f"/incidents?{bad}")[0] == 400
+
+
+def test_member_account_finding_is_acted_on_in_that_account(stack):
+    member = "111111111111"
+    stack.configure(MEMBER_ACCOUNTS=member, MEMBER_EXTERNAL_ID="shared-secret")
+    victim = make_victim(stack, interfaces=2, volumes=1, account=member, region="eu-west-1")
+
+    record, execution = finish(stack, deliver_finding(stack, guardduty_event(
+        victim["instance_id"], account=member, region="eu-west-1")))
+
+    assert record["status"] == "CONTAINED" and record["account_id"] == member
+    ec2 = stack.client("ec2", region="eu-west-1", account=member)
+    isolation = ec2.describe_security_groups(Filters=[
+        {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}])["SecurityGroups"][0]["GroupId"]
+    for eni in victim["interfaces"]:
+        groups = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+        assert [g["GroupId"] for g in groups[0]["Groups"]] == [isolation]
+
+
+def test_account_not_allowed_is_refused(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1, account="222222222222")
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"], account="222222222222"))
+    assert decided["decision"] == "refused" and decided["code"] == "AccountNotAllowed"
+    status, body = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"],
+                                                      "account_id": "222222222222"})
+    assert status == 403 and "222222222222" in body["message"]
+
+
+def test_twenty_findings_for_five_instances_make_five_incidents(stack):
+    victims = [make_victim(stack, interfaces=1, volumes=1) for _ in range(5)]
+    events = [guardduty_event(v["instance_id"], finding_id=f"{n:032x}")
+              for n in range(4) for v in victims]
+    barrier = threading.Barrier(len(events))
+    decisions = []
+
+    def handle(event):
+        barrier.wait()
+        decisions.append(workflow.handle_finding(event["detail"], stack.account))
+
+    threads = [threading.Thread(target=handle, args=(e,)) for e in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    acted = [d for d in decisions if d["decision"] == "acted"]
+    recorded = [d for d in decisions if d["decision"] == "recorded"]
+    assert len(acted) == 5 and len(recorded) == 15
+    assert {d["instance_id"] for d in acted} == {v["instance_id"] for v in victims}
+    for decision in acted:
+        record, _ = finish(stack, decision)
+        assert len(record["findings"]) == 3
+
+    # an update of the same finding later, while the incident is active, is recorded, not re-run
+    update = deliver_finding(stack, guardduty_event(victims[0]["instance_id"], finding_id="0" * 32))
+    assert update["decision"] == "recorded"
