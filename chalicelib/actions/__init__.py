@@ -17,6 +17,7 @@ class Target:
     """The instance an incident is about, and what the actions share while acting on it."""
 
     client: object  # client(service) -> boto3 client in the instance's account and region
+    home_client: object  # home_client(service) -> client of the app's own account (its bucket)
     incident: dict  # incident_id, instance_id, pre_state (interfaces, profile, volumes…), finding
     settings: object  # chalicelib.settings.Settings: which optional actions are on
     cache: dict = field(default_factory=dict)  # e.g. isolation groups per VPC

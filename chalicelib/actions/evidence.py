@@ -99,7 +99,7 @@ class StoreEvidence(Action):
         import hashlib
 
         bucket, prefix = target.settings.evidence_bucket, self._prefix(target)
-        s3 = target.client("s3")
+        s3 = target.home_client("s3")  # the evidence bucket is the app's, in its own account
         pieces, notes = self._collect(target)
         listed = []
         for name, data, content_type in pieces:

@@ -11,4 +11,5 @@ def target_for(incident: dict) -> Target:
     account, region = incident["account_id"], incident["region"]
     home = incident.get("home_account", account)
     return Target(client=lambda service: accounts.client(service, account, region, home),
+                  home_client=lambda service: accounts.client(service, home, region, home),
                   incident=incident, settings=settings.get())

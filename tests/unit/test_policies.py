@@ -64,3 +64,33 @@ def test_each_policy_file_grants_exactly_what_the_functions_actions_declare():
             # beyond its actions, a step may only record on its incident and reach member accounts
             assert extra <= {"dynamodb:UpdateItem", "ec2:DescribeSnapshots", "sts:AssumeRole"}, (
                 function, extra)
+
+
+def test_member_role_template_is_what_the_code_declares_and_lints():
+    import subprocess
+    import sys
+
+    with open(os.path.join(PROJECT_DIR, "deploy", permissions.MEMBER_ROLE_TEMPLATE)) as handle:
+        assert handle.read() == permissions.member_role_template(), "run `make policies`"
+    actions = permissions.member_role_actions()
+    assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
+    templates = [os.path.join(PROJECT_DIR, "deploy", name)
+                 for name in sorted(os.listdir(os.path.join(PROJECT_DIR, "deploy")))
+                 if name.endswith(".yaml")]
+    cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    result = subprocess.run([cfn_lint, *templates],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cross_region_forwarder_carries_the_apps_pattern():
+    import app
+    from chalicelib import findings
+
+    with open(os.path.join(PROJECT_DIR, "deploy", "cross-region-forwarder.yaml")) as handle:
+        text = handle.read()
+    assert findings.EVENT_PATTERN["detail"] == {"resource": {"resourceType": ["Instance"]}}
+    for value in ("aws.guardduty", "GuardDuty Finding", "Instance"):
+        assert value in text
+    assert any(getattr(s, "event_pattern", None) == findings.EVENT_PATTERN
+               for s in app.app.event_sources)
