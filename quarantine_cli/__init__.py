@@ -1,0 +1,175 @@
+"""`ec2-quarantine`: the operator's command line for the ec2-quarantine API.
+
+Requests are signed with the caller's AWS credentials (SigV4, service `execute-api`, through
+botocore), so the API's IAM authorization decides who may quarantine and release.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+API_URL_VARIABLE = "EC2_QUARANTINE_API_URL"
+TERMINAL = {"CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN"}
+
+
+class CliError(Exception):
+    pass
+
+
+def signed_request(method: str, url: str, body: bytes | None, region: str, credentials):
+    """A urllib request carrying a SigV4 signature for execute-api."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(credentials, "execute-api", region).add_auth(request)
+    return urllib.request.Request(url, data=body, method=method, headers=dict(request.headers))
+
+
+def call(args, method: str, path: str, payload=None, query=None) -> tuple[int, dict]:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise CliError("no AWS credentials found (environment, profile or instance role)")
+    region = args.region or session.get_config_variable("region") or "us-east-1"
+    url = args.api_url.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+    body = None if payload is None else json.dumps(payload).encode()
+    request = signed_request(method, url, body, region, credentials.get_frozen_credentials())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        try:
+            return error.code, json.load(error)
+        except ValueError:
+            raise CliError(f"{method} {path}: HTTP {error.code}") from None
+    except urllib.error.URLError as error:
+        raise CliError(f"cannot reach {args.api_url}: {error.reason}") from None
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, "") or "")) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "") or "").ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def _show_incident(incident: dict) -> str:
+    fields = ["incident_id", "status", "instance_id", "account_id", "region", "opened_at",
+              "execution_arn"]
+    lines = [f"{f:>14}: {incident.get(f)}" for f in fields if incident.get(f) is not None]
+    for step in incident.get("timeline", []):
+        lines.append(f"{'step':>14}: {step['step']:<16} {step['outcome']:<20} {step['end']}")
+    for error in incident.get("errors", []):
+        lines.append(f"{'error':>14}: {error['action']} {error['resource']}: {error['code']}")
+    return "\n".join(lines)
+
+
+def _wait(args, incident_id: str, until: set, out) -> dict:
+    """Poll the incident, printing each new step as it ends, until its status is in `until`."""
+    shown = 0
+    while True:
+        status, incident = call(args, "GET", f"/incidents/{incident_id}")
+        if status != 200:
+            raise CliError(f"{incident.get('error')}: {incident.get('message')}")
+        timeline = incident.get("timeline", [])
+        for step in timeline[shown:]:
+            print(f"  {step['end']}  {step['step']}: {step['outcome']}", file=out, flush=True)
+        shown = len(timeline)
+        if incident["status"] in until:
+            return incident
+        time.sleep(args.poll)
+
+
+def run(args, out=sys.stdout) -> int:
+    if args.command == "quarantine":
+        payload = {"instance_id": args.instance_id, "reason": args.reason}
+        payload.update({k: v for k, v in (("region", args.instance_region),
+                                          ("account_id", args.account_id)) if v})
+        if args.force:
+            payload["force"] = True
+        if args.dry_run:
+            payload["dry_run"] = True
+        status, body = call(args, "POST", "/quarantine", payload)
+    elif args.command == "release":
+        payload = {"instance_id": args.instance_id, "reason": args.reason}
+        payload.update({k: v for k, v in (("region", args.instance_region),
+                                          ("account_id", args.account_id)) if v})
+        if args.reregister:
+            payload["reregister"] = True
+        status, body = call(args, "POST", "/release", payload)
+    elif args.command == "status":
+        status, body = call(args, "GET", f"/incidents/{args.incident_id}")
+    else:
+        status, body = call(args, "GET", "/incidents", query={
+            "instance_id": args.instance_id, "status": args.status, "since": args.since,
+            "limit": args.limit})
+    if status >= 400:
+        print(f"error {status} {body.get('error')}: {body.get('message')}", file=sys.stderr)
+        return 1
+    if getattr(args, "wait", False) and "incident_id" in body:
+        until = {"RELEASED"} if args.command == "release" else TERMINAL
+        if not args.json:
+            print(f"{body['incident_id']}: waiting for {'/'.join(sorted(until))}", file=out)
+        body = _wait(args, body["incident_id"], until, out if not args.json else sys.stderr)
+    if args.json:
+        print(json.dumps(body, indent=2, sort_keys=True), file=out)
+    elif args.command == "list":
+        print(_table(body["incidents"], ["incident_id", "status", "instance_id", "region",
+                                         "opened_at"]), file=out)
+    else:
+        print(_show_incident(body), file=out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ec2-quarantine", description=__doc__.split("\n")[0])
+    top.add_argument("--api-url", default=os.environ.get(API_URL_VARIABLE),
+                     help=f"the API's root URL (default: ${API_URL_VARIABLE})")
+    top.add_argument("--region", help="region to sign for (default: the AWS configuration's)")
+    top.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    top.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    commands = top.add_subparsers(dest="command", required=True)
+    for name in ("quarantine", "release"):
+        command = commands.add_parser(name, help=f"{name} an instance")
+        command.add_argument("instance_id")
+        command.add_argument("--reason", required=True)
+        command.add_argument("--instance-region", help="the instance's region")
+        command.add_argument("--account-id", help="the instance's account")
+        command.add_argument("--wait", action="store_true", help="show progress until it ends")
+        if name == "quarantine":
+            command.add_argument("--force", action="store_true", help="even if exempt")
+            command.add_argument("--dry-run", action="store_true", help="plan only")
+        else:
+            command.add_argument("--reregister", action="store_true",
+                                 help="register with its target groups and load balancers again")
+    status = commands.add_parser("status", help="one incident, with its timeline")
+    status.add_argument("incident_id")
+    listing = commands.add_parser("list", help="incidents, newest first")
+    listing.add_argument("--instance-id")
+    listing.add_argument("--status")
+    listing.add_argument("--since")
+    listing.add_argument("--limit", type=int)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if not args.api_url:
+        print(f"error: give --api-url or set {API_URL_VARIABLE}", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

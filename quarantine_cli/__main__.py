@@ -1,0 +1,5 @@
+import sys
+
+from quarantine_cli import main
+
+sys.exit(main())
