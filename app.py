@@ -19,6 +19,14 @@ def _home(context) -> tuple[str, str]:
     return account, region
 
 
+def _call() -> tuple[dict, str, str, str]:
+    """(JSON body, home account, home region, caller's ARN) of the current request."""
+    request = app.current_request
+    account, region = _home(app.lambda_context)
+    caller = ((request.context or {}).get("identity") or {}).get("userArn") or ""
+    return http.parse_json_object(request.raw_body), account, region, caller
+
+
 @app.on_cw_event(findings.EVENT_PATTERN, name="on_guardduty_finding")
 def on_guardduty_finding(event):
     return workflow.handle_finding(event.detail, _home(event.context)[0])
@@ -28,11 +36,8 @@ def on_guardduty_finding(event):
            content_types=["application/json", "text/plain"])
 def quarantine():
     def act():
-        request = app.current_request
-        account, region = _home(app.lambda_context)
-        caller = ((request.context or {}).get("identity") or {}).get("userArn") or ""
-        return workflow.start(http.quarantine_request(
-            http.parse_json_object(request.raw_body), account, region, caller), account)
+        body, account, region, caller = _call()
+        return workflow.start(http.quarantine_request(body, account, region, caller), account)
     return http.respond(act)
 
 
@@ -40,11 +45,8 @@ def quarantine():
            content_types=["application/json", "text/plain"])
 def release_instance():
     def act():
-        request = app.current_request
-        account, region = _home(app.lambda_context)
-        caller = ((request.context or {}).get("identity") or {}).get("userArn") or ""
-        wanted, reregister = http.release_request(
-            http.parse_json_object(request.raw_body), account, region, caller)
+        body, account, region, caller = _call()
+        wanted, reregister = http.release_request(body, account, region, caller)
         return workflow.release(wanted, account, reregister)
     return http.respond(act)
 

@@ -42,14 +42,20 @@ def check_settings(current) -> None:
 
 
 
-def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, dict]:
-    """Open an incident for `request` (or record it on the active one); (HTTP status, body)."""
+def admit(request: findings.QuarantineRequest, home_account: str):
+    """The settings to act under, once the app is configured and the account is allowed."""
     current = settings.get()
     check_settings(current)
     if not accounts.allowed(request.account_id, home_account, current):
         raise Refused(403, "AccountNotAllowed",
                       f"account {request.account_id} is not allowed: not the home account "
                       f"{home_account} and not in MEMBER_ACCOUNTS")
+    return current
+
+
+def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, dict]:
+    """Open an incident for `request` (or record it on the active one); (HTTP status, body)."""
+    current = admit(request, home_account)
     instance = describe(request, home_account)
     if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
         if request.source == "guardduty":
@@ -283,12 +289,7 @@ def release(request: findings.QuarantineRequest, home_account: str,
     """Start undoing the instance's contained or partial incident (through Step Functions)."""
     from botocore.exceptions import ClientError
 
-    current = settings.get()
-    check_settings(current)
-    if not accounts.allowed(request.account_id, home_account, current):
-        raise Refused(403, "AccountNotAllowed",
-                      f"account {request.account_id} is not allowed: not the home account "
-                      f"{home_account} and not in MEMBER_ACCOUNTS")
+    current = admit(request, home_account)
     describe(request, home_account)
     incident_id = incidents.active_for(request.account_id, request.region, request.instance_id)
     incident = incidents.get(incident_id) if incident_id else None

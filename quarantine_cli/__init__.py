@@ -91,23 +91,21 @@ def _wait(args, incident_id: str, until: set, out) -> dict:
         time.sleep(args.poll)
 
 
+def _instance_payload(args, flags) -> dict:
+    """The body of POST /quarantine or /release: the instance, why, and the flags given."""
+    payload = {"instance_id": args.instance_id, "reason": args.reason}
+    payload.update({k: v for k, v in (("region", args.instance_region),
+                                      ("account_id", args.account_id)) if v})
+    payload.update({flag: True for flag in flags if getattr(args, flag)})
+    return payload
+
+
 def run(args, out=sys.stdout) -> int:
     if args.command == "quarantine":
-        payload = {"instance_id": args.instance_id, "reason": args.reason}
-        payload.update({k: v for k, v in (("region", args.instance_region),
-                                          ("account_id", args.account_id)) if v})
-        if args.force:
-            payload["force"] = True
-        if args.dry_run:
-            payload["dry_run"] = True
-        status, body = call(args, "POST", "/quarantine", payload)
+        status, body = call(args, "POST", "/quarantine",
+                            _instance_payload(args, ("force", "dry_run")))
     elif args.command == "release":
-        payload = {"instance_id": args.instance_id, "reason": args.reason}
-        payload.update({k: v for k, v in (("region", args.instance_region),
-                                          ("account_id", args.account_id)) if v})
-        if args.reregister:
-            payload["reregister"] = True
-        status, body = call(args, "POST", "/release", payload)
+        status, body = call(args, "POST", "/release", _instance_payload(args, ("reregister",)))
     elif args.command == "status":
         status, body = call(args, "GET", f"/incidents/{args.incident_id}")
     else:
