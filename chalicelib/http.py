@@ -112,19 +112,23 @@ def quarantine_request(body: dict, home_account: str, default_region: str, calle
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise Refused(400, "InvalidReason", f"reason {_shown(reason)} must be a string of at "
                        f"most {MAX_REASON} characters")
-    region = body.get("region", default_region)
+    finding = _attached_finding(body.get("finding"), instance_id) if "finding" in body else None
+    region = body.get("region", finding.region if finding else default_region)
     if not isinstance(region, str) or not known_region(region, default_region):
         raise Refused(400, "InvalidRegion", f"region {_shown(region)} is not an AWS region")
     for flag in ("force", "dry_run"):
         if flag in body and not isinstance(body[flag], bool):
             raise Refused(400, "InvalidField", f"{flag} {_shown(body[flag])} must be true or false")
-    account_id = body.get("account_id", home_account)
+    account_id = body.get("account_id", finding.account_id if finding else home_account)
     if not isinstance(account_id, str) or not ACCOUNT_ID.match(account_id):
         raise Refused(400, "InvalidAccountId",
                        f"account_id {_shown(account_id)} is not a 12-digit account id")
-    finding = _attached_finding(body.get("finding"), instance_id) if "finding" in body else None
+    if finding and (finding.account_id, finding.region) != (account_id, region):
+        raise Refused(400, "FindingMismatch", f"finding is from account {finding.account_id} in "
+                      f"{finding.region}, not account_id {account_id} in region {region}")
     return QuarantineRequest(instance_id=instance_id, account_id=account_id, region=region,
-                             source="http", reason=reason, finding=finding,
+                             source="http", reason=reason,
+                             finding=finding.finding if finding else None,
                              force=body.get("force", False),
                              dry_run=body.get("dry_run", False), requested_by=caller)
 
@@ -145,7 +149,7 @@ def _attached_finding(value, instance_id: str):
     if parsed.instance_id != instance_id:
         raise Refused(400, "FindingMismatch", f"finding is about {parsed.instance_id}, "
                       f"not instance_id {instance_id}")
-    return parsed.finding
+    return parsed
 
 
 RELEASE_FIELDS = ("instance_id", "reason", "region", "account_id", "reregister")
@@ -212,9 +216,12 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
     if query.get("next_token"):
         try:
             start = json.loads(base64.urlsafe_b64decode(query["next_token"].encode()))
-            if not isinstance(start, dict):
+            keys = {"pk", "opened_at", "instance_key" if instance_id else "record_type"}
+            if not (isinstance(start, dict) and set(start) == keys and all(
+                    isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+                    for v in start.values())):
                 raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except (ValueError, UnicodeDecodeError, RecursionError, TypeError):
             raise Refused(400, "InvalidNextToken", "next_token is not one this API gave") from None
     key = instance_key(account, region, instance_id) if instance_id else None
     page, last = search(key, status, since, limit, start)  # ISO times compare as strings

@@ -197,15 +197,21 @@ def search(instance_key_value: str | None, status: str | None, since: str | None
         values[":since"] = {"S": since}
     query = {"TableName": _table_name(), "IndexName": index, "KeyConditionExpression": condition,
              "ExpressionAttributeNames": {"#k": key_name}, "ExpressionAttributeValues": values,
-             "ScanIndexForward": False, "Limit": limit}
+             "ScanIndexForward": False}
     if status:
         query["FilterExpression"] = "#s = :s"
         query["ExpressionAttributeNames"]["#s"] = "status"
         values[":s"] = {"S": status}
-    if start_key:
-        query["ExclusiveStartKey"] = start_key
-    page = _db().query(**query)
-    return [_plain(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+    found, last = [], start_key
+    while True:  # DynamoDB limits before it filters: read on until the page is full
+        if last:
+            query["ExclusiveStartKey"] = last
+        query["Limit"] = limit - len(found)
+        page = _db().query(**query)
+        found += [_plain(item) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        if not last or len(found) >= limit:
+            return found, last
 
 
 def release_claim(incident: dict) -> None:

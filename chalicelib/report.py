@@ -102,7 +102,7 @@ def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
              + ("is RELEASED." if complete else "is NOT fully released."),
              f"Reason: {(incident.get('release') or {}).get('reason') or 'none given'}", "",
              "Restored:"]
-    lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: -> {c['after']}"
+    lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['after']} -> {c['before']}"
               for c in undone] or ["  (nothing)"]
     lines += ["", "Not restored (errors):"]
     lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"

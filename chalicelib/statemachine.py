@@ -108,7 +108,17 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
             "Release": _task(
                 function_arns["release"],
                 {"incident.$": "$.incident", "release.$": "$.release"}, "$.report",
-                "NotifyRelease"),
+                "NotifyRelease", catch={"ResultPath": "$.release_error", "Next": "ReleaseFailed"}),
+            "ReleaseFailed": {
+                "Type": "Pass",
+                "Parameters": {
+                    "subject.$": "States.Format('[ec2-quarantine] {}: release failed', "
+                                 "$.incident.incident_id)",
+                    "message.$": "States.Format('The release of incident {} failed ({}): the "
+                                 "instance may be partly restored; see the incident record and "
+                                 "ask for the release again.', $.incident.incident_id, "
+                                 "$.release_error.Error)"},
+                "ResultPath": "$.report", "Next": "NotifyRelease"},
             "NotifyRelease": {**_publish(topic_arn, "$.report"), "ResultPath": None, "End": True},
             "MemoryCaptureWanted": {
                 "Type": "Choice",

@@ -287,8 +287,6 @@ def handle_finding(detail, home_account: str) -> dict:
 def release(request: findings.QuarantineRequest, home_account: str,
             reregister: bool = False) -> tuple[int, dict]:
     """Start undoing the instance's contained or partial incident (through Step Functions)."""
-    from botocore.exceptions import ClientError
-
     current = admit(request, home_account)
     describe(request, home_account)
     incident_id = incidents.active_for(request.account_id, request.region, request.instance_id)
@@ -299,19 +297,18 @@ def release(request: findings.QuarantineRequest, home_account: str,
         raise Refused(409, "NothingToRelease",
                       f"instance {request.instance_id} cannot be released: {state} (release "
                       "works on CONTAINED and PARTIAL incidents)")
-    attempt = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
+    import secrets
+
     machine_region = current.state_machine_arn.split(":")[3]
-    name = execution_name(f"{incident_id}-release-{attempt + 1}")
-    try:
-        arn = aws.client("stepfunctions", machine_region).start_execution(
-            stateMachineArn=current.state_machine_arn, name=name,
-            input=json.dumps({"mode": "release", "incident": {"incident_id": incident_id},
-                              "release": {"reason": request.reason, "reregister": reregister,
-                                          "requested_by": request.requested_by}}),
-        )["executionArn"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-            raise
-        arn = execution_arn(incident_id) + f"-release-{attempt + 1}"
+    # Each release request is its own execution: one that failed can be asked for again, and
+    # the release step skips what an earlier attempt already restored.
+    name = execution_name(f"{incident_id}-release-{secrets.token_hex(4)}")
+    arn = aws.client("stepfunctions", machine_region).start_execution(
+        stateMachineArn=current.state_machine_arn, name=name,
+        input=json.dumps({"mode": "release", "incident": {"incident_id": incident_id},
+                          "release": {"reason": request.reason, "reregister": reregister,
+                                      "requested_by": request.requested_by}}),
+    )["executionArn"]
     log.info("releasing %s (%s)", incident_id, request.instance_id)
-    return 202, {**public(incident), "release_execution_arn": arn}
+    earlier = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
+    return 202, {**public(incident), "release_execution_arn": arn, "releases_before": earlier}

@@ -75,8 +75,8 @@ def _show_incident(incident: dict) -> str:
     return "\n".join(lines)
 
 
-def _wait(args, incident_id: str, until: set, out) -> dict:
-    """Poll the incident, printing each new step as it ends, until its status is in `until`."""
+def _wait(args, incident_id: str, done, out) -> dict:
+    """Poll the incident, printing each new step as it ends, until `done(incident)`."""
     shown = 0
     while True:
         status, incident = call(args, "GET", f"/incidents/{incident_id}")
@@ -86,7 +86,7 @@ def _wait(args, incident_id: str, until: set, out) -> dict:
         for step in timeline[shown:]:
             print(f"  {step['end']}  {step['step']}: {step['outcome']}", file=out, flush=True)
         shown = len(timeline)
-        if incident["status"] in until:
+        if done(incident):
             return incident
         time.sleep(args.poll)
 
@@ -98,6 +98,10 @@ def _instance_payload(args, flags) -> dict:
                                       ("account_id", args.account_id)) if v})
     payload.update({flag: True for flag in flags if getattr(args, flag)})
     return payload
+
+
+def _release_steps(incident: dict) -> int:
+    return sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
 
 
 def run(args, out=sys.stdout) -> int:
@@ -116,10 +120,14 @@ def run(args, out=sys.stdout) -> int:
         print(f"error {status} {body.get('error')}: {body.get('message')}", file=sys.stderr)
         return 1
     if getattr(args, "wait", False) and "incident_id" in body:
-        until = {"RELEASED"} if args.command == "release" else TERMINAL
+        if args.command == "release":  # until this release attempt has recorded its outcome
+            attempts = body.get("releases_before", 0)
+            done = lambda incident: _release_steps(incident) > attempts  # noqa: E731
+        else:
+            done = lambda incident: incident["status"] in TERMINAL  # noqa: E731
         if not args.json:
-            print(f"{body['incident_id']}: waiting for {'/'.join(sorted(until))}", file=out)
-        body = _wait(args, body["incident_id"], until, out if not args.json else sys.stderr)
+            print(f"{body['incident_id']}: waiting", file=out)
+        body = _wait(args, body["incident_id"], done, out if not args.json else sys.stderr)
     if args.json:
         print(json.dumps(body, indent=2, sort_keys=True), file=out)
     elif args.command == "list":

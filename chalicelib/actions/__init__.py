@@ -59,6 +59,26 @@ class Action:
         raise NotImplementedError
 
 
+class PartialFailure(Exception):
+    """An action failed after making some of its changes: those are kept and recorded."""
+
+    def __init__(self, made: list[dict], error: Exception):
+        super().__init__(str(error))
+        self.made, self.error = made, error
+
+
+def apply_each(records: list[dict], make) -> list[dict]:
+    """Make the change of each record in turn; if one fails, raise with the ones made."""
+    made = []
+    for record in records:
+        try:
+            make(record)
+        except Exception as error:
+            raise PartialFailure(made, error) from error
+        made.append(record)
+    return made
+
+
 def error_record(action: Action, resource: str, error: Exception) -> dict:
     """An action's failure as the incident records and the report shows it."""
     response = getattr(error, "response", None) or {}
@@ -79,6 +99,9 @@ def run(actions: list[Action], target: Target, dry_run: bool = False):
                      " planned" if dry_run else "")
         except Exception as error:  # recorded, reported, and the next action still runs
             log.warning("%s on %s failed: %s", action.name, target.instance_id, error)
+            if isinstance(error, PartialFailure):
+                changes.extend(error.made)
+                error = error.error
             errors.append(error_record(action, getattr(action, "resource", target.instance_id),
                                        error))
     return changes, errors

@@ -3,7 +3,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, apply_each, change
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_INSTANCE = "QuarantineInstance"
@@ -13,7 +13,7 @@ class Snapshots(Action):
     """CreateSnapshots: all volumes at one point in time, tagged with incident and instance."""
 
     name = "snapshots"
-    permissions = ("ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DescribeSnapshots")
+    permissions = ("ec2:CreateSnapshots", "ec2:CreateTags")
 
     def plan(self, target):
         return [change(self.name, volume["id"], "snapshot", None, "(new snapshot)")
@@ -136,11 +136,9 @@ class ShareSnapshots(Action):
                        target.settings.forensic_account_id) for s in self.snapshot_ids]
 
     def apply(self, target):
-        for snapshot in self.snapshot_ids:
-            target.ec2.modify_snapshot_attribute(
-                SnapshotId=snapshot, Attribute="createVolumePermission",
-                OperationType="add", UserIds=[target.settings.forensic_account_id])
-        return self.plan(target)
+        return apply_each(self.plan(target), lambda record: target.ec2.modify_snapshot_attribute(
+            SnapshotId=record["resource"], Attribute="createVolumePermission",
+            OperationType="add", UserIds=[target.settings.forensic_account_id]))
 
     def undo(self, target, record):
         """Sharing stays: the forensic account may be working on the evidence."""

@@ -4,7 +4,7 @@ Attributes DescribeInstances does not return are read just before each is change
 network swap, never in front of it), and the value found is what release restores.
 """
 
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, PartialFailure, change
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
@@ -33,7 +33,11 @@ class DetachInstanceProfile(Action):
     def apply(self, target):
         made = []
         for association in self._associations(target):
-            target.ec2.disassociate_iam_instance_profile(AssociationId=association["AssociationId"])
+            try:
+                target.ec2.disassociate_iam_instance_profile(
+                    AssociationId=association["AssociationId"])
+            except Exception as error:
+                raise PartialFailure(made, error) from error
             made.append(change(self.name, target.instance_id, "instance-profile",
                                association["IamInstanceProfile"]["Arn"], None))
         return made
@@ -53,14 +57,20 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
     undo_permissions = ("ec2:DescribeIamInstanceProfileAssociations",
                         "ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole")
 
+    @staticmethod
+    def _deny_all(target) -> str:
+        """The deny-all profile of the instance's own account (same name in every account)."""
+        name = target.settings.deny_all_profile_arn.rsplit("/", 1)[-1]
+        return f"arn:aws:iam::{target.incident['account_id']}:instance-profile/{name}"
+
     def plan(self, target):
-        deny_all = target.settings.deny_all_profile_arn
+        deny_all = self._deny_all(target)
         return [change(self.name, target.instance_id, "instance-profile",
                        a["IamInstanceProfile"]["Arn"], deny_all)
                 for a in self._associations(target) if a["IamInstanceProfile"]["Arn"] != deny_all]
 
     def apply(self, target):
-        deny_all = target.settings.deny_all_profile_arn
+        deny_all = self._deny_all(target)
         made = []
         for association in self._associations(target):
             if association["IamInstanceProfile"]["Arn"] == deny_all:
@@ -98,8 +108,9 @@ class RevokeRoleSessions(Action):
 
     def _sharing(self, target, role):
         """Other instances whose profile carries `role`: revocation hits them as well."""
-        profiles = {p["Arn"] for p in target.client("iam").list_instance_profiles_for_role(
-            RoleName=role)["InstanceProfiles"]}
+        pages = target.client("iam").get_paginator("list_instance_profiles_for_role").paginate(
+            RoleName=role)
+        profiles = {p["Arn"] for page in pages for p in page["InstanceProfiles"]}
         paginator = target.ec2.get_paginator("describe_iam_instance_profile_associations")
         return sorted({a["InstanceId"] for page in paginator.paginate()
                        for a in page["IamInstanceProfileAssociations"]

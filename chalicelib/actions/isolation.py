@@ -147,8 +147,10 @@ class IsolateInterface(Action):
 
     def plan(self, target):
         existing = find_groups(target.ec2, self.interface["vpc_id"])
-        isolation = existing.get("isolation", {}).get("GroupId", "(new isolation group)")
-        return [change(self.name, self.resource, "groups", self.interface["groups"], [isolation])]
+        open_group, isolation = (existing.get(role, {}).get("GroupId", f"(new {role} group)")
+                                 for role in ("open", "isolation"))
+        return [change(self.name, self.resource, "groups", self.interface["groups"], [open_group]),
+                change(self.name, self.resource, "groups", [open_group], [isolation])]
 
     def apply(self, target):
         groups = isolation_groups(target, self.interface["vpc_id"])

@@ -16,7 +16,7 @@ class NotManaged(Exception):
 class CaptureMemory(Action):
     name = "capture-memory"
     permissions = ("ssm:DescribeInstanceInformation", "ssm:SendCommand",
-                   "ssm:GetCommandInvocation", "ssm:CancelCommand", "s3:PutObject")
+                   "ssm:GetCommandInvocation", "ssm:CancelCommand")  # the agent writes to S3
 
     def _check_managed(self, target):
         found = target.client("ssm").describe_instance_information(Filters=[
@@ -41,8 +41,7 @@ class CaptureMemory(Action):
         deadline = time.monotonic() + settings.memory_capture_timeout_seconds
         status = "Pending"
         while time.monotonic() < deadline:
-            status = ssm.get_command_invocation(CommandId=command,
-                                                InstanceId=target.instance_id)["Status"]
+            status = self._status(ssm, command, target.instance_id)
             if status in DONE:
                 break
             time.sleep(POLL_SECONDS)
@@ -53,6 +52,18 @@ class CaptureMemory(Action):
             raise RuntimeError(f"memory capture command {command} ended {status}")
         return [change(self.name, target.instance_id, "memory", None,
                        {"command_id": command, "output": f"s3://{settings.evidence_bucket}/{prefix}/"})]
+
+    @staticmethod
+    def _status(ssm, command, instance_id) -> str:
+        """The invocation's status; right after SendCommand AWS may not know it yet."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return ssm.get_command_invocation(CommandId=command, InstanceId=instance_id)["Status"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "InvocationDoesNotExist":
+                return "Pending"
+            raise
 
     def undo(self, target, record):
         """Evidence is kept on release."""

@@ -5,7 +5,7 @@ evidence; one left behind a load balancer keeps receiving users. Both are undone
 of isolation, well inside any health-check window, and never in front of it.
 """
 
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, PartialFailure, apply_each, change
 
 ASG_TAG = "aws:autoscaling:groupName"  # on every instance of a group: no lookup needed
 
@@ -38,6 +38,14 @@ class LeaveAutoScalingGroup(Action):
         autoscaling.set_instance_protection(AutoScalingGroupName=group,
                                             InstanceIds=[target.instance_id],
                                             ProtectedFromScaleIn=True)
+        protected = change(self.name, target.instance_id, "protected-from-scale-in", False, True)
+        try:
+            self._leave(autoscaling, group, target)
+        except Exception as error:
+            raise PartialFailure([protected], error) from error
+        return [protected] + self.plan(target)
+
+    def _leave(self, autoscaling, group, target):
         if target.settings.autoscaling_mode == "standby":
             autoscaling.enter_standby(AutoScalingGroupName=group, InstanceIds=[target.instance_id],
                                       ShouldDecrementDesiredCapacity=False)
@@ -45,7 +53,6 @@ class LeaveAutoScalingGroup(Action):
             autoscaling.detach_instances(AutoScalingGroupName=group,
                                          InstanceIds=[target.instance_id],
                                          ShouldDecrementDesiredCapacity=False)
-        return self.plan(target)
 
     def undo(self, target, record):
         """Not re-attached on release: the group launched a replacement (the report says so)."""
@@ -77,11 +84,9 @@ class LeaveTargetGroups(Action):
                 for arn, registered in self._registrations(target)]
 
     def apply(self, target):
-        made = self.plan(target)
-        for record in made:
-            target.client("elbv2").deregister_targets(TargetGroupArn=record["resource"],
-                                                      Targets=[record["before"]])
-        return made
+        elbv2 = target.client("elbv2")
+        return apply_each(self.plan(target), lambda record: elbv2.deregister_targets(
+            TargetGroupArn=record["resource"], Targets=[record["before"]]))
 
     def undo(self, target, record):
         target.client("elbv2").register_targets(TargetGroupArn=record["resource"],
@@ -104,11 +109,9 @@ class LeaveClassicLoadBalancers(Action):
                 if any(i["InstanceId"] == target.instance_id for i in balancer.get("Instances", []))]
 
     def apply(self, target):
-        made = self.plan(target)
-        for record in made:
-            target.client("elb").deregister_instances_from_load_balancer(
-                LoadBalancerName=record["resource"], Instances=[{"InstanceId": target.instance_id}])
-        return made
+        elb = target.client("elb")
+        return apply_each(self.plan(target), lambda record: elb.deregister_instances_from_load_balancer(
+            LoadBalancerName=record["resource"], Instances=[{"InstanceId": target.instance_id}]))
 
     def undo(self, target, record):
         target.client("elb").register_instances_with_load_balancer(
@@ -132,10 +135,8 @@ class DisassociateElasticIp(Action):
                 for a in addresses if a.get("AssociationId")]
 
     def apply(self, target):
-        made = self.plan(target)
-        for record in made:
-            target.ec2.disassociate_address(AssociationId=record["before"]["AssociationId"])
-        return made
+        return apply_each(self.plan(target), lambda record: target.ec2.disassociate_address(
+            AssociationId=record["before"]["AssociationId"]))
 
     def undo(self, target, record):
         before = record["before"]

@@ -22,7 +22,9 @@ def collect(event: dict) -> dict:
     started = incidents.now()
     target = target_for(incident)
     if (event.get("options") or {}).get("dry_run", False):
-        planned, errors = actions.run([Snapshots(), StoreEvidence([])], target, dry_run=True)
+        later = safe_evidence_actions({"(each new snapshot)": "completed"}, [])
+        planned, errors = actions.run([Snapshots(), StoreEvidence([])] + later, target,
+                                      dry_run=True)
         incidents.record_step(incident["incident_id"], "evidence", started, "planned",
                               errors=errors, fields={"evidence_plan": planned})
         return {"snapshot_ids": [], "done": True, "deadline": time.time()}

@@ -24,6 +24,11 @@ ON_REQUEST = {"leave-target-groups", "leave-classic-load-balancers"}
 PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS)
 
 
+def _key(record: dict) -> str:
+    """Which change a record is (its undo is recorded under the same key)."""
+    return f"{record['action']}|{record['resource']}|{record['attribute']}"
+
+
 def undo_permissions() -> set[str]:
     return {p for cls in ACTION_CLASSES for p in cls.undo_permissions}
 
@@ -35,9 +40,10 @@ def run(event: dict) -> dict:
     asked = event.get("release") or {}
     target = target_for(incident)
     undone, errors, notes = [], [], []
+    restored = set((incident.get("release") or {}).get("restored") or [])
     for record in reversed(incident.get("changes") or []):
         name = record["action"]
-        if name in KEPT:
+        if name in KEPT or _key(record) in restored:  # kept, or restored by an earlier attempt
             continue
         if name == NOT_REATTACHED:
             notes.append(f"not re-attached to Auto Scaling group {record['before']}: "
@@ -50,16 +56,18 @@ def run(event: dict) -> dict:
         action = BY_NAME[name]()
         try:
             action.undo(target, record)
-            undone.append({**record, "before": record["after"], "after": record["before"]})
+            undone.append(record)
         except Exception as error:  # reported; the other changes are still undone
             log.warning("undo of %s on %s failed: %s", name, record["resource"], error)
             errors.append(actions.error_record(action, record["resource"], error))
     final = "RELEASED" if not errors else incident["status"]
     incident = incidents.record_step(
-        incident_id, "release", started, "released" if not errors else "incomplete", undone,
-        errors, fields={"status": final,
-                        "release": {"reason": asked.get("reason", ""), "notes": notes,
-                                    "requested_by": asked.get("requested_by", "")}})
+        incident_id, "release", started, "released" if not errors else "incomplete",
+        errors=errors, fields={"status": final, "release": {
+            "reason": asked.get("reason", ""), "notes": notes,
+            "requested_by": asked.get("requested_by", ""), "restored_changes": (
+                (incident.get("release") or {}).get("restored_changes", []) + undone),
+            "restored": sorted(restored | {_key(r) for r in undone})}})
     if not errors:
         incidents.release_claim(incident)  # a new finding may open a new incident
     log.info("release of %s: %s (%d undone, %d errors)", incident_id, final, len(undone),

@@ -45,12 +45,14 @@ def test_dry_run_plans_everything_and_changes_nothing(stack):
     recording.stop(stack)
 
     assert status == 202 and record["status"] == "DRY_RUN" and execution["status"] == "SUCCEEDED"
+    calls = [c.name for c in recording.calls(stack)]
+    assert "ec2:DescribeSecurityGroups" in calls and "ssm:DescribeInstanceInformation" in calls
     assert _mutations(recording.calls(stack)) == []
     for eni, groups in victim["interfaces"].items():
         assert interface_groups(stack, eni) == groups
     assert snapshots_of(stack, record["incident_id"]) == []
     planned = [c["action"] for c in record["plan"]]
-    assert planned[:2] == ["isolate-interface", "isolate-interface"]
+    assert planned[:4] == ["isolate-interface"] * 4  # all-open, then isolation, per interface
     assert {"detach-instance-profile", "revoke-role-sessions", "termination-protection",
             "shutdown-behaviour", "keep-volumes-on-termination", "quarantine-tags"} <= set(planned)
     assert record["memory_plan"][0]["action"] == "capture-memory"
@@ -64,13 +66,21 @@ def test_dry_run_plans_everything_and_changes_nothing(stack):
     finish(stack, real)
 
 
-def test_dry_run_setting_applies_to_findings(stack):
-    stack.configure(DRY_RUN="true")
-    victim = make_victim(stack, interfaces=1, volumes=1)
+def test_dry_run_setting_applies_to_findings_on_a_fleet_member(stack):
+    stack.configure(DRY_RUN="true", DISASSOCIATE_ELASTIC_IP="true",
+                    FORENSIC_ACCOUNT_ID="210987654321", STOP_AFTER_EVIDENCE="true")
+    fleet = make_fleet_member(stack)
     recording.start(stack)
-    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(fleet["instance_id"])))
     recording.stop(stack)
+    calls = [c.name for c in recording.calls(stack)]
+    assert "elasticloadbalancing:DescribeTargetHealth" in calls
     assert record["status"] == "DRY_RUN" and _mutations(recording.calls(stack)) == []
+    planned = [c["action"] for c in record["plan"] + record["evidence_plan"]]
+    for action in ("leave-autoscaling-group", "leave-target-groups",
+                   "leave-classic-load-balancers", "disassociate-elastic-ip", "snapshots",
+                   "share-snapshots", "stop-instance"):
+        assert action in planned
 
 
 def test_release_restores_the_pre_incident_state(stack):
@@ -80,8 +90,16 @@ def test_release_restores_the_pre_incident_state(stack):
     profile = ec2.describe_iam_instance_profile_associations(Filters=[
         {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
         "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    def delete_on_termination():
+        described = ec2.describe_instances(InstanceIds=[victim["instance_id"]])
+        return {m["Ebs"]["VolumeId"]: m["Ebs"]["DeleteOnTermination"]
+                for m in described["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]}
+
+    before = delete_on_termination()
+    assert True in before.values() and False in before.values()
     contained, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
     assert contained["status"] == "CONTAINED"
+    assert set(delete_on_termination().values()) == {False}
 
     status, answer = api(stack, "POST", "/release",
                          {"instance_id": victim["instance_id"], "reason": "false positive"})
@@ -96,10 +114,7 @@ def test_release_restores_the_pre_incident_state(stack):
     assert instance_attribute(stack, victim["instance_id"], "disableApiTermination") is False
     assert instance_attribute(stack, victim["instance_id"],
                               "instanceInitiatedShutdownBehavior") == "terminate"
-    volumes = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
-        "Instances"][0]["BlockDeviceMappings"]
-    assert [v["Ebs"]["DeleteOnTermination"] for v in volumes] == [
-        v["delete_on_termination"] for v in contained["pre_state"]["volumes"]]
+    assert delete_on_termination() == before
     assert not {"QuarantineIncident", "QuarantineStatus", "QuarantineFinding"} & set(
         instance_tags(stack, victim["instance_id"]))
     status, released = api(stack, "GET", f"/incidents/{contained['incident_id']}")
@@ -177,6 +192,7 @@ def test_incidents_list_newest_first_filtered_and_paginated(stack):
     status, one = api(stack, "GET", f"/incidents?instance_id={victims[1]['instance_id']}")
     assert [i["incident_id"] for i in one["incidents"]] == [opened[1]]
     assert api(stack, "GET", "/incidents?status=CONTAINED")[1]["incidents"] == []
+    assert len(api(stack, "GET", "/incidents?status=DRY_RUN&limit=2")[1]["incidents"]) == 2
     assert api(stack, "GET", "/incidents?since=2999-01-01")[1]["incidents"] == []
     for bad in ("status=NOPE", "since=yesterday", "limit=0", "next_token=%%%", "colour=red"):
         assert api(stack, "GET", f"/incidents?{bad}")[0] == 400
@@ -236,3 +252,42 @@ def test_twenty_findings_for_five_instances_make_five_incidents(stack):
     # an update of the same finding later, while the incident is active, is recorded, not re-run
     update = deliver_finding(stack, guardduty_event(victims[0]["instance_id"], finding_id="0" * 32))
     assert update["decision"] == "recorded"
+
+
+def test_a_failed_release_can_be_asked_for_again_and_finishes_the_job(stack):
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    contained, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    stack.faults.arm("ec2", "AssociateIamInstanceProfile", "UnauthorizedOperation")
+
+    status, first = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                    "reason": "cleared"})
+    wait_execution(stack, first["release_execution_arn"])
+    _, incomplete = api(stack, "GET", f"/incidents/{contained['incident_id']}")
+    assert incomplete["status"] == "CONTAINED"  # not released: one undo failed
+    for eni, groups in victim["interfaces"].items():  # the rest was restored all the same
+        assert interface_groups(stack, eni) == groups
+
+    status, second = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                     "reason": "cleared, again"})
+    assert status == 202 and second["release_execution_arn"] != first["release_execution_arn"]
+    assert wait_execution(stack, second["release_execution_arn"])["status"] == "SUCCEEDED"
+    _, released = api(stack, "GET", f"/incidents/{contained['incident_id']}")
+    assert released["status"] == "RELEASED" and released["errors"][-1]["code"] == (
+        "UnauthorizedOperation")
+    restored = [c["action"] for c in released["release"]["restored_changes"]]
+    assert restored.count("isolate-interface") == 2  # each undone once, not twice
+
+
+def test_member_account_incident_is_released_in_that_account(stack):
+    member = "111111111111"
+    stack.configure(MEMBER_ACCOUNTS=member)
+    victim = make_victim(stack, interfaces=2, volumes=1, account=member)
+    finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"], account=member)))
+    status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                     "account_id": member, "reason": "cleared"})
+    assert status == 202
+    assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+    ec2 = stack.client("ec2", account=member)
+    for eni, groups in victim["interfaces"].items():
+        described = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])
+        assert sorted(g["GroupId"] for g in described["NetworkInterfaces"][0]["Groups"]) == groups

@@ -197,3 +197,33 @@ def test_concurrent_updates_of_one_item_are_all_applied(stack):
         thread.join()
     item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "item"}}, ConsistentRead=True)
     assert sorted(int(v["N"]) for v in item["Item"]["seen"]["L"]) == list(range(20))
+
+
+def test_ssm_lists_and_commands_only_managed_instances(stack):
+    """Plain moto answers DescribeInstanceInformation with a 500 and runs commands anywhere."""
+    ec2, ssm = stack.client("ec2"), stack.client("ssm")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    managed, unmanaged = [_launch(ec2, subnet, [group])["InstanceId"] for _ in range(2)]
+    stack.manage_with_ssm(managed)
+
+    listed = ssm.describe_instance_information(Filters=[
+        {"Key": "InstanceIds", "Values": [managed, unmanaged]}])["InstanceInformationList"]
+    assert [(i["InstanceId"], i["PingStatus"]) for i in listed] == [(managed, "Online")]
+    with pytest.raises(ClientError) as raised:
+        ssm.send_command(InstanceIds=[unmanaged], DocumentName="AWS-RunShellScript",
+                         Parameters={"commands": ["true"]})
+    assert raised.value.response["Error"]["Code"] == "InvalidInstanceId"
+    sent = ssm.send_command(InstanceIds=[managed], DocumentName="AWS-RunShellScript",
+                            Parameters={"commands": ["true"]})["Command"]["CommandId"]
+    assert ssm.get_command_invocation(CommandId=sent, InstanceId=managed)["Status"] == "Success"
+
+
+def test_console_screenshot_is_a_jpeg(stack):
+    """Plain moto answers GetConsoleScreenshot with a 500."""
+    import base64
+
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [group])["InstanceId"]
+    image = base64.b64decode(ec2.get_console_screenshot(InstanceId=instance)["ImageData"])
+    assert image[:3] == b"\xff\xd8\xff"
