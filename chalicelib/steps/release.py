@@ -46,8 +46,12 @@ def run(event: dict) -> dict:
         if name in KEPT or _key(record) in restored:  # kept, or restored by an earlier attempt
             continue
         if name == NOT_REATTACHED:
-            notes.append(f"not re-attached to Auto Scaling group {record['before']}: "
-                         "the group launched a replacement")
+            if record["after"] == "in standby":
+                notes.append(f"left in Standby in Auto Scaling group {record['before']} "
+                             "(ExitStandby puts it back in service)")
+            elif record["attribute"] == "autoscaling-group":
+                notes.append(f"not re-attached to Auto Scaling group {record['before']}: "
+                             "the group launched a replacement")
             continue
         if name in ON_REQUEST and not asked.get("reregister"):
             notes.append(f"not registered again with {record['resource']} (ask with "
