@@ -81,6 +81,38 @@ def known_region(name, home_region: str) -> bool:
     return name in _regions[partition]
 
 
+def _only(given, allowed, kind: str = "field") -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise Refused(400, f"Unknown{kind.capitalize()}",
+                      f"unknown {kind}(s) {', '.join(map(_shown, unknown))}; "
+                      f"allowed: {', '.join(allowed)}")
+
+
+def _instance_id(value) -> str:
+    from chalicelib.findings import INSTANCE_ID
+
+    if not isinstance(value, str) or not INSTANCE_ID.match(value):
+        raise Refused(400, "InvalidInstanceId", f"instance_id {_shown(value)} is not "
+                      "'i-' followed by 8 or 17 lowercase hexadecimal digits")
+    return value
+
+
+def _account_id(value) -> str:
+    from chalicelib.findings import ACCOUNT_ID
+
+    if not isinstance(value, str) or not ACCOUNT_ID.match(value):
+        raise Refused(400, "InvalidAccountId",
+                      f"account_id {_shown(value)} is not a 12-digit account id")
+    return value
+
+
+def _region(value, home_region: str) -> str:
+    if not isinstance(value, str) or not known_region(value, home_region):
+        raise Refused(400, "InvalidRegion", f"region {_shown(value)} is not an AWS region")
+    return value
+
+
 def parse_json_object(raw_body: bytes | None) -> dict:
     """The request body as a JSON object, or the error that says what is wrong with it."""
     raw_body = raw_body or b""
@@ -98,31 +130,22 @@ def parse_json_object(raw_body: bytes | None) -> dict:
 
 def quarantine_request(body: dict, home_account: str, default_region: str, caller: str):
     """POST /quarantine's body, validated field by field, as a QuarantineRequest."""
-    from chalicelib.findings import ACCOUNT_ID, INSTANCE_ID, QuarantineRequest
+    from chalicelib.findings import QuarantineRequest
 
-    unknown = sorted(set(body) - set(QUARANTINE_FIELDS))
-    if unknown:
-        raise Refused(400, "UnknownField", f"unknown field(s) {', '.join(map(_shown, unknown))}; "
-                       f"allowed: {', '.join(QUARANTINE_FIELDS)}")
-    instance_id = body.get("instance_id")
-    if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
-        raise Refused(400, "InvalidInstanceId", f"instance_id {_shown(instance_id)} is not "
-                       "'i-' followed by 8 or 17 lowercase hexadecimal digits")
+    _only(body, QUARANTINE_FIELDS)
+    instance_id = _instance_id(body.get("instance_id"))
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise Refused(400, "InvalidReason", f"reason {_shown(reason)} must be a string of at "
                        f"most {MAX_REASON} characters")
     finding = _attached_finding(body.get("finding"), instance_id) if "finding" in body else None
-    region = body.get("region", finding.region if finding else default_region)
-    if not isinstance(region, str) or not known_region(region, default_region):
-        raise Refused(400, "InvalidRegion", f"region {_shown(region)} is not an AWS region")
+    region = _region(body.get("region", finding.region if finding else default_region),
+                     default_region)
     for flag in ("force", "dry_run"):
         if flag in body and not isinstance(body[flag], bool):
             raise Refused(400, "InvalidField", f"{flag} {_shown(body[flag])} must be true or false")
-    account_id = body.get("account_id", finding.account_id if finding else home_account)
-    if not isinstance(account_id, str) or not ACCOUNT_ID.match(account_id):
-        raise Refused(400, "InvalidAccountId",
-                       f"account_id {_shown(account_id)} is not a 12-digit account id")
+    account_id = _account_id(body.get("account_id",
+                                      finding.account_id if finding else home_account))
     if finding and (finding.account_id, finding.region) != (account_id, region):
         raise Refused(400, "FindingMismatch", f"finding is from account {finding.account_id} in "
                       f"{finding.region}, not account_id {account_id} in region {region}")
@@ -157,10 +180,7 @@ RELEASE_FIELDS = ("instance_id", "reason", "region", "account_id", "reregister")
 
 def release_request(body: dict, home_account: str, default_region: str, caller: str):
     """POST /release's body: (QuarantineRequest for the instance, whether to re-register)."""
-    unknown = sorted(set(body) - set(RELEASE_FIELDS))
-    if unknown:
-        raise Refused(400, "UnknownField", f"unknown field(s) {', '.join(map(_shown, unknown))}; "
-                      f"allowed: {', '.join(RELEASE_FIELDS)}")
+    _only(body, RELEASE_FIELDS)
     if "reason" not in body:
         raise Refused(400, "MissingReason", "reason is required: say why the instance is released")
     reregister = body.get("reregister", False)
@@ -178,18 +198,13 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
     """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
     import base64
 
-    from chalicelib.findings import ACCOUNT_ID, INSTANCE_ID
     from chalicelib.incidents import STATUSES, instance_key
 
     query = query or {}
-    unknown = sorted(set(query) - set(LIST_PARAMETERS))
-    if unknown:
-        raise Refused(400, "UnknownParameter", f"unknown parameter(s) {', '.join(map(_shown, unknown))}; "
-                      f"allowed: {', '.join(LIST_PARAMETERS)}")
+    _only(query, LIST_PARAMETERS, "parameter")
     instance_id = query.get("instance_id")
-    if instance_id is not None and not INSTANCE_ID.match(instance_id):
-        raise Refused(400, "InvalidInstanceId", f"instance_id {_shown(instance_id)} is not "
-                      "'i-' followed by 8 or 17 lowercase hexadecimal digits")
+    if instance_id is not None:
+        _instance_id(instance_id)
     status = query.get("status")
     if status is not None and status not in STATUSES:
         raise Refused(400, "InvalidStatus", f"status {_shown(status)} is not one of "
@@ -198,13 +213,8 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
     if since is not None and not SINCE.match(since):
         raise Refused(400, "InvalidSince", f"since {_shown(since)} is not an ISO 8601 UTC time "
                       "such as 2026-11-30T04:00:00Z")
-    account = query.get("account_id", home_account)
-    if not ACCOUNT_ID.match(account):
-        raise Refused(400, "InvalidAccountId", f"account_id {_shown(account)} is not a 12-digit "
-                      "account id")
-    region = query.get("region", default_region)
-    if not known_region(region, default_region):
-        raise Refused(400, "InvalidRegion", f"region {_shown(region)} is not an AWS region")
+    account = _account_id(query.get("account_id", home_account))
+    region = _region(query.get("region", default_region), default_region)
     try:
         limit = int(query.get("limit", "25"))
         if not 1 <= limit <= 100:
