@@ -17,7 +17,7 @@ $(INSTALLED): requirements-dev.txt pyproject.toml
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2  # two workers, each with its own embedded AWS
 
 demo: install
 	$(BIN)/python -m local.demo
