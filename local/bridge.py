@@ -22,6 +22,7 @@ from botocore.response import StreamingBody
 from chalicelib import aws, names
 
 log = logging.getLogger("local.bridge")
+CRASH = "Crash"  # a fault "error" that makes the function itself fail, as an unhandled raise
 
 
 class LambdaContext:
@@ -145,6 +146,12 @@ class LambdaBridge:
         function = unquote(params["url_path"].split("/")[3])
         headers = params.get("headers", {})
         fault = self.faults.take("lambda", "Invoke", function) if self.faults else None
+        if fault is not None and fault.error == CRASH:  # the function ran and raised
+            with self._lock:
+                self._invocations.append(Invocation(function, None, "crash"))
+            data = json.dumps({"errorMessage": fault.message, "errorType": "InjectedCrash"})
+            return _http(200), {"StatusCode": 200, "FunctionError": "Unhandled",
+                                "Payload": _stream(data.encode())}
         if fault is not None:
             with self._lock:
                 self._invocations.append(Invocation(function, None, "fault"))

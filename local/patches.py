@@ -36,6 +36,7 @@ def apply(bridge, endpoint: str) -> None:
         _patch_ssm()
         _patch_snapshots()
         _patch_state_machine_clients()
+        _patch_lambda_error_names()
         _patch_event_envelope()
         _patch_lambda_targets()
         _applied = True
@@ -276,6 +277,34 @@ def state_machine_client(region: str, service: str, state_credentials=None):
                 _bridge.install(found)
             _state_clients[key] = found
     return found
+
+
+def _patch_lambda_error_names():
+    """moto names every Lambda service error of a task "Exception"; Step Functions names it
+    `Lambda.<Code>` (Lambda.TooManyRequestsException…), which is what Retry rules match on.
+    (tests/faults: a throttled Invoke is retried and the incident succeeds.)"""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+
+    original = StateTaskLambda._from_error
+
+    def _from_error(self, env, ex):
+        failure = original(self, env, ex)
+        if isinstance(ex, ClientError):
+            code = ex.response["Error"]["Code"]
+            name = "Lambda." + (code if code.endswith("Exception") else code + "Exception")
+            failure.error_name = CustomErrorName(name)
+            details = failure.event_details.get("lambdaFunctionFailedEventDetails")
+            if details is not None:
+                details["error"] = name
+        return failure
+
+    StateTaskLambda._from_error = _from_error
 
 
 def _ensure_request_id(parsed, **_):
