@@ -42,10 +42,6 @@ def acting_as(function_name: str):
         _function_name.reset(token)
 
 
-def function_name() -> str:
-    return _function_name.get()
-
-
 def client(service: str, region: str | None = None, credentials: Credentials | None = None):
     """A cached client for `service` in `region` (default: the session's), as `credentials`."""
     key = (service, region, credentials, _function_name.get())

@@ -46,7 +46,6 @@ READ_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:Query")
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
 
-ACTIVE = ("OPEN", "CONTAINED", "PARTIAL")
 OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 
 

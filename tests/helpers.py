@@ -2,8 +2,6 @@
 a queue subscribed to the report topic, GuardDuty events, waiting for executions."""
 
 import json
-import os
-import time
 
 from local.drive import (  # noqa: F401  (the tests import them from here)
     guardduty_event,

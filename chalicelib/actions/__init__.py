@@ -47,7 +47,6 @@ class Action:
     name = "action"
     permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need
     undo_permissions: tuple[str, ...] = ()  # IAM actions that undo needs
-    isolation = False  # part of cutting the instance off (counts towards CONTAINED)
 
     def plan(self, target: Target) -> list[dict]:
         raise NotImplementedError

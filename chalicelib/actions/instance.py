@@ -15,7 +15,6 @@ class DetachInstanceProfile(Action):
     """Cut the instance's role credentials off by disassociating its instance profile."""
 
     name = "detach-instance-profile"
-    isolation = True
     permissions = ("ec2:DescribeIamInstanceProfileAssociations",
                    "ec2:DisassociateIamInstanceProfile")
     undo_permissions = ("ec2:AssociateIamInstanceProfile", "iam:PassRole")

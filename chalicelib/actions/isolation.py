@@ -137,7 +137,6 @@ class IsolateInterface(Action):
     """One interface: the all-open group, then the isolation group."""
 
     name = "isolate-interface"
-    isolation = True
     permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
 

@@ -1,7 +1,6 @@
 """Operating it: dry-run, release, the finding field, the incidents list, member accounts and
 regions, and findings arriving together."""
 
-import json
 import threading
 
 from chalicelib import workflow

@@ -3,7 +3,6 @@
 
 from urllib.parse import parse_qs
 
-import pytest
 
 from local import recording
 from tests.helpers import (

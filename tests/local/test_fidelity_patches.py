@@ -5,7 +5,6 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import wait_execution
 
 
 def _vpc_with_groups(ec2, count=3):
