@@ -49,8 +49,9 @@ def _resources(service: str, stage: str) -> list[str]:
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
     if service == "sts":
         return [f"arn:aws:iam::*:role/{settings_member_role()}"]
-    if service == "s3":
-        return [f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*/*"]
+    if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
+        bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
+        return [bucket, f"{bucket}/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
     return ["*"]  # EC2, Auto Scaling, ELB, IAM, SSM: scoped further with deployment (issue 6)

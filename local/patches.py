@@ -160,7 +160,22 @@ def _patch_ssm():
         if unmanaged:
             raise JsonRESTError("InvalidInstanceId",
                                 f"Instances {unmanaged} not in a valid state for account")
-        return original_send(self)
+        result = original_send(self)
+        _write_agent_output(self, result.result["Command"]["CommandId"])
+        return result
+
+    def _write_agent_output(response, command_id):
+        """The agent writes each instance's output under OutputS3KeyPrefix, as in AWS."""
+        from moto.s3.models import s3_backends
+
+        bucket = response._get_param("OutputS3BucketName")
+        if not bucket:
+            return
+        prefix = response._get_param("OutputS3KeyPrefix", "").rstrip("/")
+        backend = s3_backends[response.current_account]["aws"]
+        for instance in response._get_param("InstanceIds", []):
+            key = f"{prefix}/{command_id}/{instance}/awsrunShellScript/0.awsrunShellScript/stdout"
+            backend.put_object(bucket, key.lstrip("/"), b"memory image")
 
     SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
     SimpleSystemManagerResponse.send_command = send_command

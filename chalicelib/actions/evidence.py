@@ -45,7 +45,7 @@ class StoreEvidence(Action):
     permissions = ("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
                    "ec2:DescribeSecurityGroups", "ec2:DescribeRouteTables",
                    "ec2:DescribeNetworkAcls", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot",
-                   "s3:PutObject")
+                   "s3:PutObject", "s3:ListBucket")
 
     def __init__(self, snapshot_ids=()):
         self.snapshot_ids = list(snapshot_ids)
@@ -100,6 +100,7 @@ class StoreEvidence(Action):
 
         bucket, prefix = target.settings.evidence_bucket, self._prefix(target)
         s3 = target.home_client("s3")  # the evidence bucket is the app's, in its own account
+        others = self._written_by_others(s3, bucket, prefix)  # before the app adds its own
         pieces, notes = self._collect(target)
         listed = []
         for name, data, content_type in pieces:
@@ -108,7 +109,8 @@ class StoreEvidence(Action):
                           Metadata={"sha256": digest})
             listed.append({"key": prefix + name, "sha256": digest, "size": len(data)})
         manifest = json.dumps({"incident_id": target.incident["incident_id"],
-                               "instance_id": target.instance_id, "objects": listed,
+                               "instance_id": target.instance_id,
+                               "objects": listed + others,
                                "snapshot_ids": self.snapshot_ids, "not_captured": notes},
                               indent=2, sort_keys=True).encode()
         s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=manifest,
@@ -117,6 +119,19 @@ class StoreEvidence(Action):
         return [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
                 for o in listed + [{"key": prefix + "manifest.json",
                                     "sha256": hashlib.sha256(manifest).hexdigest()}]]
+
+    @staticmethod
+    def _written_by_others(s3, bucket, prefix):
+        """Objects already under the incident's prefix that the app did not write (the memory
+        capture's output, written by the SSM agent): listed with S3's own size and checksum,
+        since a memory image is too large to hash here."""
+        found = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found.append({"key": item["Key"], "size": item["Size"],
+                              "etag": item.get("ETag", "").strip('"'),
+                              "sha256": None, "written_by": "ssm-agent"})
+        return found
 
     def undo(self, target, record):
         """Evidence is kept on release."""

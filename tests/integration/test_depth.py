@@ -200,3 +200,16 @@ def test_a_failing_optional_action_is_reported_and_the_rest_proceed(stack):
     assert len(snapshots_of(stack, record["incident_id"])) == 1
     report = next(m for m in messages(stack, queue) if "partially contained" in m["Subject"])
     assert "leave-autoscaling-group" in report["Message"]
+
+
+def test_the_manifest_lists_what_the_memory_capture_wrote(stack):
+    stack.configure(MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture")
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.manage_with_ssm(victim["instance_id"])
+    s3, bucket = stack.client("s3"), stack.names["EVIDENCE_BUCKET"]
+    record, _ = _contain(stack, victim["instance_id"])  # the agent writes under memory/ first
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{record['incident_id']}/manifest.json")[
+        "Body"].read())
+    memory = [o for o in manifest["objects"] if "/memory/" in o["key"]]
+    assert [(o["size"], o["written_by"]) for o in memory] == [(12, "ssm-agent")]
+    assert len({o["key"] for o in manifest["objects"]}) == len(manifest["objects"])
