@@ -34,12 +34,10 @@ class Refused(Exception):
 
 
 def check_settings(current) -> None:
-    """Refuse to act without the app's resources, or under settings whose features have not
-    landed yet."""
+    """Refuse to act without the app's resources."""
     for name in ("state_machine_arn", "topic_arn", "incidents_table"):
         if not getattr(current, name):
             raise Refused(503, "NotConfigured", f"{name.upper()} is not set: the app cannot act")
-
 
 
 def admit(request: findings.QuarantineRequest, home_account: str):

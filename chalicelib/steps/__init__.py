@@ -13,3 +13,8 @@ def target_for(incident: dict) -> Target:
     return Target(client=lambda service: accounts.client(service, account, region, home),
                   home_client=lambda service: accounts.client(service, home, region, home),
                   incident=incident, settings=settings.get())
+
+
+def is_dry_run(event: dict) -> bool:
+    """Whether this execution only plans (the workflow sets options.dry_run)."""
+    return bool((event.get("options") or {}).get("dry_run", False))

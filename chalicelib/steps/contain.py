@@ -21,7 +21,7 @@ from chalicelib.actions.traffic import (
     LeaveClassicLoadBalancers,
     LeaveTargetGroups,
 )
-from chalicelib.steps import target_for
+from chalicelib.steps import is_dry_run, target_for
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
-    dry_run = (event.get("options") or {}).get("dry_run", False)
+    dry_run = is_dry_run(event)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
                                   target, dry_run)
     if dry_run:

@@ -6,7 +6,7 @@ import time
 
 from chalicelib import actions, incidents, settings
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
-from chalicelib.steps import target_for
+from chalicelib.steps import is_dry_run, target_for
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def collect(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
-    if (event.get("options") or {}).get("dry_run", False):
+    if is_dry_run(event):
         later = safe_evidence_actions({"(each new snapshot)": "completed"}, [])
         planned, errors = actions.run([Snapshots(), StoreEvidence([])] + later, target,
                                       dry_run=True)

@@ -4,7 +4,7 @@ import logging
 
 from chalicelib import actions, incidents
 from chalicelib.actions.memory import CaptureMemory, NotManaged
-from chalicelib.steps import target_for
+from chalicelib.steps import is_dry_run, target_for
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
     target = target_for(incident)
-    dry_run = (event.get("options") or {}).get("dry_run", False)
+    dry_run = is_dry_run(event)
     try:
         changes = CaptureMemory().plan(target) if dry_run else CaptureMemory().apply(target)
         if dry_run:

@@ -4,6 +4,7 @@ message NotifyReport publishes. A step that crashed is reported as such."""
 import logging
 
 from chalicelib import incidents, report
+from chalicelib.steps import is_dry_run
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def run(event: dict) -> dict:
     incident_id = event["incident"]["incident_id"]
     started = incidents.now()
     crashed = crash_errors(event)
-    if (event.get("options") or {}).get("dry_run", False):
+    if is_dry_run(event):
         incident = incidents.record_step(incident_id, "report", started, "planned",
                                          errors=crashed)
         return report.plan(incident)
