@@ -1,5 +1,12 @@
 """Each function's IAM policy, derived from what its code and its actions declare.
 
+Actions are declared next to the code that calls them; this module decides only *where* each may
+act. The product's own resources (table, topic, bucket, state machine, member role, log groups)
+are named by the stage's deterministic names. Instance-facing actions are scoped to the resource
+types they touch, with a condition where IAM supports one (the product's own groups, its own tag
+keys, its own snapshots). What IAM cannot scope at all is listed in UNSCOPABLE with the reason;
+an action in none of these places stops the build, so a new call forces a decision.
+
 `python -m chalicelib.permissions` writes `.chalice/policy-<stage>-<function>.json` for every
 stage and function, and `deploy/member-role.yaml` (`make policies`); a test fails when a
 committed file is stale.
@@ -8,12 +15,18 @@ committed file is stale.
 import json
 import os
 import sys
+from dataclasses import dataclass
 
-from chalicelib import accounts, incidents, names, workflow
+from chalicelib import accounts, incidents, names, statemachine, workflow
+from chalicelib.actions import evidence as evidence_actions
+from chalicelib.actions import instance as instance_actions
+from chalicelib.actions import isolation
 from chalicelib.steps import contain, evidence, memory, release, report
 
 STAGES = ("dev", "prod")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
 
 
 def _of_actions(classes) -> set[str]:
@@ -38,8 +51,110 @@ def needs() -> dict[str, set[str]]:
     }
 
 
-def _resources(service: str, stage: str) -> list[str]:
-    """The resources a service's actions are scoped to (by the stage's deterministic names)."""
+# -- where each action may act ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Grant:
+    """Some actions on some resources, under an optional condition: one policy statement."""
+
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    condition: dict | None = None
+
+    def statement(self, wanted: set[str]) -> dict | None:
+        actions = sorted(wanted.intersection(self.actions))
+        if not actions:
+            return None
+        statement = {"Sid": self.sid, "Effect": "Allow", "Action": actions,
+                     "Resource": list(self.resources)}
+        if self.condition:
+            statement["Condition"] = self.condition
+        return statement
+
+
+def _ec2(*types: str) -> tuple[str, ...]:
+    return tuple(f"arn:aws:ec2:*:*:{kind}/*" for kind in types)
+
+
+PRODUCT_GROUPS = {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": sorted(
+    isolation.GROUP_NAMES)}}
+INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
+                            instance_actions.TAG_FINDING})
+PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{evidence_actions.TAG_INCIDENT}": "false"}}
+QUARANTINED_INSTANCES = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
+
+# Instance-facing actions (home and member accounts), by resource type and condition.
+INSTANCE_GRANTS = (
+    Grant("Ec2ProductGroupsCreate", ("ec2:CreateSecurityGroup",), _ec2("security-group"),
+          {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
+              isolation.GROUP_NAMES)}}),
+    Grant("Ec2ProductGroupsInVpc", ("ec2:CreateSecurityGroup",), _ec2("vpc")),
+    Grant("Ec2ProductGroupsRules",
+          ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+           "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+          _ec2("security-group"), PRODUCT_GROUPS),
+    Grant("Ec2TagOnCreate", ("ec2:CreateTags",), _ec2("security-group", "snapshot"),
+          {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),
+    Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
+          {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS}}),
+    Grant("Ec2Interfaces", ("ec2:ModifyNetworkInterfaceAttribute",),
+          _ec2("network-interface", "security-group", "instance", "vpc")),
+    Grant("Ec2Instances",
+          ("ec2:ModifyInstanceAttribute", "ec2:AssociateIamInstanceProfile",
+           "ec2:DisassociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation",
+           "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2:StartInstances"),
+          _ec2("instance", "security-group", "volume")),
+    Grant("Ec2StopQuarantined", ("ec2:StopInstances",), _ec2("instance"), QUARANTINED_INSTANCES),
+    Grant("Ec2Addresses", ("ec2:AssociateAddress", "ec2:DisassociateAddress"),
+          _ec2("elastic-ip", "instance", "network-interface")),
+    Grant("Ec2Snapshots", ("ec2:CreateSnapshots",), _ec2("instance", "volume", "snapshot")),
+    Grant("Ec2ShareProductSnapshots", ("ec2:ModifySnapshotAttribute",), _ec2("snapshot"),
+          PRODUCT_SNAPSHOTS),
+    Grant("AutoScalingGroups",
+          ("autoscaling:DetachInstances", "autoscaling:EnterStandby",
+           "autoscaling:SetInstanceProtection"),
+          ("arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/*",)),
+    Grant("TargetGroups", ("elasticloadbalancing:DeregisterTargets",
+                           "elasticloadbalancing:RegisterTargets"),
+          ("arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",)),
+    Grant("ClassicLoadBalancers", ("elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+                                   "elasticloadbalancing:RegisterInstancesWithLoadBalancer"),
+          ("arn:aws:elasticloadbalancing:*:*:loadbalancer/*",)),
+    Grant("IamProfiles", ("iam:GetInstanceProfile",), ("arn:aws:iam::*:instance-profile/*",)),
+    Grant("IamRoles", ("iam:ListInstanceProfilesForRole", "iam:PutRolePolicy",
+                       "iam:DeleteRolePolicy"), ("arn:aws:iam::*:role/*",)),
+    Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",),
+          {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
+    Grant("SsmMemoryCapture", ("ssm:SendCommand",),
+          ("arn:aws:ssm:*:*:document/*",) + _ec2("instance")),
+)
+
+# Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization
+# Reference): each is read-only or acts on what it is given by id.
+UNSCOPABLE = {
+    "ec2:DescribeAddresses": "EC2 Describe* actions take no resource",
+    "ec2:DescribeIamInstanceProfileAssociations": "EC2 Describe* actions take no resource",
+    "ec2:DescribeInstanceAttribute": "read-only; treated as a Describe* action",
+    "ec2:DescribeInstances": "EC2 Describe* actions take no resource",
+    "ec2:DescribeNetworkAcls": "EC2 Describe* actions take no resource",
+    "ec2:DescribeNetworkInterfaces": "EC2 Describe* actions take no resource",
+    "ec2:DescribeRouteTables": "EC2 Describe* actions take no resource",
+    "ec2:DescribeSecurityGroups": "EC2 Describe* actions take no resource",
+    "ec2:DescribeSnapshots": "EC2 Describe* actions take no resource",
+    "elasticloadbalancing:DescribeLoadBalancers": "ELB Describe* actions take no resource",
+    "elasticloadbalancing:DescribeTargetGroups": "ELB Describe* actions take no resource",
+    "elasticloadbalancing:DescribeTargetHealth": "ELB Describe* actions take no resource",
+    "ssm:DescribeInstanceInformation": "takes no resource",
+    "ssm:GetCommandInvocation": "takes no resource (the command id is the scope)",
+    "ssm:CancelCommand": "takes no resource (the command id is the scope)",
+    **{action: "log delivery (the state machine's execution history) takes no resource"
+       for action in statemachine.LOG_DELIVERY_ACTIONS},
+}
+
+
+def _product_resources(service: str, stage: str) -> list[str] | None:
+    """The product's own resources a service's actions are scoped to, by deterministic names."""
     if service == "dynamodb":
         table = f"arn:aws:dynamodb:*:*:table/{names.incidents_table(stage)}"
         return [table, f"{table}/index/*"]
@@ -48,34 +163,56 @@ def _resources(service: str, stage: str) -> list[str]:
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
     if service == "sts":
-        return [f"arn:aws:iam::*:role/{settings_member_role()}"]
+        return [f"arn:aws:iam::*:role/{stage_setting(stage, 'MEMBER_ROLE_NAME')}"]
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
         return [bucket, f"{bucket}/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
-    return ["*"]  # EC2, Auto Scaling, ELB, IAM, SSM: scoped further with deployment (issue 6)
+    return None
 
 
-def settings_member_role() -> str:
-    """The member role every stage may assume (MEMBER_ROLE_NAME's default)."""
+def stage_setting(stage: str, name: str) -> str:
+    """A setting as the stage's functions will read it: stage, then app, then default."""
     from chalicelib.settings import DEFAULTS
 
-    return DEFAULTS["MEMBER_ROLE_NAME"]
+    with open(os.path.join(CHALICE_DIR, "config.json")) as handle:
+        config = json.load(handle)
+    values = {**DEFAULTS, **config.get("environment_variables", {}),
+              **config["stages"][stage].get("environment_variables", {})}
+    return values[name]
+
+
+def statements(wanted: set[str], stage: str) -> list[dict]:
+    """Policy statements granting `wanted`, each action where it may act and nowhere else."""
+    found, placed = [], set()
+    for service in sorted({action.split(":")[0] for action in wanted}):
+        actions = sorted(a for a in wanted
+                         if a.startswith(service + ":") and a not in UNSCOPABLE)
+        resources = _product_resources(service, stage) if actions else None
+        if resources:
+            found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
+                          "Resource": resources})
+            placed.update(actions)
+    for grant in INSTANCE_GRANTS:
+        statement = grant.statement(wanted)
+        if statement:
+            found.append(statement)
+            placed.update(statement["Action"])
+    unscopable = sorted(wanted.intersection(UNSCOPABLE))
+    if unscopable:
+        found.append({"Sid": "Unscopable", "Effect": "Allow", "Action": unscopable,
+                      "Resource": "*"})
+        placed.update(unscopable)
+    if wanted - placed:
+        raise ValueError(f"no scope declared for {sorted(wanted - placed)}: add a Grant, a "
+                         "product resource or (with the reason) an UNSCOPABLE entry")
+    return found
 
 
 def policy(stage: str, function: str) -> dict:
-    wanted = sorted(needs()[function] | set(LOG_ACTIONS))
-    services = sorted({action.split(":")[0] for action in wanted})
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": service.capitalize(), "Effect": "Allow",
-             "Action": [a for a in wanted if a.startswith(service + ":")],
-             "Resource": _resources(service, stage)}
-            for service in services
-        ],
-    }
+    wanted = needs()[function] | set(LOG_ACTIONS)
+    return {"Version": "2012-10-17", "Statement": statements(wanted, stage)}
 
 
 MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm")
@@ -88,9 +225,14 @@ def member_role_actions() -> list[str]:
                    if action.split(":")[0] in MEMBER_SERVICES})
 
 
+def member_role_policy() -> dict:
+    return {"Version": "2012-10-17",
+            "Statement": statements(set(member_role_actions()), STAGES[0])}
+
+
 def member_role_template() -> str:
     """CloudFormation for the member-account role, ready for StackSets."""
-    actions = "\n".join(f"                  - {action}" for action in member_role_actions())
+    document = json.dumps(member_role_policy(), indent=2).replace("\n", "\n" + " " * 12)
     return f"""AWSTemplateFormatVersion: "2010-09-09"
 Description: >-
   ec2-quarantine member-account role (generated by `make policies` from the actions the app
@@ -127,16 +269,12 @@ Resources:
       Policies:
         - PolicyName: ec2-quarantine
           PolicyDocument:
-            Version: "2012-10-17"
-            Statement:
-              - Effect: Allow
-                Action:
-{actions}
-                Resource: "*"
+            {document}
 Outputs:
   RoleArn:
     Value: !GetAtt MemberRole.Arn
 """
+
 
 
 def policy_file(stage: str, function: str) -> str:
@@ -145,6 +283,22 @@ def policy_file(stage: str, function: str) -> str:
 
 def render(stage: str, function: str) -> str:
     return json.dumps(policy(stage, function), indent=2) + "\n"
+
+
+def stale(chalice_dir: str = CHALICE_DIR) -> list[str]:
+    """Committed policy files that differ from what the code declares (`make policies`)."""
+    found = []
+    for stage in STAGES:
+        for function in needs():
+            path = os.path.join(chalice_dir, policy_file(stage, function))
+            try:
+                with open(path) as handle:
+                    current = handle.read()
+            except FileNotFoundError:
+                current = None
+            if current != render(stage, function):
+                found.append(path)
+    return found
 
 
 def write(chalice_dir: str, deploy_dir: str = "deploy") -> list[str]:

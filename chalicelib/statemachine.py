@@ -32,6 +32,32 @@ def step_function_arns(region: str, account: str, stage: str) -> dict[str, str]:
     return {name: names.function_arn(region, account, stage, name) for name in STEP_FUNCTIONS}
 
 
+STATES_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+LOG_DELIVERY_ACTIONS = (  # execution history to CloudWatch Logs: IAM takes no resource for these
+    "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy", "logs:UpdateLogDelivery")
+
+
+def role_policy(function_arns: dict[str, str], topic_arn: str) -> dict:
+    """What the state machine's role may do: invoke its steps, publish reports, log history."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "InvokeSteps", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+             "Resource": sorted(function_arns.values())},
+            {"Sid": "PublishReports", "Effect": "Allow", "Action": ["sns:Publish"],
+             "Resource": [topic_arn]},
+            {"Sid": "ExecutionLogs", "Effect": "Allow", "Action": list(LOG_DELIVERY_ACTIONS),
+             "Resource": "*"},
+        ],
+    }
+
+
 def _retry(errors):
     """Exponential backoff with full jitter (statelint wants intervals of at least 1 s)."""
     return [

@@ -9,30 +9,6 @@ import os
 
 from chalicelib import incidents, names, settings, statemachine
 
-STATE_MACHINE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "states.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-
-
-def state_machine_policy(function_arns, topic_arn) -> dict:
-    """What the state machine's role may do: invoke its steps and publish reports."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "lambda:InvokeFunction",
-             "Resource": sorted(function_arns.values())},
-            {"Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
-        ],
-    }
-
-
 def provision(stack) -> dict:
     """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
     export their names into the environment the app's functions read. Returns the names."""
@@ -57,12 +33,12 @@ def provision(stack) -> dict:
     iam = stack.client("iam")
     role_arn = iam.create_role(
         RoleName=names.state_machine_role(stage),
-        AssumeRolePolicyDocument=json.dumps(STATE_MACHINE_TRUST),
+        AssumeRolePolicyDocument=json.dumps(statemachine.STATES_TRUST),
     )["Role"]["Arn"]
     iam.put_role_policy(
         RoleName=names.state_machine_role(stage),
         PolicyName="state-machine",
-        PolicyDocument=json.dumps(state_machine_policy(function_arns, created["TOPIC_ARN"])),
+        PolicyDocument=json.dumps(statemachine.role_policy(function_arns, created["TOPIC_ARN"])),
     )
     stack.client("stepfunctions").create_state_machine(
         name=names.state_machine(stage),

@@ -11,14 +11,7 @@ CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
 
 
 def test_committed_policy_files_are_what_the_code_declares():
-    stale = []
-    for stage in permissions.STAGES:
-        for function in permissions.needs():
-            path = os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))
-            with open(path) as handle:
-                if handle.read() != permissions.render(stage, function):
-                    stale.append(path)
-    assert not stale, f"stale policy files (run `make policies`): {stale}"
+    assert not permissions.stale(CHALICE_DIR), "stale policy files: run `make policies`"
 
 
 def test_every_function_has_its_policy_file_in_every_stage():

@@ -1,0 +1,114 @@
+"""Least privilege, read statically: every policy the app deploys (each function's, the state
+machine role's, the member role's) grants no wildcard action, puts `"Resource": "*"` only on
+actions IAM cannot scope, and lets the state machine make exactly the calls its definition makes.
+moto checks actions but not resources or conditions, so these properties are proven here."""
+
+import json
+import os
+
+import pytest
+
+from chalicelib import names, permissions, statemachine
+from deploy import resources
+
+CHALICE_DIR = permissions.CHALICE_DIR
+
+
+def _function_policies():
+    for stage in permissions.STAGES:
+        for function in permissions.needs():
+            with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
+                yield f"{stage}/{function}", json.load(f)
+
+
+def _state_machine_policy(stage):
+    role = resources.template(stage)["Resources"]["StateMachineRole"]["Properties"]
+    return role["Policies"][0]["PolicyDocument"]
+
+
+def _every_policy():
+    yield from _function_policies()
+    for stage in permissions.STAGES:
+        yield f"{stage}/state-machine", _state_machine_policy(stage)
+    yield "member-role", permissions.member_role_policy()
+
+
+def _listed(value):
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_no_wildcard_action_and_star_resources_only_where_iam_cannot_scope(name, policy):
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow", name
+        actions = _listed(statement["Action"])
+        assert not [a for a in actions if "*" in a], (name, actions)
+        if "*" in _listed(statement["Resource"]):
+            assert set(actions) <= set(permissions.UNSCOPABLE), (
+                name, sorted(set(actions) - set(permissions.UNSCOPABLE)))
+
+
+def test_every_unscopable_entry_says_why_and_is_used():
+    used = {a for _, p in _every_policy() for s in p["Statement"] for a in _listed(s["Action"])}
+    for action, reason in permissions.UNSCOPABLE.items():
+        assert reason.strip(), action
+        assert action in used, f"{action} is listed as unscopable but no policy needs it"
+
+
+def test_product_resources_are_named_by_the_stage():
+    for name, policy in _function_policies():
+        stage = name.split("/")[0]
+        for statement in policy["Statement"]:
+            for resource in _listed(statement["Resource"]):
+                service = resource.split(":")[2] if resource != "*" else ""
+                if service in ("dynamodb", "states", "sns", "logs"):
+                    assert f"{names.APP_NAME}-{stage}" in resource, (name, resource)
+
+
+def test_instance_mutations_are_conditioned_where_iam_supports_it():
+    contain = permissions.policy("prod", "contain")["Statement"]
+    conditioned = {a for s in contain if "Condition" in s for a in s["Action"]}
+    assert {"ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
+            "ec2:CreateSecurityGroup", "ec2:CreateTags"} <= conditioned
+    rules = next(s for s in contain if "ec2:RevokeSecurityGroupEgress" in s["Action"])
+    assert rules["Condition"] == permissions.PRODUCT_GROUPS  # only the product's own groups
+
+
+def test_an_action_without_a_declared_scope_stops_the_build():
+    with pytest.raises(ValueError, match="ec2:TerminateInstances"):
+        permissions.statements({"ec2:TerminateInstances"}, "dev")
+
+
+def _tasks(states):
+    for state in states.values():
+        if state["Type"] == "Task":
+            yield state
+        for branch in state.get("Branches", []):
+            yield from _tasks(branch["States"])
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_the_state_machine_role_allows_every_integration_of_its_definition(stage):
+    region, account = "eu-west-3", "111122223333"
+    function_arns = statemachine.step_function_arns(region, account, stage)
+    topic = names.topic_arn(region, account, stage)
+    definition = statemachine.build(function_arns, topic)
+    policy = statemachine.role_policy(function_arns, topic)
+
+    def allowed(action, resource):
+        return any(action in _listed(s["Action"]) and resource in _listed(s["Resource"])
+                   for s in policy["Statement"])
+
+    calls = set()
+    for task in _tasks(definition["States"]):
+        if task["Resource"].startswith("arn:aws:lambda:"):
+            calls.add(("lambda:InvokeFunction", task["Resource"]))
+        elif task["Resource"] == "arn:aws:states:::sns:publish":
+            calls.add(("sns:Publish", task["Parameters"]["TopicArn"]))
+        else:
+            pytest.fail(f"an integration this test does not know: {task['Resource']}")
+    assert calls and all(allowed(*call) for call in calls), calls
+    granted = {(a, r) for s in policy["Statement"] for a in _listed(s["Action"])
+               for r in _listed(s["Resource"]) if r != "*"}
+    assert granted == calls, "the role grants more than the definition calls"
