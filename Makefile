@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo local policies clean
+.PHONY: install test demo local policies deploy destroy package stage-given clean
 
 install: $(INSTALLED)
 
@@ -28,6 +28,21 @@ local: install
 # Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
 policies: install
 	$(BIN)/python -m chalicelib.permissions .chalice
+
+# One stage into the account and region of your AWS credentials (see README, "Deploying").
+# With AWS_ENDPOINT_URL set, a rehearsal on the embedded AWS (`make local`) instead.
+STAGE ?=
+stage-given:
+	@test -n "$(STAGE)" || { echo "STAGE is required: make $(MAKECMDGOALS) STAGE=dev|prod"; exit 2; }
+
+deploy: install stage-given
+	$(BIN)/python -m deploy deploy --stage $(STAGE)$(if $(ALERT_EMAIL), --alert-email $(ALERT_EMAIL))$(if $(EVIDENCE_RETENTION_DAYS), --evidence-retention-days $(EVIDENCE_RETENTION_DAYS))
+
+destroy: install stage-given
+	$(BIN)/python -m deploy destroy --stage $(STAGE) $(if $(PURGE),--purge)
+
+package: install stage-given
+	$(BIN)/python -m deploy package --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build

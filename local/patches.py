@@ -39,6 +39,8 @@ def apply(bridge, endpoint: str) -> None:
         _patch_lambda_error_names()
         _patch_event_envelope()
         _patch_lambda_targets()
+        _patch_retain_except_on_create()
+        _patch_state_machines_from_cloudformation()
         _applied = True
 
 
@@ -390,3 +392,63 @@ def _patch_lambda_targets():
             original(rule, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+# -- CloudFormation: RetainExceptOnCreate keeps what a successful create made -----------------
+
+def _patch_retain_except_on_create():
+    """moto keeps only `DeletionPolicy: Retain` resources when a stack is deleted; AWS also keeps
+    `RetainExceptOnCreate` ones unless the stack's own creation failed (moto's never does)."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    original = ResourceMap.delete
+
+    def delete(self):
+        for resource in self._resource_json_map.values():
+            if resource.get("DeletionPolicy") == "RetainExceptOnCreate":
+                resource["DeletionPolicy"] = "Retain"
+        return original(self)
+
+    ResourceMap.delete = delete
+
+
+# -- CloudFormation: state machines land where the API looks for them ------------------------
+
+class _ServedBackends:
+    """`backends[account][region]` as the Step Functions API serves it (execute_state_machine
+    on: the parser backend)."""
+
+    def __getitem__(self, account):
+        from moto.stepfunctions.responses import get_backend
+
+        return _AccountBackends(account, get_backend)
+
+
+class _AccountBackends:
+    def __init__(self, account, get_backend):
+        self._account, self._get_backend = account, get_backend
+
+    def __getitem__(self, region):
+        return self._get_backend(self._account, region)
+
+
+def _patch_state_machines_from_cloudformation():
+    """moto's CloudFormation creates, updates and deletes state machines in the plain backend,
+    while the API (execute_state_machine on) serves the parser's: a stack's state machine was
+    invisible. Run those handlers against the served backend."""
+    from moto.stepfunctions import models
+
+    served = _ServedBackends()
+    for name in ("create_from_cloudformation_json", "update_from_cloudformation_json",
+                 "delete_from_cloudformation_json"):
+        original = getattr(models.StateMachine, name).__func__
+
+        def handler(cls, *args, _original=original, **kwargs):
+            with _lock:
+                plain, models.stepfunctions_backends = models.stepfunctions_backends, served
+                try:
+                    return _original(cls, *args, **kwargs)
+                finally:
+                    models.stepfunctions_backends = plain
+
+        setattr(models.StateMachine, name, classmethod(handler))

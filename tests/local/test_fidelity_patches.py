@@ -226,3 +226,29 @@ def test_console_screenshot_is_a_jpeg(stack):
     instance = _launch(ec2, subnet, [group])["InstanceId"]
     image = base64.b64decode(ec2.get_console_screenshot(InstanceId=instance)["ImageData"])
     assert image[:3] == b"\xff\xd8\xff"
+
+
+def test_a_stacks_state_machine_is_served_and_retained_resources_outlive_it(stack):
+    """Plain moto puts a stack's state machine where the API (executing) never looks, and
+    deletes `RetainExceptOnCreate` resources with the stack."""
+    template = {"Resources": {
+        "Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineName": "from-a-stack", "RoleArn": "arn:aws:iam::123456789012:role/r",
+            "DefinitionString": json.dumps(
+                {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})}},
+        "Kept": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "RetainExceptOnCreate",
+                 "Properties": {"TableName": "kept",
+                                "AttributeDefinitions": [{"AttributeName": "k",
+                                                          "AttributeType": "S"}],
+                                "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+                                "BillingMode": "PAY_PER_REQUEST"}}}}
+    cfn, sfn = stack.client("cloudformation"), stack.client("stepfunctions")
+    cfn.create_stack(StackName="patched", TemplateBody=json.dumps(template))
+    machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert "from-a-stack" in machines
+    execution = sfn.start_execution(stateMachineArn=machines["from-a-stack"])["executionArn"]
+    assert _wait_as(sfn, execution)["status"] == "SUCCEEDED"
+
+    cfn.delete_stack(StackName="patched")
+    assert "from-a-stack" not in {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert "kept" in stack.client("dynamodb").list_tables()["TableNames"]

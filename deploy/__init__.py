@@ -1,0 +1,1 @@
+"""Deployment: the resources stack Chalice cannot create, and the deploy/destroy/package commands."""

@@ -1,0 +1,80 @@
+"""`make package`: one deployable template (Chalice's SAM merged with the resources stack) and a
+zip that holds only the app; cfn-lint (with the SAM translator) passes, the API demands IAM."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from chalicelib import names, permissions, statemachine
+from deploy import commands
+
+STAGE = "prod"
+RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundled by design
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory):
+    out_dir = str(tmp_path_factory.mktemp("package"))
+    commands.package(STAGE, out_dir)
+    with open(os.path.join(out_dir, "sam.json")) as handle:
+        return out_dir, json.load(handle)
+
+
+def _cfn_lint(*paths):
+    cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    return subprocess.run([cfn_lint, *paths], capture_output=True, text=True)
+
+
+def test_the_packaged_template_and_the_resources_stack_lint_clean(packaged, tmp_path):
+    out_dir, template = packaged
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"  # linted through SAM
+    from deploy import resources
+
+    stack = tmp_path / "resources.json"
+    stack.write_text(json.dumps(resources.template(STAGE)))
+    result = _cfn_lint(os.path.join(out_dir, "sam.json"), str(stack))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_route_of_the_api_requires_iam(packaged):
+    _, template = packaged
+    api = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert api["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    methods = [(path, verb, spec) for path, verbs in api["paths"].items()
+               for verb, spec in verbs.items() if verb != "options"]
+    assert {(p, v) for p, v, _ in methods} == {
+        ("/quarantine", "post"), ("/release", "post"), ("/incidents", "get"),
+        ("/incidents/{incident_id}", "get")}
+    for path, verb, spec in methods:
+        assert spec.get("security") == [{"sigv4": []}], (path, verb)
+
+
+def test_functions_carry_the_names_the_state_machine_invokes_and_the_stacks_settings(packaged):
+    _, template = packaged
+    functions = {r["Properties"]["FunctionName"]: r["Properties"]
+                 for r in template["Resources"].values()
+                 if r["Type"] == "AWS::Serverless::Function"}
+    assert set(functions) == {names.api_function(STAGE)} | {
+        names.function(STAGE, f) for f in permissions.needs() if f != "api_handler"}
+    definition = template["Resources"]["StateMachine"]["Properties"]["DefinitionString"]
+    for step in statemachine.STEP_FUNCTIONS:
+        assert f":function:{names.function(STAGE, step)}\"" in definition["Fn::Sub"]
+    for properties in functions.values():
+        variables = properties["Environment"]["Variables"]
+        assert variables["STATE_MACHINE_ARN"] == {"Ref": "StateMachine"}
+        assert variables["TOPIC_ARN"] == {"Ref": "ReportsTopic"}
+        assert variables["INCIDENTS_TABLE"] == {"Ref": "IncidentsTable"}
+        assert variables["EVIDENCE_BUCKET"] == {"Ref": "EvidenceBucket"}
+
+
+def test_the_zip_holds_only_the_app(packaged):
+    out_dir, _ = packaged
+    with zipfile.ZipFile(os.path.join(out_dir, "deployment.zip")) as archive:
+        entries = {e for e in archive.namelist() if not e.endswith("/")}
+    assert "app.py" in entries and "chalicelib/workflow.py" in entries
+    strays = {e for e in entries - RUNTIME - {"app.py"} if not e.startswith("chalicelib/")}
+    assert not strays, strays  # no boto3, no local/, no tests/

@@ -1,0 +1,103 @@
+"""`make deploy` rehearsed on the embedded AWS (AWS_ENDPOINT_URL): the stack, the functions and
+their roles, the rule, the table, topic and bucket are created; a second run converges (same
+resources, same names, no errors); destroy keeps the evidence unless told otherwise. The REST
+API is the one part left out (moto cannot import Chalice's Swagger 2.0): test_package covers it."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from chalicelib import names, permissions
+from deploy import commands, resources
+
+STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)
+
+
+def _run(stack, *arguments):
+    environ = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "AWS_ACCESS_KEY_ID": "x",
+               "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": stack.region}
+    return subprocess.run([sys.executable, "-m", "deploy", *arguments, "--stage", STAGE],
+                          cwd=permissions.PROJECT_DIR, env=environ, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _deployed(stack):
+    """What exists of the stage, by name and identity."""
+    stage_prefix = names.function(STAGE, "")[:-1]
+    cfn = stack.client("cloudformation")
+    live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"]
+            if s["StackStatus"] != "DELETE_COMPLETE"]
+    stack_resources = sorted(
+        (r["LogicalResourceId"], r["PhysicalResourceId"])
+        for r in cfn.list_stack_resources(StackName=resources.stack_name(STAGE))[
+            "StackResourceSummaries"]) if resources.stack_name(STAGE) in live else []
+    return {
+        "stack": stack_resources,
+        "functions": sorted((f["FunctionName"], f["Role"])
+                            for f in stack.client("lambda").list_functions()["Functions"]
+                            if f["FunctionName"].startswith(stage_prefix)),
+        "rules": sorted((r["Name"], r["State"]) for r in stack.client("events").list_rules(
+            NamePrefix=stage_prefix)["Rules"]),
+        "tables": [t for t in stack.client("dynamodb").list_tables()["TableNames"]
+                   if t == names.incidents_table(STAGE)],
+        "buckets": [b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]
+                    if b["Name"] == names.evidence_bucket(stack.region, stack.account, STAGE)],
+        "topics": [t["TopicArn"] for t in stack.client("sns").list_topics()["Topics"]
+                   if t["TopicArn"].endswith(names.topic(STAGE))],
+        "machines": [m["stateMachineArn"] for m in stack.client(
+            "stepfunctions").list_state_machines()["stateMachines"]
+            if m["name"] == names.state_machine(STAGE)],
+    }
+
+
+@pytest.fixture
+def rehearsal_dir():
+    path = os.path.join(permissions.PROJECT_DIR, "build", "rehearsal", STAGE)
+    shutil.rmtree(path, ignore_errors=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_dir):
+    first = _run(stack, "deploy")
+    assert first.returncode == 0, first.stdout + first.stderr
+    after_first = _deployed(stack)
+
+    functions = {name for name, _ in after_first["functions"]}
+    assert functions == {names.api_function(STAGE)} | {
+        names.function(STAGE, f) for f in permissions.needs() if f != "api_handler"}
+    roles = {role.rsplit("/", 1)[-1] for _, role in after_first["functions"]}
+    assert roles == {names.function(STAGE, f) for f in permissions.needs()}  # one role each
+    assert after_first["rules"] == [(names.rule(STAGE, "on_guardduty_finding"), "ENABLED")]
+    assert {logical for logical, _ in after_first["stack"]} >= {
+        "StateMachine", "StateMachineRole", "ReportsTopic", "IncidentsTable", "EvidenceBucket",
+        "ExecutionLogs", "DenyAllProfile"}
+    assert after_first["tables"] and after_first["buckets"] and after_first["topics"]
+    assert after_first["machines"]
+    config = commands._read_config(rehearsal_dir)["stages"][STAGE]["environment_variables"]
+    assert config["STATE_MACHINE_ARN"] == after_first["machines"][0]
+    with open(os.path.join(permissions.CHALICE_DIR, "config.json")) as handle:
+        assert after_first["machines"][0] not in handle.read()  # the real stage is untouched
+
+    second = _run(stack, "deploy")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "is up to date" in second.stdout and "already point at the stack" in second.stdout
+    assert _deployed(stack) == after_first
+
+    destroyed = _run(stack, "destroy")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    left = _deployed(stack)
+    assert (left["stack"], left["functions"], left["rules"], left["machines"]) == ([], [], [], [])
+    assert left["tables"] == after_first["tables"] and left["buckets"] == after_first["buckets"]
+
+    refused = _run(stack, "deploy")  # the kept table and bucket cannot be created again
+    assert refused.returncode == 1 and "exist from an earlier deployment" in refused.stdout
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert _deployed(stack)["functions"] == []  # nothing of the app runs without its stack
+
+    purged = _run(stack, "destroy", "--purge")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert (_deployed(stack)["tables"], _deployed(stack)["buckets"]) == ([], [])
