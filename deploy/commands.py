@@ -271,22 +271,33 @@ def _set_rules(stage: str, enabled: bool) -> list[str]:
     return changed
 
 
+def _functions(stage: str) -> list[str]:
+    prefix = names.api_function(stage)
+    return sorted(f["FunctionName"] for page in _client("lambda").get_paginator(
+        "list_functions").paginate() for f in page["Functions"]
+        if f["FunctionName"].startswith(prefix))
+
+
 def deploy_app(project_dir: str, stage: str) -> dict:
     """`chalice deploy --stage`; a failure disables the rule, so nothing runs half-deployed."""
     factory, config, session, ui = _chalice(project_dir, stage)
     deployer = factory.create_default_deployer(session=session, config=config, ui=ui)
     if _rehearsal():
-        say("rehearsal: the REST API is left out, not its function (the embedded AWS cannot import Swagger 2.0)")
+        say("rehearsal: the REST API is left out, not its function (the embedded AWS cannot "
+            "import Swagger 2.0)")
         deployer._application_builder = _WithoutRestApi(deployer._application_builder)
     say(f"deploying the app (Chalice) to stage {stage}")
     try:
         deployed = deployer.deploy(config, chalice_stage_name=stage)
     except Exception as error:
         held = _set_rules(stage, enabled=False)
+        created = _functions(stage)
         guard = (f"rule {', '.join(held)} is disabled, so no finding reaches a half-deployed app"
                  if held else "no rule exists yet, so no finding reaches it")
         raise DeployError(
-            f"the app's deployment failed ({error}). Its resources stack is in place; {guard}. "
+            f"the app's deployment failed ({' '.join(str(error).split())}). In place: the "
+            f"resources stack and {len(created)} function(s) ({', '.join(created) or '-'}); "
+            f"{guard}. "
             f"Rerun `make deploy STAGE={stage}` to finish: Chalice updates what exists") from None
     say(f"rules enabled: {', '.join(_set_rules(stage, enabled=True)) or 'none'}")
     factory.create_deployment_reporter(ui=ui).display_report(deployed)

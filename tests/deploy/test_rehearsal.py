@@ -101,3 +101,29 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     purged = _run(stack, "destroy", "--purge")
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert (_deployed(stack)["tables"], _deployed(stack)["buckets"]) == ([], [])
+
+
+def test_a_failed_deploy_says_what_exists_and_a_rerun_finishes_it(stack, rehearsal_dir):
+    stack.faults.arm("cloudformation", "CreateStack", "AccessDenied", count=1)
+    refused = _run(stack, "deploy")
+    assert refused.returncode == 1 and "AccessDenied" in refused.stdout
+    assert "Traceback" not in refused.stdout + refused.stderr
+    nothing = _deployed(stack)
+    assert (nothing["stack"], nothing["functions"], nothing["rules"]) == ([], [], [])
+
+    stack.faults.arm("events", "PutTargets", "AccessDeniedException", count=20)
+    half = _run(stack, "deploy")
+    assert half.returncode == 1, half.stdout + half.stderr
+    assert "is disabled, so no finding reaches a half-deployed app" in half.stdout
+    assert "Rerun `make deploy STAGE=prod`" in half.stdout
+    assert names.function(STAGE, "contain") in half.stdout  # what exists, by name
+    rule = names.rule(STAGE, "on_guardduty_finding")
+    assert _deployed(stack)["rules"] == [(rule, "DISABLED")]  # no finding reaches it
+
+    stack.faults.reset()
+    finished = _run(stack, "deploy")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert _deployed(stack)["rules"] == [(rule, "ENABLED")]
+    targets = stack.client("events").list_targets_by_rule(Rule=rule)["Targets"]
+    assert [t["Arn"].rsplit(":", 1)[-1] for t in targets] == [
+        names.function(STAGE, "on_guardduty_finding")]
