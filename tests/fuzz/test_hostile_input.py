@@ -1,4 +1,5 @@
-"""Hostile input: generated findings and HTTP bodies get a 4xx or a logged drop — never a 500,
+"""Hostile input: generated findings and HTTP bodies (wrong types, unknown and recased keys, huge
+and unicode strings, deep nesting, injection strings) get a 4xx or a logged drop — never a 500,
 never an unhandled exception, never a mutating AWS request."""
 
 import copy
@@ -101,4 +102,48 @@ def test_the_handler_never_raises_on_a_generated_finding(stack, detail):
     recording.stop(stack)
     assert decided["decision"] in ("dropped", "refused")  # no such instance on this AWS
     json.dumps(decided)
+    assert _mutations(stack) == []
+
+
+def _recased(name):
+    return st.sampled_from([name.upper(), name.title().replace("_", ""), name.replace("_", "-"),
+                            name.replace("_", ""), name[0].upper() + name[1:], f" {name}"])
+
+
+def _nested(depth):
+    value = "x"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+# One field of the body is always wrong; the rest look legitimate and target a real instance.
+WRONG = st.one_of(
+    st.builds(lambda v: {"reason": v}, st.one_of(st.integers(), st.lists(st.text()),
+                                                 st.text(min_size=1025, max_size=1100),
+                                                 st.just("🦠" * 1025))),
+    st.builds(lambda v: {"dry_run": v}, st.one_of(st.text(), st.integers(), st.none())),
+    st.builds(lambda v: {"force": v}, st.one_of(st.text(), st.integers(), st.just([True]))),
+    st.builds(lambda v: {"region": v}, st.sampled_from(INJECTIONS + ["US-EAST-1", "mars-1"])),
+    st.builds(lambda v: {"account_id": v}, st.sampled_from(INJECTIONS + ["12345678901", 1])),
+    st.builds(lambda k, v: {k: v}, st.sampled_from(list(http.QUARANTINE_FIELDS)).flatmap(
+        _recased), json_values),
+    st.builds(lambda d: {"finding": _nested(d)}, st.integers(50, 400)),
+)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(WRONG, st.sampled_from(INJECTIONS)), min_size=3, max_size=3))
+def test_a_real_instance_is_never_touched_by_a_request_with_one_wrong_field(stack, batch):
+    from tests.helpers import make_victim
+
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    recording.start(stack)
+    for wrong, reason in batch:
+        body = {"instance_id": victim["instance_id"], "reason": reason, **wrong}
+        status, answer = api(stack, "POST", "/quarantine", body)
+        assert 400 <= status < 500, (body, status, answer)
+        assert set(answer) == {"error", "message"} and answer["message"], answer
+    recording.stop(stack)
     assert _mutations(stack) == []
