@@ -1,10 +1,12 @@
-# make demo | make test | make local — each creates .venv and installs what it needs first.
+# make demo | make test | make local | make bench — each creates .venv and installs what it needs first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+C7N_VENV := bench/.venv-c7n
+C7N_INSTALLED := $(C7N_VENV)/.installed-$(shell cat bench/requirements-c7n.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo local policies deploy destroy package stage-given clean
+.PHONY: install test demo local policies bench deploy destroy package stage-given clean
 
 install: $(INSTALLED)
 
@@ -24,6 +26,17 @@ demo: install
 
 local: install
 	$(BIN)/python -m local
+
+# Benchmarks beside Cloud Custodian (in its own venv: c7n pins another boto3); writes
+# bench/RESULTS.md. About 20 minutes here (the 1,000-finding burst takes half).
+bench: install $(C7N_INSTALLED)
+	BENCH_VIA_MAKE=1 $(BIN)/python -m bench
+
+$(C7N_INSTALLED): bench/requirements-c7n.txt
+	$(PYTHON) -m venv $(C7N_VENV)
+	$(C7N_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-c7n.txt
+	rm -f $(C7N_VENV)/.installed-*
+	touch $@
 
 # Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
 policies: install
@@ -45,4 +58,4 @@ package: install stage-given
 	$(BIN)/python -m deploy package --stage $(STAGE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build
+	rm -rf $(VENV) $(C7N_VENV) .pytest_cache .hypothesis build

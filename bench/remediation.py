@@ -1,0 +1,168 @@
+"""One remediation end to end on the embedded AWS, counted and timed: a GuardDuty finding put on
+the bus (PutEvents -> the app's rule -> handler -> Step Functions -> steps -> report), then the
+same kind of instance handed to Cloud Custodian.
+
+Requests are what moto's recorder saw, less the PutEvents that brings the finding (GuardDuty's
+request, not ours), plus the Lambda invocations the in-process bridge answered (the handler and
+every step). "Until isolated" ends with the last ModifyNetworkInterfaceAttribute (the swap to the
+isolation group on the last interface); the invocations before it are the handler and Contain.
+The critical path leaves out the detection notice, which Step Functions sends beside Contain.
+Times run from the finding's arrival (PutEvents at the embedded AWS) to the moment the embedded
+AWS answered the isolating swap, and the report's publish.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chalicelib import names
+from local import drive, recording
+from local.victims import make_fleet_member, make_victim
+
+from bench import custodian
+
+ISOLATING = "ec2:ModifyNetworkInterfaceAttribute"
+FINDING_ARRIVAL = "events:PutEvents"
+BEFORE_ISOLATION = ("on_guardduty_finding", "contain")  # the invocations in front of the swap
+DETECTION_NOTICE = "sns:Publish"  # NotifyDetected, in parallel with Contain (or after it)
+
+@dataclass(frozen=True)
+class Shape:
+    make: Callable  # (stack) -> victim, first in a new VPC
+    twin: Callable  # (stack, victim) -> another victim like it, in the same VPC
+    custodian: bool  # Custodian's policy does the same job on it
+
+
+def _victims(interfaces: int, volumes: int) -> tuple[Callable, Callable]:
+    def make(stack):
+        return make_victim(stack, interfaces=interfaces, volumes=volumes)
+
+    def twin(stack, first):
+        return make_victim(stack, interfaces=interfaces, volumes=volumes,
+                           vpc={"vpc_id": first["vpc_id"], "subnet_id": first["subnet_id"]})
+    return make, twin
+
+
+def _other_member(stack, first: dict) -> dict:
+    """The Auto Scaling group's other member (same VPC, same target group)."""
+    instance_id = first["members"][1]
+    described = stack.client("ec2").describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]
+    return {"instance_id": instance_id, "vpc_id": first["vpc_id"],
+            "interfaces": {n["NetworkInterfaceId"]: [g["GroupId"] for g in n["Groups"]]
+                           for n in described["NetworkInterfaces"]}}
+
+
+SHAPES = {
+    "1 interface, 1 volume": Shape(*_victims(1, 1), custodian=True),
+    "1 interface, 8 volumes": Shape(*_victims(1, 8), custodian=True),
+    "3 interfaces, 1 volume": Shape(*_victims(3, 1), custodian=True),
+    "3 interfaces, 8 volumes": Shape(*_victims(3, 8), custodian=True),
+    "Auto Scaling group, target group": Shape(
+        lambda stack: make_fleet_member(stack, target_groups=1), _other_member, custodian=False),
+}
+CONTAINMENT_SHAPE = "1 interface, 1 volume"  # timed over many runs, beside Custodian
+
+
+@dataclass
+class Remediation:
+    calls: list[str]  # service:action of every request after the finding's arrival, in order
+    invocations: list[str]  # functions the bridge answered, in order
+    until_isolated: int  # requests and invocations made up to the isolating swap
+    critical_path: int  # those the swap waits for: less the detection notice sent beside it
+    total: int
+    seconds_to_isolation: float  # from the finding's arrival at the embedded AWS
+    seconds_to_report: float  # to the final report's publish answered
+
+
+def until_isolated(calls: list[str]) -> int:
+    """How many of `calls` were made up to and including the last isolating swap."""
+    return max(n for n, call in enumerate(calls, 1) if call == ISOLATING)
+
+
+def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
+    """Send a finding for `victim`, wait for its execution; checks the outcome on the AWS."""
+    queue = drive.subscribe_queue(stack, f"reports-{time.monotonic_ns()}")
+    stack.bridge.wait_idle()
+    stack.bridge.forget()
+    recording.start(stack)
+    clock.reset()
+    drive.put_event(stack, drive.guardduty_event(victim["instance_id"]))
+    stack.bridge.wait_idle()
+    decided = next(i.result for i in stack.bridge.invocations if i.source == "eventbridge")
+    if decided.get("decision") != "acted":
+        raise RuntimeError(f"the finding was not acted on: {decided}")
+    _wait_execution(stack, decided["execution_arn"])
+    stack.bridge.wait_idle()
+    recording.stop(stack)
+
+    calls = [c.name for c in recording.calls(stack) if c.name != FINDING_ARRIVAL]
+    stamps = clock.stamps()
+    if len(stamps) != len(calls) + 1:
+        raise RuntimeError(f"the clock saw {len(stamps)} requests, the recorder {len(calls) + 1}")
+    prefix = names.function(stack.stage, "")
+    invocations = [i.function_name.removeprefix(prefix) for i in stack.bridge.invocations]
+    arrival = next(s for s in stamps if s.name == FINDING_ARRIVAL).arrived
+    swap = [s for s in stamps if s.name == ISOLATING][-1]
+    report = [s for s in stamps if s.name == "sns:Publish"][-1]
+    _check_outcome(stack, victim, decided["incident_id"], volumes, queue)
+    front = until_isolated(calls) + sum(1 for name in invocations if name in BEFORE_ISOLATION)
+    beside = calls[:until_isolated(calls)].count(DETECTION_NOTICE)
+    return Remediation(calls, invocations, front, front - beside, len(calls) + len(invocations),
+                       swap.answered - arrival, report.answered - arrival)
+
+
+def _wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
+    """Wait reading moto's state in-process: polling DescribeExecution would be recorded."""
+    from moto.stepfunctions.responses import get_backend
+
+    backend = get_backend(stack.account, stack.region)
+    deadline = time.monotonic() + timeout
+    while backend.describe_execution(execution_arn).status == "RUNNING":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still running after {timeout} s")
+        time.sleep(0.01)
+
+
+def _check_outcome(stack, victim: dict, incident_id: str, volumes: int, queue: str) -> None:
+    """A benchmark of a remediation that did not work would measure nothing: check it did."""
+    ec2 = stack.client("ec2")
+    isolation = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [victim["vpc_id"]]},
+        {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}])["SecurityGroups"][0]["GroupId"]
+    for eni in ec2.describe_network_interfaces(
+            NetworkInterfaceIds=list(victim["interfaces"]))["NetworkInterfaces"]:
+        if [g["GroupId"] for g in eni["Groups"]] != [isolation]:
+            raise RuntimeError(f"{eni['NetworkInterfaceId']} is not isolated: {eni['Groups']}")
+    snapshots = ec2.describe_snapshots(Filters=[
+        {"Name": "tag:QuarantineIncident", "Values": [incident_id]}])["Snapshots"]
+    if len(snapshots) != volumes:
+        raise RuntimeError(f"{len(snapshots)} snapshots of {volumes} volumes")
+    subjects = [m["Subject"] for m in drive.messages(stack, queue)]
+    if not any(s.endswith(": contained") for s in subjects):
+        raise RuntimeError(f"no report 'contained' on the topic: {subjects}")
+
+
+def volume_count(stack, instance_id: str) -> int:
+    return len(stack.client("ec2").describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]["BlockDeviceMappings"])
+
+
+@dataclass
+class ShapeRun:
+    first: Remediation  # the first instance of a new VPC, right after a reset: every client
+    #                     (the app's and the embedded Step Functions') made anew, groups created
+    then: Remediation  # a second instance in that VPC: clients made, the VPC's groups exist
+    custodian: "custodian.CustodianRun | None"  # a third, by a fresh Custodian process
+
+
+def run_shape(stack, clock, name: str) -> ShapeRun:
+    """A fresh stack, then: a first remediation, a second in the same VPC, Custodian on a third."""
+    shape = SHAPES[name]
+    stack.reset()
+    first = shape.make(stack)
+    cold = quarantine(stack, clock, first, volume_count(stack, first["instance_id"]))
+    second = shape.twin(stack, first)
+    warm = quarantine(stack, clock, second, volume_count(stack, second["instance_id"]))
+    theirs = custodian.run(stack, clock, shape.twin(stack, first)) if shape.custodian else None
+    return ShapeRun(cold, warm, theirs)
