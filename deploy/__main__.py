@@ -2,6 +2,8 @@
 
 import sys
 
-from deploy.commands import main
+sys.dont_write_bytecode = True  # Chalice would zip chalicelib's __pycache__ with the sources
+
+from deploy.commands import main  # noqa: E402
 
 sys.exit(main())

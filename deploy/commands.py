@@ -67,6 +67,14 @@ def _project(stage: str) -> str:
     return copy
 
 
+def _without_bytecode(project_dir: str) -> None:
+    """Chalice zips chalicelib/ as it is, `__pycache__` included: leave only the sources."""
+    for root, dirs, _ in os.walk(os.path.join(project_dir, "chalicelib")):
+        if "__pycache__" in dirs:
+            shutil.rmtree(os.path.join(root, "__pycache__"))
+            dirs.remove("__pycache__")
+
+
 def _client(service: str):
     import boto3
 
@@ -281,6 +289,7 @@ def _functions(stage: str) -> list[str]:
 def deploy_app(project_dir: str, stage: str) -> dict:
     """`chalice deploy --stage`; a failure disables the rule, so nothing runs half-deployed."""
     factory, config, session, ui = _chalice(project_dir, stage)
+    _without_bytecode(project_dir)
     deployer = factory.create_default_deployer(session=session, config=config, ui=ui)
     if _rehearsal():
         say("rehearsal: the REST API is left out, not its function (the embedded AWS cannot "
@@ -401,7 +410,9 @@ def package(stage: str, out_dir: str | None = None) -> str:
     with open(merge_path, "w") as handle:
         json.dump(merge_template(stage), handle, indent=1, sort_keys=True)
     chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
-    environ = {"AWS_DEFAULT_REGION": "us-east-1", **os.environ}  # the template is region-free
+    environ = {"AWS_DEFAULT_REGION": "us-east-1", **os.environ,  # the template is region-free
+               "PYTHONDONTWRITEBYTECODE": "1"}
+    _without_bytecode(PROJECT_DIR)
     subprocess.run([chalice, "package", "--stage", stage, "--merge-template", merge_path,
                     out_dir], cwd=PROJECT_DIR, env=environ, check=True)
     say(f"wrote {out_dir}/sam.json and {out_dir}/deployment.zip")

@@ -18,7 +18,12 @@ RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundle
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
+    """The package of a working tree where Python has run (bytecode beside the sources)."""
     out_dir = str(tmp_path_factory.mktemp("package"))
+    cache = os.path.join(permissions.PROJECT_DIR, "chalicelib", "__pycache__")
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, "planted.cpython-311.pyc"), "wb") as handle:
+        handle.write(b"\0" * 100_000)
     commands.package(STAGE, out_dir)
     with open(os.path.join(out_dir, "sam.json")) as handle:
         return out_dir, json.load(handle)
@@ -76,5 +81,6 @@ def test_the_zip_holds_only_the_app(packaged):
     with zipfile.ZipFile(os.path.join(out_dir, "deployment.zip")) as archive:
         entries = {e for e in archive.namelist() if not e.endswith("/")}
     assert "app.py" in entries and "chalicelib/workflow.py" in entries
-    strays = {e for e in entries - RUNTIME - {"app.py"} if not e.startswith("chalicelib/")}
-    assert not strays, strays  # no boto3, no local/, no tests/
+    strays = {e for e in entries - RUNTIME - {"app.py"}
+              if not e.startswith("chalicelib/") or not e.endswith(".py") or "__pycache__" in e}
+    assert not strays, strays  # no boto3, no local/, no tests/, no bytecode
