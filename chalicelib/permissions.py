@@ -158,8 +158,10 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     if service == "dynamodb":
         table = f"arn:aws:dynamodb:*:*:table/{names.incidents_table(stage)}"
         return [table, f"{table}/index/*"]
-    if service == "states":
-        return [f"arn:aws:states:*:*:stateMachine:{names.state_machine(stage)}"]
+    if service == "states":  # StartExecution on the machine, DescribeExecution on its runs
+        machine = names.state_machine(stage)
+        return [f"arn:aws:states:*:*:stateMachine:{machine}",
+                f"arn:aws:states:*:*:execution:{machine}:*"]
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
     if service == "sts":

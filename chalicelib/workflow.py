@@ -18,7 +18,8 @@ from chalicelib import accounts, aws, findings, incidents, report, settings
 log = logging.getLogger(__name__)
 
 PERMISSIONS = (
-    "ec2:DescribeInstances", "states:StartExecution", "sns:Publish", *accounts.PERMISSIONS,
+    "ec2:DescribeInstances", "states:StartExecution", "states:DescribeExecution", "sns:Publish",
+    *accounts.PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accepts more
@@ -206,12 +207,29 @@ def further(incident_id: str, request: findings.QuarantineRequest) -> tuple[int,
 
 
 def _start_was_lost(incident: dict) -> bool:
+    """Marked as failed, or old and still without an execution. A running execution may not have
+    reached Contain yet (memory capture comes first), so an old claim is checked, not assumed."""
     if incident.get("execution_started") or incident.get("status") != "OPEN":
         return False
     if incident.get("start_failed"):
         return True
     opened = datetime.strptime(incident["opened_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    return time.time() - opened.replace(tzinfo=timezone.utc).timestamp() > START_GRACE_SECONDS
+    if time.time() - opened.replace(tzinfo=timezone.utc).timestamp() <= START_GRACE_SECONDS:
+        return False
+    return not _execution_exists(incident["incident_id"])
+
+
+def _execution_exists(incident_id: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    arn = execution_arn(incident_id)
+    try:
+        aws.client("stepfunctions", arn.split(":")[3]).describe_execution(executionArn=arn)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            return False
+        raise
+    return True
 
 
 def _mark_start_failed(incident_id: str) -> None:

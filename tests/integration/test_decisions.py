@@ -141,3 +141,28 @@ def test_a_claim_whose_execution_never_started_is_started_by_the_next_request(st
     assert execution["name"] == picked_up["incident_id"]
     record, finished = finish(stack, picked_up)
     assert record["status"] == "CONTAINED" and finished["status"] == "SUCCEEDED"
+
+
+def test_an_old_claim_whose_execution_runs_is_not_restarted_but_recorded(stack, monkeypatch):
+    """Past START_GRACE_SECONDS an incident not yet marked started (memory capture, a retried
+    step) is checked against Step Functions: it runs, so the finding is a duplicate."""
+    from local import recording
+
+    monkeypatch.setattr(workflow, "START_GRACE_SECONDS", 0)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.faults.arm("lambda", "Invoke", "TooManyRequestsException", count=2)  # Contain waits
+    first = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert incidents.get(first["incident_id"]).get("execution_started") is None
+
+    recording.start(stack)
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    recording.stop(stack)
+
+    assert again["incident_id"] == first["incident_id"]
+    actions = [c.action for c in recording.calls(stack)]
+    assert "DescribeExecution" in actions and "StartExecution" not in actions
+    assert any("finding recorded on" in m["Subject"] for m in messages(stack, queue))
+    record, execution = finish(stack, first)
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
+    assert len(_executions(stack)) == 1
