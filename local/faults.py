@@ -42,6 +42,17 @@ DENIED = {
     "elasticloadbalancing": "AccessDenied",
     "sts": "AccessDenied",
 }
+# The code each service answers a call it throttles with (what `throttled(service)` returns).
+THROTTLED = {
+    "ec2": "RequestLimitExceeded",
+    "s3": "SlowDown",
+    "lambda": "TooManyRequestsException",
+    "sns": "Throttling",
+    "iam": "Throttling",
+    "autoscaling": "Throttling",
+    "elasticloadbalancing": "Throttling",
+    "sts": "Throttling",
+}
 JSON_SERVICES = {"dynamodb", "states", "ssm", "events", "sqs", "logs", "kms", "cloudtrail"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _APP_USER_AGENT = re.compile(r"ec2-quarantine/(\S+)")  # chalicelib.aws names the function
@@ -50,6 +61,11 @@ _APP_USER_AGENT = re.compile(r"ec2-quarantine/(\S+)")  # chalicelib.aws names th
 def denied(service: str) -> str:
     """The error code `service` answers with when IAM denies the call."""
     return DENIED.get(service, "AccessDeniedException")
+
+
+def throttled(service: str) -> str:
+    """The error code `service` answers with when it throttles a call."""
+    return THROTTLED.get(service, "ThrottlingException")
 
 
 def caller(headers) -> str | None:

@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local import recording
-from local.faults import denied
+from local.faults import denied, throttled
 
 
 def _error_code(call):
@@ -86,14 +86,14 @@ def test_a_fault_can_target_one_function_of_the_app(stack):
     ("states", lambda s: s.client("stepfunctions").list_state_machines()),
     ("ssm", lambda s: s.client("ssm").describe_instance_information()),
 ], ids=lambda v: v if isinstance(v, str) else "")
-def test_denials_speak_each_services_wire_format(stack, service, call):
+@pytest.mark.parametrize("code_for", [denied, throttled], ids=["denied", "throttled"])
+def test_denials_and_throttling_speak_each_services_wire_format(stack, service, call, code_for):
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError) as raised:  # the first call made by `call`
-        stack.faults.arm(service, _first_action(stack, call), denied(service))
+        stack.faults.arm(service, _first_action(stack, call), code_for(service))
         call(stack)
-    assert raised.value.response["Error"]["Code"] == denied(service)
-    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+    assert raised.value.response["Error"]["Code"] == code_for(service)
 
 
 def _first_action(stack, call) -> str:
