@@ -93,6 +93,7 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
     Detect: NotifyDetected runs beside Contain, never in front of it. Every step catches its own
     failure and the flow goes on: evidence after a failed containment, the report after failed
     evidence. The execution fails only when containment did (the report's outcome says so).
+    A report that cannot be published is recorded on the incident.
     Memory capture (opt-in) is the one step in front of containment: SSM needs the network.
     A release (mode "release") undoes an incident's changes and reports.
     A dry run walks the same path with every action's plan and reports the plan.
@@ -199,8 +200,13 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
                 "ResultPath": "$.report", "Next": "NotifyReport"},
             "NotifyReport": {**_publish(topic_arn, "$.report"), "ResultPath": None,
                              "Catch": [{"ErrorEquals": ["States.ALL"],
-                                        "ResultPath": "$.notify_error", "Next": "Outcome"}],
+                                        "ResultPath": "$.notify_error", "Next": "ReportNotSent"}],
                              "Next": "Outcome"},
+            # A report that could not be published, retries spent, is recorded on the incident.
+            "ReportNotSent": _task(
+                function_arns["report"],
+                {"incident.$": "$.incident", "notify_error.$": "$.notify_error"}, None, "Outcome",
+                catch={"ResultPath": None, "Next": "Outcome"}),
             "Outcome": {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.report.outcome", "StringEquals": "failed",

@@ -3,7 +3,8 @@
 moto has no fault injection, so the embedded AWS wraps moto's WSGI app: a request whose service and
 action (optionally a resource id found in the request) match an armed fault is answered with that
 fault's error, in the service's own wire format, so botocore raises exactly what AWS would have
-raised. Tests use the Python API (`FaultRegistry.arm`); anything else (`make local`, another
+raised. A fault can be limited to calls made by one of the app's functions (its clients name it
+in their user agent). Tests use the Python API (`FaultRegistry.arm`); anything else (`make local`, another
 process) uses the HTTP control at `/_local/faults` on the embedded AWS's port.
 """
 
@@ -31,8 +32,46 @@ STATUS = {
     "TooManyRequestsException": 429,
 }
 
+# The code each service answers a call that IAM denies with (what `denied(service)` returns).
+DENIED = {
+    "ec2": "UnauthorizedOperation",
+    "sns": "AuthorizationError",
+    "s3": "AccessDenied",
+    "iam": "AccessDenied",
+    "autoscaling": "AccessDenied",
+    "elasticloadbalancing": "AccessDenied",
+    "sts": "AccessDenied",
+}
+# The code each service answers a call it throttles with (what `throttled(service)` returns).
+THROTTLED = {
+    "ec2": "RequestLimitExceeded",
+    "s3": "SlowDown",
+    "lambda": "TooManyRequestsException",
+    "sns": "Throttling",
+    "iam": "Throttling",
+    "autoscaling": "Throttling",
+    "elasticloadbalancing": "Throttling",
+    "sts": "Throttling",
+}
 JSON_SERVICES = {"dynamodb", "states", "ssm", "events", "sqs", "logs", "kms", "cloudtrail"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+_APP_USER_AGENT = re.compile(r"ec2-quarantine/(\S+)")  # chalicelib.aws names the function
+
+
+def denied(service: str) -> str:
+    """The error code `service` answers with when IAM denies the call."""
+    return DENIED.get(service, "AccessDeniedException")
+
+
+def throttled(service: str) -> str:
+    """The error code `service` answers with when it throttles a call."""
+    return THROTTLED.get(service, "ThrottlingException")
+
+
+def caller(headers) -> str | None:
+    """The app's function whose client sent the request (its user agent names it), or None."""
+    match = _APP_USER_AGENT.search(headers.get("User-Agent") or "")
+    return match.group(1) if match else None
 
 
 @dataclass
@@ -43,6 +82,8 @@ class Fault:
     #             (for lambda Invoke, "Crash" makes the function raise instead)
     count: int = 1  # how many matching calls fail before the fault disarms
     resource: str | None = None  # only calls whose request mentions this id
+    caller: str | None = None  # only calls by this function of the app ("contain" or its
+    #                            deployed name "ec2-quarantine-dev-contain")
     message: str = ""
     status: int = 0  # HTTP status; 0 = the code's usual one
 
@@ -52,11 +93,13 @@ class Fault:
         self.status = self.status or STATUS.get(self.error, 400)
         self.message = self.message or f"Injected fault: {self.error} on {self.service}:{self.action}"
 
-    def matches(self, service: str, action: str, text: str) -> bool:
+    def matches(self, service: str, action: str, text: str, function: str | None = None) -> bool:
         return (
             self.service == service
             and self.action == action
             and (self.resource is None or self.resource in text)
+            and (self.caller is None or function is not None and (
+                function == self.caller or function.endswith("-" + self.caller)))
         )
 
 
@@ -68,8 +111,9 @@ class FaultRegistry:
         self._armed: list[Fault] = []
         self.fired: list[dict] = []  # every injected failure, for tests to read
 
-    def arm(self, service, action, error, count=1, resource=None, message="", status=0) -> Fault:
-        fault = Fault(service, action, error, count, resource, message, status)
+    def arm(self, service, action, error, count=1, resource=None, caller=None, message="",
+            status=0) -> Fault:
+        fault = Fault(service, action, error, count, resource, caller, message, status)
         with self._lock:
             self._armed.append(fault)
         return fault
@@ -86,15 +130,17 @@ class FaultRegistry:
     def active(self) -> bool:
         return bool(self._armed)
 
-    def take(self, service: str, action: str, text: str = "") -> Fault | None:
+    def take(self, service: str, action: str, text: str = "",
+             function: str | None = None) -> Fault | None:
         """The fault this call hits, if any, counting the call against it."""
         with self._lock:
             for fault in self._armed:
-                if fault.matches(service, action, text):
+                if fault.matches(service, action, text, function):
                     fault.count -= 1
                     if fault.count == 0:
                         self._armed.remove(fault)
-                    self.fired.append({"service": service, "action": action, "error": fault.error})
+                    self.fired.append({"service": service, "action": action, "error": fault.error,
+                                       "caller": function})
                     return fault
         return None
 
@@ -114,11 +160,13 @@ class FaultMiddleware:
             headers = {
                 "Authorization": environ.get("HTTP_AUTHORIZATION", ""),
                 "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", ""),
+                "User-Agent": environ.get("HTTP_USER_AGENT", ""),
             }
             path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
             service, action = identify(headers, environ["REQUEST_METHOD"], path, query, body)
             text = f"{path}?{query}{body}"
-            fault = self.registry.take(service, action, text) if service and action else None
+            fault = (self.registry.take(service, action, text, caller(headers))
+                     if service and action else None)
             if fault is not None:
                 status, headers, payload = error_response(fault, service, environ)
                 start_response(status, headers)

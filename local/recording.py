@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from local.faults import identify
+from local.faults import caller, identify
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,7 @@ class Call:
     service: str | None
     action: str | None
     body: str
+    caller: str | None = None  # the app's function that sent it (None: not the app)
 
     @property
     def name(self) -> str:
@@ -42,5 +43,5 @@ def calls(stack) -> list[Call]:
             body = base64.b64decode(body).decode("utf-8", "replace")
         url = urlsplit(entry["url"])
         service, action = identify(entry["headers"], entry["method"], url.path, url.query, body)
-        found.append(Call(service, action, body))
+        found.append(Call(service, action, body, caller(entry["headers"])))
     return found

@@ -28,14 +28,7 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
               "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2],
               "InstanceInitiatedShutdownBehavior": shutdown_behaviour}
     if profile:
-        iam = client("iam")
-        name = f"app-server-{time.monotonic_ns()}"
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                    "Principal": {"Service": "ec2.amazonaws.com"}}]}))
-        iam.create_instance_profile(InstanceProfileName=name)
-        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-        launch["IamInstanceProfile"] = {"Name": name}
+        launch["IamInstanceProfile"] = {"Name": make_instance_profile(client("iam"))}
     if tags:
         launch["TagSpecifications"] = [{"ResourceType": "instance", "Tags": [
             {"Key": k, "Value": v} for k, v in tags.items()]}]
@@ -54,10 +47,22 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
     return {"instance_id": instance_id, "interfaces": enis, **vpc}
 
 
-def make_fleet_member(stack, target_groups: int = 2) -> dict:
+def make_instance_profile(iam) -> str:
+    """An instance profile holding a role of the same name (EC2 may assume it); its name."""
+    name = f"app-server-{time.monotonic_ns()}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
+
+
+def make_fleet_member(stack, target_groups: int = 2, profile: bool = False) -> dict:
     """An instance of an Auto Scaling group (launch template), registered in `target_groups`
     target groups of an application load balancer and in a classic load balancer, with an
-    Elastic IP: the setting in which an isolated instance would be terminated or keep serving."""
+    Elastic IP: the setting in which an isolated instance would be terminated or keep serving;
+    with `profile`, it carries an instance profile too."""
     ec2, autoscaling = stack.client("ec2"), stack.client("autoscaling")
     elbv2, elb = stack.client("elbv2"), stack.client("elb")
     vpc_id = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
@@ -93,6 +98,9 @@ def make_fleet_member(stack, target_groups: int = 2) -> dict:
         {"InstanceId": m["InstanceId"]} for m in members])
     allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
     ec2.associate_address(AllocationId=allocation, InstanceId=instance_id)
+    if profile:
+        ec2.associate_iam_instance_profile(InstanceId=instance_id, IamInstanceProfile={
+            "Name": make_instance_profile(stack.client("iam"))})
     eni = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
         "NetworkInterfaces"][0]["NetworkInterfaceId"]
     return {"instance_id": instance_id, "vpc_id": vpc_id, "group": "web", "target_groups": arns,

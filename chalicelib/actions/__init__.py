@@ -78,12 +78,14 @@ def apply_each(records: list[dict], make) -> list[dict]:
     return made
 
 
-def error_record(action: Action, resource: str, error: Exception) -> dict:
-    """An action's failure as the incident records and the report shows it."""
+def error_record(action: Action | str, resource: str, error: Exception) -> dict:
+    """An action's (or a step's, by name) failure as the incident records and the report
+    shows it."""
     response = getattr(error, "response", None) or {}
     code = response.get("Error", {}).get("Code") or type(error).__name__
     message = response.get("Error", {}).get("Message") or str(error)
-    return {"action": action.name, "resource": resource, "code": code, "message": message[:500]}
+    name = action if isinstance(action, str) else action.name
+    return {"action": name, "resource": resource, "code": code, "message": message[:500]}
 
 
 def run(actions: list[Action], target: Target, dry_run: bool = False):

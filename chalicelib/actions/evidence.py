@@ -3,7 +3,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
-from chalicelib.actions import Action, apply_each, change
+from chalicelib.actions import Action, PartialFailure, apply_each, change
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_INSTANCE = "QuarantineInstance"
@@ -33,6 +33,10 @@ class Snapshots(Action):
 
     def undo(self, target, record):
         """Evidence is kept on release: nothing to undo."""
+
+
+class EvidenceNotCaptured(Exception):
+    """Pieces of evidence that could not be captured (the others were stored and listed)."""
 
 
 class StoreEvidence(Action):
@@ -116,9 +120,12 @@ class StoreEvidence(Action):
         s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=manifest,
                       ContentType="application/json",
                       Metadata={"sha256": hashlib.sha256(manifest).hexdigest()})
-        return [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
-                for o in listed + [{"key": prefix + "manifest.json",
-                                    "sha256": hashlib.sha256(manifest).hexdigest()}]]
+        stored = [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
+                  for o in listed + [{"key": prefix + "manifest.json",
+                                      "sha256": hashlib.sha256(manifest).hexdigest()}]]
+        if notes:  # stored, and reported: a missing piece is a failure someone must see
+            raise PartialFailure(stored, EvidenceNotCaptured("; ".join(notes)))
+        return stored
 
     @staticmethod
     def _written_by_others(s3, bucket, prefix):

@@ -27,6 +27,8 @@ def crash_errors(event: dict) -> list[dict]:
 
 
 def run(event: dict) -> dict:
+    if "notify_error" in event:
+        return not_sent(event)
     incident_id = event["incident"]["incident_id"]
     started = incidents.now()
     crashed = crash_errors(event)
@@ -46,3 +48,14 @@ def run(event: dict) -> dict:
         incidents.release_claim(incident)  # nothing is contained: the next finding may act
     log.info("incident %s ends %s", incident_id, final)
     return report.final(incident)
+
+
+def not_sent(event: dict) -> dict:
+    """NotifyReport failed for good (its retries spent): the incident record says so."""
+    incident, error = event["incident"], event["notify_error"]
+    log.error("report of %s was not published: %s", incident["incident_id"], error.get("Error"))
+    incidents.record_step(incident["incident_id"], "notify-report", incidents.now(), "failed",
+                          errors=[{"action": "report-notice", "resource": incident["instance_id"],
+                                   "code": error.get("Error", "Unknown"),
+                                   "message": str(error.get("Cause", ""))[:500]}])
+    return {"recorded": True}

@@ -1,106 +1,495 @@
-"""Faults from the embedded AWS: throttling is retried and the incident still succeeds; a
-denied, exhausted or crashed step is reported and the rest goes on; every incident ends in a
-terminal state with a message on the topic, and containment is never skipped."""
+"""Faults from the embedded AWS, on every AWS operation the workflow calls.
+
+One victim shape serves every test: a member of an Auto Scaling group behind two target groups
+and a classic load balancer, with an Elastic IP, an instance profile and an SSM agent, quarantined
+with every option on. OPERATIONS lists each AWS operation a normal run of it makes — by service,
+action and the app's function that calls it — with what a denial of it must leave reported and
+undone; a test fails when a normal run makes an operation the list lacks.
+
+Throttling on any of them is retried and the incident succeeds. A denial is reported on the
+incident and in the report on the topic, every other action still applies (read back from AWS),
+and the incident ends in a terminal state: containment is never skipped because a later step
+failed, and no finding is silently dropped.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
 
 import pytest
 
+from chalicelib import names, statemachine
+from local import recording
+from local.faults import denied, throttled
+from local.victims import make_fleet_member
 from tests.helpers import (
+    api,
     deliver_finding,
     finish,
     guardduty_event,
+    incident,
+    instance_tags,
     interface_groups,
-    make_victim,
     messages,
     product_groups,
     snapshots_of,
     subscribe_queue,
 )
 
-THROTTLED = [
-    ("ec2", "DescribeInstances", "RequestLimitExceeded"),
-    ("dynamodb", "TransactWriteItems", "ThrottlingException"),
-    ("states", "StartExecution", "ThrottlingException"),
-    ("ec2", "DescribeSecurityGroups", "RequestLimitExceeded"),
-    ("ec2", "ModifyNetworkInterfaceAttribute", "RequestLimitExceeded"),
-    ("ec2", "DisassociateIamInstanceProfile", "RequestLimitExceeded"),
-    ("ec2", "ModifyInstanceAttribute", "RequestLimitExceeded"),
-    ("ec2", "CreateTags", "RequestLimitExceeded"),
-    ("ec2", "CreateSnapshots", "RequestLimitExceeded"),
-    ("ec2", "DescribeSnapshots", "RequestLimitExceeded"),
-    ("dynamodb", "UpdateItem", "ProvisionedThroughputExceededException"),
-    ("s3", "PutObject", "SlowDown"),
-    ("sns", "Publish", "Throttling"),
-    ("lambda", "Invoke", "TooManyRequestsException"),
+FORENSIC_ACCOUNT = "210987654321"
+OPTIONS = {"DISASSOCIATE_ELASTIC_IP": "true", "REVOKE_ROLE_SESSIONS": "true",
+           "STOP_AFTER_EVIDENCE": "true", "FORENSIC_ACCOUNT_ID": FORENSIC_ACCOUNT,
+           "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture"}
+STATE_MACHINE = "state machine"  # the caller of the definition's own tasks (Lambda, SNS)
+ADMISSION = ("admission",)  # a denial here means no incident can start
+CONTAIN = ("isolate-interface", "leave-autoscaling-group", "leave-target-groups",
+           "leave-classic-load-balancers", "disassociate-elastic-ip", "detach-instance-profile",
+           "revoke-role-sessions", "termination-protection", "keep-volumes-on-termination",
+           "quarantine-tags")
+EVIDENCE = ("snapshots", "evidence-store")
+AFTER_SNAPSHOTS = ("share-snapshots", "stop-instance")
+DETECTION = "incident+opened"  # in the detection notice's request (its subject), not the report's
+REPORT = "Message=Incident+inc-"  # in the report's request, not the detection notice's
+
+
+@dataclass(frozen=True)
+class Op:
+    """An AWS operation the workflow calls, and what a denial of it must leave behind."""
+
+    service: str  # signing name
+    action: str
+    caller: str  # the app's function that calls it, or STATE_MACHINE
+    fails: tuple  # the actions (or steps) the incident reports failed
+    unapplied: tuple | None = None  # actions whose change is absent from AWS (None: `fails`)
+    resource: str | None = None  # narrows the fault to one of the caller's calls
+    stops: tuple = ()  # steps a denial keeps from running
+
+    @property
+    def step(self) -> str:
+        """The step whose run the fault hits (the state machine's tasks: the one invoked)."""
+        if self.service == "lambda":
+            return self.resource[len(names.function("dev", "")):]
+        return self.resource if self.caller == STATE_MACHINE else self.caller
+
+    @property
+    def key(self):
+        return (self.service, self.action, self.caller)
+
+    @property
+    def not_applied(self) -> set:
+        return set(self.fails if self.unapplied is None else self.unapplied)
+
+    def __str__(self):
+        return f"{self.caller}:{self.service}:{self.action}" + (
+            f"[{self.resource}]" if self.resource else "")
+
+
+def _ops(service, actions, caller, fails, unapplied=None, stops=()):
+    return [Op(service, action, caller, fails, unapplied, stops=stops) for action in actions]
+
+
+def _invoke(function, fails, unapplied):
+    """The state machine's invocation of `function`: denied, the step does not run."""
+    return Op("lambda", "Invoke", STATE_MACHINE, fails, unapplied,
+              resource=names.function("dev", function), stops=(function,))
+
+
+OPERATIONS = [
+    *_ops("ec2", ["DescribeInstances"], "on_guardduty_finding", ADMISSION),
+    *_ops("dynamodb", ["TransactWriteItems"], "on_guardduty_finding", ADMISSION),
+    *_ops("states", ["StartExecution"], "on_guardduty_finding", ADMISSION),
+    *_ops("ssm", ["DescribeInstanceInformation", "SendCommand"], "capture_memory",
+          ("capture-memory",)),
+    # the agent ran and wrote its output; only the command's status could not be read
+    *_ops("ssm", ["GetCommandInvocation"], "capture_memory", ("capture-memory",), ()),
+    *_ops("dynamodb", ["UpdateItem"], "capture_memory", ("capture-memory-step",), ()),
+    *_ops("ec2", ["DescribeSecurityGroups", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
+                  "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress",
+                  "ModifyNetworkInterfaceAttribute"], "contain", ("isolate-interface",)),
+    *_ops("autoscaling", ["SetInstanceProtection", "DetachInstances"], "contain",
+          ("leave-autoscaling-group",)),
+    *_ops("elasticloadbalancing", ["DescribeTargetGroups", "DescribeTargetHealth",
+                                   "DeregisterTargets"], "contain", ("leave-target-groups",)),
+    *_ops("elasticloadbalancing", ["DescribeLoadBalancers", "DeregisterInstancesFromLoadBalancer"],
+          "contain", ("leave-classic-load-balancers",)),
+    *_ops("ec2", ["DescribeAddresses", "DisassociateAddress"], "contain",
+          ("disassociate-elastic-ip",)),
+    *_ops("ec2", ["DescribeIamInstanceProfileAssociations"], "contain",
+          ("detach-instance-profile", "revoke-role-sessions")),
+    *_ops("ec2", ["DisassociateIamInstanceProfile"], "contain", ("detach-instance-profile",)),
+    *_ops("iam", ["GetInstanceProfile", "ListInstanceProfilesForRole", "PutRolePolicy"], "contain",
+          ("revoke-role-sessions",)),
+    # shutdown behaviour reads "stop" already on this shape: nothing to change, only to read
+    *_ops("ec2", ["DescribeInstanceAttribute"], "contain",
+          ("termination-protection", "shutdown-behaviour")),
+    *_ops("ec2", ["ModifyInstanceAttribute"], "contain",
+          ("termination-protection", "keep-volumes-on-termination")),
+    *_ops("ec2", ["CreateTags"], "contain", ("quarantine-tags",)),
+    *_ops("dynamodb", ["UpdateItem"], "contain", ("contain-step",), ()),
+    # no snapshot: nothing to share, and the instance is not stopped before its disks are safe
+    *_ops("ec2", ["CreateSnapshots"], "collect_evidence", ("snapshots",),
+          ("snapshots",) + AFTER_SNAPSHOTS, stops=("check_snapshots",)),
+    *_ops("ec2", ["DescribeInstances", "DescribeNetworkInterfaces", "DescribeSecurityGroups",
+                  "DescribeRouteTables", "DescribeNetworkAcls", "GetConsoleOutput",
+                  "GetConsoleScreenshot"], "collect_evidence", ("evidence-store",)),
+    *_ops("s3", ["ListObjectsV2", "PutObject"], "collect_evidence", ("evidence-store",)),
+    *_ops("dynamodb", ["UpdateItem"], "collect_evidence", ("evidence-step",), AFTER_SNAPSHOTS,
+          stops=("check_snapshots",)),
+    *_ops("ec2", ["DescribeSnapshots"], "check_snapshots", ("evidence-step",), AFTER_SNAPSHOTS),
+    *_ops("ec2", ["ModifySnapshotAttribute"], "check_snapshots", ("share-snapshots",)),
+    *_ops("ec2", ["StopInstances"], "check_snapshots", ("stop-instance",)),
+    *_ops("dynamodb", ["UpdateItem"], "check_snapshots", ("evidence-step",), ()),
+    *_ops("dynamodb", ["GetItem", "UpdateItem"], "report", ("report-step",), ()),
+    Op("sns", "Publish", STATE_MACHINE, ("detection-notice-step",), (), resource=DETECTION),
+    Op("sns", "Publish", STATE_MACHINE, ("report-notice",), (), resource=REPORT),
+    _invoke("capture_memory", ("capture-memory-step",), ("capture-memory",)),
+    _invoke("contain", ("contain-step",), CONTAIN),
+    _invoke("collect_evidence", ("evidence-step",), EVIDENCE + AFTER_SNAPSHOTS),
+    _invoke("check_snapshots", ("evidence-step",), AFTER_SNAPSHOTS),
+    _invoke("report", ("report-step",), ()),
 ]
+ADMITTING = [op for op in OPERATIONS if op.fails == ADMISSION]
+REPORTING = [op for op in OPERATIONS if op.fails in (("report-step",), ("report-notice",))]
+ACTING = [op for op in OPERATIONS if op not in ADMITTING + REPORTING]
 
 
-def _run(stack, victim):
+def _arm(stack, op: Op, error: str, count: int = 20) -> None:
+    stack.faults.arm(op.service, op.action, error, count=count, resource=op.resource,
+                     caller=None if op.caller == STATE_MACHINE else op.caller)
+
+
+def _fleet(stack) -> dict:
+    stack.configure(**OPTIONS)
+    victim = make_fleet_member(stack, profile=True)
+    stack.manage_with_ssm(victim["instance_id"])
+    return victim
+
+
+def _run(stack, victim) -> tuple[dict, dict]:
     return finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
 
 
-def _isolated(stack, victim):
-    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
-    return all(interface_groups(stack, eni) == [isolation] for eni in victim["interfaces"])
+def _report(stack, queue) -> dict:
+    """The final report on the topic (not the detection notice)."""
+    (report,) = [m for m in messages(stack, queue) if not m["Subject"].endswith("incident opened")]
+    return report
 
 
-@pytest.mark.parametrize("service,action,error", THROTTLED, ids=lambda v: str(v))
-def test_throttling_is_retried_and_the_incident_succeeds(stack, service, action, error):
+def _definition_operations() -> set:
+    """The operations the state machine itself calls: its Lambda tasks and SNS publishes."""
+    found = set()
+
+    def walk(states):
+        for state in states.values():
+            resource = state.get("Resource", "")
+            if resource == "arn:aws:states:::sns:publish":
+                found.add(("sns", "Publish", STATE_MACHINE))
+            elif resource.startswith("arn:aws:lambda:"):
+                found.add(("lambda", "Invoke", STATE_MACHINE))
+            for branch in state.get("Branches", []):
+                walk(branch["States"])
+
+    arns = statemachine.step_function_arns("us-east-1", "123456789012", "dev")
+    walk(statemachine.build(arns, "arn:aws:sns:us-east-1:123456789012:t")["States"])
+    return found
+
+
+def test_operations_lists_every_operation_a_normal_run_makes(stack):
+    victim = _fleet(stack)
+    recording.start(stack)
+    record, execution = _run(stack, victim)
+    recording.stop(stack)
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED"), record["errors"]
+
+    prefix = names.function("dev", "")
+    made = {(c.service, c.action, c.caller[len(prefix):])
+            for c in recording.calls(stack) if c.caller and c.caller.startswith(prefix)}
+    made |= _definition_operations()
+    listed = {op.key for op in OPERATIONS}
+    assert made - listed == set(), "operations the fault tests do not cover"
+    assert listed - made == set(), "listed operations a normal run no longer makes"
+    assert {op.resource for op in OPERATIONS if op.service == "lambda"} == {
+        names.function("dev", name) for name in statemachine.STEP_FUNCTIONS if name != "release"}
+
+
+# -- throttling ----------------------------------------------------------------------------
+
+CALLERS = sorted({op.caller for op in OPERATIONS})
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    """botocore waits up to 1 s (jittered) before retrying a throttled call: wait 10 ms here,
+    so that throttling every operation stays cheap. Whether the call is retried is unchanged."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
+
+
+@pytest.mark.usefixtures("quick_backoff")
+@pytest.mark.parametrize("caller", CALLERS)
+def test_throttling_every_operation_of_a_step_is_retried_and_the_incident_succeeds(stack, caller):
     queue = subscribe_queue(stack)
-    victim = make_victim(stack, interfaces=2, volumes=1)
-    stack.faults.arm(service, action, error, count=2)
+    victim = _fleet(stack)
+    throttled_ops = [op for op in OPERATIONS if op.caller == caller]
+    for op in throttled_ops:
+        _arm(stack, op, throttled(op.service), count=1)
 
     record, execution = _run(stack, victim)
 
-    assert len(stack.faults.fired) == 2, "the fault was never hit"
+    assert stack.faults.armed() == [], f"never called: {stack.faults.armed()}"
     assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED"), record["errors"]
-    assert _isolated(stack, victim)
-    assert any(m["Subject"].endswith(": contained") for m in messages(stack, queue))
+    assert record["errors"] == []
+    assert _report(stack, queue)["Subject"].endswith(": contained")
+
+
+# -- denials -------------------------------------------------------------------------------
+
+def _rounds(ops: list[Op]) -> list[list[Op]]:
+    """Denials that touch different actions of different steps' parts share one run (each is
+    reported under its own action); a denial that stops a whole step runs without the others
+    of that step. First fit, in the list's order."""
+    def step_wide(op):
+        return any(name.endswith("-step") for name in op.fails)
+
+    def clash(a, b):
+        return bool(set(a.fails) & set(b.fails) or a.not_applied & b.not_applied) or (
+            a.step == b.step and (step_wide(a) or step_wide(b))) or (
+            a.step in b.stops or b.step in a.stops)
+
+    rounds: list[list[Op]] = []
+    for op in ops:
+        free = next((r for r in rounds if not any(clash(op, other) for other in r)), None)
+        if free is None:
+            rounds.append([op])
+        else:
+            free.append(op)
+    return rounds
+
+
+def _applied(stack, victim, incident_id) -> dict:
+    """Each action's change, as AWS holds it now."""
+    ec2, elbv2, elb = stack.client("ec2"), stack.client("elbv2"), stack.client("elb")
+    instance_id, (eni,) = victim["instance_id"], victim["interfaces"]
+    isolation = product_groups(stack, victim["vpc_id"]).get("isolation", {}).get("GroupId")
+    described = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"][0]
+    group = stack.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[victim["group"]])["AutoScalingGroups"][0]
+    address = ec2.describe_addresses(AllocationIds=[victim["allocation_id"]])["Addresses"][0]
+    profiles = ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [instance_id]}])["IamInstanceProfileAssociations"]
+    roles = stack.client("iam").list_roles()["Roles"]
+    revoked = [stack.client("iam").list_role_policies(RoleName=r["RoleName"])["PolicyNames"]
+               for r in roles if r["RoleName"].startswith("app-server-")]
+    snapshots = snapshots_of(stack, incident_id)
+    listed = stack.client("s3").list_objects_v2(
+        Bucket=stack.names["EVIDENCE_BUCKET"], Prefix=f"{incident_id}/").get("Contents", [])
+    keys = {o["Key"][len(incident_id) + 1:] for o in listed}
+    manifest = None
+    if "manifest.json" in keys:
+        manifest = json.loads(stack.client("s3").get_object(
+            Bucket=stack.names["EVIDENCE_BUCKET"], Key=f"{incident_id}/manifest.json")["Body"].read())
+    shared = snapshots and all({"UserId": FORENSIC_ACCOUNT} in ec2.describe_snapshot_attribute(
+        SnapshotId=s["SnapshotId"], Attribute="createVolumePermission")["CreateVolumePermissions"]
+        for s in snapshots)
+    return {
+        "capture-memory": any(k.startswith("memory/") for k in keys),
+        "isolate-interface": interface_groups(stack, eni) == [isolation],
+        "leave-autoscaling-group": instance_id not in [i["InstanceId"] for i in group["Instances"]],
+        "leave-target-groups": all(instance_id not in [
+            t["Target"]["Id"] for t in elbv2.describe_target_health(TargetGroupArn=arn)[
+                "TargetHealthDescriptions"]] for arn in victim["target_groups"]),
+        "leave-classic-load-balancers": instance_id not in [
+            i["InstanceId"] for i in elb.describe_load_balancers(LoadBalancerNames=[
+                victim["classic"]])["LoadBalancerDescriptions"][0]["Instances"]],
+        "disassociate-elastic-ip": not address.get("InstanceId"),
+        "detach-instance-profile": profiles == [],
+        "revoke-role-sessions": [f"ec2-quarantine-revoke-{incident_id}"] in revoked,
+        "termination-protection": ec2.describe_instance_attribute(
+            InstanceId=instance_id, Attribute="disableApiTermination")[
+            "DisableApiTermination"]["Value"] is True,
+        "keep-volumes-on-termination": not any(
+            m["Ebs"]["DeleteOnTermination"] for m in described["BlockDeviceMappings"]),
+        "quarantine-tags": instance_tags(stack, instance_id).get("QuarantineIncident") == incident_id,
+        "snapshots": bool(snapshots),
+        "evidence-store": bool(manifest) and not manifest["not_captured"] and len(
+            manifest["objects"]) >= 5,
+        "share-snapshots": bool(shared),
+        "stop-instance": described["State"]["Name"] in ("stopping", "stopped"),
+    }
+
+
+def _expected_status(ops) -> str:
+    """FAILED only when containment changed nothing; PARTIAL when a containment action failed."""
+    not_applied = set().union(*(op.not_applied for op in ops))
+    failed = set().union(*(op.fails for op in ops))
+    if set(CONTAIN) <= not_applied:
+        return "FAILED"
+    return "PARTIAL" if failed & (set(CONTAIN) | {"shutdown-behaviour"}) else "CONTAINED"
+
+
+DENIAL_ROUNDS = _rounds(ACTING)
+
+
+@pytest.mark.parametrize("ops", DENIAL_ROUNDS, ids=lambda ops: "+".join(map(str, ops)))
+def test_a_denied_operation_fails_its_action_and_the_rest_proceed(stack, ops):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    for op in ops:
+        _arm(stack, op, denied(op.service))
+
+    record, execution = _run(stack, victim)
+
+    fired = {(f["service"], f["action"]) for f in stack.faults.fired}
+    assert {(op.service, op.action) for op in ops} <= fired, "a denial was never hit"
+    status = _expected_status(ops)
+    assert record["status"] == status, record["errors"]
+    assert execution["status"] == ("FAILED" if status == "FAILED" else "SUCCEEDED")
+    failed = set().union(*(op.fails for op in ops))
+    assert {e["action"] for e in record["errors"]} == failed, record["errors"]
+    not_applied = set().union(*(op.not_applied for op in ops))
+    applied = _applied(stack, victim, record["incident_id"])
+    assert {name for name, done in applied.items() if not done} == not_applied & set(applied)
+    report = _report(stack, queue)
+    assert report["Subject"].endswith({"CONTAINED": ": contained", "PARTIAL": ": partially contained",
+                                       "FAILED": ": failed"}[status])
+    for op in ops:
+        assert denied(op.service) in report["Message"], f"{op} is not in the report"
+
+
+@pytest.mark.parametrize("op", [op for op in REPORTING if op.fails == ("report-step",)], ids=str)
+def test_a_report_step_that_cannot_run_still_sends_a_message_and_settles_the_incident(stack, op):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    _arm(stack, op, denied(op.service))
+
+    record, execution = _run(stack, victim)
+
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED"), record["errors"]
+    assert _applied(stack, victim, record["incident_id"])["isolate-interface"]
+    report = _report(stack, queue)
+    assert report["Subject"].endswith("report step failed") and record["incident_id"] in report[
+        "Message"]
+
+
+@pytest.mark.parametrize("function,status", [
+    ("capture_memory", "CONTAINED"), ("contain", "FAILED"), ("collect_evidence", "CONTAINED"),
+    ("check_snapshots", "CONTAINED"),
+])
+def test_a_crashing_step_is_reported_and_the_others_run(stack, function, status):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    (op,) = [op for op in OPERATIONS if op.resource == names.function("dev", function)]
+    _arm(stack, op, "Crash")
+
+    record, execution = _run(stack, victim)
+
+    assert (record["status"], execution["status"]) == (
+        status, "FAILED" if status == "FAILED" else "SUCCEEDED")
+    assert [(e["action"], e["code"]) for e in record["errors"]] == [(op.fails[0], "InjectedCrash")]
+    applied = _applied(stack, victim, record["incident_id"])
+    assert {name for name, done in applied.items() if not done} == op.not_applied
+    assert op.fails[0] in _report(stack, queue)["Message"]
+
+
+# -- admission -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ADMITTING, ids=str)
+def test_a_finding_that_cannot_be_admitted_is_logged_as_an_error_not_dropped(stack, op, caplog):
+    victim = _fleet(stack)
+    _arm(stack, op, denied(op.service), count=1)
+
+    with caplog.at_level(logging.INFO):
+        decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+
+    assert decided["decision"] in ("error", "refused"), decided
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(victim["instance_id"] in r.getMessage() or decided.get("incident_id", "-") in
+               r.getMessage() for r in errors), [r.getMessage() for r in caplog.records]
+    (eni, groups), = victim["interfaces"].items()
+    assert interface_groups(stack, eni) == groups  # nothing was contained
+
+    stack.faults.arm(op.service, op.action, denied(op.service))  # the API's own request
+    status, body = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"],
+                                                      "reason": "denied admission"})
+    assert status == 503 and body["error"], body
+
+
+def test_an_execution_that_did_not_start_starts_with_the_next_finding(stack):
+    victim = _fleet(stack)
+    (op,) = [op for op in ADMITTING if op.action == "StartExecution"]
+    _arm(stack, op, denied(op.service), count=1)
+    first = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert first["decision"] == "refused" and first["code"] == "ExecutionNotStarted"
+
+    record, execution = _run(stack, victim)  # GuardDuty sends the finding again
+
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED"), record["errors"]
+    assert [s["step"] for s in record["timeline"]][0] == "start"
+
+
+# -- at key points -------------------------------------------------------------------------
+
+def test_an_instance_terminated_mid_run_ends_in_a_report(stack):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    stack.hold_snapshots(3)  # the run waits for its snapshots: the instance goes meanwhile
+    decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    while not any(s["step"] == "evidence" for s in incident(stack, decided["incident_id"]).get(
+            "timeline", [])):
+        time.sleep(0.05)
+    ec2 = stack.client("ec2")
+    ec2.modify_instance_attribute(InstanceId=victim["instance_id"],
+                                  DisableApiTermination={"Value": False})
+    ec2.terminate_instances(InstanceIds=[victim["instance_id"]])
+    # AWS refuses to stop a terminated instance; moto stops it anyway: answer as AWS does
+    stack.faults.arm("ec2", "StopInstances", "IncorrectInstanceState", caller="check_snapshots")
+
+    record, execution = finish(stack, decided)
+
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
+    assert [e["action"] for e in record["errors"]] == ["stop-instance"], record["errors"]
+    assert len(snapshots_of(stack, record["incident_id"])) == 1
+    report = _report(stack, queue)
+    assert "stop-instance" in report["Message"] and report["Subject"].endswith(": contained")
 
 
 def test_snapshot_limit_exceeded_is_reported_and_containment_stands(stack):
     queue = subscribe_queue(stack)
-    victim = make_victim(stack, interfaces=1, volumes=2)
-    stack.faults.arm("ec2", "CreateSnapshots", "SnapshotLimitExceeded")
+    victim = _fleet(stack)
+    stack.faults.arm("ec2", "CreateSnapshots", "SnapshotLimitExceeded", caller="collect_evidence")
     record, execution = _run(stack, victim)
-    assert _isolated(stack, victim) and snapshots_of(stack, record["incident_id"]) == []
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
+    assert snapshots_of(stack, record["incident_id"]) == []
     assert [e["code"] for e in record["errors"]] == ["SnapshotLimitExceeded"]
-    report = next(m for m in messages(stack, queue) if "opened" not in m["Subject"])
-    assert "SnapshotLimitExceeded" in report["Message"]
+    assert _applied(stack, victim, record["incident_id"])["isolate-interface"]
+    assert "SnapshotLimitExceeded" in _report(stack, queue)["Message"]
 
 
-def test_a_report_that_cannot_be_published_leaves_the_record_complete(stack):
-    victim = make_victim(stack, interfaces=1, volumes=1)
-    stack.faults.arm("sns", "Publish", "Throttling", count=50)
+def test_a_report_publish_throttled_for_a_while_is_retried(stack):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    (op,) = [op for op in REPORTING if op.fails == ("report-notice",)]
+    _arm(stack, op, throttled(op.service), count=3)
     record, execution = _run(stack, victim)
-    assert record["status"] == "CONTAINED" and execution["status"] == "SUCCEEDED"
+    assert stack.faults.armed() == []
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
+    assert record["errors"] == [] and [s["step"] for s in record["timeline"]] == [
+        "capture-memory", "contain", "evidence", "wait-snapshots", "report"]
+    assert _report(stack, queue)["Subject"].endswith(": contained")
+
+
+def test_a_report_that_cannot_be_published_is_recorded_on_the_incident(stack):
+    queue = subscribe_queue(stack)
+    victim = _fleet(stack)
+    (op,) = [op for op in REPORTING if op.fails == ("report-notice",)]
+    _arm(stack, op, throttled(op.service), count=50)
+    record, execution = _run(stack, victim)
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
     assert [s["step"] for s in record["timeline"]] == [
-        "contain", "evidence", "wait-snapshots", "report"]
-    assert any(e["action"] == "detection-notice-step" for e in record["errors"])
-
-
-@pytest.mark.parametrize("function,status,execution_status", [
-    ("contain", "FAILED", "FAILED"),
-    ("collect_evidence", "CONTAINED", "SUCCEEDED"),
-])
-def test_a_crashing_step_is_reported(stack, function, status, execution_status):
-    queue = subscribe_queue(stack)
-    victim = make_victim(stack, interfaces=1, volumes=1)
-    stack.faults.arm("lambda", "Invoke", "Crash", resource=f"ec2-quarantine-dev-{function}",
-                     count=5)
-    record, execution = _run(stack, victim)
-    assert (record["status"], execution["status"]) == (status, execution_status)
-    step = {"contain": "contain-step", "collect_evidence": "evidence-step"}[function]
-    assert any(e["action"] == step and e["code"] == "InjectedCrash" for e in record["errors"])
-    report = next(m for m in messages(stack, queue) if "opened" not in m["Subject"])
-    assert step in report["Message"]
-
-
-def test_access_denied_on_the_swap_still_collects_evidence_and_reports(stack):
-    queue = subscribe_queue(stack)
-    victim = make_victim(stack, interfaces=1, volumes=1)
-    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation", count=10)
-    record, execution = _run(stack, victim)
-    assert record["status"] == "PARTIAL"  # the profile, protection, ... still applied
-    assert len(snapshots_of(stack, record["incident_id"])) == 1
-    report = next(m for m in messages(stack, queue) if "partially contained" in m["Subject"])
-    assert "isolate-interface" in report["Message"]
+        "capture-memory", "contain", "evidence", "wait-snapshots", "report", "notify-report"]
+    assert [e["action"] for e in record["errors"]] == ["report-notice"]
+    assert [m["Subject"] for m in messages(stack, queue)] == [
+        f"[ec2-quarantine] {victim['instance_id']}: incident opened"]

@@ -7,6 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local import recording
+from local.faults import denied, throttled
 
 
 def _error_code(call):
@@ -56,6 +57,51 @@ def test_a_fault_can_target_one_resource(stack):
 def test_faults_speak_each_services_wire_format(stack, service, action, call, error):
     stack.faults.arm(service, action, error)
     assert _error_code(lambda: call(stack)) == error
+
+
+def test_a_fault_can_target_one_function_of_the_app(stack):
+    from chalicelib import aws
+
+    stack.faults.arm("ec2", "DescribeVpcs", denied("ec2"), count=5, caller="contain")
+    recording.start(stack)
+    with aws.acting_as("ec2-quarantine-dev-contain"):
+        assert _error_code(aws.client("ec2").describe_vpcs) == "UnauthorizedOperation"
+    with aws.acting_as("ec2-quarantine-dev-collect_evidence"):
+        assert aws.client("ec2").describe_vpcs()["Vpcs"]
+    assert stack.client("ec2").describe_vpcs()["Vpcs"]  # a client that is not the app's
+    recording.stop(stack)
+    assert [f["caller"] for f in stack.faults.fired] == ["ec2-quarantine-dev-contain"]
+    assert [c.caller for c in recording.calls(stack)] == [
+        "ec2-quarantine-dev-collect_evidence", None]  # the denied call never reached moto
+
+
+@pytest.mark.parametrize("service,call", [
+    ("ec2", lambda s: s.client("ec2").describe_vpcs()),
+    ("sns", lambda s: s.client("sns").list_topics()),
+    ("s3", lambda s: s.client("s3").list_buckets()),
+    ("iam", lambda s: s.client("iam").list_roles()),
+    ("autoscaling", lambda s: s.client("autoscaling").describe_auto_scaling_groups()),
+    ("elasticloadbalancing", lambda s: s.client("elbv2").describe_target_groups()),
+    ("dynamodb", lambda s: s.client("dynamodb").list_tables()),
+    ("states", lambda s: s.client("stepfunctions").list_state_machines()),
+    ("ssm", lambda s: s.client("ssm").describe_instance_information()),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("code_for", [denied, throttled], ids=["denied", "throttled"])
+def test_denials_and_throttling_speak_each_services_wire_format(stack, service, call, code_for):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as raised:  # the first call made by `call`
+        stack.faults.arm(service, _first_action(stack, call), code_for(service))
+        call(stack)
+    assert raised.value.response["Error"]["Code"] == code_for(service)
+
+
+def _first_action(stack, call) -> str:
+    """The action `call` sends, as the fault control names it (read from moto's recorder)."""
+    recording.start(stack)
+    call(stack)
+    recording.stop(stack)
+    return recording.calls(stack)[0].action
 
 
 def test_s3_object_writes_can_fail(stack):
