@@ -45,6 +45,10 @@ def incidents_table(stage: str) -> str:
     return f"{APP_NAME}-{stage}-incidents"
 
 
+def incidents_table_arn(region: str, account: str, stage: str) -> str:
+    return f"arn:aws:dynamodb:{region}:{account}:table/{incidents_table(stage)}"
+
+
 def evidence_bucket(region: str, account: str, stage: str) -> str:
     return f"{APP_NAME}-{stage}-evidence-{account}-{region}"
 

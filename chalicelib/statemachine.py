@@ -18,6 +18,12 @@ LAMBDA_TRANSIENT = [
     "Lambda.TooManyRequestsException",
     "Lambda.ClientExecutionTimeoutException",
 ]
+DYNAMODB_TRANSIENT = [
+    "DynamoDB.ProvisionedThroughputExceededException",
+    "DynamoDB.ThrottlingException",
+    "DynamoDB.InternalServerErrorException",
+    "DynamoDB.RequestLimitExceeded",
+]
 SNS_TRANSIENT = [
     "SNS.ThrottledException",
     "SNS.ThrottlingException",
@@ -43,8 +49,9 @@ LOG_DELIVERY_ACTIONS = (  # execution history to CloudWatch Logs: IAM takes no r
     "logs:PutResourcePolicy", "logs:UpdateLogDelivery")
 
 
-def role_policy(function_arns: dict[str, str], topic_arn: str) -> dict:
-    """What the state machine's role may do: invoke its steps, publish reports, log history."""
+def role_policy(function_arns: dict[str, str], topic_arn: str, table_arn: str) -> dict:
+    """What the state machine's role may do: invoke its steps, publish reports, settle an
+    incident whose report step failed, log history."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -52,6 +59,8 @@ def role_policy(function_arns: dict[str, str], topic_arn: str) -> dict:
              "Resource": sorted(function_arns.values())},
             {"Sid": "PublishReports", "Effect": "Allow", "Action": ["sns:Publish"],
              "Resource": [topic_arn]},
+            {"Sid": "SettleIncidents", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
+             "Resource": [table_arn]},
             {"Sid": "ExecutionLogs", "Effect": "Allow", "Action": list(LOG_DELIVERY_ACTIONS),
              "Resource": "*"},
         ],
@@ -87,13 +96,64 @@ def _publish(topic_arn, notice_path):
             "Retry": _retry(SNS_TRANSIENT)}
 
 
-def build(function_arns: dict[str, str], topic_arn: str) -> dict:
+def _settle(table_name):
+    """The report step failed for good: settle the incident from Contain's outcome, so it never
+    stays OPEN; a FAILED containment also frees the instance's claim (as the report step would).
+    Written by Step Functions itself (DynamoDB integration): the steps' Lambdas may be what failed.
+    """
+    settle = {
+        "Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem",
+        "Parameters": {
+            "TableName": table_name,
+            "Key": {"pk": {"S.$": "$.incident.incident_id"}},
+            "UpdateExpression": "SET #status = :final, containment = :final, "
+                                "#errors = list_append(if_not_exists(#errors, :none), :failed)",
+            "ConditionExpression": "#status = :open",
+            "ExpressionAttributeNames": {"#status": "status", "#errors": "errors"},
+            "ExpressionAttributeValues": {
+                ":final": {"S.$": "$.results.contain.status"}, ":open": {"S": "OPEN"},
+                ":none": {"L": []},
+                ":failed": {"L": [{"M": {
+                    "action": {"S": "report-step"}, "resource": {"S.$": "$.incident.instance_id"},
+                    "code": {"S.$": "$.report_error.Error"},
+                    "message": {"S": "the report step failed; status settled from containment"},
+                }}]}},
+        },
+        "ResultPath": None, "Retry": _retry(DYNAMODB_TRANSIENT),
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.settle_error",
+                   "Next": "ReportNotRendered"}],
+        "Next": "SettledFailed",
+    }
+    free_claim = {
+        "Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem",
+        "Parameters": {
+            "TableName": table_name,
+            "Key": {"pk": {"S.$": "States.Format('claim#{}/{}/{}', $.incident.account_id, "
+                                  "$.incident.region, $.incident.instance_id)"}},
+            "UpdateExpression": "SET active = :no",
+            "ConditionExpression": "incident_id = :id",
+            "ExpressionAttributeValues": {":no": {"BOOL": False},
+                                          ":id": {"S.$": "$.incident.incident_id"}}},
+        "ResultPath": None, "Retry": _retry(DYNAMODB_TRANSIENT),
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.settle_error",
+                   "Next": "ReportNotRendered"}],
+        "Next": "ReportNotRendered",
+    }
+    failed = {"Type": "Choice",
+              "Choices": [{"Variable": "$.results.contain.status", "StringEquals": "FAILED",
+                           "Next": "FreeClaim"}],
+              "Default": "ReportNotRendered"}
+    return {"SettleStatus": settle, "SettledFailed": failed, "FreeClaim": free_claim}
+
+
+def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dict:
     """The ASL definition for the given step-function ARNs and report topic.
 
     Detect: NotifyDetected runs beside Contain, never in front of it. Every step catches its own
     failure and the flow goes on: evidence after a failed containment, the report after failed
     evidence. The execution fails only when containment did (the report's outcome says so).
-    A report that cannot be published is recorded on the incident.
+    A report that cannot be published is recorded on the incident; a report step that fails for
+    good is settled by Step Functions itself (SettleStatus): no incident stays OPEN.
     Memory capture (opt-in) is the one step in front of containment: SSM needs the network.
     A release (mode "release") undoes an incident's changes and reports.
     A dry run walks the same path with every action's plan and reports the plan.
@@ -187,7 +247,8 @@ def build(function_arns: dict[str, str], topic_arn: str) -> dict:
                  "memory.$": "$.memory", "options.$": "$.options"},
                 "$.report", "NotifyReport",
                 retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],  # a crash too: it settles status
-                catch={"ResultPath": "$.report_error", "Next": "ReportNotRendered"}),
+                catch={"ResultPath": "$.report_error", "Next": "SettleStatus"}),
+            **_settle(table_name),
             "ReportNotRendered": {
                 "Type": "Pass",
                 "Parameters": {

@@ -36,12 +36,15 @@ def _state_machine_definition(stage: str) -> dict:
     """The ASL, with this account's and region's ARNs substituted by CloudFormation."""
     function_arns = statemachine.step_function_arns(REGION, ACCOUNT, stage)
     topic_arn = names.topic_arn(REGION, ACCOUNT, stage)
-    return _sub(json.dumps(statemachine.build(function_arns, topic_arn), sort_keys=True))
+    definition = statemachine.build(function_arns, topic_arn, names.incidents_table(stage))
+    return _sub(json.dumps(definition, sort_keys=True))
 
 
 def _state_machine_role_policy(stage: str) -> dict:
     function_arns = statemachine.step_function_arns(REGION, ACCOUNT, stage)
-    document = statemachine.role_policy(function_arns, names.topic_arn(REGION, ACCOUNT, stage))
+    document = statemachine.role_policy(
+        function_arns, names.topic_arn(REGION, ACCOUNT, stage),
+        names.incidents_table_arn(REGION, ACCOUNT, stage))
     for statement in document["Statement"]:
         resources = statement["Resource"]
         if isinstance(resources, list):

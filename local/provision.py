@@ -38,11 +38,14 @@ def provision(stack) -> dict:
     iam.put_role_policy(
         RoleName=names.state_machine_role(stage),
         PolicyName="state-machine",
-        PolicyDocument=json.dumps(statemachine.role_policy(function_arns, created["TOPIC_ARN"])),
+        PolicyDocument=json.dumps(statemachine.role_policy(
+            function_arns, created["TOPIC_ARN"],
+            names.incidents_table_arn(region, account, stage))),
     )
     stack.client("stepfunctions").create_state_machine(
         name=names.state_machine(stage),
-        definition=json.dumps(statemachine.build(function_arns, created["TOPIC_ARN"])),
+        definition=json.dumps(statemachine.build(function_arns, created["TOPIC_ARN"],
+                                                  created["INCIDENTS_TABLE"])),
         roleArn=role_arn,
         type="STANDARD",
     )

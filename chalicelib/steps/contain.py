@@ -78,11 +78,9 @@ def run(event: dict) -> dict:
     log.info("contained %s for %s: %s (%d changes, %d errors)", incident["instance_id"],
              incident["incident_id"], outcome, len(changes), len(errors))
     try:
-        # The status is settled here, not only by the report: an incident whose report step
-        # cannot run is never left OPEN.
         incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
-                              changes, errors, fields={"containment": outcome, "status": outcome,
-                                                       "execution_started": True})
+                              changes, errors,
+                              fields={"containment": outcome, "execution_started": True})
     except Exception as error:  # the report records them instead: what was done is never lost
         log.exception("could not record containment of %s", incident["incident_id"])
         errors.append(actions.error_record("contain-step", incident["instance_id"], error))

@@ -93,8 +93,10 @@ def test_the_state_machine_role_allows_every_integration_of_its_definition(stage
     region, account = "eu-west-3", "111122223333"
     function_arns = statemachine.step_function_arns(region, account, stage)
     topic = names.topic_arn(region, account, stage)
-    definition = statemachine.build(function_arns, topic)
-    policy = statemachine.role_policy(function_arns, topic)
+    table = names.incidents_table(stage)
+    definition = statemachine.build(function_arns, topic, table)
+    policy = statemachine.role_policy(function_arns, topic,
+                                      names.incidents_table_arn(region, account, stage))
 
     def allowed(action, resource):
         return any(action in _listed(s["Action"]) and resource in _listed(s["Resource"])
@@ -106,6 +108,9 @@ def test_the_state_machine_role_allows_every_integration_of_its_definition(stage
             calls.add(("lambda:InvokeFunction", task["Resource"]))
         elif task["Resource"] == "arn:aws:states:::sns:publish":
             calls.add(("sns:Publish", task["Parameters"]["TopicArn"]))
+        elif task["Resource"] == "arn:aws:states:::dynamodb:updateItem":
+            assert task["Parameters"]["TableName"] == table
+            calls.add(("dynamodb:UpdateItem", names.incidents_table_arn(region, account, stage)))
         else:
             pytest.fail(f"an integration this test does not know: {task['Resource']}")
     assert calls and all(allowed(*call) for call in calls), calls

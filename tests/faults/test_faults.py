@@ -22,7 +22,7 @@ import pytest
 from chalicelib import names, statemachine
 from local import recording
 from local.faults import denied, throttled
-from local.victims import make_fleet_member
+from local.victims import make_fleet_member, make_victim
 from tests.helpers import (
     api,
     deliver_finding,
@@ -191,7 +191,7 @@ def _definition_operations() -> set:
                 walk(branch["States"])
 
     arns = statemachine.step_function_arns("us-east-1", "123456789012", "dev")
-    walk(statemachine.build(arns, "arn:aws:sns:us-east-1:123456789012:t")["States"])
+    walk(statemachine.build(arns, "arn:aws:sns:us-east-1:123456789012:t", "table")["States"])
     return found
 
 
@@ -368,10 +368,28 @@ def test_a_report_step_that_cannot_run_still_sends_a_message_and_settles_the_inc
     record, execution = _run(stack, victim)
 
     assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED"), record["errors"]
+    assert "report-step" in {e["action"] for e in record["errors"]}  # settled by Step Functions
     assert _applied(stack, victim, record["incident_id"])["isolate-interface"]
     report = _report(stack, queue)
     assert report["Subject"].endswith("report step failed") and record["incident_id"] in report[
         "Message"]
+
+
+def test_a_failed_containment_whose_report_step_cannot_run_frees_the_instance(stack):
+    """Settled by Step Functions as FAILED, the claim is freed: the next finding acts again."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.faults.arm("lambda", "Invoke", "Crash", resource=names.function("dev", "contain"))
+    stack.faults.arm("lambda", "Invoke", denied("lambda"), count=10,
+                     resource=names.function("dev", "report"))
+
+    first, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    stack.faults.reset()
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+
+    assert first["status"] == "FAILED" and "report-step" in {e["action"] for e in first["errors"]}
+    assert again["incident_id"] != first["incident_id"]
+    record, _ = finish(stack, again)
+    assert record["status"] == "CONTAINED"
 
 
 @pytest.mark.parametrize("function,status", [

@@ -9,18 +9,19 @@ from chalicelib import names, statemachine
 
 ARNS = statemachine.step_function_arns("us-east-1", "123456789012", "dev")
 TOPIC = names.topic_arn("us-east-1", "123456789012", "dev")
+TABLE = names.incidents_table("dev")
 
 
 def test_definition_passes_statelint(tmp_path):
     path = tmp_path / "definition.json"
-    path.write_text(json.dumps(statemachine.build(ARNS, TOPIC)))
+    path.write_text(json.dumps(statemachine.build(ARNS, TOPIC, TABLE)))
     result = subprocess.run([sys.executable, "-m", "statelint", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_task_function_is_a_function_of_the_app():
-    definition = json.dumps(statemachine.build(ARNS, TOPIC))
+    definition = json.dumps(statemachine.build(ARNS, TOPIC, TABLE))
     for name in statemachine.STEP_FUNCTIONS:
         assert name in app.app.handler_map
         assert ARNS[name] in definition
