@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 import boto3
 from botocore.config import Config
 
+from local.iam import assume, authorizations
+
 _applied = False
 _lock = threading.Lock()
 _bridge = None  # the LambdaBridge that answers Lambda invocations
@@ -39,6 +41,8 @@ def apply(bridge, endpoint: str) -> None:
         _patch_lambda_error_names()
         _patch_event_envelope()
         _patch_lambda_targets()
+        _patch_iam_resources()
+        _patch_iam_implied_actions()
         _applied = True
 
 
@@ -272,7 +276,7 @@ def state_machine_client(region: str, service: str, state_credentials=None):
     with _lock:
         found = _state_clients.get(key)
         if found is None:
-            keys = _role_keys(role_arn, region) if role_arn else ("ak", "sk", None)
+            keys = assume(role_arn, region, "states-execution") if role_arn else ("ak", "sk", None)
             found = boto3.session.Session().client(
                 service,
                 region_name=region,
@@ -329,23 +333,6 @@ def _ensure_request_id(parsed, **_):
     metadata.setdefault("RequestId", "00000000-0000-0000-0000-000000000000")
 
 
-def _role_keys(role_arn: str, region: str):
-    """Credentials for `role_arn`, issued the way Step Functions gets them: by assuming it."""
-    from moto.utilities.utils import get_partition
-    from moto.sts.models import sts_backends
-
-    account = role_arn.split(":")[4]
-    role = sts_backends[account][get_partition(region)].assume_role(
-        region_name=region,
-        role_session_name="states-execution",
-        role_arn=role_arn,
-        policy=None,
-        duration=3600,
-        external_id=None,
-    )
-    return role.access_key_id, role.secret_access_key, role.session_token
-
-
 # -- EventBridge: the envelope, and Lambda targets ---------------------------------------------
 def _patch_event_envelope():
     """moto's default target input drops the envelope's `account`, which Chalice's event parsing
@@ -390,3 +377,72 @@ def _patch_lambda_targets():
             original(rule, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+# -- IAM: what moto's enforcement checks --------------------------------------------------------
+def _patch_iam_resources():
+    """moto knows the resource of a request only for S3 (bucket, key), STS AssumeRole and IAM
+    role operations; for every other request it matches the statement's Resource against "*",
+    so no statement scoped to an ARN ever allows anything. AWS matches the request's own ARN.
+    A request whose resource moto does not know matches any Resource (resources stay unchecked
+    there, as moto's documentation says; the static policy test checks them)."""
+    from moto.iam.access_control import IAMPolicyStatement
+
+    original = IAMPolicyStatement._check_element_matches
+
+    def _check_element_matches(self, statement_element, value):
+        if statement_element == "Resource" and value == "*":
+            return True
+        return original(self, statement_element, value)
+
+    IAMPolicyStatement._check_element_matches = _check_element_matches
+
+
+# EC2 calls that give an instance a role: AWS checks iam:PassRole on the role as well.
+_PASSES_ROLE = {"ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation"}
+# DynamoDB transactions are authorized per item, by the item operation's own action.
+_TRANSACT_ITEM_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
+                          "Delete": "dynamodb:DeleteItem",
+                          "ConditionCheck": "dynamodb:ConditionCheckItem",
+                          "Get": "dynamodb:GetItem"}
+
+
+def implied_actions(action: str, data, body) -> list[str]:
+    """The IAM actions AWS authorizes for a request of `action` (its query `data`, JSON `body`):
+    TransactWriteItems and TransactGetItems are no IAM actions (each item's action is checked);
+    tags given on create need ec2:CreateTags; handing an instance a profile needs iam:PassRole
+    (RunInstances with a profile too)."""
+    if action in ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"):
+        import json
+
+        items = json.loads(body or b"{}").get("TransactItems", [])
+        return sorted({_TRANSACT_ITEM_ACTIONS[kind] for item in items for kind in item})
+    implied = [action]
+    keys = list(data or {})
+    if action.startswith("ec2:") and any(k.startswith("TagSpecification") for k in keys):
+        implied.append("ec2:CreateTags")
+    if action in _PASSES_ROLE or (action == "ec2:RunInstances" and any(
+            k.startswith("IamInstanceProfile") for k in keys)):
+        implied.append("iam:PassRole")
+    return implied
+
+
+def _patch_iam_implied_actions():
+    """moto authorizes only the action a request names; AWS authorizes every action the request
+    implies (`implied_actions`). Check each, and record every decision in
+    `local.iam.authorizations` (what a function's role was actually allowed to do)."""
+    from moto.iam.access_control import IAMRequestBase
+
+    original = IAMRequestBase.check_action_permitted
+
+    def check_action_permitted(self, resource):
+        for action in implied_actions(self._action, self._data, self._body):
+            self._action = action
+            try:
+                original(self, resource)
+            except Exception:
+                authorizations.record(self._access_key.arn, action, resource, allowed=False)
+                raise
+            authorizations.record(self._access_key.arn, action, resource, allowed=True)
+
+    IAMRequestBase.check_action_permitted = check_action_permitted
