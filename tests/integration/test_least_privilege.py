@@ -165,3 +165,40 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack):
 def test_the_exclusions_are_declared():
     for function, actions in NOT_EXERCISED.items():
         assert actions <= permissions.needs()[function]
+
+
+def _remove_action(stack, role: str, action: str) -> None:
+    """Take `action` out of the role's (one) inline policy, as a too-narrow deployment would."""
+    iam_client = stack.client("iam")
+    (name,) = iam_client.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam_client.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    for statement in document["Statement"]:
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        assert statement["Effect"] == "Allow"
+        statement["Action"] = [a for a in listed if a != action]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    iam_client.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+
+
+@pytest.mark.parametrize("role, action, decision, reports", [
+    (names.function_role("dev", "contain"), "ec2:ModifyNetworkInterfaceAttribute", "acted",
+     ["incident opened", "partially contained"]),
+    (names.function_role("dev", "on_guardduty_finding"), "states:StartExecution", "refused", []),
+    (names.state_machine_role("dev"), "lambda:InvokeFunction", "acted",
+     ["incident opened", "report step failed"]),
+])
+def test_without_one_action_the_instance_is_not_contained(stack, role, action, decision,
+                                                          reports):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    _remove_action(stack, role, action)
+    with stack.enforce_iam():
+        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+        assert started["decision"] == decision, started
+        if decision == "acted":
+            assert _finish(stack, started)["status"] != "CONTAINED"
+        for eni, groups in victim["interfaces"].items():
+            assert interface_groups(stack, eni) == groups  # never isolated
+    assert iam.authorizations.denied(role) == {action}
+    assert [m["Subject"].split(": ", 1)[1] for m in messages(stack, queue)] == reports
