@@ -61,7 +61,8 @@ class FunctionRoles:
         return f"arn:aws:iam::{self.account}:role/{names.function_role(self.stage, function)}"
 
     def provision(self, iam_client) -> None:
-        """One role per function with exactly its generated policy and Lambda's trust."""
+        """One role per function with exactly its generated policy and Lambda's trust, as
+        `chalice deploy` creates them (`stack.enforce_iam()` calls this)."""
         from chalice.constants import LAMBDA_TRUST_POLICY
 
         for function in self.functions.values():
@@ -150,13 +151,10 @@ def enforcement():
 
 
 def admin_keys(iam_client) -> tuple[str, str]:
-    """Keys of an administrator user (created on first use), for a test's own calls."""
-    try:
-        iam_client.create_user(UserName=ADMIN_USER)
-        iam_client.put_user_policy(UserName=ADMIN_USER, PolicyName="admin",
-                                   PolicyDocument=json.dumps(ADMIN_POLICY))
-    except iam_client.exceptions.EntityAlreadyExistsException:
-        pass
+    """Keys of a new administrator user, for a test's own calls."""
+    iam_client.create_user(UserName=ADMIN_USER)
+    iam_client.put_user_policy(UserName=ADMIN_USER, PolicyName="admin",
+                               PolicyDocument=json.dumps(ADMIN_POLICY))
     key = iam_client.create_access_key(UserName=ADMIN_USER)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 

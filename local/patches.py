@@ -43,6 +43,7 @@ def apply(bridge, endpoint: str) -> None:
         _patch_lambda_targets()
         _patch_iam_resources()
         _patch_iam_implied_actions()
+        _patch_iam_json_errors()
         _applied = True
 
 
@@ -446,3 +447,33 @@ def _patch_iam_implied_actions():
             authorizations.record(self._access_key.arn, action, resource, allowed=True)
 
     IAMRequestBase.check_action_permitted = check_action_permitted
+
+
+# What a JSON-protocol service calls moto's authorization errors.
+_JSON_AUTH_ERRORS = {"AccessDenied": "AccessDeniedException",
+                     "InvalidClientTokenId": "UnrecognizedClientException",
+                     "SignatureDoesNotMatch": "InvalidSignatureException"}
+
+
+def _patch_iam_json_errors():
+    """moto answers an unauthorized request in XML whatever the protocol, so botocore reads the
+    code of a JSON-protocol service's denial (DynamoDB, Step Functions, SSM…) as "403"; AWS
+    answers `{"__type": "AccessDeniedException"}` (status 400) there."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import JsonRESTError
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def _authenticate_and_authorize_normal_action(self, resource="*"):
+        try:
+            original(self, resource)
+        except JsonRESTError:
+            raise
+        except Exception as error:
+            code = _JSON_AUTH_ERRORS.get(getattr(error, "error_type", None))
+            if code is None or not self.headers.get("X-Amz-Target"):
+                raise
+            raise JsonRESTError(code, error.message) from error
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
+        _authenticate_and_authorize_normal_action)

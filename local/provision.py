@@ -34,9 +34,9 @@ def state_machine_policy(function_arns, topic_arn) -> dict:
 
 
 def provision(stack) -> dict:
-    """Create the incidents table, topic, state machine (with its role), each function's role
-    and the EventBridge rules; export their names into the environment the app's functions read.
-    Returns the names."""
+    """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
+    export their names into the environment the app's functions read. Returns the names.
+    (Each function's role is made by `stack.enforce_iam()`: moto reads roles only then.)"""
     stage, region, account = stack.stage, stack.region, stack.account
     created = {
         "INCIDENTS_TABLE": names.incidents_table(stage),
@@ -56,7 +56,6 @@ def provision(stack) -> dict:
 
     function_arns = statemachine.step_function_arns(region, account, stage)
     iam = stack.client("iam")
-    stack.bridge.roles.provision(iam)
     role_arn = iam.create_role(
         RoleName=names.state_machine_role(stage),
         AssumeRolePolicyDocument=json.dumps(STATE_MACHINE_TRUST),

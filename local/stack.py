@@ -65,6 +65,7 @@ class Stack:
         self._session = None
         self._clients = {}
         self._keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        self._admin_keys = None  # made, with the functions' roles, by the first enforce_iam()
 
     def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
         """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto
@@ -96,10 +97,15 @@ class Stack:
         """moto's IAM enforcement on inside this block: each function is then held to its own
         role's policy, the state machine to its role's, and `client()` acts as an administrator
         user. Everything is as before afterwards (other tests of this worker are unaffected);
-        `local.iam.authorizations` holds the block's decisions."""
+        `local.iam.authorizations` holds the block's decisions. The functions' roles are made
+        here, not with the rest: without enforcement moto never reads them (and a reset is
+        faster without)."""
         previous = self._keys
-        access_key, secret = iam.admin_keys(self.client("iam"))
-        self._use_keys({"aws_access_key_id": access_key, "aws_secret_access_key": secret})
+        if self._admin_keys is None:
+            self.bridge.roles.provision(self.client("iam"))
+            access_key, secret = iam.admin_keys(self.client("iam"))
+            self._admin_keys = {"aws_access_key_id": access_key, "aws_secret_access_key": secret}
+        self._use_keys(self._admin_keys)
         try:
             with iam.enforcement():
                 yield
@@ -149,6 +155,7 @@ class Stack:
         self.moto_api("reset", b"")
         patches.forget_credentials()
         self.bridge.roles.forget()
+        self._admin_keys = None
         aws.reset()
         accounts.forget()
         self._clients = {key: c for key, c in self._clients.items() if key[2] == ACCOUNT}
