@@ -8,9 +8,10 @@ process, so the bridge and the local API hand each invocation its own role's cre
 
 moto authorizes requests only while its enforcement is on (`enforcement()`); then every request
 needs valid keys, so tests act as an administrator user (`admin_keys`). What moto enforces: the
-query and JSON protocol services, through `BaseResponse.call_action` (EC2, Auto Scaling, ELB,
-IAM, STS, SSM, DynamoDB, Step Functions, SNS, SQS, EventBridge…), and S3 on its own path (the
-bucket and key as the resource). Not enforced by moto: Lambda invocations, which the in-process
+query and JSON protocol services, through `BaseResponse.call_action`, and S3 on its own path (the
+bucket and key as the resource); tests/local/test_iam.py shows it for every service the app
+calls (EC2, Auto Scaling, ELB, IAM, SSM, DynamoDB, Step Functions, SNS, S3; STS AssumeRole in
+the least-privilege test). Not enforced by moto: Lambda invocations, which the in-process
 bridge answers before they reach moto; `check()` authorizes them with moto's own rules instead.
 moto's own API (`/moto-api/*`) and the fault control are never authorized.
 

@@ -5,6 +5,7 @@ fails on plain moto. The product's code is never bent to moto; moto is bent to A
 """
 
 import copy
+import json
 import sys
 import threading
 from datetime import datetime, timezone
@@ -414,8 +415,6 @@ def implied_actions(action: str, data, body) -> list[str]:
     tags given on create need ec2:CreateTags; handing an instance a profile needs iam:PassRole
     (RunInstances with a profile too)."""
     if action in ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"):
-        import json
-
         items = json.loads(body or b"{}").get("TransactItems", [])
         return sorted({_TRANSACT_ITEM_ACTIONS[kind] for item in items for kind in item})
     implied = [action]
