@@ -2,7 +2,8 @@
 
 A GuardDuty delegated-administrator account sees findings of the whole organization; the app acts
 in the finding's account through `MEMBER_ROLE_NAME` there, if `MEMBER_ACCOUNTS` allows it.
-Credentials are cached per account until shortly before they expire.
+Credentials are cached per function and account until shortly before they expire (in Lambda a
+process is one function; the embedded AWS runs them all in one process).
 """
 
 import threading
@@ -12,7 +13,7 @@ from chalicelib import aws, settings
 
 PERMISSIONS = ("sts:AssumeRole",)
 _lock = threading.Lock()
-_cache: dict = {}  # account -> (Credentials, expires at)
+_cache: dict = {}  # (function, account) -> (Credentials, expires at)
 
 
 def allowed(account: str, home: str, current=None) -> bool:
@@ -24,8 +25,9 @@ def credentials(account: str, home: str):
     """None in the home account (the function's own role); the member role's credentials else."""
     if account == home:
         return None
+    key = (aws.current_function(), account)
     with _lock:
-        cached = _cache.get(account)
+        cached = _cache.get(key)
         if cached and cached[1] - time.time() > 300:
             return cached[0]
     current = settings.get()
@@ -37,7 +39,7 @@ def credentials(account: str, home: str):
     found = aws.Credentials(issued["AccessKeyId"], issued["SecretAccessKey"],
                             issued["SessionToken"])
     with _lock:
-        _cache[account] = (found, issued["Expiration"].timestamp())
+        _cache[key] = (found, issued["Expiration"].timestamp())
     return found
 
 

@@ -15,10 +15,12 @@ from typing import NamedTuple
 APP_NAME = "ec2-quarantine"
 MAX_ATTEMPTS = 5  # in all, the first included
 
-# In Lambda the process is one function (AWS_LAMBDA_FUNCTION_NAME); the embedded AWS runs them
-# all in one process and names each invocation's function with acting_as().
+# In Lambda the process is one function (AWS_LAMBDA_FUNCTION_NAME) holding its role's credentials
+# in the environment; the embedded AWS runs them all in one process and names each invocation's
+# function, and the credentials of that function's role, with acting_as().
 _function_name: ContextVar[str] = ContextVar(
     "function_name", default=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", APP_NAME))
+_own_credentials: ContextVar["Credentials | None"] = ContextVar("own_credentials", default=None)
 _lock = threading.Lock()
 _clients: dict = {}
 _session = None
@@ -33,18 +35,31 @@ class Credentials(NamedTuple):
 
 
 @contextlib.contextmanager
-def acting_as(function_name: str):
-    """Name the function whose clients are handed out inside this block (thread-local)."""
-    token = _function_name.set(function_name)
+def acting_as(function_name: str, credentials: Credentials | None = None):
+    """Name the function whose clients are handed out inside this block (thread-local), and
+    the credentials they use when a caller passes none (None: boto3's default chain).
+
+    In Lambda each function is its own process, given its role's credentials in the environment;
+    the embedded AWS runs every function in one process, so it hands each invocation the
+    credentials of that function's own role here, imitating Lambda.
+    """
+    tokens = _function_name.set(function_name), _own_credentials.set(credentials)
     try:
         yield
     finally:
-        _function_name.reset(token)
+        _function_name.reset(tokens[0])
+        _own_credentials.reset(tokens[1])
+
+
+def current_function() -> str:
+    """The function whose code is running (in Lambda: this process's function)."""
+    return _function_name.get()
 
 
 def client(service: str, region: str | None = None, credentials: Credentials | None = None):
-    """A cached client for `service` in `region` (default: the session's), as `credentials`."""
-    key = (service, region, credentials, _function_name.get())
+    """A cached client for `service` in `region` (default: the session's), as `credentials`
+    (default: the function's own)."""
+    key = (service, region, credentials or _own_credentials.get(), _function_name.get())
     found = _clients.get(key)
     if found is None:
         with _lock:

@@ -42,7 +42,8 @@ TABLE_DEFINITION = {
 
 
 # IAM actions, declared next to the code that calls them (chalicelib.permissions collects them).
-READ_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:Query")
+GET_PERMISSIONS = ("dynamodb:GetItem",)  # get()
+READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), search()
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
 

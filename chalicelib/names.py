@@ -16,6 +16,12 @@ def function_arn(region: str, account: str, stage: str, name: str) -> str:
     return f"arn:aws:lambda:{region}:{account}:function:{function(stage, name)}"
 
 
+def function_role(stage: str, name: str) -> str:
+    """The role Chalice creates for function `name` (`api_handler` for the API) when it has its
+    own `iam_policy_file`."""
+    return f"{APP_NAME}-{stage}-{name}"
+
+
 def api_function(stage: str) -> str:
     """The function behind the HTTP API."""
     return f"{APP_NAME}-{stage}"

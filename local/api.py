@@ -3,7 +3,8 @@
 `chalice local` serves requests on threads sharing one `current_request`, so concurrent requests
 can read each other's bodies: requests are handled under a lock (a single-threaded server would
 stall on keep-alive connections instead). Its contexts carry no function ARN, so each request gets
-the bridge's Lambda-like context for the API's function.
+the bridge's Lambda-like context for the API's function, and runs with that function's own role's
+credentials, as in Lambda.
 """
 
 import functools
@@ -17,6 +18,7 @@ _one_at_a_time = threading.Lock()
 
 class SerialRequestHandler(ChaliceRequestHandler):
     def __init__(self, request, client_address, server, app_object, config, bridge):
+        self.bridge = bridge
         self.local_gateway = LocalGateway(app_object, config)
         self.local_gateway._generate_lambda_context = lambda: bridge.context(
             bridge.api_function_name
@@ -25,7 +27,7 @@ class SerialRequestHandler(ChaliceRequestHandler):
         super(ChaliceRequestHandler, self).__init__(request, client_address, server)
 
     def _generic_handle(self):
-        with _one_at_a_time:
+        with _one_at_a_time, self.bridge.acting_as(self.bridge.api_function_name):
             ChaliceRequestHandler._generic_handle(self)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle

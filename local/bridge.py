@@ -2,8 +2,10 @@
 
 moto cannot run Lambda code without Docker, so every invocation that would reach Lambda — a Step
 Functions task, an EventBridge target — is dispatched here to the Chalice app's handler, with a
-context that looks like Lambda's (function ARN with account and region). Invocations never reach
-moto's request recorder, so the bridge counts them itself for request budgets.
+context that looks like Lambda's (function ARN with account and region) and, as Lambda gives a
+function, the credentials of that function's own role (`roles`). Invocations never reach moto's
+request recorder or its IAM enforcement, so the bridge counts them itself for request budgets and
+authorizes a caller's lambda:InvokeFunction itself (`local.iam.check`).
 """
 
 import io
@@ -20,6 +22,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
 from chalicelib import aws, names
+from local import iam
 
 log = logging.getLogger("local.bridge")
 CRASH = "Crash"  # a fault "error" that makes the function itself fail, as an unhandled raise
@@ -60,6 +63,7 @@ class LambdaBridge:
         self.region = region
         self.account = account
         self.faults = faults
+        self.roles = iam.FunctionRoles(stage, region, account)
         self._handlers = {
             names.function(stage, name): handler
             for name, handler in app.handler_map.items()
@@ -99,6 +103,10 @@ class LambdaBridge:
     def context(self, function_name: str) -> LambdaContext:
         return LambdaContext(self.function_arn(function_name))
 
+    def acting_as(self, function_name: str):
+        """Run as `function_name`: its name on clients, its own role's credentials."""
+        return aws.acting_as(function_name, self.roles.credentials(function_name))
+
     def invoke(self, function: str, event, source: str = "direct"):
         """Run `function` (name or ARN) on `event`; returns (payload, error_type or None)."""
         name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
@@ -111,7 +119,7 @@ class LambdaBridge:
             return {"errorMessage": f"Function not found: {name}"}, invocation.error
         context = self.context(name)
         try:
-            with aws.acting_as(name):
+            with self.acting_as(name):
                 invocation.result = handler(event, context)
             return invocation.result, None
         except Exception as error:  # what Lambda reports as an unhandled error
@@ -142,9 +150,17 @@ class LambdaBridge:
     def install(self, client) -> None:
         client.meta.events.register("before-call.lambda.Invoke", self._answer_invoke)
 
-    def _answer_invoke(self, params, **_):
+    def _answer_invoke(self, params, request_signer, **_):
         function = unquote(params["url_path"].split("/")[3])
         headers = params.get("headers", {})
+        arn = function if function.startswith("arn:") else self.function_arn(function)
+        if not iam.check(request_signer._credentials, "lambda:InvokeFunction", arn, self.region):
+            with self._lock:
+                self._invocations.append(Invocation(function, None, "denied"))
+            message = f"not authorized to perform: lambda:InvokeFunction on resource: {arn}"
+            return _http(403, {"x-amzn-ErrorType": "AccessDeniedException"}), {
+                "Error": {"Code": "AccessDeniedException", "Message": message},
+                "ResponseMetadata": {"HTTPStatusCode": 403}}
         fault = self.faults.take("lambda", "Invoke", function) if self.faults else None
         if fault is not None and fault.error == CRASH:  # the function ran and raised
             with self._lock:

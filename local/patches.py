@@ -5,12 +5,15 @@ fails on plain moto. The product's code is never bent to moto; moto is bent to A
 """
 
 import copy
+import json
 import sys
 import threading
 from datetime import datetime, timezone
 
 import boto3
 from botocore.config import Config
+
+from local.iam import assume, authorizations
 
 _applied = False
 _lock = threading.Lock()
@@ -41,6 +44,9 @@ def apply(bridge, endpoint: str) -> None:
         _patch_lambda_targets()
         _patch_retain_except_on_create()
         _patch_state_machines_from_cloudformation()
+        _patch_iam_resources()
+        _patch_iam_implied_actions()
+        _patch_iam_json_errors()
         _applied = True
 
 
@@ -274,7 +280,7 @@ def state_machine_client(region: str, service: str, state_credentials=None):
     with _lock:
         found = _state_clients.get(key)
         if found is None:
-            keys = _role_keys(role_arn, region) if role_arn else ("ak", "sk", None)
+            keys = assume(role_arn, region, "states-execution") if role_arn else ("ak", "sk", None)
             found = boto3.session.Session().client(
                 service,
                 region_name=region,
@@ -329,23 +335,6 @@ def _ensure_request_id(parsed, **_):
     error mapping reads it (a KeyError there fails the whole execution with States.Runtime)."""
     metadata = parsed.setdefault("ResponseMetadata", {})
     metadata.setdefault("RequestId", "00000000-0000-0000-0000-000000000000")
-
-
-def _role_keys(role_arn: str, region: str):
-    """Credentials for `role_arn`, issued the way Step Functions gets them: by assuming it."""
-    from moto.utilities.utils import get_partition
-    from moto.sts.models import sts_backends
-
-    account = role_arn.split(":")[4]
-    role = sts_backends[account][get_partition(region)].assume_role(
-        region_name=region,
-        role_session_name="states-execution",
-        role_arn=role_arn,
-        policy=None,
-        duration=3600,
-        external_id=None,
-    )
-    return role.access_key_id, role.secret_access_key, role.session_token
 
 
 # -- EventBridge: the envelope, and Lambda targets ---------------------------------------------
@@ -452,3 +441,98 @@ def _patch_state_machines_from_cloudformation():
                     models.stepfunctions_backends = plain
 
         setattr(models.StateMachine, name, classmethod(handler))
+# -- IAM: what moto's enforcement checks --------------------------------------------------------
+def _patch_iam_resources():
+    """moto knows the resource of a request only for S3 (bucket, key), STS AssumeRole and IAM
+    role operations; for every other request it matches the statement's Resource against "*",
+    so no statement scoped to an ARN ever allows anything. AWS matches the request's own ARN.
+    A request whose resource moto does not know matches any Resource (resources stay unchecked
+    there, as moto's documentation says; the static policy test checks them)."""
+    from moto.iam.access_control import IAMPolicyStatement
+
+    original = IAMPolicyStatement._check_element_matches
+
+    def _check_element_matches(self, statement_element, value):
+        if statement_element == "Resource" and value == "*":
+            return True
+        return original(self, statement_element, value)
+
+    IAMPolicyStatement._check_element_matches = _check_element_matches
+
+
+# EC2 calls that give an instance a role: AWS checks iam:PassRole on the role as well.
+_PASSES_ROLE = {"ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation"}
+# DynamoDB transactions are authorized per item, by the item operation's own action.
+_TRANSACT_ITEM_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
+                          "Delete": "dynamodb:DeleteItem",
+                          "ConditionCheck": "dynamodb:ConditionCheckItem",
+                          "Get": "dynamodb:GetItem"}
+
+
+def implied_actions(action: str, data, body) -> list[str]:
+    """The IAM actions AWS authorizes for a request of `action` (its query `data`, JSON `body`):
+    TransactWriteItems and TransactGetItems are no IAM actions (each item's action is checked);
+    tags given on create need ec2:CreateTags; handing an instance a profile needs iam:PassRole
+    (RunInstances with a profile too)."""
+    if action in ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"):
+        items = json.loads(body or b"{}").get("TransactItems", [])
+        return sorted({_TRANSACT_ITEM_ACTIONS[kind] for item in items for kind in item})
+    implied = [action]
+    keys = list(data or {})
+    if action.startswith("ec2:") and any(k.startswith("TagSpecification") for k in keys):
+        implied.append("ec2:CreateTags")
+    if action in _PASSES_ROLE or (action == "ec2:RunInstances" and any(
+            k.startswith("IamInstanceProfile") for k in keys)):
+        implied.append("iam:PassRole")
+    return implied
+
+
+def _patch_iam_implied_actions():
+    """moto authorizes only the action a request names; AWS authorizes every action the request
+    implies (`implied_actions`). Check each, and record every decision in
+    `local.iam.authorizations` (what a function's role was actually allowed to do)."""
+    from moto.iam.access_control import IAMRequestBase
+
+    original = IAMRequestBase.check_action_permitted
+
+    def check_action_permitted(self, resource):
+        for action in implied_actions(self._action, self._data, self._body):
+            self._action = action
+            try:
+                original(self, resource)
+            except Exception:
+                authorizations.record(self._access_key.arn, action, resource, allowed=False)
+                raise
+            authorizations.record(self._access_key.arn, action, resource, allowed=True)
+
+    IAMRequestBase.check_action_permitted = check_action_permitted
+
+
+# What a JSON-protocol service calls moto's authorization errors.
+_JSON_AUTH_ERRORS = {"AccessDenied": "AccessDeniedException",
+                     "InvalidClientTokenId": "UnrecognizedClientException",
+                     "SignatureDoesNotMatch": "InvalidSignatureException"}
+
+
+def _patch_iam_json_errors():
+    """moto answers an unauthorized request in XML whatever the protocol, so botocore reads the
+    code of a JSON-protocol service's denial (DynamoDB, Step Functions, SSM…) as "403"; AWS
+    answers `{"__type": "AccessDeniedException"}` (status 400) there."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import JsonRESTError
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def _authenticate_and_authorize_normal_action(self, resource="*"):
+        try:
+            original(self, resource)
+        except JsonRESTError:
+            raise
+        except Exception as error:
+            code = _JSON_AUTH_ERRORS.get(getattr(error, "error_type", None))
+            if code is None or not self.headers.get("X-Amz-Target"):
+                raise
+            raise JsonRESTError(code, error.message) from error
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
+        _authenticate_and_authorize_normal_action)

@@ -11,7 +11,8 @@ from chalicelib import incidents, names, settings, statemachine
 
 def provision(stack) -> dict:
     """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
-    export their names into the environment the app's functions read. Returns the names."""
+    export their names into the environment the app's functions read. Returns the names.
+    (Each function's role is made by `stack.enforce_iam()`: moto reads roles only then.)"""
     stage, region, account = stack.stage, stack.region, stack.account
     created = {
         "INCIDENTS_TABLE": names.incidents_table(stage),

@@ -6,6 +6,7 @@ own handlers through the bridge; the app's resources are provisioned; and the Ch
 served with the stage's settings, overridden by the process environment.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import threading
 import time
 import urllib.request
 
-from local import patches, provision
+from local import iam, patches, provision
 from local.bridge import LambdaBridge
 from local.faults import CONTROL_PATH, FaultMiddleware, FaultRegistry
 
@@ -63,6 +64,8 @@ class Stack:
         self._lock = threading.Lock()
         self._session = None
         self._clients = {}
+        self._keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        self._admin_keys = None  # made, with the functions' roles, by the first enforce_iam()
 
     def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
         """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto
@@ -75,7 +78,7 @@ class Stack:
             if key not in self._clients:
                 if self._session is None:
                     self._session = boto3.session.Session()
-                keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+                keys = self._keys
                 if account != ACCOUNT:
                     issued = self._session.client(
                         "sts", region_name=region, endpoint_url=self.endpoint, **keys
@@ -88,6 +91,31 @@ class Stack:
                     service, region_name=region, endpoint_url=self.endpoint,
                     config=Config(retries={"mode": "standard", "total_max_attempts": 1}), **keys)
             return self._clients[key]
+
+    @contextlib.contextmanager
+    def enforce_iam(self):
+        """moto's IAM enforcement on inside this block: each function is then held to its own
+        role's policy, the state machine to its role's, and `client()` acts as an administrator
+        user. Everything is as before afterwards (other tests of this worker are unaffected);
+        `local.iam.authorizations` holds the block's decisions. The functions' roles are made
+        here, not with the rest: without enforcement moto never reads them (and a reset is
+        faster without)."""
+        previous = self._keys
+        if self._admin_keys is None:
+            self.bridge.roles.provision(self.client("iam"))
+            access_key, secret = iam.admin_keys(self.client("iam"))
+            self._admin_keys = {"aws_access_key_id": access_key, "aws_secret_access_key": secret}
+        self._use_keys(self._admin_keys)
+        try:
+            with iam.enforcement():
+                yield
+        finally:
+            self._use_keys(previous)
+
+    def _use_keys(self, keys: dict) -> None:
+        with self._lock:
+            self._keys = keys
+            self._clients = {}
 
     def configure(self, **settings: str) -> None:
         """Set settings for the app (as `make local`'s environment would) and reload them."""
@@ -126,6 +154,8 @@ class Stack:
         patches.forget_ssm()
         self.moto_api("reset", b"")
         patches.forget_credentials()
+        self.bridge.roles.forget()
+        self._admin_keys = None
         aws.reset()
         accounts.forget()
         self._clients = {key: c for key, c in self._clients.items() if key[2] == ACCOUNT}

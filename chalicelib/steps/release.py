@@ -21,7 +21,7 @@ BY_NAME = {cls.name: cls for cls in ACTION_CLASSES}
 KEPT = {"snapshots", "evidence-store", "share-snapshots", "capture-memory"}
 NOT_REATTACHED = "leave-autoscaling-group"
 ON_REQUEST = {"leave-target-groups", "leave-classic-load-balancers"}
-PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS)
+PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS)
 
 
 def _key(record: dict) -> str:

@@ -9,7 +9,7 @@ from chalicelib.steps import is_dry_run
 log = logging.getLogger(__name__)
 
 
-PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS)
+PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS)
 
 
 def crash_errors(event: dict) -> list[dict]:

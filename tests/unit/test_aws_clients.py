@@ -30,6 +30,20 @@ def test_clients_are_cached_per_service_region_credentials_and_function():
     assert aws.client("ec2", "us-east-1") is first
 
 
+def test_a_function_acts_with_its_own_credentials_unless_given_others():
+    aws.reset()
+    own = aws.Credentials("AKIAOWN", "secret", "token")
+    member = aws.Credentials("AKIAMEMBER", "secret", "token")
+
+    def key(client):
+        return getattr(client._request_signer._credentials, "access_key", None)
+
+    with aws.acting_as("ec2-quarantine-dev-contain", own):
+        assert key(aws.client("ec2", "us-east-1")) == "AKIAOWN"
+        assert key(aws.client("ec2", "us-east-1", member)) == "AKIAMEMBER"
+    assert key(aws.client("ec2", "us-east-1")) not in ("AKIAOWN", "AKIAMEMBER")
+
+
 def test_concurrent_first_use_makes_one_client():
     aws.reset()
     made = []

@@ -1,0 +1,219 @@
+"""Least privilege, proven on the embedded AWS with moto's IAM enforcement on: each handler and
+step runs with the credentials of its own deployed role (the policy `make policies` generates),
+the state machine's integrations with its role. The pipelines below use every action every
+function declares, and no other: so removing any single action makes them fail (a few removals
+are shown directly). The policies' logs:* actions are the Lambda runtime's (it writes the
+functions' logs), not the functions' own: `permissions.needs()` leaves them out, so does this."""
+
+import json
+
+import pytest
+
+from chalicelib import incidents, names, permissions, workflow
+from local import iam, provision
+from local.victims import make_fleet_member
+from tests.helpers import (
+    api,
+    deliver_finding,
+    guardduty_event,
+    interface_groups,
+    make_victim,
+    messages,
+    product_groups,
+    snapshots_of,
+    subscribe_queue,
+    wait_execution,
+)
+
+MEMBER = "111111111111"
+FORENSIC = "210987654321"
+# Declared, but used only where a run here cannot reach cheaply; each says when it is used.
+NOT_EXERCISED = {
+    "capture_memory": {"ssm:CancelCommand"},  # a capture outliving its timeout (>= 10 s)
+}
+
+
+def _give_profile(stack, instance_ids):
+    """Fleet members launch without a profile; real ones carry one (credentials to cut)."""
+    iam_client, ec2 = stack.client("iam"), stack.client("ec2")
+    iam_client.create_role(RoleName="web", AssumeRolePolicyDocument=json.dumps(
+        provision.EC2_TRUST))
+    iam_client.create_instance_profile(InstanceProfileName="web")
+    iam_client.add_role_to_instance_profile(InstanceProfileName="web", RoleName="web")
+    for instance_id in instance_ids:
+        ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": "web"},
+                                           InstanceId=instance_id)
+
+
+def _tampered_isolation_group(stack, vpc_id):
+    """The VPC's isolation group, as someone left it: with a rule (containment removes it)."""
+    ec2 = stack.client("ec2")
+    group = ec2.create_security_group(
+        GroupName="ec2-quarantine-isolation", Description="isolation", VpcId=vpc_id,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+            {"Key": "ec2-quarantine", "Value": "isolation"}]}])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    return group
+
+
+def _finish(stack, started):
+    """The incident once its execution ended, read over the API (as the API's role)."""
+    wait_execution(stack, started["execution_arn"], timeout=90)
+    stack.bridge.wait_idle()
+    status, record = api(stack, "GET", f"/incidents/{started['incident_id']}")
+    assert status == 200, record
+    return record
+
+
+def _release(stack, instance_id, account=None, reregister=True):
+    body = {"instance_id": instance_id, "reason": "cleared", "reregister": reregister}
+    if account:
+        body["account_id"] = account
+    status, answer = api(stack, "POST", "/release", body)
+    assert status == 202, answer
+    return answer
+
+
+def _profiles(stack, instance_id):
+    associations = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [instance_id]},
+        {"Name": "state", "Values": ["associated"]}])["IamInstanceProfileAssociations"]
+    return [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1] for a in associations]
+
+
+def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypatch):
+    queue = subscribe_queue(stack)
+    stack.configure(MEMBER_ACCOUNTS=MEMBER, CREDENTIALS_MODE="deny-all",
+                    REVOKE_ROLE_SESSIONS="true", STOP_AFTER_EVIDENCE="true",
+                    FORENSIC_ACCOUNT_ID=FORENSIC, DISASSOCIATE_ELASTIC_IP="true",
+                    MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture")
+    fleet = make_fleet_member(stack)
+    victim, sibling = fleet["instance_id"], fleet["members"][1]
+    _give_profile(stack, [victim, sibling])
+    stack.client("ec2").create_tags(Resources=[sibling], Tags=[  # from an earlier incident
+        {"Key": "QuarantineStatus", "Value": "RELEASED"}])
+    stack.manage_with_ssm(victim)
+    tampered = _tampered_isolation_group(stack, fleet["vpc_id"])
+    iam.provision_member_account(stack, MEMBER)
+    remote = make_victim(stack, interfaces=1, volumes=1, profile=False, account=MEMBER)
+    (eni,) = fleet["interfaces"]
+
+    with stack.enforce_iam():
+        # A finding for the fleet member (every option on) and one in a member account.
+        started = [deliver_finding(stack, guardduty_event(victim)),
+                   deliver_finding(stack, guardduty_event(remote["instance_id"], account=MEMBER))]
+        assert [s["decision"] for s in started] == ["acted", "acted"], started
+        record, remote_record = [_finish(stack, s) for s in started]
+        assert record["status"] == "CONTAINED", record["errors"]
+        assert remote_record["status"] == "CONTAINED", remote_record["errors"]
+        isolation = product_groups(stack, fleet["vpc_id"])["isolation"]
+        assert isolation["GroupId"] == tampered and not isolation["IpPermissions"]
+        assert not isolation["IpPermissionsEgress"]
+        assert interface_groups(stack, eni) == [tampered]
+        assert _profiles(stack, victim) == [names.deny_all_profile(stack.stage)]
+        assert snapshots_of(stack, record["incident_id"])
+        # Further findings on both: recorded on the incidents and announced.
+        again = [deliver_finding(stack, guardduty_event(victim, finding_id="f2")),
+                 deliver_finding(stack, guardduty_event(remote["instance_id"], account=MEMBER,
+                                                        finding_id="f2"))]
+        assert [a["decision"] for a in again] == ["recorded", "recorded"], again
+
+        # Over HTTP: the sibling (Standby, profile cut, stop protection), the member's active
+        # incident found again, both contained ones released meanwhile.
+        stack.configure(CREDENTIALS_MODE="disassociate", AUTOSCALING_MODE="standby",
+                        DISABLE_API_STOP="true", STOP_AFTER_EVIDENCE="false")
+        # Contain is retried a while (throttled): the sibling's claim has no mark of a started
+        # execution yet, and with no grace left further requests check it with Step Functions.
+        monkeypatch.setattr(workflow, "START_GRACE_SECONDS", 0)
+        stack.faults.arm("lambda", "Invoke", "TooManyRequestsException", count=2,
+                         resource=names.function(stack.stage, "contain"))
+        status, opened = api(stack, "POST", "/quarantine", {"instance_id": sibling,
+                                                            "reason": "beaconing"})
+        assert status == 202, opened
+        assert deliver_finding(stack, guardduty_event(sibling, finding_id="f3"))[
+            "decision"] == "recorded"
+        status, same = api(stack, "POST", "/quarantine", {"instance_id": sibling})
+        assert status == 200 and same["incident_id"] == opened["incident_id"], same
+        status, found = api(stack, "POST", "/quarantine", {"instance_id": remote["instance_id"],
+                                                           "account_id": MEMBER})
+        assert status == 200 and found["incident_id"] == remote_record["incident_id"], found
+        releases = [_release(stack, victim), _release(stack, remote["instance_id"], MEMBER)]
+        sibling_record = _finish(stack, opened)
+        assert sibling_record["status"] == "CONTAINED", sibling_record["errors"]
+        status, listed = api(stack, "GET", f"/incidents?instance_id={sibling}")
+        assert status == 200 and [i["incident_id"] for i in listed["incidents"]] == [
+            opened["incident_id"]]
+        releases.append(_release(stack, sibling))
+        for release in releases:
+            assert wait_execution(stack, release["release_execution_arn"])["status"] == "SUCCEEDED"
+        stack.bridge.wait_idle()
+        for incident_id in (record["incident_id"], remote_record["incident_id"],
+                            opened["incident_id"]):
+            status, released = api(stack, "GET", f"/incidents/{incident_id}")
+            assert status == 200 and released["status"] == "RELEASED", released
+        assert interface_groups(stack, eni) == fleet["interfaces"][eni]
+        assert _profiles(stack, victim) == _profiles(stack, sibling) == ["web"]
+
+    reports = [m["Subject"] for m in messages(stack, queue)]
+    assert sum(s.endswith(": contained") for s in reports) == 3, reports
+
+    decisions = iam.authorizations.decisions()
+    assert not [d for d in decisions if not d.allowed], [d for d in decisions if not d.allowed]
+    mismatches = {}
+    for function, declared in permissions.needs().items():
+        used = iam.authorizations.allowed(names.function_role(stack.stage, function))
+        expected = declared - NOT_EXERCISED.get(function, set())
+        if used != expected:
+            mismatches[function] = {"unused": sorted(expected - used),
+                                    "undeclared": sorted(used - expected)}
+    assert not mismatches
+    # The state machine's dynamodb:UpdateItem settles an incident whose report step failed:
+    # exercised (and shown necessary) by the lambda:InvokeFunction case below.
+    assert iam.authorizations.allowed(names.state_machine_role(stack.stage)) == {
+        "lambda:InvokeFunction", "sns:Publish"}
+
+
+def test_the_exclusions_are_declared():
+    for function, actions in NOT_EXERCISED.items():
+        assert actions <= permissions.needs()[function]
+
+
+def _remove_action(stack, role: str, action: str) -> None:
+    """Take `action` out of the role's (one) inline policy, as a too-narrow deployment would."""
+    iam_client = stack.client("iam")
+    (name,) = iam_client.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam_client.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    for statement in document["Statement"]:
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        assert statement["Effect"] == "Allow"
+        statement["Action"] = [a for a in listed if a != action]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    iam_client.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+
+
+@pytest.mark.parametrize("role, action, decision, reports", [
+    (names.function_role("dev", "contain"), "ec2:ModifyNetworkInterfaceAttribute", "acted",
+     ["incident opened", "partially contained"]),
+    (names.function_role("dev", "on_guardduty_finding"), "states:StartExecution", "refused", []),
+    (names.state_machine_role("dev"), "lambda:InvokeFunction", "acted",
+     ["incident opened", "report step failed"]),
+])
+def test_without_one_action_the_instance_is_not_contained(stack, role, action, decision,
+                                                          reports):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    with stack.enforce_iam():
+        _remove_action(stack, role, action)
+        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+        assert started["decision"] == decision, started
+        if decision == "acted":
+            assert _finish(stack, started)["status"] != "CONTAINED"
+        for eni, groups in victim["interfaces"].items():
+            assert interface_groups(stack, eni) == groups  # never isolated
+    assert iam.authorizations.denied(role) == {action}
+    assert [m["Subject"].split(": ", 1)[1] for m in messages(stack, queue)] == reports
+    if role == names.state_machine_role("dev"):  # no step ran: Step Functions settled it
+        assert "dynamodb:UpdateItem" in iam.authorizations.allowed(role)
+        assert incidents.get(started["incident_id"])["status"] == "FAILED"

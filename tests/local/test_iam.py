@@ -1,0 +1,168 @@
+"""IAM on the embedded AWS: enforcement on and off, what moto enforces, each function under its
+own role, and the fidelity patches (resources, implied actions) that make moto judge as AWS."""
+
+import json
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from chalicelib import aws, names
+from local import iam
+
+
+_session = boto3.session.Session()  # one session: service models are loaded once
+
+
+def _role_keys(stack, actions, name):
+    """Credentials of a fresh role allowed `actions` (on every resource) and nothing else."""
+    iam_client = stack.client("iam")
+    iam_client.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    statements = [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}] if actions else []
+    iam_client.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements or [
+            {"Effect": "Allow", "Action": "cloudwatch:ListMetrics", "Resource": "*"}]}))
+    return iam.assume(f"arn:aws:iam::{stack.account}:role/{name}", stack.region, name)
+
+
+def _role_client(stack, service, actions, name="probe", keys=None):
+    """A client acting as a fresh role allowed `actions` (or with `keys`)."""
+    keys = keys or _role_keys(stack, actions, name)
+    return _session.client(
+        service, region_name=stack.region, endpoint_url=stack.endpoint,
+        aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token,
+        config=Config(retries={"total_max_attempts": 1}))
+
+
+def _denied(call) -> bool:
+    """Whether `call` is refused as AWS refuses: AccessDenied (query protocol) or
+    AccessDeniedException (JSON protocol)."""
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+    return False
+
+
+def test_enforcement_is_on_only_inside_the_block(stack):
+    assert not iam.enforcing()
+    with stack.enforce_iam():
+        assert iam.enforcing()
+        assert stack.client("sns").list_topics()["Topics"]  # the administrator's keys
+        anonymous = boto3.session.Session().client(
+            "sns", region_name=stack.region, endpoint_url=stack.endpoint,
+            aws_access_key_id="testing", aws_secret_access_key="testing")
+        with pytest.raises(ClientError, match="InvalidClientTokenId"):
+            anonymous.list_topics()
+    assert not iam.enforcing()
+    assert anonymous.list_topics()["Topics"]  # any keys again, for the next test
+    assert stack.client("sns").list_topics()["Topics"]
+
+
+# One harmless call per service the app uses, with the IAM action AWS checks for it.
+CALLS = [
+    ("ec2", "ec2:DescribeVpcs", lambda c: c.describe_vpcs()),
+    ("autoscaling", "autoscaling:DescribeAutoScalingGroups",
+     lambda c: c.describe_auto_scaling_groups()),
+    ("elbv2", "elasticloadbalancing:DescribeTargetGroups", lambda c: c.describe_target_groups()),
+    ("elb", "elasticloadbalancing:DescribeLoadBalancers", lambda c: c.describe_load_balancers()),
+    ("iam", "iam:ListRoles", lambda c: c.list_roles()),
+    ("ssm", "ssm:DescribeInstanceInformation", lambda c: c.describe_instance_information()),
+    ("dynamodb", "dynamodb:ListTables", lambda c: c.list_tables()),
+    ("stepfunctions", "states:ListStateMachines", lambda c: c.list_state_machines()),
+    ("sns", "sns:ListTopics", lambda c: c.list_topics()),
+    ("s3", "s3:ListBucket", lambda c: c.list_objects_v2(Bucket=c.evidence_bucket)),
+]
+
+
+def test_moto_enforces_every_service_the_app_calls(stack):
+    nothing = _role_keys(stack, (), "nothing")
+    needed = _role_keys(stack, [action for _, action, _ in CALLS], "needed")
+    probes = [(call, action, _role_client(stack, service, (), keys=nothing),
+               _role_client(stack, service, (), keys=needed)) for service, action, call in CALLS]
+    bucket = stack.names["EVIDENCE_BUCKET"]
+    with stack.enforce_iam():
+        for call, action, refused, allowed in probes:
+            refused.evidence_bucket = allowed.evidence_bucket = bucket
+            assert _denied(lambda: call(refused)), f"{action} was not enforced"
+            call(allowed)
+
+
+def test_lambda_invocations_are_authorized_by_the_bridge(stack):
+    for allowed in ((), ("lambda:InvokeFunction",)):
+        client = _role_client(stack, "lambda", allowed, name=f"invoker-{len(allowed)}")
+        stack.bridge.install(client)
+        function = names.function(stack.stage, "report")
+        with stack.enforce_iam():
+            if allowed:
+                assert client.invoke(FunctionName=function, Payload=b"{}")["StatusCode"] == 200
+            else:
+                assert _denied(lambda: client.invoke(FunctionName=function, Payload=b"{}"))
+                assert iam.authorizations.denied(f"invoker-{len(allowed)}") == {
+                    "lambda:InvokeFunction"}
+
+
+def test_each_function_acts_with_its_own_roles_credentials(stack):
+    for deployed, function in ((names.function(stack.stage, "contain"), "contain"),
+                               (names.api_function(stack.stage), "api_handler")):
+        with stack.bridge.acting_as(deployed):
+            identity = aws.client("sts").get_caller_identity()["Arn"]
+        assert identity.split("/")[1] == names.function_role(stack.stage, function)
+    assert ":assumed-role/" not in aws.client("sts").get_caller_identity()["Arn"]  # default
+
+
+def test_a_statement_scoped_to_an_arn_allows_what_it_names(stack):
+    """Plain moto matches "*" against the statement's ARN and denies."""
+    table = stack.names["INCIDENTS_TABLE"]
+    stack.client("iam").create_role(RoleName="scoped", AssumeRolePolicyDocument="{}")
+    stack.client("iam").put_role_policy(RoleName="scoped", PolicyName="scoped", PolicyDocument=(
+        json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "dynamodb:GetItem",
+            "Resource": f"arn:aws:dynamodb:*:*:table/{table}"}]})))
+    keys = iam.assume(f"arn:aws:iam::{stack.account}:role/scoped", stack.region, "scoped")
+    with stack.enforce_iam(), aws.acting_as("scoped", keys):
+        aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": "x"}})
+        assert _denied(lambda: aws.client("dynamodb").scan(TableName=table))
+
+
+def test_transactions_are_authorized_per_item_action(stack):
+    table = stack.names["INCIDENTS_TABLE"]
+    items = [{"Put": {"TableName": table, "Item": {"pk": {"S": "a"}}}}]
+    by_item = _role_client(stack, "dynamodb", ("dynamodb:PutItem",), name="put-item")
+    by_name = _role_client(stack, "dynamodb", ("dynamodb:TransactWriteItems",), name="transact")
+    with stack.enforce_iam():
+        by_item.transact_write_items(TransactItems=items)
+        with pytest.raises(ClientError) as refused:
+            by_name.transact_write_items(TransactItems=items)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"  # JSON, as AWS
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_tags_on_create_need_create_tags_and_profiles_need_pass_role(stack):
+    ec2 = stack.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)[
+        "Instances"][0]["InstanceId"]
+    iam_client = stack.client("iam")
+    iam_client.create_instance_profile(InstanceProfileName="probe-profile")
+    tagged = {"GroupName": "g", "Description": "g", "VpcId": vpc, "TagSpecifications": [
+        {"ResourceType": "security-group", "Tags": [{"Key": "k", "Value": "v"}]}]}
+    profile = {"IamInstanceProfile": {"Name": "probe-profile"}, "InstanceId": instance}
+    narrow = _role_client(stack, "ec2", ("ec2:CreateSecurityGroup",
+                                         "ec2:AssociateIamInstanceProfile"), name="narrow")
+    wide = _role_client(stack, "ec2", ("ec2:CreateSecurityGroup", "ec2:CreateTags",
+                                       "ec2:AssociateIamInstanceProfile", "iam:PassRole"),
+                        name="wide")
+    with stack.enforce_iam():
+        assert _denied(lambda: narrow.create_security_group(**tagged))
+        assert _denied(lambda: narrow.associate_iam_instance_profile(**profile))
+        wide.create_security_group(**tagged)
+        wide.associate_iam_instance_profile(**profile)
+    assert iam.authorizations.denied("narrow") == {"ec2:CreateTags", "iam:PassRole"}
+    assert iam.authorizations.allowed("wide") == {
+        "ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:AssociateIamInstanceProfile",
+        "iam:PassRole"}
