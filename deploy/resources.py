@@ -22,6 +22,11 @@ SETTINGS_FROM_OUTPUTS = {
     "DenyAllProfileArn": "DENY_ALL_PROFILE_ARN",
 }
 RETAINED = ("IncidentsTable", "EvidenceBucket")  # outlive the stack: evidence is never lost
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+# The role of the instance profile that CREDENTIALS_MODE=deny-all swaps in.
+DENY_ALL = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 
 
 def stack_name(stage: str) -> str:
@@ -94,11 +99,6 @@ def _tls_only_policy() -> dict:
 
 def template(stage: str) -> dict:
     """The resources stack of `stage` (deployed by `make deploy`, merged by `make package`)."""
-    ec2_trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-        "Action": "sts:AssumeRole"}]}
-    deny_all = {"Version": "2012-10-17",
-                "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"{names.APP_NAME} ({stage}): state machine, report topic, incidents "
@@ -175,8 +175,8 @@ def template(stage: str) -> dict:
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "RoleName": names.deny_all_profile(stage),
-                    "AssumeRolePolicyDocument": ec2_trust,
-                    "Policies": [{"PolicyName": "deny-all", "PolicyDocument": deny_all}],
+                    "AssumeRolePolicyDocument": EC2_TRUST,
+                    "Policies": [{"PolicyName": "deny-all", "PolicyDocument": DENY_ALL}],
                 },
             },
             "DenyAllProfile": {

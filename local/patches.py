@@ -34,6 +34,7 @@ def apply(bridge, endpoint: str) -> None:
             return
         _patch_interface_groups()
         _patch_instance_attributes()
+        _patch_dynamodb_transaction_backup()  # first: the atomic writes' lock wraps it
         _patch_dynamodb_atomic_writes()
         _patch_console()
         _patch_ssm()
@@ -204,6 +205,58 @@ def _patch_dynamodb_atomic_writes():
                 return _original(self, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, atomic)
+
+
+class _TablesNotCopied:
+    """`copy` for moto's transaction backup: tables are kept as they are (their named items are
+    backed up instead); anything else is copied as usual."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def deepcopy(self, value, *args):
+        from moto.dynamodb.models import Table
+
+        return value if isinstance(value, Table) else self._real.deepcopy(value, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _patch_dynamodb_transaction_backup():
+    """moto backs a transaction up by deep-copying every table it names, whole: its cost grows
+    with the table (a burst of 1,000 findings slowed to 2 a second and 3.8 GB). Back up only
+    the items the transaction names, and put exactly those back when it is cancelled."""
+    from moto.dynamodb import models
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or {name: op["Item"][name] for name in (
+                table.hash_key_attr, table.range_key_attr) if name and name in op.get("Item", {})}
+            item = self.get_item(table.name, key)
+            saved.append((table.name, key, copy.deepcopy(item.to_json()["Attributes"])
+                          if item else None))
+        real_copy, models.copy = models.copy, _TablesNotCopied(models.copy)
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table_name, key, attributes in saved:
+                if attributes is not None:
+                    self.put_item(table_name, attributes)
+                elif self.get_item(table_name, key) is not None:
+                    self.delete_item(table_name, key)
+            raise
+        finally:
+            models.copy = real_copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 # -- EBS: snapshots that take time -------------------------------------------------------------

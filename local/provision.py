@@ -8,6 +8,7 @@ import json
 import os
 
 from chalicelib import incidents, names, settings, statemachine
+from deploy.resources import DENY_ALL, EC2_TRUST
 
 def provision(stack) -> dict:
     """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
@@ -73,12 +74,6 @@ def evidence_bucket(stack, bucket: str) -> None:
         s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled",
             "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": retention_days}}})
-
-
-DENY_ALL = {"Version": "2012-10-17",
-            "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
-EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 
 def deny_all_profile(stack) -> None:

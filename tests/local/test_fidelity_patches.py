@@ -252,3 +252,31 @@ def test_a_stacks_state_machine_is_served_and_retained_resources_outlive_it(stac
     cfn.delete_stack(StackName="patched")
     assert "from-a-stack" not in {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
     assert "kept" in stack.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_a_cancelled_transaction_puts_back_its_items_without_copying_the_table(stack):
+    """Plain moto backs a transaction up by deep-copying the whole table and swapping the copy
+    in on cancellation (its cost grows with the table); the patch backs up the named items."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    db = stack.client("dynamodb")
+    db.create_table(TableName="t", AttributeDefinitions=[{"AttributeName": "k",
+                                                          "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                    BillingMode="PAY_PER_REQUEST")
+    db.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"N": "1"}})
+    backend = dynamodb_backends[stack.account][stack.region]
+    table = backend.tables["t"]
+
+    with pytest.raises(ClientError) as cancelled:
+        db.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "t", "Key": {"k": {"S": "a"}}, "UpdateExpression": "SET v = :v",
+                        "ExpressionAttributeValues": {":v": {"N": "2"}}}},
+            {"Put": {"TableName": "t", "Item": {"k": {"S": "b"}}}},
+            {"ConditionCheck": {"TableName": "t", "Key": {"k": {"S": "c"}},
+                                "ConditionExpression": "attribute_exists(k)"}}])
+
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert backend.tables["t"] is table  # the items were put back, not the table swapped
+    assert db.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"N": "1"}
+    assert "Item" not in db.get_item(TableName="t", Key={"k": {"S": "b"}})
