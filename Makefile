@@ -40,7 +40,7 @@ $(C7N_INSTALLED): bench/requirements-c7n.txt
 
 # Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
 policies: install
-	$(BIN)/python -m chalicelib.permissions .chalice
+	$(BIN)/python -m deploy.permissions .chalice
 
 # One stage into the account and region of your AWS credentials (see README, "Deploying").
 # With AWS_ENDPOINT_URL set, a rehearsal on the embedded AWS (`make local`) instead.
@@ -52,7 +52,7 @@ deploy: install stage-given
 	$(BIN)/python -m deploy deploy --stage $(STAGE)$(if $(ALERT_EMAIL), --alert-email $(ALERT_EMAIL))$(if $(EVIDENCE_RETENTION_DAYS), --evidence-retention-days $(EVIDENCE_RETENTION_DAYS))
 
 destroy: install stage-given
-	$(BIN)/python -m deploy destroy --stage $(STAGE) $(if $(PURGE),--purge)
+	$(BIN)/python -m deploy destroy --stage $(STAGE)$(if $(filter 1 true yes,$(PURGE)), --purge)$(if $(filter 1 true yes,$(FORCE)), --force)
 
 package: install stage-given
 	$(BIN)/python -m deploy package --stage $(STAGE)

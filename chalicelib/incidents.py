@@ -41,7 +41,7 @@ TABLE_DEFINITION = {
 }
 
 
-# IAM actions, declared next to the code that calls them (chalicelib.permissions collects them).
+# IAM actions, declared next to the code that calls them (deploy/permissions.py collects them).
 GET_PERMISSIONS = ("dynamodb:GetItem",)  # get()
 READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), search()
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
@@ -74,8 +74,11 @@ def instance_key(account: str, region: str, instance_id: str) -> str:
     return f"{account}/{region}/{instance_id}"
 
 
+CLAIM_PREFIX = "claim#"  # the claim item's key: CLAIM_PREFIX + instance_key(...)
+
+
 def _claim_key(account, region, instance_id) -> dict:
-    return {"pk": {"S": "claim#" + instance_key(account, region, instance_id)}}
+    return {"pk": {"S": CLAIM_PREFIX + instance_key(account, region, instance_id)}}
 
 
 def _db():

@@ -5,6 +5,7 @@ functions can refer to each other without a dependency cycle.
 """
 
 from chalicelib import names
+from chalicelib.incidents import CLAIM_PREFIX
 
 # The app's @app.lambda_function names that the state machine invokes.
 STEP_FUNCTIONS = (
@@ -120,16 +121,19 @@ def _settle(table_name):
                 }}]}},
         },
         "ResultPath": None, "Retry": _retry(DYNAMODB_TRANSIENT),
+        # Already settled (the report step set the status, then failed): the claim may still
+        # be held, so the FAILED check follows either way.
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.settle_error",
-                   "Next": "ReportNotRendered"}],
+                   "Next": "SettledFailed"}],
         "Next": "SettledFailed",
     }
     free_claim = {
         "Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem",
         "Parameters": {
             "TableName": table_name,
-            "Key": {"pk": {"S.$": "States.Format('claim#{}/{}/{}', $.incident.account_id, "
-                                  "$.incident.region, $.incident.instance_id)"}},
+            "Key": {"pk": {"S.$": f"States.Format('{CLAIM_PREFIX}{{}}/{{}}/{{}}', "
+                                  "$.incident.account_id, $.incident.region, "
+                                  "$.incident.instance_id)"}},
             "UpdateExpression": "SET active = :no",
             "ConditionExpression": "incident_id = :id",
             "ExpressionAttributeValues": {":no": {"BOOL": False},
@@ -257,7 +261,7 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                     "message.$": "States.Format('The report step of incident {} failed ({}); "
                                  "check the incident record and the execution history.', "
                                  "$.incident.incident_id, $.report_error.Error)",
-                    "outcome": "unknown"},
+                    "outcome.$": "$.results.contain.status"},
                 "ResultPath": "$.report", "Next": "NotifyReport"},
             "NotifyReport": {**_publish(topic_arn, "$.report"), "ResultPath": None,
                              "Catch": [{"ErrorEquals": ["States.ALL"],
@@ -270,7 +274,8 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                 catch={"ResultPath": None, "Next": "Outcome"}),
             "Outcome": {
                 "Type": "Choice",
-                "Choices": [{"Variable": "$.report.outcome", "StringEquals": "failed",
+                "Choices": [{"Or": [{"Variable": "$.report.outcome", "StringEquals": "failed"},
+                                    {"Variable": "$.report.outcome", "StringEquals": "FAILED"}],
                              "Next": "ContainmentFailed"}],
                 "Default": "Done"},
             "ContainmentFailed": {"Type": "Fail", "Error": "ContainmentFailed",

@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 
-from chalicelib import names, permissions
+from chalicelib import names
+from deploy import permissions
 from deploy import resources
 
 PROJECT_DIR = permissions.PROJECT_DIR
@@ -94,12 +95,19 @@ def _stack(cfn, name: str) -> dict | None:
         raise
 
 
-def _wait(cfn, name: str) -> dict | None:
-    delay = 0.2 if _rehearsal() else 10
+def _wait(cfn, name: str, timeout: float = 3600) -> dict | None:
+    """The stack once no operation is running on it (None: there is none)."""
+    delay, deadline = (0.2 if _rehearsal() else 10), time.monotonic() + timeout
     while True:
         stack = _stack(cfn, name)
         if stack is None or not stack["StackStatus"].endswith(IN_PROGRESS):
             return stack
+        if stack["StackStatus"] == "REVIEW_IN_PROGRESS":  # a change set nobody executed
+            raise DeployError(f"stack {name} waits for a change set to be executed or deleted "
+                              "(CloudFormation console); then rerun the command")
+        if time.monotonic() > deadline:
+            raise DeployError(f"stack {name} is still {stack['StackStatus']} after "
+                              f"{timeout:.0f} s; rerun the command once it has settled")
         time.sleep(delay)
 
 
@@ -298,7 +306,7 @@ def deploy_app(project_dir: str, stage: str) -> dict:
     say(f"deploying the app (Chalice) to stage {stage}")
     try:
         deployed = deployer.deploy(config, chalice_stage_name=stage)
-    except Exception as error:
+    except BaseException as error:  # Ctrl-C too: never leave a half-deployed app listening
         held = _set_rules(stage, enabled=False)
         created = _functions(stage)
         guard = (f"rule {', '.join(held)} is disabled, so no finding reaches a half-deployed app"
@@ -328,16 +336,49 @@ def deploy(stage: str, parameters: dict[str, str]) -> dict:
 
 # -- destroy --------------------------------------------------------------------------------
 
-def destroy(stage: str, purge: bool) -> None:
-    """Delete the app and the stack; the table and the evidence bucket stay unless `purge`."""
+def _active_incidents(table: str) -> int:
+    """Incidents still holding an instance (OPEN, CONTAINED, PARTIAL): their records are what
+    releases those instances."""
+    from botocore.exceptions import ClientError
+
+    try:
+        pages = _client("dynamodb").get_paginator("scan").paginate(
+            TableName=table, Select="COUNT",
+            FilterExpression="record_type = :incident AND #status IN (:o, :c, :p)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":incident": {"S": "incident"}, ":o": {"S": "OPEN"},
+                                       ":c": {"S": "CONTAINED"}, ":p": {"S": "PARTIAL"}})
+        return sum(page["Count"] for page in pages)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            return 0
+        raise
+
+
+def destroy(stage: str, purge: bool, force: bool = False) -> None:
+    """Delete the app and the stack; the table and the evidence bucket stay unless `purge`.
+    Refused while incidents are active (their instances could not be released), unless
+    `force`."""
     project_dir = _project(stage)
+    active = _active_incidents(names.incidents_table(stage))
+    if active and not force:
+        raise DeployError(f"{active} incident(s) of stage {stage} are still active: release "
+                          f"them first (or `make destroy STAGE={stage} FORCE=1`). Nothing was "
+                          "deleted")
     if os.path.exists(os.path.join(project_dir, ".chalice", "deployed", f"{stage}.json")):
         factory, config, session, ui = _chalice(project_dir, stage)
         say(f"deleting the app (Chalice) of stage {stage}")
         factory.create_deletion_deployer(session=session, ui=ui).deploy(
             config, chalice_stage_name=stage)
+    elif _functions(stage):
+        held = _set_rules(stage, enabled=False)
+        raise DeployError(
+            f"functions of stage {stage} exist ({', '.join(_functions(stage))}) but this "
+            f"project has no record of deploying them (.chalice/deployed/{stage}.json); "
+            f"rule(s) disabled: {', '.join(held) or 'none'}. Run the destroy from the clone "
+            "that deployed them. Nothing else was deleted")
     else:
-        say(f"no app deployed for stage {stage} from this project: nothing to delete")
+        say(f"no app deployed for stage {stage}: nothing to delete")
     cfn, name = _client("cloudformation"), resources.stack_name(stage)
     stack = _wait(cfn, name)
     if stack is not None:
@@ -361,25 +402,32 @@ def destroy(stage: str, purge: bool) -> None:
 
 
 def _purge(found: dict[str, str]) -> None:
+    """The evidence first, the records last: if object lock keeps evidence, the incidents that
+    name it stay too."""
     from botocore.exceptions import ClientError
 
+    if "bucket" in found:
+        s3, bucket = _client("s3"), found["bucket"]
+        say(f"purging bucket {bucket} (every version)")
+        kept = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if doomed:
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed,
+                                                                  "Quiet": True})
+                kept += [e["Key"] for e in answer.get("Errors", [])]
+        try:
+            if kept:
+                raise DeployError(f"{len(kept)} object version(s) were not deleted")
+            s3.delete_bucket(Bucket=bucket)
+        except (ClientError, DeployError) as error:
+            raise DeployError(f"bucket {bucket} was not deleted ({error}; object lock keeps "
+                              "evidence until its retention ends); the incidents table is "
+                              "kept with it") from None
     if "table" in found:
         say(f"purging table {found['table']}")
         _client("dynamodb").delete_table(TableName=found["table"])
-    if "bucket" not in found:
-        return
-    s3, bucket = _client("s3"), found["bucket"]
-    say(f"purging bucket {bucket} (every version)")
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if doomed:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
-    try:
-        s3.delete_bucket(Bucket=bucket)
-    except ClientError as error:
-        raise DeployError(f"bucket {bucket} was not deleted ({error}); object lock keeps "
-                          "evidence until its retention ends") from None
 
 
 # -- package --------------------------------------------------------------------------------
@@ -427,6 +475,8 @@ def main(argv=None) -> int:
     parser.add_argument("--evidence-retention-days", default=None)
     parser.add_argument("--purge", action="store_true",
                         help="destroy: delete the incidents table and evidence bucket too")
+    parser.add_argument("--force", action="store_true",
+                        help="destroy: even while incidents are active")
     args = parser.parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -435,7 +485,7 @@ def main(argv=None) -> int:
             deploy(args.stage, {"AlertEmail": args.alert_email,
                                 "EvidenceRetentionDays": args.evidence_retention_days})
         elif args.command == "destroy":
-            destroy(args.stage, args.purge)
+            destroy(args.stage, args.purge, args.force)
         else:
             package(args.stage)
     except DeployError as error:

@@ -142,10 +142,11 @@ def template(stage: str) -> dict:
             },
             "EvidenceBucket": _evidence_bucket(stage),
             "EvidenceBucketPolicy": _tls_only_policy(),
-            "ExecutionLogs": {
+            "ExecutionLogs": {  # execution history: kept, like the incidents it tells of
                 "Type": "AWS::Logs::LogGroup",
-                "Properties": {
-                    "LogGroupName": f"/aws/vendedlogs/states/{names.state_machine(stage)}",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {  # named by CloudFormation: a kept one never blocks a redeploy
                     "RetentionInDays": {"Ref": "ExecutionLogRetentionDays"},
                 },
             },

@@ -1,7 +1,7 @@
 """IAM on the embedded AWS: each function under its own role, and moto's enforcement on demand.
 
 In AWS each function runs with the credentials of the role Chalice deploys for it
-(`ec2-quarantine-<stage>-<function>`, with the policy `chalicelib.permissions.policy` generates),
+(`ec2-quarantine-<stage>-<function>`, with the policy `deploy.permissions.policy` generates),
 and every request is authorized against that role's policy. Here all functions share one
 process, so the bridge and the local API hand each invocation its own role's credentials
 (`FunctionRoles`, through `chalicelib.aws.acting_as`), issued by STS on moto.
@@ -24,7 +24,8 @@ import json
 import threading
 from dataclasses import dataclass
 
-from chalicelib import aws, names, permissions
+from chalicelib import aws, names
+from deploy import permissions
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",

@@ -4,8 +4,8 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 import json
 
 from chalicelib.actions import Action, PartialFailure, apply_each, change
+from chalicelib.actions.instance import TAG_INCIDENT
 
-TAG_INCIDENT = "QuarantineIncident"
 TAG_INSTANCE = "QuarantineInstance"
 
 
@@ -110,7 +110,7 @@ class StoreEvidence(Action):
         for name, data, content_type in pieces:
             digest = hashlib.sha256(data).hexdigest()
             s3.put_object(Bucket=bucket, Key=prefix + name, Body=data, ContentType=content_type,
-                          Metadata={"sha256": digest})
+                          Metadata={"sha256": digest}, ChecksumAlgorithm="SHA256")
             listed.append({"key": prefix + name, "sha256": digest, "size": len(data)})
         manifest = json.dumps({"incident_id": target.incident["incident_id"],
                                "instance_id": target.instance_id,
@@ -118,7 +118,7 @@ class StoreEvidence(Action):
                                "snapshot_ids": self.snapshot_ids, "not_captured": notes},
                               indent=2, sort_keys=True).encode()
         s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=manifest,
-                      ContentType="application/json",
+                      ContentType="application/json", ChecksumAlgorithm="SHA256",
                       Metadata={"sha256": hashlib.sha256(manifest).hexdigest()})
         stored = [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
                   for o in listed + [{"key": prefix + "manifest.json",

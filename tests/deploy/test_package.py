@@ -9,7 +9,8 @@ import zipfile
 
 import pytest
 
-from chalicelib import names, permissions, statemachine
+from chalicelib import names, statemachine
+from deploy import permissions
 from deploy import commands
 
 STAGE = "prod"

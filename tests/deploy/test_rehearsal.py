@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from chalicelib import names, permissions
+from chalicelib import names
+from deploy import permissions
 from deploy import commands, resources
 
 STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)

@@ -1,14 +1,17 @@
 """Least privilege, read statically: every policy the app deploys (each function's, the state
 machine role's, the member role's) grants no wildcard action, puts `"Resource": "*"` only on
-actions IAM cannot scope, and lets the state machine make exactly the calls its definition makes.
-moto checks actions but not resources or conditions, so these properties are proven here."""
+actions IAM cannot scope, names the product's resources by stage, keeps the conditions on
+instance mutations, and lets the state machine make exactly the calls its definition makes.
+moto checks actions, not resources or conditions: what it cannot check is read here (whether AWS
+evaluates each scope as intended is AWS's to say; the rehearsal cannot show it)."""
 
 import json
 import os
 
 import pytest
 
-from chalicelib import names, permissions, statemachine
+from chalicelib import names, statemachine
+from deploy import permissions
 from deploy import resources
 
 CHALICE_DIR = permissions.CHALICE_DIR

@@ -106,8 +106,10 @@ def test_the_handler_never_raises_on_a_generated_finding(stack, detail):
 
 
 def _recased(name):
-    return st.sampled_from([name.upper(), name.title().replace("_", ""), name.replace("_", "-"),
-                            name.replace("_", ""), name[0].upper() + name[1:], f" {name}"])
+    """Spellings of a field that are not the field (an unknown key)."""
+    spellings = {name.upper(), name.title().replace("_", ""), name.replace("_", "-"),
+                 name.replace("_", ""), name[0].upper() + name[1:], f" {name}"} - {name}
+    return st.sampled_from(sorted(spellings))
 
 
 def _nested(depth):

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from chalicelib import incidents, names, permissions, workflow
+from chalicelib import incidents, names, workflow
+from deploy import permissions
 from local import iam, provision
 from local.victims import make_fleet_member
 from tests.helpers import (

@@ -4,7 +4,7 @@ import json
 import os
 
 import app
-from chalicelib import permissions
+from deploy import permissions
 from local.stack import PROJECT_DIR
 
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")

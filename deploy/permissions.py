@@ -1,4 +1,5 @@
-"""Each function's IAM policy, derived from what its code and its actions declare.
+"""Each function's IAM policy, derived from what its code and its actions declare (build time
+only: not packaged).
 
 Actions are declared next to the code that calls them; this module decides only *where* each may
 act. The product's own resources (table, topic, bucket, state machine, member role, log groups)
@@ -7,7 +8,7 @@ types they touch, with a condition where IAM supports one (the product's own gro
 keys, its own snapshots). What IAM cannot scope at all is listed in UNSCOPABLE with the reason;
 an action in none of these places stops the build, so a new call forces a decision.
 
-`python -m chalicelib.permissions` writes `.chalice/policy-<stage>-<function>.json` for every
+`python -m deploy.permissions` writes `.chalice/policy-<stage>-<function>.json` for every
 stage and function, and `deploy/member-role.yaml` (`make policies`); a test fails when a
 committed file is stale.
 """
@@ -18,7 +19,6 @@ import sys
 from dataclasses import dataclass
 
 from chalicelib import accounts, incidents, names, statemachine, workflow
-from chalicelib.actions import evidence as evidence_actions
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from chalicelib.steps import contain, evidence, memory, release, report
@@ -81,7 +81,7 @@ PRODUCT_GROUPS = {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": sort
     isolation.GROUP_NAMES)}}
 INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
                             instance_actions.TAG_FINDING})
-PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{evidence_actions.TAG_INCIDENT}": "false"}}
+PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 QUARANTINED_INSTANCES = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 
 # Instance-facing actions (home and member accounts), by resource type and condition.
@@ -97,7 +97,8 @@ INSTANCE_GRANTS = (
     Grant("Ec2TagOnCreate", ("ec2:CreateTags",), _ec2("security-group", "snapshot"),
           {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),
     Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
-          {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS}}),
+          {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
+           "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
     Grant("Ec2Interfaces", ("ec2:ModifyNetworkInterfaceAttribute",),
           _ec2("network-interface", "security-group", "instance", "vpc")),
     Grant("Ec2Instances",
