@@ -22,6 +22,7 @@ from chalicelib import accounts, incidents, names, statemachine, workflow
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from chalicelib.steps import contain, evidence, memory, release, report
+from deploy import resources
 
 STAGES = ("dev", "prod")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
@@ -254,7 +255,27 @@ Parameters:
     Type: String
     Default: ec2-quarantine-member
     Description: the MEMBER_ROLE_NAME setting of the central deployment
+  DenyAllProfileName:
+    Type: String
+    Default: {names.deny_all_profile("prod")}
+    Description: >-
+      the name in the central deployment's DENY_ALL_PROFILE_ARN: CREDENTIALS_MODE=deny-all swaps
+      an instance's profile for the one of that name in the instance's own account
 Resources:
+  DenyAllRole:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: !Ref DenyAllProfileName
+      AssumeRolePolicyDocument: {json.dumps(resources.EC2_TRUST)}
+      Policies:
+        - PolicyName: deny-all
+          PolicyDocument: {json.dumps(resources.DENY_ALL)}
+  DenyAllProfile:
+    Type: AWS::IAM::InstanceProfile
+    Properties:
+      InstanceProfileName: !Ref DenyAllProfileName
+      Roles:
+        - !Ref DenyAllRole
   MemberRole:
     Type: AWS::IAM::Role
     Properties:

@@ -4,6 +4,7 @@ import json
 import os
 
 import app
+from chalicelib import names
 from deploy import permissions
 from local.stack import PROJECT_DIR
 
@@ -78,6 +79,10 @@ def test_member_role_template_is_what_the_code_declares_and_lints():
         assert handle.read() == permissions.member_role_template(), "run `make policies`"
     actions = permissions.member_role_actions()
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
+    # CREDENTIALS_MODE=deny-all finds the deny-all profile by name in the instance's own account
+    text = permissions.member_role_template()
+    assert "Type: AWS::IAM::InstanceProfile" in text
+    assert f"Default: {names.deny_all_profile('prod')}" in text
     templates = [os.path.join(PROJECT_DIR, "deploy", name)
                  for name in sorted(os.listdir(os.path.join(PROJECT_DIR, "deploy")))
                  if name.endswith(".yaml")]
