@@ -382,7 +382,8 @@ def test_a_failed_containment_whose_report_step_cannot_run_frees_the_instance(st
     stack.faults.arm("lambda", "Invoke", denied("lambda"), count=10,
                      resource=names.function("dev", "report"))
 
-    first, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    first, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert execution["status"] == "FAILED"  # containment failed: so does the execution
     stack.faults.reset()
     again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
 
