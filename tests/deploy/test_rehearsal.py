@@ -88,6 +88,18 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     assert "is up to date" in second.stdout and "already point at the stack" in second.stdout
     assert _deployed(stack) == after_first
 
+    table = names.incidents_table(STAGE)  # an instance still under an incident: kept running
+    stack.client("dynamodb").put_item(TableName=table, Item={
+        "pk": {"S": "inc-0123456789ab"}, "record_type": {"S": "incident"},
+        "status": {"S": "CONTAINED"}})
+    refused = _run(stack, "destroy", "--purge")
+    assert refused.returncode == 1 and "1 incident(s) of stage prod are still active" in (
+        refused.stdout)
+    assert _deployed(stack) == after_first  # nothing deleted
+    stack.client("dynamodb").put_item(TableName=table, Item={
+        "pk": {"S": "inc-0123456789ab"}, "record_type": {"S": "incident"},
+        "status": {"S": "RELEASED"}})
+
     destroyed = _run(stack, "destroy")
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     left = _deployed(stack)
