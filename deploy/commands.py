@@ -117,11 +117,11 @@ def _failures(cfn, name: str) -> list[str]:
             for e in events if e["ResourceStatus"].endswith("_FAILED")][:10]
 
 
-def _parameters(given: dict[str, str], existing: dict | None) -> list[dict]:
+def _parameters(declared, given: dict[str, str], existing: dict | None) -> list[dict]:
     """Given values, else the stack's previous ones (a rerun without them changes nothing)."""
     previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
     found = []
-    for key in resources.template("dev")["Parameters"]:
+    for key in declared:
         if given.get(key) is not None:
             found.append({"ParameterKey": key, "ParameterValue": str(given[key])})
         elif key in previous:
@@ -174,7 +174,8 @@ def converge_stack(stage: str, given: dict[str, str], build_dir: str) -> dict[st
     from botocore.exceptions import ClientError
 
     cfn, name = _client("cloudformation"), resources.stack_name(stage)
-    body = json.dumps(resources.template(stage), indent=1, sort_keys=True)
+    template = resources.template(stage)
+    body = json.dumps(template, indent=1, sort_keys=True)
     os.makedirs(build_dir, exist_ok=True)
     with open(os.path.join(build_dir, "resources.json"), "w") as handle:
         handle.write(body)
@@ -187,7 +188,7 @@ def converge_stack(stage: str, given: dict[str, str], build_dir: str) -> dict[st
         raise DeployError(f"stack {name} is {stack['StackStatus']}: resolve it in the "
                           f"CloudFormation console, then rerun `make deploy STAGE={stage}`")
     arguments = {"StackName": name, "TemplateBody": body,
-                 "Parameters": _parameters(given, stack),
+                 "Parameters": _parameters(template["Parameters"], given, stack),
                  "Capabilities": ["CAPABILITY_NAMED_IAM"],
                  "Tags": [{"Key": "app", "Value": names.APP_NAME}]}
     if stack is None:
