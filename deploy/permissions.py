@@ -62,12 +62,13 @@ class Grant:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     condition: dict | None = None
+    effect: str = "Allow"
 
     def statement(self, wanted: set[str]) -> dict | None:
         actions = sorted(wanted.intersection(self.actions))
         if not actions:
             return None
-        statement = {"Sid": self.sid, "Effect": "Allow", "Action": actions,
+        statement = {"Sid": self.sid, "Effect": self.effect, "Action": actions,
                      "Resource": list(self.resources)}
         if self.condition:
             statement["Condition"] = self.condition
@@ -126,6 +127,10 @@ INSTANCE_GRANTS = (
     Grant("IamProfiles", ("iam:GetInstanceProfile",), ("arn:aws:iam::*:instance-profile/*",)),
     Grant("IamRoles", ("iam:ListInstanceProfilesForRole", "iam:PutRolePolicy",
                        "iam:DeleteRolePolicy"), ("arn:aws:iam::*:role/*",)),
+    # Revocation writes on the instance's role, unknown in advance; never on the product's own
+    # roles (its functions', the member role, deny-all): a compromised step cannot raise itself.
+    Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
+          (f"arn:aws:iam::*:role/{names.APP_NAME}-*",), effect="Deny"),
     Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",),
           {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
     Grant("SsmMemoryCapture", ("ssm:SendCommand",),
@@ -202,7 +207,8 @@ def statements(wanted: set[str], stage: str) -> list[dict]:
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)
-            placed.update(statement["Action"])
+            if grant.effect == "Allow":
+                placed.update(statement["Action"])
     unscopable = sorted(wanted.intersection(UNSCOPABLE))
     if unscopable:
         found.append({"Sid": "Unscopable", "Effect": "Allow", "Action": unscopable,

@@ -44,9 +44,11 @@ def _listed(value):
                          if isinstance(v, str) else "")
 def test_no_wildcard_action_and_star_resources_only_where_iam_cannot_scope(name, policy):
     for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow", name
         actions = _listed(statement["Action"])
         assert not [a for a in actions if "*" in a], (name, actions)
+        if statement["Effect"] == "Deny":  # a guard: it narrows, so any scope is fine
+            continue
+        assert statement["Effect"] == "Allow", name
         if "*" in _listed(statement["Resource"]):
             assert set(actions) <= set(permissions.UNSCOPABLE), (
                 name, sorted(set(actions) - set(permissions.UNSCOPABLE)))
@@ -76,6 +78,18 @@ def test_instance_mutations_are_conditioned_where_iam_supports_it():
             "ec2:CreateSecurityGroup", "ec2:CreateTags"} <= conditioned
     rules = next(s for s in contain if "ec2:RevokeSecurityGroupEgress" in s["Action"])
     assert rules["Condition"] == permissions.PRODUCT_GROUPS  # only the product's own groups
+
+
+@pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_role_policies_are_never_written_on_the_products_own_roles(name, policy):
+    writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy"}
+    granted = {a for s in policy["Statement"] if s["Effect"] == "Allow"
+               for a in _listed(s["Action"])} & writes
+    denied = {a for s in policy["Statement"] if s["Effect"] == "Deny"
+              and _listed(s["Resource"]) == [f"arn:aws:iam::*:role/{names.APP_NAME}-*"]
+              for a in _listed(s["Action"])}
+    assert granted <= denied, name
 
 
 def test_an_action_without_a_declared_scope_stops_the_build():
