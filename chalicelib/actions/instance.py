@@ -181,28 +181,26 @@ class InstanceAttribute(Action):
     permissions = ("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
     undo_permissions = ("ec2:ModifyInstanceAttribute",)
 
-    def _current(self, target):
-        described = target.ec2.describe_instance_attribute(
-            InstanceId=target.instance_id, Attribute=self.attribute)
-        key = self.attribute[0].upper() + self.attribute[1:]
-        return described[key]["Value"]
+    @property
+    def _key(self) -> str:  # the attribute as ModifyInstanceAttribute and the answer name it
+        return self.attribute[0].upper() + self.attribute[1:]
 
     def _set(self, target, value):
-        key = self.attribute[0].upper() + self.attribute[1:]
-        target.ec2.modify_instance_attribute(InstanceId=target.instance_id, **{key: {"Value": value}})
+        target.ec2.modify_instance_attribute(InstanceId=target.instance_id,
+                                             **{self._key: {"Value": value}})
 
     def plan(self, target):
-        current = self._current(target)
+        current = target.ec2.describe_instance_attribute(
+            InstanceId=target.instance_id, Attribute=self.attribute)[self._key]["Value"]
         if current == self.value:
             return []
         return [change(self.name, target.instance_id, self.attribute, current, self.value)]
 
     def apply(self, target):
-        current = self._current(target)
-        if current == self.value:
-            return []
-        self._set(target, self.value)
-        return [change(self.name, target.instance_id, self.attribute, current, self.value)]
+        made = self.plan(target)
+        if made:
+            self._set(target, self.value)
+        return made
 
     def undo(self, target, record):
         self._set(target, record["before"])
