@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from local.faults import _read_body, identify
+from local.faults import identify_request
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,7 @@ class Clock:
         if path.startswith(("/moto-api/", "/_local/")):
             return self.app(environ, start_response)
         arrived = time.monotonic()
-        body = _read_body(environ)
-        headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", ""),
-                   "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", "")}
-        service, action = identify(headers, environ["REQUEST_METHOD"], path,
-                                   environ.get("QUERY_STRING", ""), body)
+        service, action, _, _ = identify_request(environ)
         answer = self.app(environ, start_response)
         with self._lock:
             self._stamps.append(Stamp(service, action, arrived, time.monotonic()))

@@ -156,15 +156,7 @@ class FaultMiddleware:
         if environ.get("PATH_INFO", "").startswith(CONTROL_PATH):
             return self._control(environ, start_response)
         if self.registry.active():
-            body = _read_body(environ)
-            headers = {
-                "Authorization": environ.get("HTTP_AUTHORIZATION", ""),
-                "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", ""),
-                "User-Agent": environ.get("HTTP_USER_AGENT", ""),
-            }
-            path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
-            service, action = identify(headers, environ["REQUEST_METHOD"], path, query, body)
-            text = f"{path}?{query}{body}"
+            service, action, headers, text = identify_request(environ)
             fault = (self.registry.take(service, action, text, caller(headers))
                      if service and action else None)
             if fault is not None:
@@ -243,6 +235,20 @@ def error_response(fault: Fault, service: str, environ) -> tuple[str, list, byte
         headers = [("Content-Type", "text/xml")]
     payload = body.encode()
     return status, headers + [("Content-Length", str(len(payload)))], payload
+
+
+def identify_request(environ):
+    """(service, action, headers, path?query+body) of a WSGI request; the body stays readable
+    for the app behind."""
+    body = _read_body(environ)
+    headers = {
+        "Authorization": environ.get("HTTP_AUTHORIZATION", ""),
+        "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", ""),
+        "User-Agent": environ.get("HTTP_USER_AGENT", ""),
+    }
+    path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+    service, action = identify(headers, environ["REQUEST_METHOD"], path, query, body)
+    return service, action, headers, f"{path}?{query}{body}"
 
 
 def _read_body(environ) -> str:
