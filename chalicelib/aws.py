@@ -98,3 +98,27 @@ def reset() -> None:
     with _lock:
         _clients.clear()
         _session = None
+
+
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code a call failed with (`AccessDenied`, …); None for any other failure."""
+    response = getattr(error, "response", None)
+    return (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def tolerate(codes: str | tuple[str, ...], call, **kwargs):
+    """Make `call`; a failure with one of `codes` (someone else already did it, or there is
+    nothing to do) counts as success and returns None."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(**kwargs)
+    except ClientError as error:
+        if error_code(error) not in ((codes,) if isinstance(codes, str) else codes):
+            raise
+        return None
+
+
+def region_of(arn: str) -> str:
+    """The region an ARN names (arn:partition:service:REGION:account:…)."""
+    return arn.split(":")[3]

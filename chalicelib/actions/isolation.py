@@ -8,6 +8,7 @@ and VPC in one request, created race-safely, and checked for rules before every 
 
 import logging
 
+from chalicelib import aws
 from chalicelib.actions import Action, change
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _create(ec2, vpc_id: str, role: str) -> dict:
                 "IpPermissionsEgress": ec2.describe_security_groups(GroupIds=[group_id])[
                     "SecurityGroups"][0]["IpPermissionsEgress"]}
     except ClientError as error:
-        if error.response["Error"]["Code"] != "InvalidGroup.Duplicate":
+        if aws.error_code(error) != "InvalidGroup.Duplicate":
             raise
         return ec2.describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [vpc_id]},
@@ -91,14 +92,14 @@ def _make_rules_right(ec2, role: str, group: dict, created: bool) -> None:
             if rules:
                 if not created:
                     log.warning("isolation group %s had rules; removing them", group_id)
-                _tolerate("InvalidPermission.NotFound", revoke, GroupId=group_id,
+                aws.tolerate("InvalidPermission.NotFound", revoke, GroupId=group_id,
                           IpPermissions=_bare(rules))
         return
     for rules, authorize in ((group.get("IpPermissions"), ec2.authorize_security_group_ingress),
                              (group.get("IpPermissionsEgress"), ec2.authorize_security_group_egress)):
         missing = _missing_all_traffic(rules or [])
         if missing:
-            _tolerate("InvalidPermission.Duplicate", authorize, GroupId=group_id,
+            aws.tolerate("InvalidPermission.Duplicate", authorize, GroupId=group_id,
                       IpPermissions=[{"IpProtocol": "-1", **missing}])
 
 
@@ -120,17 +121,6 @@ def _bare(rules):
     keep = ("IpProtocol", "FromPort", "ToPort", "IpRanges", "Ipv6Ranges", "PrefixListIds",
             "UserIdGroupPairs")
     return [{k: v for k, v in rule.items() if k in keep and v not in (None, [])} for rule in rules]
-
-
-def _tolerate(code: str, call, **kwargs) -> None:
-    """Make `call`, treating `code` (someone else already did it) as success."""
-    from botocore.exceptions import ClientError
-
-    try:
-        call(**kwargs)
-    except ClientError as error:
-        if error.response["Error"]["Code"] != code:
-            raise
 
 
 class IsolateInterface(Action):

@@ -3,6 +3,7 @@ network. Bounded by a timeout; an instance not managed by SSM is skipped with a 
 
 import time
 
+from chalicelib import aws
 from chalicelib.actions import Action, change
 
 POLL_SECONDS = 2
@@ -61,7 +62,7 @@ class CaptureMemory(Action):
         try:
             return ssm.get_command_invocation(CommandId=command, InstanceId=instance_id)["Status"]
         except ClientError as error:
-            if error.response["Error"]["Code"] == "InvocationDoesNotExist":
+            if aws.error_code(error) == "InvocationDoesNotExist":
                 return "Pending"
             raise
 

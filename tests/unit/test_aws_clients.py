@@ -83,3 +83,27 @@ def test_throttling_is_retried(stack):
     stack.faults.arm("ec2", "DescribeVpcs", "RequestLimitExceeded", count=2)
     assert aws.client("ec2").describe_vpcs()["Vpcs"]
     assert len(stack.faults.fired) == 2
+
+
+def test_tolerate_treats_only_the_named_codes_as_success():
+    from botocore.exceptions import ClientError
+
+    def fails(code):
+        def call(**kwargs):
+            raise ClientError({"Error": {"Code": code, "Message": "m"}}, "Op")
+        return call
+
+    assert aws.tolerate("InvalidPermission.Duplicate", fails("InvalidPermission.Duplicate")) is None
+    assert aws.tolerate(("A", "B"), fails("B")) is None
+    assert aws.tolerate("A", lambda **kw: kw, x=1) == {"x": 1}
+    try:
+        aws.tolerate("A", fails("AccessDenied"))
+    except ClientError as error:
+        assert aws.error_code(error) == "AccessDenied"
+    else:
+        raise AssertionError("an untolerated code must raise")
+    assert aws.error_code(ValueError("not AWS")) is None
+
+
+def test_region_of_an_arn():
+    assert aws.region_of("arn:aws:states:eu-west-1:123456789012:stateMachine:m") == "eu-west-1"
