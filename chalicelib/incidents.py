@@ -47,8 +47,6 @@ READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), 
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
 
-OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
-
 
 class AlreadyActive(Exception):
     """The instance is under an active incident; carries that incident's id."""
@@ -185,6 +183,9 @@ def active_for(account: str, region: str, instance_id: str) -> str | None:
 
 
 STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN")
+RELEASABLE = ("CONTAINED", "PARTIAL")  # what release undoes; these and OPEN hold the instance
+# An incident's final status in words: its report and its timeline's last step say it so.
+OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 
 
 def search(instance_key_value: str | None, status: str | None, since: str | None, limit: int,

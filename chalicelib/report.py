@@ -7,6 +7,8 @@ characters (moto accepts them, AWS does not), so every subject goes through `sub
 import json
 import re
 
+from chalicelib import incidents
+
 SUBJECT_LIMIT = 99  # SNS: "must be less than 100 characters long"
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
 
@@ -54,7 +56,7 @@ def detection(incident: dict) -> dict:
 def final(incident: dict) -> dict:
     """The report at the end: outcome, what changed, what failed, evidence, how to release."""
     status = incident.get("status", "FAILED")
-    outcome = {"CONTAINED": "contained", "PARTIAL": "partially contained"}.get(status, "failed")
+    outcome = incidents.OUTCOMES.get(status, incidents.OUTCOMES["FAILED"])
     lines = [f"Incident {incident['incident_id']}: {_describe(incident)} is {outcome.upper()}.",
              f"Trigger: {_trigger(incident)}", "", "Changes made:"]
     changes = incident.get("changes") or []
