@@ -1,8 +1,9 @@
-"""The HTTP edge: the error shape of the API and the validation of what callers send.
+"""The HTTP edge: the API's status codes, its error shape and the validation of what callers send.
 
-Every failure a caller can cause becomes `{"error": "<Code>", "message": "<what to fix>"}` with
-a 4xx status naming the offending value; a failure of AWS itself becomes a 503 (try again), so
-the API never answers 500.
+The one module that speaks HTTP: the workflow's outcomes and refusals (`outcomes`) become status
+codes here and nowhere else. Every failure a caller can cause becomes
+`{"error": "<Code>", "message": "<what to fix>"}` with a 4xx status naming the offending value; a
+failure of AWS itself becomes a 503 (try again), so the API never answers 500.
 """
 
 import json
@@ -11,8 +12,8 @@ import re
 
 from chalice import Response
 
-from chalicelib import incidents
-from chalicelib.workflow import Refused
+from chalicelib import incidents, outcomes
+from chalicelib.outcomes import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,47 @@ def _json(status: int, body) -> Response:
     )
 
 
+class BodyTooLarge(InvalidInput):
+    """A body over MAX_BODY: refused before it is read."""
+
+    def __init__(self, message: str):
+        super().__init__("BodyTooLarge", message)
+
+
+# The status of each outcome and refusal; a class not listed takes its nearest listed base's.
+STATUS = {
+    outcomes.Opened: 202, outcomes.DryRun: 202, outcomes.ReleaseStarted: 202,
+    outcomes.Recorded: 200, outcomes.ExemptAnnounced: 200,
+    InvalidInput: 400, BodyTooLarge: 413, outcomes.NotAllowed: 403, outcomes.NotFound: 404,
+    outcomes.Conflict: 409, outcomes.Unavailable: 503,
+}
+
+
+def status_of(result) -> int:
+    """The status code for an outcome or a refusal."""
+    return next(STATUS[kind] for kind in type(result).__mro__ if kind in STATUS)
+
+
+def answer(result) -> tuple[int, dict]:
+    """(status, body) for what an action returned: a workflow outcome, or a read's body (200)."""
+    if isinstance(result, dict):
+        return 200, result
+    return status_of(result), result.summary()
+
+
+def refused(refusal: outcomes.Refusal) -> tuple[int, dict]:
+    """(status, body) for a refusal: the API's error shape."""
+    return status_of(refusal), {"error": refusal.code, "message": refusal.message}
+
+
 def respond(action) -> Response:
-    """Run `action` (returning (status, body)) and turn every failure into the API's error shape."""
+    """Run `action` and answer what it returns; every failure takes the API's error shape."""
     try:
-        status, body = action()
+        return _json(*answer(action()))
+    except outcomes.Refusal as refusal:
+        status, body = refused(refusal)
+        log.info("refused (%s %s): %s", status, refusal.code, refusal.message)
         return _json(status, body)
-    except Refused as error:
-        log.info("refused (%s %s): %s", error.status, error.code, error.message)
-        return _json(error.status, {"error": error.code, "message": error.message})
     except Exception:  # AWS or the app failed, not the caller: say so, never a 500
         log.exception("request failed")
         return _json(
@@ -42,17 +76,17 @@ def respond(action) -> Response:
         )
 
 
-def incident(incident_id: str, lookup) -> tuple[int, dict]:
+def incident(incident_id: str, lookup) -> dict:
     """GET /incidents/{incident_id}."""
     if not incidents.INCIDENT_ID.match(incident_id):
-        raise Refused(
-            400, "InvalidIncidentId",
+        raise InvalidInput(
+            "InvalidIncidentId",
             f"incident id {incident_id!r} is not 'inc-' followed by 12 hexadecimal characters",
         )
     found = lookup(incident_id)
     if found is None:
-        raise Refused(404, "IncidentNotFound", f"no incident {incident_id}")
-    return 200, found
+        raise outcomes.IncidentNotFound(f"no incident {incident_id}")
+    return found
 
 
 MAX_BODY = 64 * 1024
@@ -84,17 +118,17 @@ def known_region(name, home_region: str) -> bool:
 def _only(given, allowed, kind: str = "field") -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise Refused(400, f"Unknown{kind.capitalize()}",
-                      f"unknown {kind}(s) {', '.join(map(_shown, unknown))}; "
-                      f"allowed: {', '.join(allowed)}")
+        raise InvalidInput(f"Unknown{kind.capitalize()}",
+                           f"unknown {kind}(s) {', '.join(map(_shown, unknown))}; "
+                           f"allowed: {', '.join(allowed)}")
 
 
 def _instance_id(value) -> str:
     from chalicelib.findings import INSTANCE_ID
 
     if not isinstance(value, str) or not INSTANCE_ID.match(value):
-        raise Refused(400, "InvalidInstanceId", f"instance_id {_shown(value)} is not "
-                      "'i-' followed by 8 or 17 lowercase hexadecimal digits")
+        raise InvalidInput("InvalidInstanceId", f"instance_id {_shown(value)} is not "
+                           "'i-' followed by 8 or 17 lowercase hexadecimal digits")
     return value
 
 
@@ -102,14 +136,14 @@ def _account_id(value) -> str:
     from chalicelib.findings import ACCOUNT_ID
 
     if not isinstance(value, str) or not ACCOUNT_ID.match(value):
-        raise Refused(400, "InvalidAccountId",
-                      f"account_id {_shown(value)} is not a 12-digit account id")
+        raise InvalidInput("InvalidAccountId",
+                           f"account_id {_shown(value)} is not a 12-digit account id")
     return value
 
 
 def _region(value, home_region: str) -> str:
     if not isinstance(value, str) or not known_region(value, home_region):
-        raise Refused(400, "InvalidRegion", f"region {_shown(value)} is not an AWS region")
+        raise InvalidInput("InvalidRegion", f"region {_shown(value)} is not an AWS region")
     return value
 
 
@@ -117,14 +151,14 @@ def parse_json_object(raw_body: bytes | None) -> dict:
     """The request body as a JSON object, or the error that says what is wrong with it."""
     raw_body = raw_body or b""
     if len(raw_body) > MAX_BODY:
-        raise Refused(413, "BodyTooLarge",
-                       f"body is {len(raw_body)} bytes; the limit is {MAX_BODY} bytes")
+        raise BodyTooLarge(f"body is {len(raw_body)} bytes; the limit is {MAX_BODY} bytes")
     try:
         body = json.loads(raw_body or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise Refused(400, "InvalidJson", f"body is not valid JSON: {error}") from None
+        raise InvalidInput("InvalidJson", f"body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
-        raise Refused(400, "InvalidBody", f"body must be a JSON object, not {type(body).__name__}")
+        raise InvalidInput("InvalidBody",
+                           f"body must be a JSON object, not {type(body).__name__}")
     return body
 
 
@@ -136,19 +170,21 @@ def quarantine_request(body: dict, home_account: str, default_region: str, calle
     instance_id = _instance_id(body.get("instance_id"))
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise Refused(400, "InvalidReason", f"reason {_shown(reason)} must be a string of at "
-                       f"most {MAX_REASON} characters")
+        raise InvalidInput("InvalidReason", f"reason {_shown(reason)} must be a string of "
+                           f"at most {MAX_REASON} characters")
     finding = _attached_finding(body.get("finding"), instance_id) if "finding" in body else None
     region = _region(body.get("region", finding.region if finding else default_region),
                      default_region)
     for flag in ("force", "dry_run"):
         if flag in body and not isinstance(body[flag], bool):
-            raise Refused(400, "InvalidField", f"{flag} {_shown(body[flag])} must be true or false")
+            raise InvalidInput("InvalidField",
+                               f"{flag} {_shown(body[flag])} must be true or false")
     account_id = _account_id(body.get("account_id",
                                       finding.account_id if finding else home_account))
     if finding and (finding.account_id, finding.region) != (account_id, region):
-        raise Refused(400, "FindingMismatch", f"finding is from account {finding.account_id} in "
-                      f"{finding.region}, not account_id {account_id} in region {region}")
+        raise InvalidInput("FindingMismatch",
+                           f"finding is from account {finding.account_id} in {finding.region}, "
+                           f"not account_id {account_id} in region {region}")
     return QuarantineRequest(instance_id=instance_id, account_id=account_id, region=region,
                              source="http", reason=reason,
                              finding=finding.finding if finding else None,
@@ -168,10 +204,10 @@ def _attached_finding(value, instance_id: str):
     try:
         parsed = parse(value)
     except MalformedFinding as error:
-        raise Refused(400, "InvalidFinding", f"finding: {error}") from None
+        raise InvalidInput("InvalidFinding", f"finding: {error}") from None
     if parsed.instance_id != instance_id:
-        raise Refused(400, "FindingMismatch", f"finding is about {parsed.instance_id}, "
-                      f"not instance_id {instance_id}")
+        raise InvalidInput("FindingMismatch", f"finding is about {parsed.instance_id}, "
+                           f"not instance_id {instance_id}")
     return parsed
 
 
@@ -182,10 +218,12 @@ def release_request(body: dict, home_account: str, default_region: str, caller: 
     """POST /release's body: (QuarantineRequest for the instance, whether to re-register)."""
     _only(body, RELEASE_FIELDS)
     if "reason" not in body:
-        raise Refused(400, "MissingReason", "reason is required: say why the instance is released")
+        raise InvalidInput("MissingReason",
+                           "reason is required: say why the instance is released")
     reregister = body.get("reregister", False)
     if not isinstance(reregister, bool):
-        raise Refused(400, "InvalidField", f"reregister {_shown(reregister)} must be true or false")
+        raise InvalidInput("InvalidField",
+                           f"reregister {_shown(reregister)} must be true or false")
     fields = {k: v for k, v in body.items() if k != "reregister"}
     return quarantine_request(fields, home_account, default_region, caller), reregister
 
@@ -207,12 +245,12 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
         _instance_id(instance_id)
     status = query.get("status")
     if status is not None and status not in STATUSES:
-        raise Refused(400, "InvalidStatus", f"status {_shown(status)} is not one of "
-                      f"{', '.join(STATUSES)}")
+        raise InvalidInput("InvalidStatus", f"status {_shown(status)} is not one of "
+                           f"{', '.join(STATUSES)}")
     since = query.get("since")
     if since is not None and not SINCE.match(since):
-        raise Refused(400, "InvalidSince", f"since {_shown(since)} is not an ISO 8601 UTC time "
-                      "such as 2026-11-30T04:00:00Z")
+        raise InvalidInput("InvalidSince", f"since {_shown(since)} is not an ISO 8601 UTC "
+                           "time such as 2026-11-30T04:00:00Z")
     account = _account_id(query.get("account_id", home_account))
     region = _region(query.get("region", default_region), default_region)
     try:
@@ -220,8 +258,8 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
         if not 1 <= limit <= 100:
             raise ValueError
     except ValueError:
-        raise Refused(400, "InvalidLimit", f"limit {_shown(query.get('limit'))} is not a "
-                      "number from 1 to 100") from None
+        raise InvalidInput("InvalidLimit", f"limit {_shown(query.get('limit'))} is not a "
+                           "number from 1 to 100") from None
     start = None
     if query.get("next_token"):
         try:
@@ -232,7 +270,8 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
                     for v in start.values())):
                 raise ValueError
         except (ValueError, UnicodeDecodeError, RecursionError, TypeError):
-            raise Refused(400, "InvalidNextToken", "next_token is not one this API gave") from None
+            raise InvalidInput("InvalidNextToken",
+                               "next_token is not one this API gave") from None
     key = instance_key(account, region, instance_id) if instance_id else None
     page, last = search(key, status, since, limit, start)  # ISO times compare as strings
     body = {"incidents": [{k: i.get(k) for k in ("incident_id", "status", "instance_id",
@@ -241,4 +280,4 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
                           for i in page]}
     if last:
         body["next_token"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
-    return 200, body
+    return body

@@ -13,7 +13,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import accounts, aws, findings, incidents, report, settings
+from chalicelib import accounts, aws, findings, incidents, outcomes, report, settings
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,11 @@ EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accept
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
 
 
-class Refused(Exception):
-    """The request cannot be acted on; status and code follow the HTTP API's contract."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def check_settings(current) -> None:
     """Refuse to act without the app's resources."""
     for name in ("state_machine_arn", "topic_arn", "incidents_table"):
         if not getattr(current, name):
-            raise Refused(503, "NotConfigured", f"{name.upper()} is not set: the app cannot act")
+            raise outcomes.NotConfigured(f"{name.upper()} is not set: the app cannot act")
 
 
 def admit(request: findings.QuarantineRequest, home_account: str):
@@ -46,60 +38,53 @@ def admit(request: findings.QuarantineRequest, home_account: str):
     current = settings.get()
     check_settings(current)
     if not accounts.allowed(request.account_id, home_account, current):
-        raise Refused(403, "AccountNotAllowed",
-                      f"account {request.account_id} is not allowed: not the home account "
-                      f"{home_account} and not in MEMBER_ACCOUNTS")
+        raise outcomes.NotAllowed(f"account {request.account_id} is not allowed: not the home "
+                                  f"account {home_account} and not in MEMBER_ACCOUNTS")
     return current
 
 
-def start(request: findings.QuarantineRequest, home_account: str) -> tuple[int, dict]:
-    """Open an incident for `request` (or record it on the active one); (HTTP status, body)."""
+def start(request: findings.QuarantineRequest,
+          home_account: str) -> outcomes.Outcome | outcomes.ExemptAnnounced:
+    """Open an incident for `request` (or record it on the active one): the outcome."""
     current = admit(request, home_account)
     instance = describe(request, home_account)
     if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
         if request.source == "guardduty":
             announce(report.not_acted_on(request.to_dict(), "exempt"))
             log.info("not acted on %s: exempt (%s=true)", request.instance_id, current.exempt_tag)
-            return 200, {"decision": "exempt", "instance_id": request.instance_id}
+            return outcomes.ExemptAnnounced(request.instance_id)
         if not request.force:
-            raise Refused(409, "InstanceExempt",
-                          f"instance {request.instance_id} carries {current.exempt_tag}=true; "
-                          'send "force": true to quarantine it anyway')
+            raise outcomes.InstanceExempt(
+                f"instance {request.instance_id} carries {current.exempt_tag}=true; "
+                'send "force": true to quarantine it anyway')
     incident = new_incident(request, instance, home_account)
     if request.dry_run or current.dry_run:
         incident["status"] = "DRY_RUN"
         incidents.put(incident)
         log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
                  request.source)
-        return begin(incident)
+        return outcomes.DryRun(begin(incident))
     try:
         incidents.claim(incident)
     except incidents.AlreadyActive as active:
         return further(active.incident_id, request)
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
-    return begin(incident)
+    return outcomes.Opened(begin(incident))
 
 
 def describe(request: findings.QuarantineRequest, home_account: str) -> dict:
     """The live instance; refusals for one that does not exist or is terminated."""
-    from botocore.exceptions import ClientError
-
-    try:
-        ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
-        reservations = ec2.describe_instances(InstanceIds=[request.instance_id])["Reservations"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("InvalidInstanceID.NotFound",
-                                               "InvalidInstanceID.Malformed"):
-            reservations = []
-        else:
-            raise
+    ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
+    found = aws.tolerate(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
+                         ec2.describe_instances, InstanceIds=[request.instance_id])
+    reservations = (found or {}).get("Reservations")
     if not reservations:
-        raise Refused(404, "InstanceNotFound",
-                      f"instance {request.instance_id} not found in {request.region}")
+        raise outcomes.InstanceNotFound(f"instance {request.instance_id} not found in "
+                                        f"{request.region}")
     instance = reservations[0]["Instances"][0]
     if instance["State"]["Name"] in ("shutting-down", "terminated"):
-        raise Refused(409, "InstanceTerminated",
-                      f"instance {request.instance_id} is {instance['State']['Name']}")
+        raise outcomes.InstanceTerminated(f"instance {request.instance_id} is "
+                                          f"{instance['State']['Name']}")
     return instance
 
 
@@ -158,8 +143,8 @@ def execution_arn(incident_id: str) -> str:
     return machine.replace(":stateMachine:", ":execution:") + ":" + execution_name(incident_id)
 
 
-def begin(incident: dict, status: int = 202) -> tuple[int, dict]:
-    """Start the incident's execution; its name makes a repeated start a no-op."""
+def begin(incident: dict) -> dict:
+    """Start the incident's execution (its name makes a repeated start a no-op); the incident."""
     from botocore.exceptions import ClientError
 
     current = settings.get()
@@ -173,37 +158,37 @@ def begin(incident: dict, status: int = 202) -> tuple[int, dict]:
                     "dry_run": incident["status"] == "DRY_RUN"},
         "memory": {},
     }
-    machine_region = current.state_machine_arn.split(":")[3]
+    machine_region = aws.region_of(current.state_machine_arn)
     try:
-        aws.client("stepfunctions", machine_region).start_execution(
+        aws.tolerate(
+            "ExecutionAlreadyExists", aws.client("stepfunctions", machine_region).start_execution,
             stateMachineArn=current.state_machine_arn,
             name=execution_name(incident["incident_id"]),
             input=json.dumps(execution_input, default=str),
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-            log.error("execution of %s did not start: %s", incident["incident_id"], error)
-            _mark_start_failed(incident["incident_id"])
-            raise Refused(503, "ExecutionNotStarted",
-                          f"incident {incident['incident_id']} is claimed but its execution did "
-                          "not start; repeat the request to start it") from None
-    return status, public(incident)
+        log.error("execution of %s did not start: %s", incident["incident_id"], error)
+        _mark_start_failed(incident["incident_id"])
+        raise outcomes.ExecutionNotStarted(
+            f"incident {incident['incident_id']} is claimed but its execution did not start; "
+            "repeat the request to start it") from None
+    return incident
 
 
-def further(incident_id: str, request: findings.QuarantineRequest) -> tuple[int, dict]:
+def further(incident_id: str, request: findings.QuarantineRequest) -> outcomes.Recorded:
     """Record a further finding or request on the active incident; start it if it never was."""
     incident = incidents.record_finding(incident_id, {
         **(_finding_ref(request) or {}), "source": request.source, "reason": request.reason,
         "at": incidents.now()})
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
-        return begin(incident, status=200)
+        return outcomes.Recorded(begin(incident))
     try:
         announce(report.duplicate(incident, _finding_ref(request)))
     except Exception:  # recorded already: a lost notice must not turn it into a failure
         log.exception("could not announce the further %s on %s", request.source, incident_id)
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
-    return 200, public(incident)
+    return outcomes.Recorded(incident)
 
 
 def _start_was_lost(incident: dict) -> bool:
@@ -220,16 +205,9 @@ def _start_was_lost(incident: dict) -> bool:
 
 
 def _execution_exists(incident_id: str) -> bool:
-    from botocore.exceptions import ClientError
-
     arn = execution_arn(incident_id)
-    try:
-        aws.client("stepfunctions", arn.split(":")[3]).describe_execution(executionArn=arn)
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            return False
-        raise
-    return True
+    return aws.tolerate("ExecutionDoesNotExist", aws.client(
+        "stepfunctions", aws.region_of(arn)).describe_execution, executionArn=arn) is not None
 
 
 def _mark_start_failed(incident_id: str) -> None:
@@ -242,21 +220,8 @@ def _mark_start_failed(incident_id: str) -> None:
 
 def announce(notice: dict) -> None:
     topic = settings.get().topic_arn
-    aws.client("sns", topic.split(":")[3]).publish(
+    aws.client("sns", aws.region_of(topic)).publish(
         TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
-
-
-def public(incident: dict) -> dict:
-    """What the API answers about an incident it opened or found."""
-    return {
-        "incident_id": incident["incident_id"],
-        "status": incident["status"],
-        "instance_id": incident["instance_id"],
-        "account_id": incident["account_id"],
-        "region": incident["region"],
-        "execution_arn": incident["execution_arn"],
-        "status_url": f"/incidents/{incident['incident_id']}",
-    }
 
 
 def _execution_view(incident: dict) -> dict:
@@ -289,33 +254,33 @@ def handle_finding(detail, home_account: str) -> dict:
         log.info("dropped finding %s on %s: %s", request.finding.id, request.instance_id, why_not)
         return {"decision": "dropped", "reason": why_not}
     try:
-        status, body = start(request, home_account)
-    except Refused as refusal:
+        outcome = start(request, home_account)
+    except outcomes.Refusal as refusal:
         log.warning("did not act on finding %s on %s: %s", request.finding.id,
                     request.instance_id, refusal.message)
         return {"decision": "refused", "reason": refusal.message, "code": refusal.code}
     except Exception:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
-    return {"decision": "acted" if status == 202 else "recorded", **body}
+    return {"decision": outcome.decision, **outcome.summary()}
 
 
 def release(request: findings.QuarantineRequest, home_account: str,
-            reregister: bool = False) -> tuple[int, dict]:
+            reregister: bool = False) -> outcomes.ReleaseStarted:
     """Start undoing the instance's contained or partial incident (through Step Functions)."""
     current = admit(request, home_account)
     describe(request, home_account)
     incident_id = incidents.active_for(request.account_id, request.region, request.instance_id)
     incident = incidents.get(incident_id) if incident_id else None
-    if incident is None or incident["status"] not in ("CONTAINED", "PARTIAL"):
+    if incident is None or incident["status"] not in incidents.RELEASABLE:
         state = f"its incident {incident_id} is {incident['status']}" if incident else \
             "it has no active incident"
-        raise Refused(409, "NothingToRelease",
-                      f"instance {request.instance_id} cannot be released: {state} (release "
-                      "works on CONTAINED and PARTIAL incidents)")
+        raise outcomes.NothingToRelease(
+            f"instance {request.instance_id} cannot be released: {state} (release works on "
+            f"{' and '.join(incidents.RELEASABLE)} incidents)")
     import secrets
 
-    machine_region = current.state_machine_arn.split(":")[3]
+    machine_region = aws.region_of(current.state_machine_arn)
     # Each release request is its own execution: one that failed can be asked for again, and
     # the release step skips what an earlier attempt already restored.
     name = execution_name(f"{incident_id}-release-{secrets.token_hex(4)}")
@@ -327,4 +292,4 @@ def release(request: findings.QuarantineRequest, home_account: str,
     )["executionArn"]
     log.info("releasing %s (%s)", incident_id, request.instance_id)
     earlier = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
-    return 202, {**public(incident), "release_execution_arn": arn, "releases_before": earlier}
+    return outcomes.ReleaseStarted(incident, arn, earlier)

@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chalicelib import findings, http, workflow
-from chalicelib.workflow import Refused
+from chalicelib.outcomes import Refusal
 from local import recording
 from tests.helpers import api, sample
 
@@ -57,8 +57,8 @@ def test_any_finding_is_parsed_or_refused_with_a_reason(detail):
 def test_any_body_is_a_request_or_a_4xx(body):
     try:
         request = http.quarantine_request(body, HOME, REGION, "")
-    except Refused as refusal:
-        assert 400 <= refusal.status < 500 and refusal.message
+    except Refusal as refusal:
+        assert 400 <= http.status_of(refusal) < 500 and refusal.message
         return
     assert findings.INSTANCE_ID.match(request.instance_id)
 
@@ -69,8 +69,8 @@ def test_any_body_is_a_request_or_a_4xx(body):
 def test_any_raw_body_is_json_or_a_4xx(raw):
     try:
         http.parse_json_object(raw)
-    except Refused as refusal:
-        assert refusal.status in (400, 413)
+    except Refusal as refusal:
+        assert http.status_of(refusal) in (400, 413)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ def test_execution_invokes_app_functions_and_publishes_to_sns(stack):
     queue = subscribe_queue(stack)
     victim = make_victim(stack, interfaces=1, volumes=1)
     request = findings.parse(guardduty_event(victim["instance_id"])["detail"])
-    status, started = workflow.start(request, stack.account)
+    started = workflow.start(request, stack.account).summary()
 
     assert wait_execution(stack, started["execution_arn"])["status"] == "SUCCEEDED"
     invoked = [i.function_name for i in stack.bridge.invocations if i.source == "invoke"]
