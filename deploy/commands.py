@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from chalicelib import names
+from deploy import names
 from deploy import permissions
 from deploy import resources
 

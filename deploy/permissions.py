@@ -18,7 +18,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from chalicelib import accounts, incidents, names, statemachine, workflow
+from chalicelib import accounts, incidents, workflow
+from deploy import names, statemachine
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from chalicelib.steps import contain, evidence, memory, release, report

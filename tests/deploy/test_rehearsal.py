@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from chalicelib import names
+from deploy import names
 from deploy import permissions
 from deploy import commands, resources
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from chalicelib import names, statemachine
+from deploy import names, statemachine
 from deploy import permissions
 from deploy import resources
 

@@ -4,7 +4,7 @@ import json
 import os
 
 import app
-from chalicelib import names
+from deploy import names
 from deploy import permissions
 from local.stack import PROJECT_DIR
 
