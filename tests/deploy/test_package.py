@@ -11,9 +11,7 @@ import zipfile
 
 import pytest
 
-from deploy import names, statemachine
-from deploy import permissions
-from deploy import commands
+from deploy import names, package, permissions, project, statemachine
 
 STAGE = "prod"
 RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundled by design
@@ -25,11 +23,11 @@ LAMBDA_PROVIDES = {"boto3", "botocore"}
 def packaged(tmp_path_factory):
     """The package of a working tree where Python has run (bytecode beside the sources)."""
     out_dir = str(tmp_path_factory.mktemp("package"))
-    cache = os.path.join(permissions.PROJECT_DIR, "chalicelib", "__pycache__")
+    cache = os.path.join(project.PROJECT_DIR, "chalicelib", "__pycache__")
     os.makedirs(cache, exist_ok=True)
     with open(os.path.join(cache, "planted.cpython-311.pyc"), "wb") as handle:
         handle.write(b"\0" * 100_000)
-    commands.package(STAGE, out_dir)
+    package.build(STAGE, out_dir)
     with open(os.path.join(out_dir, "sam.json")) as handle:
         return out_dir, json.load(handle)
 
