@@ -20,7 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from chalicelib import aws, names
+from chalicelib import aws
+from deploy import names
 from local import drive, recording
 
 HANDLER = "on_guardduty_finding"

@@ -1,4 +1,4 @@
-"""Package size: the deployment zip `make package` ships (deploy.commands.package: Chalice's
+"""Package size: the deployment zip `make package` ships (deploy.package.build: Chalice's
 package of app.py and chalicelib/, bytecode left out), beside Custodian's Lambda archive (what
 `custodian` uploads for a policy in Lambda mode: c7n and its policy runner)."""
 
@@ -15,10 +15,10 @@ CUSTODIAN_ARCHIVE = ("from c7n.mu import custodian_archive; archive = custodian_
 
 def app_zip() -> tuple[int, list[str]]:
     """(size in bytes, top-level entries) of the deployment.zip `make package` writes."""
-    from deploy import commands
+    from deploy import package
 
     with tempfile.TemporaryDirectory(prefix="bench-package-") as out:
-        commands.package("dev", out)
+        package.build("dev", out)
         path = os.path.join(out, "deployment.zip")
         with zipfile.ZipFile(path) as archive:
             entries = sorted({name.split("/")[0] for name in archive.namelist()})

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib import names
+from deploy import names
 from local import drive, recording
 from local.victims import make_fleet_member, make_victim
 

@@ -1,1 +1,2 @@
-"""Deployment: the resources stack Chalice cannot create, and the deploy/destroy/package commands."""
+"""Deployment, build time only (never packaged): the resources stack Chalice cannot create,
+the policies, and the deploy/destroy/package commands (commands.py)."""

@@ -1,7 +1,7 @@
 """The CloudFormation template for what Chalice cannot create, built from the app's own code.
 
-The state machine's definition comes from `chalicelib.statemachine` (what the tests run), the
-table from `chalicelib.incidents`, every name from `chalicelib.names`: the functions and the
+The state machine's definition comes from `deploy.statemachine` (what the tests run), the
+table from `chalicelib.incidents`, every name from `deploy.names`: the functions and the
 state machine refer to each other by deterministic names, so neither waits for the other.
 The same template is the `--merge-template` of `make package`, which adds what wires Chalice's
 functions to these resources (their names and environment).
@@ -9,7 +9,8 @@ functions to these resources (their names and environment).
 
 import json
 
-from chalicelib import incidents, names, statemachine
+from chalicelib import incidents
+from deploy import names, statemachine
 
 REGION, ACCOUNT = "${AWS::Region}", "${AWS::AccountId}"  # resolved by Fn::Sub
 

@@ -21,7 +21,8 @@ from urllib.parse import unquote
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
-from chalicelib import aws, names
+from chalicelib import aws
+from deploy import names
 from local import iam
 
 log = logging.getLogger("local.bridge")

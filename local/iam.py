@@ -24,8 +24,8 @@ import json
 import threading
 from dataclasses import dataclass
 
-from chalicelib import aws, names
-from deploy import permissions
+from chalicelib import aws
+from deploy import names, permissions
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",

@@ -1,13 +1,15 @@
 """Provision the app's resources on the embedded AWS, as deployment would in a real account.
 
-Names come from chalicelib.names and definitions from chalicelib (the incidents table, the state
-machine), so the local stack runs exactly what is deployed.
+Names come from deploy.names and definitions from what deployment uses (the incidents table from
+chalicelib, the state machine from deploy.statemachine), so the local stack runs exactly what is
+deployed.
 """
 
 import json
 import os
 
-from chalicelib import incidents, names, settings, statemachine
+from chalicelib import incidents, settings
+from deploy import names, statemachine
 from deploy.resources import DENY_ALL, EC2_TRUST
 
 def provision(stack) -> dict:

@@ -1,6 +1,8 @@
 """`make package`: one deployable template (Chalice's SAM merged with the resources stack) and a
-zip that holds only the app; cfn-lint (with the SAM translator) passes, the API demands IAM."""
+zip that holds only the app, which imports nothing left out of it; cfn-lint (with the SAM
+translator) passes, the API demands IAM."""
 
+import ast
 import json
 import os
 import subprocess
@@ -9,23 +11,23 @@ import zipfile
 
 import pytest
 
-from chalicelib import names, statemachine
-from deploy import permissions
-from deploy import commands
+from deploy import names, package, permissions, project, statemachine
 
 STAGE = "prod"
 RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundled by design
+BUILD_TIME = {"names.py", "statemachine.py", "permissions.py"}  # deploy/ only, never shipped
+LAMBDA_PROVIDES = {"boto3", "botocore"}
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
     """The package of a working tree where Python has run (bytecode beside the sources)."""
     out_dir = str(tmp_path_factory.mktemp("package"))
-    cache = os.path.join(permissions.PROJECT_DIR, "chalicelib", "__pycache__")
+    cache = os.path.join(project.PROJECT_DIR, "chalicelib", "__pycache__")
     os.makedirs(cache, exist_ok=True)
     with open(os.path.join(cache, "planted.cpython-311.pyc"), "wb") as handle:
         handle.write(b"\0" * 100_000)
-    commands.package(STAGE, out_dir)
+    package.build(STAGE, out_dir)
     with open(os.path.join(out_dir, "sam.json")) as handle:
         return out_dir, json.load(handle)
 
@@ -85,3 +87,22 @@ def test_the_zip_holds_only_the_app(packaged):
     strays = {e for e in entries - RUNTIME - {"app.py"}
               if not e.startswith("chalicelib/") or not e.endswith(".py") or "__pycache__" in e}
     assert not strays, strays  # no boto3, no local/, no tests/, no bytecode
+    shipped = {e.rsplit("/", 1)[-1] for e in entries}
+    assert not shipped & BUILD_TIME, shipped & BUILD_TIME
+
+
+def test_the_zipped_code_imports_only_what_the_zip_and_lambda_hold(packaged):
+    """An import of deploy/ or local/ from chalicelib would pass every local test and fail in
+    Lambda: read the imports of every module in the zip."""
+    out_dir, _ = packaged
+    imported = set()
+    with zipfile.ZipFile(os.path.join(out_dir, "deployment.zip")) as archive:
+        for entry in archive.namelist():
+            if entry.endswith(".py") and entry not in RUNTIME:
+                for node in ast.walk(ast.parse(archive.read(entry))):
+                    if isinstance(node, ast.Import):
+                        imported |= {alias.name.split(".")[0] for alias in node.names}
+                    elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                        imported.add(node.module.split(".")[0])
+    assert "chalicelib" in imported  # the walk saw the app's own imports
+    assert imported - set(sys.stdlib_module_names) <= {"chalice", "chalicelib"} | LAMBDA_PROVIDES

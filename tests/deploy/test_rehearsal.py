@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from chalicelib import names
-from deploy import permissions
-from deploy import commands, resources
+from deploy import names
+from deploy import permissions, project, resources
 
 STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)
 
@@ -21,7 +20,7 @@ def _run(stack, *arguments):
     environ = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "AWS_ACCESS_KEY_ID": "x",
                "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": stack.region}
     return subprocess.run([sys.executable, "-m", "deploy", *arguments, "--stage", STAGE],
-                          cwd=permissions.PROJECT_DIR, env=environ, capture_output=True,
+                          cwd=project.PROJECT_DIR, env=environ, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -56,7 +55,7 @@ def _deployed(stack):
 
 @pytest.fixture
 def rehearsal_dir():
-    path = os.path.join(permissions.PROJECT_DIR, "build", "rehearsal", STAGE)
+    path = os.path.join(project.PROJECT_DIR, "build", "rehearsal", STAGE)
     shutil.rmtree(path, ignore_errors=True)
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -78,9 +77,9 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
         "ExecutionLogs", "DenyAllProfile"}
     assert after_first["tables"] and after_first["buckets"] and after_first["topics"]
     assert after_first["machines"]
-    config = commands._read_config(rehearsal_dir)["stages"][STAGE]["environment_variables"]
+    config = project.read_config(rehearsal_dir)["stages"][STAGE]["environment_variables"]
     assert config["STATE_MACHINE_ARN"] == after_first["machines"][0]
-    with open(os.path.join(permissions.CHALICE_DIR, "config.json")) as handle:
+    with open(os.path.join(project.CHALICE_DIR, "config.json")) as handle:
         assert after_first["machines"][0] not in handle.read()  # the real stage is untouched
 
     second = _run(stack, "deploy")

@@ -10,11 +10,9 @@ import os
 
 import pytest
 
-from chalicelib import names, statemachine
-from deploy import permissions
-from deploy import resources
+from deploy import grants, names, permissions, project, resources, statemachine
 
-CHALICE_DIR = permissions.CHALICE_DIR
+CHALICE_DIR = project.CHALICE_DIR
 
 
 def _function_policies():
@@ -50,13 +48,13 @@ def test_no_wildcard_action_and_star_resources_only_where_iam_cannot_scope(name,
             continue
         assert statement["Effect"] == "Allow", name
         if "*" in _listed(statement["Resource"]):
-            assert set(actions) <= set(permissions.UNSCOPABLE), (
-                name, sorted(set(actions) - set(permissions.UNSCOPABLE)))
+            assert set(actions) <= set(grants.UNSCOPABLE), (
+                name, sorted(set(actions) - set(grants.UNSCOPABLE)))
 
 
 def test_every_unscopable_entry_says_why_and_is_used():
     used = {a for _, p in _every_policy() for s in p["Statement"] for a in _listed(s["Action"])}
-    for action, reason in permissions.UNSCOPABLE.items():
+    for action, reason in grants.UNSCOPABLE.items():
         assert reason.strip(), action
         assert action in used, f"{action} is listed as unscopable but no policy needs it"
 
@@ -77,7 +75,7 @@ def test_instance_mutations_are_conditioned_where_iam_supports_it():
     assert {"ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
             "ec2:CreateSecurityGroup", "ec2:CreateTags"} <= conditioned
     rules = next(s for s in contain if "ec2:RevokeSecurityGroupEgress" in s["Action"])
-    assert rules["Condition"] == permissions.PRODUCT_GROUPS  # only the product's own groups
+    assert rules["Condition"] == grants.PRODUCT_GROUPS  # only the product's own groups
 
 
 @pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v

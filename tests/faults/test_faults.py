@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chalicelib import names, statemachine
+from deploy import names, statemachine
 from local import recording
 from local.faults import denied, throttled
 from local.victims import make_fleet_member, make_victim

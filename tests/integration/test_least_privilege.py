@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from chalicelib import incidents, names, workflow
-from deploy import permissions
+from chalicelib import incidents, workflow
+from deploy import names, permissions
 from local import iam, provision
 from local.victims import make_fleet_member
 from tests.helpers import (

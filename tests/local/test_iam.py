@@ -8,7 +8,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, names
+from chalicelib import aws
+from deploy import names
 from local import iam
 
 

@@ -4,8 +4,8 @@ import json
 import os
 
 import app
-from chalicelib import names
-from deploy import permissions
+from deploy import names
+from deploy import member_role, permissions
 from local.stack import PROJECT_DIR
 
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
@@ -75,7 +75,7 @@ def test_member_role_template_is_what_the_code_declares_and_lints():
     import subprocess
     import sys
 
-    with open(os.path.join(PROJECT_DIR, "deploy", permissions.MEMBER_ROLE_TEMPLATE)) as handle:
+    with open(os.path.join(PROJECT_DIR, "deploy", member_role.FILE)) as handle:
         assert handle.read() == permissions.member_role_template(), "run `make policies`"
     actions = permissions.member_role_actions()
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import app
-from chalicelib import names, statemachine
+from deploy import names, statemachine
 
 ARNS = statemachine.step_function_arns("us-east-1", "123456789012", "dev")
 TOPIC = names.topic_arn("us-east-1", "123456789012", "dev")

@@ -1,7 +1,8 @@
 """Deterministic names of the app's resources per stage.
 
 Deployment, the embedded AWS and the state machine definition all derive names from here, so the
-functions and the state machine can refer to each other without a dependency cycle.
+functions and the state machine can refer to each other without a dependency cycle. Build time
+only (not packaged): the functions find their resources through the settings deployment wires.
 """
 
 APP_NAME = "ec2-quarantine"

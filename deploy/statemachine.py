@@ -1,11 +1,12 @@
-"""The Step Functions definition (ASL), built in one place for deployment, tests and local runs.
+"""The Step Functions definition (ASL), built in one place for deployment, tests and local runs
+(build time only: not packaged).
 
 Function and topic ARNs are derived from deterministic names, so the state machine and the
 functions can refer to each other without a dependency cycle.
 """
 
-from chalicelib import names
 from chalicelib.incidents import CLAIM_PREFIX
+from deploy import names
 
 # The app's @app.lambda_function names that the state machine invokes.
 STEP_FUNCTIONS = (

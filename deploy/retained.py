@@ -1,0 +1,105 @@
+"""The incidents table and the evidence bucket, which outlive the stack (evidence is never
+lost by accident): found by their deterministic names, refused in the way of a new stack,
+purged only when asked, and checked for incidents that still hold an instance."""
+
+from chalicelib import aws
+from deploy import names
+from deploy.session import DeployError, client, say
+
+
+def _kept(stage: str) -> dict[str, str]:
+    """The table and bucket that outlive the stack, by their deterministic names."""
+    account = client("sts").get_caller_identity()["Account"]
+    region = client("cloudformation").meta.region_name
+    return {"table": names.incidents_table(stage),
+            "bucket": names.evidence_bucket(region, account, stage)}
+
+
+def _existing(kept: dict[str, str]) -> dict[str, str]:
+    """Which of the kept resources exist now."""
+    from botocore.exceptions import ClientError
+
+    found = {}
+    for kind, check in (("table", lambda: client("dynamodb").describe_table(
+                             TableName=kept["table"])),
+                        ("bucket", lambda: client("s3").head_bucket(Bucket=kept["bucket"]))):
+        try:
+            check()
+            found[kind] = kept[kind]
+        except ClientError:
+            pass
+    return found
+
+
+def _listed(found: dict[str, str]) -> str:
+    return " and ".join(f"{kind} {name}" for kind, name in found.items())
+
+
+def refuse_orphans(stage: str) -> None:
+    """A table or bucket kept by an earlier `make destroy` cannot be created again: say so
+    before CloudFormation fails half-way."""
+    found = _existing(_kept(stage))
+    if found:
+        raise DeployError(
+            f"{_listed(found)} exist from an earlier deployment (kept by `make destroy`). "
+            "Nothing was created. Either import them into a new stack with CloudFormation's "
+            "resource import (template: build/<stage>/resources.json), or copy the evidence "
+            f"elsewhere and run `make destroy STAGE={stage} PURGE=1`, then deploy again")
+
+
+def _count_active(table: str) -> int:
+    pages = client("dynamodb").get_paginator("scan").paginate(
+        TableName=table, Select="COUNT",
+        FilterExpression="record_type = :incident AND #status IN (:o, :c, :p)",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":incident": {"S": "incident"}, ":o": {"S": "OPEN"},
+                                   ":c": {"S": "CONTAINED"}, ":p": {"S": "PARTIAL"}})
+    return sum(page["Count"] for page in pages)
+
+
+def active_incidents(stage: str) -> int:
+    """Incidents still holding an instance (OPEN, CONTAINED, PARTIAL): their records are what
+    releases those instances. 0 when there is no table."""
+    return aws.tolerate("ResourceNotFoundException", _count_active,
+                        table=names.incidents_table(stage)) or 0
+
+
+def keep_or_purge(stage: str, purge: bool) -> None:
+    """After the stack is gone: say what is kept, or (`purge`) delete it."""
+    found = _existing(_kept(stage))
+    if not found:
+        return
+    if not purge:
+        say(f"kept (evidence is never deleted by default): {_listed(found)}; "
+            f"`make destroy STAGE={stage} PURGE=1` removes them")
+        return
+    _purge(found)
+
+
+def _purge(found: dict[str, str]) -> None:
+    """The evidence first, the records last: if object lock keeps evidence, the incidents that
+    name it stay too."""
+    from botocore.exceptions import ClientError
+
+    if "bucket" in found:
+        s3, bucket = client("s3"), found["bucket"]
+        say(f"purging bucket {bucket} (every version)")
+        kept = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if doomed:
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed,
+                                                                  "Quiet": True})
+                kept += [e["Key"] for e in answer.get("Errors", [])]
+        try:
+            if kept:
+                raise DeployError(f"{len(kept)} object version(s) were not deleted")
+            s3.delete_bucket(Bucket=bucket)
+        except (ClientError, DeployError) as error:
+            raise DeployError(f"bucket {bucket} was not deleted ({error}; object lock keeps "
+                              "evidence until its retention ends); the incidents table is "
+                              "kept with it") from None
+    if "table" in found:
+        say(f"purging table {found['table']}")
+        client("dynamodb").delete_table(TableName=found["table"])
