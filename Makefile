@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml 
 C7N_VENV := bench/.venv-c7n
 C7N_INSTALLED := $(C7N_VENV)/.installed-$(shell cat bench/requirements-c7n.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo local policies bench deploy destroy package stage-given clean
+.PHONY: install test demo local policies settings bench deploy destroy package stage-given clean
 
 install: $(INSTALLED)
 
@@ -41,6 +41,11 @@ $(C7N_INSTALLED): bench/requirements-c7n.txt
 # Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
 policies: install
 	$(BIN)/python -m deploy.permissions .chalice
+
+# Regenerate the README's settings tables and config.json's app-wide defaults from
+# chalicelib/settings.py.
+settings: install
+	$(BIN)/python -m deploy.settings_files
 
 # One stage into the account and region of your AWS credentials (see README, "Deploying").
 # With AWS_ENDPOINT_URL set, a rehearsal on the embedded AWS (`make local`) instead.

@@ -1,14 +1,18 @@
 """All configuration, read once from environment variables and validated.
 
-Every setting has one name, one default and one parser here; the README's settings table lists the
-same names. A bad value raises `SettingsError` naming the variable and the value, so a
-misconfigured stage fails loudly instead of acting on a guess.
+Each setting is declared once, as a field below: its variable is the field's name in upper case,
+its type the annotation, and `setting()` gives its default, parser and meaning. Loading, the
+defaults, the README's settings table and the app-wide environment in `.chalice/config.json`
+(`make settings`, `deploy/settings_files.py`) all derive from these declarations. `Options` are
+the settings that choose actions: they are frozen into each execution when its incident opens
+(`chalicelib/execution.py`). A bad value raises `SettingsError` naming the variable and the value,
+so a misconfigured stage fails loudly instead of acting on a guess.
 """
 
 import functools
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 
@@ -17,71 +21,21 @@ class SettingsError(ValueError):
     """A setting has a value the app cannot act on."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    severity_threshold: float
-    finding_type_prefixes: tuple[str, ...]
-    exempt_tag: str
-    dry_run: bool
-    member_accounts: tuple[str, ...]
-    member_role_name: str
-    member_external_id: str
-    snapshot_poll_seconds: int
-    snapshot_deadline_seconds: int
-    state_machine_arn: str
-    topic_arn: str
-    incidents_table: str
-    evidence_bucket: str
-    autoscaling_mode: str
-    disassociate_elastic_ip: bool
-    credentials_mode: str
-    deny_all_profile_arn: str
-    revoke_role_sessions: bool
-    disable_api_stop: bool
-    stop_after_evidence: bool
-    forensic_account_id: str
-    memory_capture_document: str
-    memory_capture_timeout_seconds: int
+# -- parsers: (variable, raw value) -> value, or SettingsError -------------------------------
+
+def number(low, high, kind=float):
+    def parse(name, raw):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={raw!r} is outside {low}..{high}")
+        return value
+    return parse
 
 
-DEFAULTS = {
-    "SEVERITY_THRESHOLD": "7.0",
-    "FINDING_TYPE_PREFIXES": "",
-    "EXEMPT_TAG": "QuarantineExempt",
-    "DRY_RUN": "false",
-    "MEMBER_ACCOUNTS": "",
-    "MEMBER_ROLE_NAME": "ec2-quarantine-member",
-    "MEMBER_EXTERNAL_ID": "",
-    "SNAPSHOT_POLL_SECONDS": "30",
-    "SNAPSHOT_DEADLINE_SECONDS": "3600",
-    "STATE_MACHINE_ARN": "",
-    "TOPIC_ARN": "",
-    "INCIDENTS_TABLE": "",
-    "EVIDENCE_BUCKET": "",
-    "AUTOSCALING_MODE": "detach",
-    "DISASSOCIATE_ELASTIC_IP": "false",
-    "CREDENTIALS_MODE": "disassociate",
-    "DENY_ALL_PROFILE_ARN": "",
-    "REVOKE_ROLE_SESSIONS": "false",
-    "DISABLE_API_STOP": "false",
-    "STOP_AFTER_EVIDENCE": "false",
-    "FORENSIC_ACCOUNT_ID": "",
-    "MEMORY_CAPTURE_DOCUMENT": "",
-    "MEMORY_CAPTURE_TIMEOUT_SECONDS": "300",
-}
-
-
-def _number(name, raw, low, high, kind=float):
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} is outside {low}..{high}")
-    return value
-
-
-def _boolean(name, raw):
+def boolean(name, raw):
     lowered = raw.strip().lower()
     if lowered in ("true", "1", "yes"):
         return True
@@ -90,76 +44,152 @@ def _boolean(name, raw):
     raise SettingsError(f"{name}={raw!r} is not a boolean (true or false)")
 
 
-def _csv(raw):
+def choice(*choices):
+    def parse(name, raw):
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def verbatim(name, raw):
+    return raw
+
+
+def stripped(name, raw):
+    return raw.strip()
+
+
+def csv(name, raw):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _accounts(raw):
-    accounts = _csv(raw)
-    for account in accounts:
+def accounts(name, raw):
+    found = csv(name, raw)
+    for account in found:
         if account != "*" and not ACCOUNT_ID.match(account):
-            raise SettingsError(f"MEMBER_ACCOUNTS has {account!r}, not a 12-digit account id or *")
-    return accounts
+            raise SettingsError(f"{name} has {account!r}, not a 12-digit account id or *")
+    return found
 
 
-def _choice(name, raw, choices):
-    value = raw.strip().lower()
-    if value not in choices:
-        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+def account_or_empty(name, raw):
+    value = raw.strip()
+    if value and not ACCOUNT_ID.match(value):
+        raise SettingsError(f"{name}={value!r} is not a 12-digit account id")
     return value
+
+
+def tag_key(name, raw):
+    value = raw.strip()
+    if not value:
+        raise SettingsError(f"{name} is empty: exemptions would be impossible to express")
+    return value
+
+
+def setting(default: str, parse, meaning: str, deployed: bool = False):
+    """Declare a setting: its raw default, its parser, its meaning (the README's words).
+    `deployed`: written into each stage's environment by deployment (a stack output)."""
+    return field(metadata={"default": default, "parse": parse, "meaning": meaning,
+                           "deployed": deployed})
+
+
+# -- the declarations -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Options:
+    """What to do: read when an incident opens and carried by its execution, so a settings
+    change mid-flight never mixes two configurations in one incident."""
+
+    dry_run: bool = setting("false", boolean, "plan only, change nothing")
+    autoscaling_mode: str = setting(
+        "detach", choice("detach", "standby"),
+        "`detach` (keep desired capacity: the group launches a replacement) or `standby`")
+    disassociate_elastic_ip: bool = setting("false", boolean,
+                                            "take the instance's Elastic IPs away")
+    credentials_mode: str = setting(
+        "disassociate", choice("disassociate", "deny-all"),
+        "`disassociate` the instance profile, or `deny-all`: swap in `DENY_ALL_PROFILE_ARN`")
+    deny_all_profile_arn: str = setting(
+        "", stripped, "instance profile whose role denies everything (for `deny-all`)",
+        deployed=True)
+    revoke_role_sessions: bool = setting(
+        "false", boolean, "deny the role's sessions issued before now (hits every instance "
+        "sharing the role: the report names them)")
+    disable_api_stop: bool = setting(
+        "false", boolean, "stop protection (cannot be combined with `STOP_AFTER_EVIDENCE`)")
+    stop_after_evidence: bool = setting(
+        "false", boolean, "stop the instance once every snapshot completed (off: memory is "
+        "evidence too)")
+    forensic_account_id: str = setting("", account_or_empty,
+                                       "share the completed snapshots with this account")
+    memory_capture_document: str = setting(
+        "", stripped, "SSM document run before isolation on SSM-managed instances (empty: off)")
+    memory_capture_timeout_seconds: int = setting("300", number(10, 840, int),
+                                                  "bound on the memory capture (10..840)")
+    snapshot_poll_seconds: int = setting("30", number(1, 3600, int),
+                                         "wait between snapshot progress checks")
+    snapshot_deadline_seconds: int = setting("3600", number(1, 86400, int),
+                                             "give up waiting for snapshots after this long")
+
+
+@dataclass(frozen=True)
+class Settings(Options):
+    """Every setting: the options, what decides whether to act, and where the app's resources
+    are (deployment facts: each function reads them from its own environment)."""
+
+    severity_threshold: float = setting(
+        "7.0", number(0.0, 10.0), "automatic path acts on findings with at least this severity")
+    finding_type_prefixes: tuple[str, ...] = setting(
+        "", csv, "comma-separated finding-type prefixes the automatic path acts on (empty: all)")
+    exempt_tag: str = setting("QuarantineExempt", tag_key, "an instance with this tag set to "
+                              "`true` is never touched automatically")
+    member_accounts: tuple[str, ...] = setting(
+        "", accounts, "accounts the app may act in (comma-separated, `*` = any; empty: the home "
+        "account only)")
+    member_role_name: str = setting("ec2-quarantine-member", stripped,
+                                    "role assumed in member accounts")
+    member_external_id: str = setting("", verbatim, "external id for that role")
+    state_machine_arn: str = setting("", verbatim, "the incident state machine (the app "
+                                     "refuses to act without it)", deployed=True)
+    topic_arn: str = setting("", verbatim, "the report topic (the app refuses to act without "
+                             "it)", deployed=True)
+    incidents_table: str = setting("", verbatim, "the incidents table (the app refuses to act "
+                                   "without it)", deployed=True)
+    evidence_bucket: str = setting("", verbatim, "the evidence bucket", deployed=True)
+
+
+def variable(declared) -> str:
+    """The environment variable of a declared field."""
+    return declared.name.upper()
+
+
+DEFAULTS = {variable(f): f.metadata["default"] for f in fields(Settings)}
+OPTIONS = tuple(f.name for f in fields(Options))
+DEPLOYED = tuple(variable(f) for f in fields(Settings) if f.metadata["deployed"])
+
+
+def _check(values: dict) -> None:
+    """What no single setting can say about itself."""
+    if values["credentials_mode"] == "deny-all" and not values["deny_all_profile_arn"].startswith(
+            "arn:"):
+        raise SettingsError("CREDENTIALS_MODE=deny-all needs DENY_ALL_PROFILE_ARN (an instance "
+                            f"profile ARN), not {values['deny_all_profile_arn']!r}")
+    if values["disable_api_stop"] and values["stop_after_evidence"]:
+        raise SettingsError("DISABLE_API_STOP=true and STOP_AFTER_EVIDENCE=true contradict each "
+                            "other: the product could not stop the instance it protected")
 
 
 def load(environ=None) -> Settings:
     """Parse and validate the settings from `environ` (default: the process environment)."""
     environ = os.environ if environ is None else environ
-    raw = {name: environ.get(name, default) for name, default in DEFAULTS.items()}
-    exempt_tag = raw["EXEMPT_TAG"].strip()
-    if not exempt_tag:
-        raise SettingsError("EXEMPT_TAG is empty: exemptions would be impossible to express")
-    credentials_mode = _choice("CREDENTIALS_MODE", raw["CREDENTIALS_MODE"],
-                               ("disassociate", "deny-all"))
-    if credentials_mode == "deny-all" and not raw["DENY_ALL_PROFILE_ARN"].startswith("arn:"):
-        raise SettingsError("CREDENTIALS_MODE=deny-all needs DENY_ALL_PROFILE_ARN (an instance "
-                            f"profile ARN), not {raw['DENY_ALL_PROFILE_ARN']!r}")
-    forensic = raw["FORENSIC_ACCOUNT_ID"].strip()
-    if forensic and not ACCOUNT_ID.match(forensic):
-        raise SettingsError(f"FORENSIC_ACCOUNT_ID={forensic!r} is not a 12-digit account id")
-    disable_api_stop = _boolean("DISABLE_API_STOP", raw["DISABLE_API_STOP"])
-    stop_after_evidence = _boolean("STOP_AFTER_EVIDENCE", raw["STOP_AFTER_EVIDENCE"])
-    if disable_api_stop and stop_after_evidence:
-        raise SettingsError("DISABLE_API_STOP=true and STOP_AFTER_EVIDENCE=true contradict each "
-                            "other: the product could not stop the instance it protected")
-    return Settings(
-        severity_threshold=_number("SEVERITY_THRESHOLD", raw["SEVERITY_THRESHOLD"], 0.0, 10.0),
-        finding_type_prefixes=_csv(raw["FINDING_TYPE_PREFIXES"]),
-        exempt_tag=exempt_tag,
-        dry_run=_boolean("DRY_RUN", raw["DRY_RUN"]),
-        member_accounts=_accounts(raw["MEMBER_ACCOUNTS"]),
-        member_role_name=raw["MEMBER_ROLE_NAME"].strip(),
-        member_external_id=raw["MEMBER_EXTERNAL_ID"],
-        snapshot_poll_seconds=_number(
-            "SNAPSHOT_POLL_SECONDS", raw["SNAPSHOT_POLL_SECONDS"], 1, 3600, int
-        ),
-        snapshot_deadline_seconds=_number(
-            "SNAPSHOT_DEADLINE_SECONDS", raw["SNAPSHOT_DEADLINE_SECONDS"], 1, 86400, int
-        ),
-        state_machine_arn=raw["STATE_MACHINE_ARN"],
-        topic_arn=raw["TOPIC_ARN"],
-        incidents_table=raw["INCIDENTS_TABLE"],
-        evidence_bucket=raw["EVIDENCE_BUCKET"],
-        autoscaling_mode=_choice("AUTOSCALING_MODE", raw["AUTOSCALING_MODE"], ("detach", "standby")),
-        disassociate_elastic_ip=_boolean("DISASSOCIATE_ELASTIC_IP", raw["DISASSOCIATE_ELASTIC_IP"]),
-        credentials_mode=credentials_mode,
-        deny_all_profile_arn=raw["DENY_ALL_PROFILE_ARN"].strip(),
-        revoke_role_sessions=_boolean("REVOKE_ROLE_SESSIONS", raw["REVOKE_ROLE_SESSIONS"]),
-        disable_api_stop=disable_api_stop,
-        stop_after_evidence=stop_after_evidence,
-        forensic_account_id=forensic,
-        memory_capture_document=raw["MEMORY_CAPTURE_DOCUMENT"].strip(),
-        memory_capture_timeout_seconds=_number(
-            "MEMORY_CAPTURE_TIMEOUT_SECONDS", raw["MEMORY_CAPTURE_TIMEOUT_SECONDS"], 10, 840, int
-        ),
-    )
+    values = {}
+    for declared in fields(Settings):
+        name = variable(declared)
+        values[declared.name] = declared.metadata["parse"](
+            name, environ.get(name, declared.metadata["default"]))
+    _check(values)
+    return Settings(**values)
 
 
 @functools.lru_cache(maxsize=1)

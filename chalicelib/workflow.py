@@ -13,7 +13,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import accounts, aws, findings, incidents, outcomes, report, settings
+from chalicelib import accounts, aws, execution, findings, incidents, outcomes, report, settings
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +148,7 @@ def begin(incident: dict) -> dict:
     from botocore.exceptions import ClientError
 
     current = settings.get()
-    execution_input = {
-        "mode": "quarantine",
-        "incident": _execution_view(incident),
-        "notice": report.detection(incident),
-        "timing": {"poll_seconds": current.snapshot_poll_seconds,
-                   "deadline_seconds": current.snapshot_deadline_seconds},
-        "options": {"memory_capture": bool(current.memory_capture_document),
-                    "dry_run": incident["status"] == "DRY_RUN"},
-        "memory": {},
-    }
+    execution_input = execution.quarantine(incident, current)
     machine_region = aws.region_of(current.state_machine_arn)
     try:
         aws.tolerate(
@@ -224,9 +215,6 @@ def announce(notice: dict) -> None:
         TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
 
 
-def _execution_view(incident: dict) -> dict:
-    """The incident as the steps need it (not the further findings: they can grow)."""
-    return {key: value for key, value in incident.items() if key != "findings"}
 
 
 def _finding_ref(request: findings.QuarantineRequest):
@@ -286,9 +274,7 @@ def release(request: findings.QuarantineRequest, home_account: str,
     name = execution_name(f"{incident_id}-release-{secrets.token_hex(4)}")
     arn = aws.client("stepfunctions", machine_region).start_execution(
         stateMachineArn=current.state_machine_arn, name=name,
-        input=json.dumps({"mode": "release", "incident": {"incident_id": incident_id},
-                          "release": {"reason": request.reason, "reregister": reregister,
-                                      "requested_by": request.requested_by}}),
+        input=json.dumps(execution.release(incident_id, request, reregister, current)),
     )["executionArn"]
     log.info("releasing %s (%s)", incident_id, request.instance_id)
     earlier = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")

@@ -162,8 +162,7 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
     Memory capture (opt-in) is the one step in front of containment: SSM needs the network.
     A release (mode "release") undoes an incident's changes and reports.
     A dry run walks the same path with every action's plan and reports the plan.
-    Execution input: {"mode": "quarantine", "incident", "notice": {subject, message}, "timing": {poll_seconds,
-    deadline_seconds}, "options": {memory_capture, dry_run}, "memory": {}}.
+    Execution input: `chalicelib.execution` (its options go to every Lambda step).
     """
     incident_only = {"incident.$": "$.incident", "options.$": "$.options"}
     detection_branch = {
@@ -199,7 +198,7 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                 "Default": "MemoryCaptureWanted"},
             "Release": _task(
                 function_arns["release"],
-                {"incident.$": "$.incident", "release.$": "$.release"}, "$.report",
+                {**incident_only, "release.$": "$.release"}, "$.report",
                 "NotifyRelease", catch={"ResultPath": "$.release_error", "Next": "ReleaseFailed"}),
             "ReleaseFailed": {
                 "Type": "Pass",
@@ -229,8 +228,7 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
             },
             "CollectEvidence": _task(
                 function_arns["collect_evidence"],
-                {"incident.$": "$.incident", "timing.$": "$.timing", "options.$": "$.options"},
-                "$.evidence",
+                incident_only, "$.evidence",
                 "SnapshotsDone", catch={"ResultPath": "$.evidence_error", "Next": "EvidenceCrashed"}),
             "EvidenceCrashed": {
                 "Type": "Pass",
@@ -240,11 +238,11 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.evidence.done", "BooleanEquals": True, "Next": "Report"}],
                 "Default": "WaitForSnapshots"},
-            "WaitForSnapshots": {"Type": "Wait", "SecondsPath": "$.timing.poll_seconds",
+            "WaitForSnapshots": {"Type": "Wait", "SecondsPath": "$.options.snapshot_poll_seconds",
                                  "Next": "CheckSnapshots"},
             "CheckSnapshots": _task(
                 function_arns["check_snapshots"],
-                {"incident.$": "$.incident", "evidence.$": "$.evidence"}, "$.evidence",
+                {**incident_only, "evidence.$": "$.evidence"}, "$.evidence",
                 "SnapshotsDone", catch={"ResultPath": "$.evidence.error", "Next": "Report"}),
             "Report": _task(
                 function_arns["report"],

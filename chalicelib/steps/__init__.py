@@ -2,17 +2,18 @@
 the incident. A step never raises for an action's failure; if it crashes anyway, the state
 machine's Catch hands the error to the report."""
 
-from chalicelib import accounts, settings
+from chalicelib import accounts, execution
 from chalicelib.actions import Target
 
 
-def target_for(incident: dict) -> Target:
-    """The incident's instance, with clients in its account and region, and the settings."""
+def target_for(incident: dict, event: dict) -> Target:
+    """The incident's instance, with clients in its account and region, and the settings its
+    execution acts under (`event` carries its options)."""
     account, region = incident["account_id"], incident["region"]
     home = incident.get("home_account", account)
     return Target(client=lambda service: accounts.client(service, account, region, home),
                   home_client=lambda service: accounts.client(service, home, region, home),
-                  incident=incident, settings=settings.get())
+                  incident=incident, settings=execution.acting_settings(event))
 
 
 def is_dry_run(event: dict) -> bool:

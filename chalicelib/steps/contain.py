@@ -62,7 +62,7 @@ def status(changes: list, errors: list) -> str:
 def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
-    target = target_for(incident)
+    target = target_for(incident, event)
     dry_run = is_dry_run(event)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
                                   target, dry_run)

@@ -4,7 +4,7 @@ complete or the deadline passes (the state machine's Wait loop calls `check`).""
 import logging
 import time
 
-from chalicelib import actions, incidents, settings
+from chalicelib import actions, incidents
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import is_dry_run, target_for
 
@@ -20,9 +20,9 @@ CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *incidents.UPDATE_PERMISSIONS)
 def collect(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
-    target = target_for(incident)
+    target = target_for(incident, event)
     if is_dry_run(event):
-        later = safe_evidence_actions({"(each new snapshot)": "completed"}, [])
+        later = safe_evidence_actions({"(each new snapshot)": "completed"}, [], target.settings)
         planned, errors = actions.run([Snapshots(), StoreEvidence([])] + later, target,
                                       dry_run=True)
         incidents.record_step(incident["incident_id"], "evidence", started, "planned",
@@ -40,18 +40,17 @@ def collect(event: dict) -> dict:
                               "store": f"s3://{bucket}/{incident['incident_id']}/" if stored
                               else None}})
     return {"snapshot_ids": snapshot_ids, "done": not snapshot_ids,
-            "deadline": time.time() + event["timing"]["deadline_seconds"]}
+            "deadline": time.time() + target.settings.snapshot_deadline_seconds}
 
 
-def safe_evidence_actions(states: dict, unfinished: list) -> list[actions.Action]:
+def safe_evidence_actions(states: dict, unfinished: list, options) -> list[actions.Action]:
     """What may follow once every snapshot completed: sharing them, stopping the instance."""
-    current = settings.get()
     if unfinished or not states:
         return []
     ordered: list[actions.Action] = []
-    if current.forensic_account_id:
+    if options.forensic_account_id:
         ordered.append(ShareSnapshots(sorted(states)))
-    if current.stop_after_evidence:
+    if options.stop_after_evidence:
         ordered.append(StopInstance())
     return ordered
 
@@ -59,7 +58,8 @@ def safe_evidence_actions(states: dict, unfinished: list) -> list[actions.Action
 def check(event: dict) -> dict:
     incident, evidence = event["incident"], event["evidence"]
     started = incidents.now()
-    described = target_for(incident).ec2.describe_snapshots(
+    target = target_for(incident, event)
+    described = target.ec2.describe_snapshots(
         SnapshotIds=evidence["snapshot_ids"])["Snapshots"]
     states = {s["SnapshotId"]: s["State"] for s in described}
     unfinished = sorted(i for i, state in states.items() if state != "completed")
@@ -70,8 +70,8 @@ def check(event: dict) -> dict:
         errors = [{"action": "snapshots", "resource": i, "code": "SnapshotNotCompleted",
                    "message": f"{i} was still {states[i]} at the deadline" if states[i] == "pending"
                    else f"{i} ended in state {states[i]}"} for i in unfinished]
-        changes, after_errors = actions.run(safe_evidence_actions(states, unfinished),
-                                            target_for(incident))
+        changes, after_errors = actions.run(
+            safe_evidence_actions(states, unfinished, target.settings), target)
         incidents.record_step(incident["incident_id"], "wait-snapshots", started,
                               "late" if late else "completed", changes, errors + after_errors,
                               fields={"evidence.snapshots": states})

@@ -15,7 +15,7 @@ PERMISSIONS = incidents.UPDATE_PERMISSIONS
 def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
-    target = target_for(incident)
+    target = target_for(incident, event)
     dry_run = is_dry_run(event)
     try:
         changes = CaptureMemory().plan(target) if dry_run else CaptureMemory().apply(target)

@@ -38,7 +38,7 @@ def run(event: dict) -> dict:
     started = incidents.now()
     incident = incidents.get(incident_id)
     asked = event.get("release") or {}
-    target = target_for(incident)
+    target = target_for(incident, event)
     undone, errors, notes = [], [], []
     restored = set((incident.get("release") or {}).get("restored") or [])
     for record in reversed(incident.get("changes") or []):

@@ -32,3 +32,27 @@ def test_bad_values_are_refused_naming_the_variable(name, value):
     with pytest.raises(SettingsError) as raised:
         load({name: value})
     assert name in str(raised.value)
+
+
+@pytest.mark.parametrize("environ,message", [
+    ({"CREDENTIALS_MODE": "deny-all"},
+     "CREDENTIALS_MODE=deny-all needs DENY_ALL_PROFILE_ARN (an instance profile ARN), not ''"),
+    ({"DISABLE_API_STOP": "true", "STOP_AFTER_EVIDENCE": "yes"},
+     "DISABLE_API_STOP=true and STOP_AFTER_EVIDENCE=true contradict each other: the product "
+     "could not stop the instance it protected"),
+    ({"FORENSIC_ACCOUNT_ID": " 1234 "}, "FORENSIC_ACCOUNT_ID='1234' is not a 12-digit account id"),
+    ({"AUTOSCALING_MODE": "Stop"}, "AUTOSCALING_MODE='Stop' is not one of detach, standby"),
+])
+def test_settings_that_contradict_or_are_malformed_are_refused_in_words(environ, message):
+    with pytest.raises(SettingsError) as raised:
+        load(environ)
+    assert str(raised.value) == message
+
+
+def test_every_declared_default_loads_and_each_setting_says_what_it_means():
+    from dataclasses import fields
+
+    from chalicelib.settings import DEFAULTS, Settings
+
+    assert load(DEFAULTS) == load({})
+    assert all(f.metadata["meaning"] for f in fields(Settings))

@@ -1,0 +1,74 @@
+"""What travels with an execution: its input, built once when it starts.
+
+One rule: every option that chooses actions (`settings.Options`) is frozen into the input when
+the execution starts, and the steps act under those (`acting_settings`), so a settings change
+mid-flight applies to the next incident and never mixes two configurations in one. Resource
+names (state machine, topic, table, bucket) are the deployment's: each step reads them from its
+own environment. The state machine passes `options` to every Lambda step.
+"""
+
+from dataclasses import replace
+from typing import Literal, TypedDict
+
+from chalicelib import findings, report, settings
+
+
+class Frozen(TypedDict, total=False):
+    """`settings.Options` by field name (dry_run: this incident's, the setting's or the
+    request's), and `memory_capture`, which the state machine's choice reads."""
+
+    memory_capture: bool
+
+
+class QuarantineInput(TypedDict):
+    mode: Literal["quarantine"]
+    incident: dict  # the incident as opened, without its further findings (they can grow)
+    notice: dict  # the detection notice NotifyDetected publishes: subject, message
+    options: Frozen
+    memory: dict  # CaptureMemory's result, once it ran
+
+
+class ReleaseRequest(TypedDict):
+    reason: str
+    reregister: bool  # register with target groups and load balancers again
+    requested_by: str
+
+
+class ReleaseInput(TypedDict):
+    mode: Literal["release"]
+    incident: dict  # {"incident_id"}: the release step reads the record itself
+    release: ReleaseRequest
+    options: Frozen
+
+
+def freeze(current: settings.Settings, dry_run: bool) -> Frozen:
+    """The options an execution starts under."""
+    frozen = {name: getattr(current, name) for name in settings.OPTIONS}
+    return {**frozen, "dry_run": dry_run, "memory_capture": bool(current.memory_capture_document)}
+
+
+def quarantine(incident: dict, current: settings.Settings) -> QuarantineInput:
+    return {
+        "mode": "quarantine",
+        "incident": {key: value for key, value in incident.items() if key != "findings"},
+        "notice": report.detection(incident),
+        "options": freeze(current, dry_run=incident["status"] == "DRY_RUN"),
+        "memory": {},
+    }
+
+
+def release(incident_id: str, request: findings.QuarantineRequest, reregister: bool,
+            current: settings.Settings) -> ReleaseInput:
+    asked: ReleaseRequest = {"reason": request.reason, "reregister": reregister,
+                             "requested_by": request.requested_by}
+    return {"mode": "release", "incident": {"incident_id": incident_id}, "release": asked,
+            "options": freeze(current, dry_run=False)}
+
+
+def acting_settings(event: dict) -> settings.Settings:
+    """The settings a step acts under: the deployment's resources from its environment, the
+    options its execution started with. (An execution started before options travelled lacks
+    some: those are the environment's, as they were then.)"""
+    frozen = event.get("options") or {}
+    return replace(settings.get(), **{name: frozen[name] for name in settings.OPTIONS
+                                      if name in frozen})
