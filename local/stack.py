@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 
-from local import iam, patches, provision
+from local import iam, patches, provision, scenario
 from local.bridge import LambdaBridge
 from local.faults import CONTROL_PATH, FaultMiddleware, FaultRegistry
 
@@ -126,11 +126,11 @@ class Stack:
 
     def manage_with_ssm(self, instance_id: str) -> None:
         """Make the instance look SSM-managed (an online agent), as the SSM agent would."""
-        patches.manage_with_ssm(instance_id)
+        scenario.manage_with_ssm(instance_id)
 
     def hold_snapshots(self, polls: int) -> None:
         """New snapshots read `pending` for their first `polls` DescribeSnapshots calls."""
-        patches.hold_snapshots(polls)
+        scenario.hold_snapshots(polls)
 
     def moto_api(self, path: str, payload=None):
         """Call moto's own API (reset, config, recorder…) on this server."""
@@ -150,8 +150,7 @@ class Stack:
 
         self.bridge.wait_idle()
         self.faults.reset()
-        patches.hold_snapshots(0)
-        patches.forget_ssm()
+        scenario.reset()
         self.moto_api("reset", b"")
         patches.forget_credentials()
         self.bridge.roles.forget()

@@ -6,7 +6,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 
-
 def _vpc_with_groups(ec2, count=3):
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
@@ -212,9 +211,14 @@ def test_ssm_lists_and_commands_only_managed_instances(stack):
         ssm.send_command(InstanceIds=[unmanaged], DocumentName="AWS-RunShellScript",
                          Parameters={"commands": ["true"]})
     assert raised.value.response["Error"]["Code"] == "InvalidInstanceId"
+    s3 = stack.client("s3")
+    s3.create_bucket(Bucket="output")
     sent = ssm.send_command(InstanceIds=[managed], DocumentName="AWS-RunShellScript",
-                            Parameters={"commands": ["true"]})["Command"]["CommandId"]
+                            Parameters={"commands": ["true"]}, OutputS3BucketName="output",
+                            OutputS3KeyPrefix="runs/")["Command"]["CommandId"]
     assert ssm.get_command_invocation(CommandId=sent, InstanceId=managed)["Status"] == "Success"
+    written = [o["Key"] for o in s3.list_objects_v2(Bucket="output")["Contents"]]
+    assert written == [f"runs/{sent}/{managed}/awsrunShellScript/0.awsrunShellScript/stdout"]
 
 
 def test_console_screenshot_is_a_jpeg(stack):
@@ -280,3 +284,20 @@ def test_a_cancelled_transaction_puts_back_its_items_without_copying_the_table(s
     assert backend.tables["t"] is table  # the items were put back, not the table swapped
     assert db.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"N": "1"}
     assert "Item" not in db.get_item(TableName="t", Key={"k": {"S": "b"}})
+
+
+def test_a_lambda_tasks_service_error_is_named_as_step_functions_names_it(stack):
+    """Plain moto names every Lambda service error of a task "Exception", so no Retry on
+    `Lambda.TooManyRequestsException` ever matches."""
+    function = f"arn:aws:lambda:{stack.region}:{stack.account}:function:ec2-quarantine-dev-report"
+    definition = {"StartAt": "Invoke", "States": {"Invoke": {
+        "Type": "Task", "Resource": function, "End": True}}}  # as the app's states are
+    sfn = stack.client("stepfunctions")
+    machine = sfn.create_state_machine(name="invokes", roleArn="arn:aws:iam::123456789012:role/r",
+                                       definition=json.dumps(definition))["stateMachineArn"]
+    stack.faults.arm("lambda", "Invoke", "TooManyRequestsException")
+
+    failed = _wait_as(sfn, sfn.start_execution(stateMachineArn=machine)["executionArn"])
+
+    assert (failed["status"], failed["error"]) == ("FAILED", "Lambda.TooManyRequestsException")
+

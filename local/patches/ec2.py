@@ -1,0 +1,118 @@
+"""EC2 fidelity: interface groups, instance attributes, the console, snapshots that take time."""
+
+from local import scenario
+
+# A 1x1 JPEG: what GetConsoleScreenshot returns base64-encoded in ImageData.
+TINY_JPEG = (
+    "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////"
+    "////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQAB"
+    "PxA="
+)
+
+
+def patch_interface_groups():
+    """moto reads a primary interface's groups as the union of its own and the instance's
+    launch-time groups, so a swap never removes the old ones; AWS reads back exactly what was set.
+    Setting the primary interface's groups also sets the instance's, as in AWS, and
+    `ModifyInstanceAttribute Groups=` replaces the primary interface's groups instead of adding.
+    """
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface, NetworkInterfaceBackend
+    from moto.ec2.models.instances import InstanceBackend
+
+    NetworkInterface.group_set = property(lambda self: list(self._group_set))
+
+    original_modify_eni = NetworkInterfaceBackend.modify_network_interface_attribute
+
+    def modify_network_interface_attribute(self, eni_id, group_ids, *args, **kwargs):
+        original_modify_eni(self, eni_id, group_ids, *args, **kwargs)
+        eni = self.get_network_interface(eni_id)
+        if group_ids and eni.instance is not None and eni.instance.nics.get(0) is eni:
+            eni.instance.security_groups = list(eni._group_set)
+
+    NetworkInterfaceBackend.modify_network_interface_attribute = modify_network_interface_attribute
+
+    original_modify_instance = InstanceBackend.modify_instance_security_groups
+
+    def modify_instance_security_groups(self, instance_id, new_group_id_list):
+        instance = original_modify_instance(self, instance_id, new_group_id_list)
+        if 0 in instance.nics:
+            instance.nics[0]._group_set = list(instance.security_groups)
+        return instance
+
+    InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
+
+
+def patch_instance_attributes():
+    """moto ignores `ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=` and, worse, falls
+    through to its groups handler with no groups, wiping the instance's security groups. AWS sets
+    the attribute and leaves the groups alone."""
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original_dot_value = InstanceResponse._dot_value_instance_attribute_handler
+    original_groups = InstanceResponse._security_grp_instance_attribute_handler
+
+    def dot_value(self):
+        value = self._get_param("InstanceInitiatedShutdownBehavior.Value")
+        if value is None:
+            return original_dot_value(self)
+        self.error_on_dryrun()
+        self.ec2_backend.modify_instance_attribute(
+            self._get_param("InstanceId"), "instance_initiated_shutdown_behavior", value)
+        return True
+
+    def groups(self):
+        return bool(self._get_param("Groups", [])) and original_groups(self)
+
+    InstanceResponse._dot_value_instance_attribute_handler = dot_value
+    InstanceResponse._security_grp_instance_attribute_handler = groups
+
+
+def patch_console():
+    """moto answers GetConsoleScreenshot with a 500; AWS returns a base64 JPEG."""
+    from moto.ec2.responses.general import General
+
+    def get_console_screenshot(self):
+        from moto.core.responses import ActionResult
+
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        return ActionResult({"InstanceId": instance.id, "ImageData": TINY_JPEG})
+
+    General.get_console_screenshot = get_console_screenshot
+
+
+def patch_snapshots():
+    """moto completes snapshots at once and CreateSnapshots returns no State; in AWS a snapshot
+    is `pending` for a while and every CreateSnapshots entry carries its State and Progress.
+    How long is the scenario's (`local.scenario.hold_snapshots`)."""
+    from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
+
+    original_init = Snapshot.__init__
+
+    def __init__(self, *args, **kwargs):
+        self._hold_polls = scenario.snapshot_hold["polls"]
+        self._polls_seen = 0
+        original_init(self, *args, **kwargs)
+
+    def get_status(self):
+        # describe_snapshots counts a poll before the response is rendered: poll n sees n.
+        if self._hold_polls and self._polls_seen <= self._hold_polls:
+            return "pending"
+        return self._status
+
+    def set_status(self, value):
+        self._status = value
+
+    Snapshot.__init__ = __init__
+    Snapshot.status = property(get_status, set_status)
+    Snapshot.state = property(get_status)
+    Snapshot.progress = property(lambda self: "100%" if get_status(self) == "completed" else "0%")
+
+    original_describe = EBSBackend.describe_snapshots
+
+    def describe_snapshots(self, snapshot_ids=None, filters=None):
+        matches = original_describe(self, snapshot_ids=snapshot_ids, filters=filters)
+        for snapshot in matches:
+            snapshot._polls_seen += 1
+        return matches
+
+    EBSBackend.describe_snapshots = describe_snapshots
