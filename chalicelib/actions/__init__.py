@@ -9,6 +9,8 @@ an ordered list of actions; one action's failure is recorded and the next one st
 import logging
 from dataclasses import dataclass, field
 
+from chalicelib import aws
+
 log = logging.getLogger(__name__)
 
 
@@ -78,14 +80,16 @@ def apply_each(records: list[dict], make) -> list[dict]:
     return made
 
 
+def failure_record(action: str, resource: str, code: str, message: str) -> dict:
+    """A failure as the incident records and the report shows it."""
+    return {"action": action, "resource": resource, "code": code, "message": message[:500]}
+
+
 def error_record(action: Action | str, resource: str, error: Exception) -> dict:
-    """An action's (or a step's, by name) failure as the incident records and the report
-    shows it."""
-    response = getattr(error, "response", None) or {}
-    code = response.get("Error", {}).get("Code") or type(error).__name__
-    message = response.get("Error", {}).get("Message") or str(error)
-    name = action if isinstance(action, str) else action.name
-    return {"action": name, "resource": resource, "code": code, "message": message[:500]}
+    """An action's (or a step's, by name) exception as a failure record."""
+    message = (getattr(error, "response", None) or {}).get("Error", {}).get("Message")
+    return failure_record(action if isinstance(action, str) else action.name, resource,
+                          aws.error_code(error) or type(error).__name__, message or str(error))
 
 
 def run(actions: list[Action], target: Target, dry_run: bool = False):

@@ -3,6 +3,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
+from chalicelib import aws
 from chalicelib.actions import Action, PartialFailure, apply_each, change
 from chalicelib.actions.instance import TAG_INCIDENT
 
@@ -72,7 +73,7 @@ class StoreEvidence(Action):
             try:
                 pieces.append((name, render(call()), content_type))
             except Exception as error:  # one missing piece never loses the others
-                notes.append(f"{name}: {getattr(error, 'response', {}).get('Error', {}).get('Code') or error}")
+                notes.append(f"{name}: {aws.error_code(error) or error}")
 
         as_json = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str).encode()
         instance = target.instance_id

@@ -57,14 +57,9 @@ class CaptureMemory(Action):
     @staticmethod
     def _status(ssm, command, instance_id) -> str:
         """The invocation's status; right after SendCommand AWS may not know it yet."""
-        from botocore.exceptions import ClientError
-
-        try:
-            return ssm.get_command_invocation(CommandId=command, InstanceId=instance_id)["Status"]
-        except ClientError as error:
-            if aws.error_code(error) == "InvocationDoesNotExist":
-                return "Pending"
-            raise
+        found = aws.tolerate("InvocationDoesNotExist", ssm.get_command_invocation,
+                             CommandId=command, InstanceId=instance_id)
+        return found["Status"] if found else "Pending"
 
     def undo(self, target, record):
         """Evidence is kept on release."""
