@@ -5,7 +5,7 @@ evidence; one left behind a load balancer keeps receiving users. Both are undone
 of isolation, well inside any health-check window, and never in front of it.
 """
 
-from chalicelib.actions import Action, PartialFailure, apply_each, change
+from chalicelib.actions import Action, apply_each, change
 
 ASG_TAG = "aws:autoscaling:groupName"  # on every instance of a group: no lookup needed
 
@@ -35,15 +35,17 @@ class LeaveAutoScalingGroup(Action):
         if not group:
             return []
         autoscaling = target.client("autoscaling")
-        autoscaling.set_instance_protection(AutoScalingGroupName=group,
-                                            InstanceIds=[target.instance_id],
-                                            ProtectedFromScaleIn=True)
+
+        def make(record):
+            if record["attribute"] == "protected-from-scale-in":
+                autoscaling.set_instance_protection(AutoScalingGroupName=group,
+                                                    InstanceIds=[target.instance_id],
+                                                    ProtectedFromScaleIn=True)
+            else:
+                self._leave(autoscaling, group, target)
+
         protected = change(self.name, target.instance_id, "protected-from-scale-in", False, True)
-        try:
-            self._leave(autoscaling, group, target)
-        except Exception as error:
-            raise PartialFailure([protected], error) from error
-        return [protected] + self.plan(target)
+        return apply_each([protected] + self.plan(target), make)
 
     def _leave(self, autoscaling, group, target):
         if target.settings.autoscaling_mode == "standby":

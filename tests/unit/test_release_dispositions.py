@@ -1,0 +1,98 @@
+"""An action that makes several changes records the ones it made before failing, so release
+can undo them (moto in-process)."""
+
+import functools
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib import actions
+from chalicelib.actions import PartialFailure, Target
+from chalicelib.actions.instance import DetachInstanceProfile, SwapToDenyAllProfile
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def instance(aws):
+    """An instance with its own profile, a deny-all profile in the account, and a Target whose
+    one EC2 client a test can hook into."""
+    iam = boto3.client("iam", region_name=REGION)
+    arns = {}
+    for name in ("app", "ec2-quarantine-deny-all"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+        arns[name] = iam.create_instance_profile(InstanceProfileName=name)[
+            "InstanceProfile"]["Arn"]
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    client = functools.cache(lambda service: boto3.client(service, region_name=REGION))
+    ec2 = client("ec2")
+    instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)[
+        "Instances"][0]["InstanceId"]
+    ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": arns["app"]},
+                                       InstanceId=instance_id)
+    target = Target(client=client, home_client=client,
+                    incident={"incident_id": "inc-1", "instance_id": instance_id,
+                              "account_id": ACCOUNT, "pre_state": {}},
+                    settings=SimpleNamespace(deny_all_profile_arn=arns["ec2-quarantine-deny-all"]))
+    return SimpleNamespace(target=target, ec2=ec2, id=instance_id, arns=arns)
+
+
+def _list_one_more_association(instance):
+    """DescribeIamInstanceProfileAssociations also lists an association that is gone by the
+    time the action acts on it (listed after the real one): the second change fails."""
+    def add(parsed, **_):
+        parsed["IamInstanceProfileAssociations"].append({
+            "AssociationId": "iip-assoc-0123456789abcdef0", "InstanceId": instance.id,
+            "State": "associated", "IamInstanceProfile": {
+                "Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/gone", "Id": "AIPAGONE"}})
+    instance.ec2.meta.events.register(
+        "after-call.ec2.DescribeIamInstanceProfileAssociations", add)
+    return add
+
+
+def _profiles(instance):
+    """The profiles associated with the instance, as moto holds them."""
+    return [a["IamInstanceProfile"]["Arn"]
+            for a in instance.ec2.describe_iam_instance_profile_associations(Filters=[
+                {"Name": "instance-id", "Values": [instance.id]}])[
+                "IamInstanceProfileAssociations"]]
+
+
+@pytest.mark.parametrize("cls, left_on", [(DetachInstanceProfile, []),
+                                           (SwapToDenyAllProfile, ["ec2-quarantine-deny-all"])])
+def test_a_credentials_cut_failing_part_way_records_what_it_changed(instance, cls, left_on):
+    hook = _list_one_more_association(instance)
+    with pytest.raises(PartialFailure) as failed:
+        cls().apply(instance.target)
+    made = failed.value.made
+    assert [(r["resource"], r["before"]) for r in made] == [(instance.id, instance.arns["app"])]
+    assert "InvalidAssociationID.NotFound" in str(failed.value.error)
+    instance.ec2.meta.events.unregister(
+        "after-call.ec2.DescribeIamInstanceProfileAssociations", hook)
+    assert _profiles(instance) == [instance.arns[name] for name in left_on]
+
+    cls().undo(instance.target, made[0])  # what release does with the record
+    assert _profiles(instance) == [instance.arns["app"]]
+
+
+def test_the_step_records_the_change_made_before_the_failure(instance):
+    _list_one_more_association(instance)
+    changes, errors = actions.run([SwapToDenyAllProfile()], instance.target)
+    assert [(c["action"], c["before"], c["after"]) for c in changes] == [
+        ("deny-all-instance-profile", instance.arns["app"],
+         instance.arns["ec2-quarantine-deny-all"])]
+    assert [(e["action"], e["code"]) for e in errors] == [
+        ("deny-all-instance-profile", "InvalidAssociationID.NotFound")]
+
