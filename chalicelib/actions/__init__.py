@@ -1,11 +1,14 @@
 """Containment and evidence actions: small objects that plan, apply and undo one change each.
 
-An action declares the IAM actions it needs (each function's policy file is generated from them),
-can *plan* (say exactly what it would change — dry-run), *apply* (make the change and return
-records of what was there before) and *undo* (restore from such a record — release). A step runs
-an ordered list of actions; one action's failure is recorded and the next one still runs.
+An action declares the IAM actions it needs (each function's policy file is generated from them)
+and what release does with its changes (`on_release`); it can *plan* (say exactly what it would
+change — dry-run), *apply* (make the change and return records of what was there before) and
+*undo* (restore from such a record — release). A step runs an ordered list of actions; one
+action's failure is recorded, with the changes it made before failing, and the next one still
+runs.
 """
 
+import enum
 import logging
 from dataclasses import dataclass, field
 
@@ -43,12 +46,23 @@ def change(action: str, resource: str, attribute: str, before, after) -> dict:
             "before": before, "after": after}
 
 
+class OnRelease(enum.Enum):
+    """What release does with an action's changes."""
+
+    UNDONE = "undone"
+    KEPT = "kept as evidence"  # snapshots, the evidence store, sharing, memory
+    NOT_REATTACHED = "not re-attached"  # the Auto Scaling group has replaced the instance
+    ON_REQUEST = "undone only on request"  # registering with load balancers again ("reregister")
+
+
 class Action:
-    """One containment or evidence action. Subclasses set `name` and `permissions`."""
+    """One containment or evidence action. Subclasses set `name`, `permissions` and
+    `on_release` (and `undo_permissions` when release undoes them)."""
 
     name = "action"
     permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need
     undo_permissions: tuple[str, ...] = ()  # IAM actions that undo needs
+    on_release: OnRelease  # no default: each action decides
 
     def plan(self, target: Target) -> list[dict]:
         raise NotImplementedError

@@ -4,7 +4,7 @@ Attributes DescribeInstances does not return are read just before each is change
 network swap, never in front of it), and the value found is what release restores.
 """
 
-from chalicelib.actions import Action, apply_each, change
+from chalicelib.actions import Action, OnRelease, apply_each, change
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
@@ -18,6 +18,7 @@ class DetachInstanceProfile(Action):
     permissions = ("ec2:DescribeIamInstanceProfileAssociations",
                    "ec2:DisassociateIamInstanceProfile")
     undo_permissions = ("ec2:AssociateIamInstanceProfile", "iam:PassRole")
+    on_release = OnRelease.UNDONE
 
     def _associations(self, target) -> dict:
         """Association ids by profile ARN (an instance has one associated profile at most)."""
@@ -87,6 +88,7 @@ class RevokeRoleSessions(Action):
     permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
                    "iam:PutRolePolicy", "ec2:DescribeIamInstanceProfileAssociations")
     undo_permissions = ("iam:DeleteRolePolicy",)
+    on_release = OnRelease.UNDONE
 
     def _role(self, target):
         profile_arn = target.pre_state.get("instance_profile")
@@ -144,6 +146,7 @@ class KeepVolumesOnTermination(Action):
     name = "keep-volumes-on-termination"
     permissions = ("ec2:ModifyInstanceAttribute",)
     undo_permissions = ("ec2:ModifyInstanceAttribute",)
+    on_release = OnRelease.UNDONE
 
     def plan(self, target):
         return [change(self.name, v["id"], "DeleteOnTermination", True, False)
@@ -171,6 +174,7 @@ class InstanceAttribute(Action):
     value = None
     permissions = ("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
     undo_permissions = ("ec2:ModifyInstanceAttribute",)
+    on_release = OnRelease.UNDONE
 
     @property
     def _key(self) -> str:  # the attribute as ModifyInstanceAttribute and the answer name it
@@ -227,6 +231,7 @@ class QuarantineTags(Action):
     name = "quarantine-tags"
     permissions = ("ec2:CreateTags",)
     undo_permissions = ("ec2:CreateTags", "ec2:DeleteTags")
+    on_release = OnRelease.UNDONE
 
     def __init__(self, status: str = ""):
         self.status = status

@@ -9,7 +9,7 @@ and VPC in one request, created race-safely, and checked for rules before every 
 import logging
 
 from chalicelib import aws
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, OnRelease, change
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class IsolateInterface(Action):
     name = "isolate-interface"
     permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
+    on_release = OnRelease.UNDONE
 
     def __init__(self, interface: dict | None = None):  # None: only to undo a record
         self.interface = interface or {}  # {"id", "vpc_id", "groups"} before the incident

@@ -4,7 +4,7 @@ network. Bounded by a timeout; an instance not managed by SSM is skipped with a 
 import time
 
 from chalicelib import aws
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, OnRelease, change
 
 POLL_SECONDS = 2
 DONE = ("Success", "Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated")
@@ -18,6 +18,7 @@ class CaptureMemory(Action):
     name = "capture-memory"
     permissions = ("ssm:DescribeInstanceInformation", "ssm:SendCommand",
                    "ssm:GetCommandInvocation", "ssm:CancelCommand")  # the agent writes to S3
+    on_release = OnRelease.KEPT
 
     def _check_managed(self, target):
         found = target.client("ssm").describe_instance_information(Filters=[

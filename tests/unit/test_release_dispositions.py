@@ -1,5 +1,6 @@
-"""An action that makes several changes records the ones it made before failing, so release
-can undo them (moto in-process)."""
+"""What release does with each action's changes is declared on the action (`on_release`), and an
+action that makes several changes records the ones it made before failing, so release can undo
+them."""
 
 import functools
 from types import SimpleNamespace
@@ -9,12 +10,74 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import actions
-from chalicelib.actions import PartialFailure, Target
+from chalicelib.actions import Action, OnRelease, PartialFailure, Target
 from chalicelib.actions.instance import DetachInstanceProfile, SwapToDenyAllProfile
+from chalicelib.steps import release
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
 
+
+def _action_classes(cls=Action):
+    """Every subclass of Action the product defines (a test's own fakes left out)."""
+    for sub in cls.__subclasses__():
+        if sub.__module__.startswith("chalicelib."):
+            yield sub
+        yield from _action_classes(sub)
+
+
+def test_every_action_declares_what_release_does_and_release_knows_it():
+    concrete = {cls for cls in _action_classes() if cls.name != Action.name}  # not a base
+    assert concrete == set(release.ACTION_CLASSES)
+    for cls in concrete:
+        assert isinstance(cls.on_release, OnRelease), cls.__name__
+
+
+def test_only_what_release_undoes_has_an_undo_and_its_permissions():
+    for cls in release.ACTION_CLASSES:
+        undoes = cls.on_release in (OnRelease.UNDONE, OnRelease.ON_REQUEST)
+        assert bool(cls.undo_permissions) == undoes, cls.__name__
+        if undoes:
+            assert cls.undo is not Action.undo, cls.__name__
+
+
+def test_evidence_is_kept_and_the_auto_scaling_group_not_rejoined():
+    """As the README's action table says."""
+    by_disposition = {}
+    for cls in release.ACTION_CLASSES:
+        by_disposition.setdefault(cls.on_release, set()).add(cls.name)
+    assert by_disposition[OnRelease.KEPT] == {"snapshots", "evidence-store", "share-snapshots",
+                                              "capture-memory"}
+    assert by_disposition[OnRelease.NOT_REATTACHED] == {"leave-autoscaling-group"}
+    assert by_disposition[OnRelease.ON_REQUEST] == {"leave-target-groups",
+                                                    "leave-classic-load-balancers"}
+
+
+@pytest.mark.parametrize("reregister", [False, True])
+def test_release_undoes_keeps_or_notes_each_change_as_its_action_declares(reregister):
+    records = [{"action": cls.name, "resource": f"r-{cls.name}", "attribute": "autoscaling-group",
+                "before": "group", "after": "detached"} for cls in release.ACTION_CLASSES]
+    undo, notes = release.to_undo(records, set(), reregister)
+    assert undo == [r for r in reversed(records)
+                    if release.BY_NAME[r["action"]].on_release is OnRelease.UNDONE
+                    or (reregister and release.BY_NAME[r["action"]].on_release
+                        is OnRelease.ON_REQUEST)]
+    register = [] if reregister else [
+        'not registered again with r-leave-classic-load-balancers (ask with "reregister": true)',
+        'not registered again with r-leave-target-groups (ask with "reregister": true)']
+    assert notes == register + [  # newest first, as the changes are undone
+        "not re-attached to Auto Scaling group group: the group launched a replacement"]
+
+
+def test_a_change_restored_by_an_earlier_release_is_not_undone_again():
+    record = {"action": "termination-protection", "resource": "i-1",
+              "attribute": "disableApiTermination", "before": False, "after": True}
+    assert release.to_undo([record], set(), False) == ([record], [])
+    assert release.to_undo([record], {"termination-protection|i-1|disableApiTermination"},
+                           False) == ([], [])
+
+
+# -- several changes, one failing part-way (moto in-process) -----------------------------------
 
 @pytest.fixture
 def aws(monkeypatch):
