@@ -74,6 +74,10 @@ class Action:
         raise NotImplementedError
 
 
+class Skipped(Exception):
+    """The action does not apply to this instance: a note, not an error."""
+
+
 class PartialFailure(Exception):
     """An action failed after making some of its changes: those are kept and recorded."""
 
@@ -106,9 +110,12 @@ def error_record(action: Action | str, resource: str, error: Exception) -> dict:
                           aws.error_code(error) or type(error).__name__, message or str(error))
 
 
-def run(actions: list[Action], target: Target, dry_run: bool = False):
+def run(actions: list[Action], target: Target, dry_run: bool = False,
+        notes: list[str] | None = None):
     """Apply `actions` in order — or only plan them (dry run: reads, no change); returns
-    (changes made or planned, errors). Never raises for an action."""
+    (changes made or planned, errors). Never raises for an action. An action that does not
+    apply (`Skipped`) adds its reason to `notes` when the caller keeps notes, else it is an
+    error like any other."""
     changes, errors = [], []
     for action in actions:
         try:
@@ -117,6 +124,10 @@ def run(actions: list[Action], target: Target, dry_run: bool = False):
             log.info("%s on %s: %d change(s)%s", action.name, target.instance_id, len(made),
                      " planned" if dry_run else "")
         except Exception as error:  # recorded, reported, and the next action still runs
+            if isinstance(error, Skipped) and notes is not None:
+                log.info("%s on %s skipped: %s", action.name, target.instance_id, error)
+                notes.append(str(error))
+                continue
             log.warning("%s on %s failed: %s", action.name, target.instance_id, error)
             if isinstance(error, PartialFailure):
                 changes.extend(error.made)

@@ -4,13 +4,13 @@ network. Bounded by a timeout; an instance not managed by SSM is skipped with a 
 import time
 
 from chalicelib import aws
-from chalicelib.actions import Action, OnRelease, change
+from chalicelib.actions import Action, OnRelease, Skipped, change
 
 POLL_SECONDS = 2
 DONE = ("Success", "Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated")
 
 
-class NotManaged(Exception):
+class NotManaged(Skipped):
     """The instance has no online SSM agent: nothing to capture with."""
 
 

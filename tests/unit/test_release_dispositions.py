@@ -12,6 +12,7 @@ from moto import mock_aws
 from chalicelib import actions
 from chalicelib.actions import Action, OnRelease, PartialFailure, Target
 from chalicelib.actions.instance import DetachInstanceProfile, SwapToDenyAllProfile
+from chalicelib.actions.memory import CaptureMemory
 from chalicelib.steps import release
 
 REGION = "us-east-1"
@@ -108,7 +109,8 @@ def instance(aws):
     target = Target(client=client, home_client=client,
                     incident={"incident_id": "inc-1", "instance_id": instance_id,
                               "account_id": ACCOUNT, "pre_state": {}},
-                    settings=SimpleNamespace(deny_all_profile_arn=arns["ec2-quarantine-deny-all"]))
+                    settings=SimpleNamespace(deny_all_profile_arn=arns["ec2-quarantine-deny-all"],
+                                             memory_capture_document="AWS-RunShellScript"))
     return SimpleNamespace(target=target, ec2=ec2, id=instance_id, arns=arns)
 
 
@@ -159,3 +161,17 @@ def test_the_step_records_the_change_made_before_the_failure(instance):
     assert [(e["action"], e["code"]) for e in errors] == [
         ("deny-all-instance-profile", "InvalidAssociationID.NotFound")]
 
+
+def test_an_instance_ssm_does_not_manage_is_a_note_for_who_keeps_notes(instance):
+    from botocore.awsrequest import AWSResponse
+
+    # moto has no DescribeInstanceInformation: answer as AWS does for an instance without agent
+    ssm = instance.target.client("ssm")
+    ssm.meta.events.register("before-call.ssm.DescribeInstanceInformation", lambda **_: (
+        AWSResponse("", 200, {}, None), {"InstanceInformationList": []}))
+    notes = []
+    assert actions.run([CaptureMemory()], instance.target, notes=notes) == ([], [])
+    assert notes == [f"{instance.id} is not managed by SSM (no online agent)"]
+    changes, errors = actions.run([CaptureMemory()], instance.target)
+    assert changes == [] and [(e["action"], e["code"]) for e in errors] == [
+        ("capture-memory", "NotManaged")]
