@@ -1,13 +1,18 @@
 """Containment and evidence actions: small objects that plan, apply and undo one change each.
 
-An action declares the IAM actions it needs (each function's policy file is generated from them),
-can *plan* (say exactly what it would change — dry-run), *apply* (make the change and return
-records of what was there before) and *undo* (restore from such a record — release). A step runs
-an ordered list of actions; one action's failure is recorded and the next one still runs.
+An action declares the IAM actions it needs (each function's policy file is generated from them)
+and what release does with its changes (`on_release`); it can *plan* (say exactly what it would
+change — dry-run), *apply* (make the change and return records of what was there before) and
+*undo* (restore from such a record — release). A step runs an ordered list of actions; one
+action's failure is recorded, with the changes it made before failing, and the next one still
+runs.
 """
 
+import enum
 import logging
 from dataclasses import dataclass, field
+
+from chalicelib import aws
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +46,23 @@ def change(action: str, resource: str, attribute: str, before, after) -> dict:
             "before": before, "after": after}
 
 
+class OnRelease(enum.Enum):
+    """What release does with an action's changes."""
+
+    UNDONE = "undone"
+    KEPT = "kept as evidence"  # snapshots, the evidence store, sharing, memory
+    NOT_REATTACHED = "not re-attached"  # the Auto Scaling group has replaced the instance
+    ON_REQUEST = "undone only on request"  # registering with load balancers again ("reregister")
+
+
 class Action:
-    """One containment or evidence action. Subclasses set `name` and `permissions`."""
+    """One containment or evidence action. Subclasses set `name`, `permissions` and
+    `on_release` (and `undo_permissions` when release undoes them)."""
 
     name = "action"
     permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need
     undo_permissions: tuple[str, ...] = ()  # IAM actions that undo needs
+    on_release: OnRelease  # no default: each action decides
 
     def plan(self, target: Target) -> list[dict]:
         raise NotImplementedError
@@ -56,6 +72,10 @@ class Action:
 
     def undo(self, target: Target, record: dict) -> None:
         raise NotImplementedError
+
+
+class Skipped(Exception):
+    """The action does not apply to this instance: a note, not an error."""
 
 
 class PartialFailure(Exception):
@@ -78,19 +98,24 @@ def apply_each(records: list[dict], make) -> list[dict]:
     return made
 
 
+def failure_record(action: str, resource: str, code: str, message: str) -> dict:
+    """A failure as the incident records and the report shows it."""
+    return {"action": action, "resource": resource, "code": code, "message": message[:500]}
+
+
 def error_record(action: Action | str, resource: str, error: Exception) -> dict:
-    """An action's (or a step's, by name) failure as the incident records and the report
-    shows it."""
-    response = getattr(error, "response", None) or {}
-    code = response.get("Error", {}).get("Code") or type(error).__name__
-    message = response.get("Error", {}).get("Message") or str(error)
-    name = action if isinstance(action, str) else action.name
-    return {"action": name, "resource": resource, "code": code, "message": message[:500]}
+    """An action's (or a step's, by name) exception as a failure record."""
+    message = (getattr(error, "response", None) or {}).get("Error", {}).get("Message")
+    return failure_record(action if isinstance(action, str) else action.name, resource,
+                          aws.error_code(error) or type(error).__name__, message or str(error))
 
 
-def run(actions: list[Action], target: Target, dry_run: bool = False):
+def run(actions: list[Action], target: Target, dry_run: bool = False,
+        notes: list[str] | None = None):
     """Apply `actions` in order — or only plan them (dry run: reads, no change); returns
-    (changes made or planned, errors). Never raises for an action."""
+    (changes made or planned, errors). Never raises for an action. An action that does not
+    apply (`Skipped`) adds its reason to `notes` when the caller keeps notes, else it is an
+    error like any other."""
     changes, errors = [], []
     for action in actions:
         try:
@@ -99,6 +124,10 @@ def run(actions: list[Action], target: Target, dry_run: bool = False):
             log.info("%s on %s: %d change(s)%s", action.name, target.instance_id, len(made),
                      " planned" if dry_run else "")
         except Exception as error:  # recorded, reported, and the next action still runs
+            if isinstance(error, Skipped) and notes is not None:
+                log.info("%s on %s skipped: %s", action.name, target.instance_id, error)
+                notes.append(str(error))
+                continue
             log.warning("%s on %s failed: %s", action.name, target.instance_id, error)
             if isinstance(error, PartialFailure):
                 changes.extend(error.made)

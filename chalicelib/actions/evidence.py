@@ -3,7 +3,8 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
-from chalicelib.actions import Action, PartialFailure, apply_each, change
+from chalicelib import aws
+from chalicelib.actions import Action, OnRelease, PartialFailure, apply_each, change
 from chalicelib.actions.instance import TAG_INCIDENT
 
 TAG_INSTANCE = "QuarantineInstance"
@@ -14,6 +15,7 @@ class Snapshots(Action):
 
     name = "snapshots"
     permissions = ("ec2:CreateSnapshots", "ec2:CreateTags")
+    on_release = OnRelease.KEPT
 
     def plan(self, target):
         return [change(self.name, volume["id"], "snapshot", None, "(new snapshot)")
@@ -50,6 +52,7 @@ class StoreEvidence(Action):
                    "ec2:DescribeSecurityGroups", "ec2:DescribeRouteTables",
                    "ec2:DescribeNetworkAcls", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot",
                    "s3:PutObject", "s3:ListBucket")
+    on_release = OnRelease.KEPT
 
     def __init__(self, snapshot_ids=()):
         self.snapshot_ids = list(snapshot_ids)
@@ -72,7 +75,7 @@ class StoreEvidence(Action):
             try:
                 pieces.append((name, render(call()), content_type))
             except Exception as error:  # one missing piece never loses the others
-                notes.append(f"{name}: {getattr(error, 'response', {}).get('Error', {}).get('Code') or error}")
+                notes.append(f"{name}: {aws.error_code(error) or error}")
 
         as_json = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str).encode()
         instance = target.instance_id
@@ -149,6 +152,7 @@ class ShareSnapshots(Action):
 
     name = "share-snapshots"
     permissions = ("ec2:ModifySnapshotAttribute",)
+    on_release = OnRelease.KEPT  # the forensic account may be working on the evidence
 
     def __init__(self, snapshot_ids=()):
         self.snapshot_ids = list(snapshot_ids)
@@ -173,6 +177,7 @@ class StopInstance(Action):
     name = "stop-instance"
     permissions = ("ec2:StopInstances",)
     undo_permissions = ("ec2:StartInstances",)
+    on_release = OnRelease.UNDONE
 
     def plan(self, target):
         return [change(self.name, target.instance_id, "state", "running", "stopped")]

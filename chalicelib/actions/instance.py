@@ -4,7 +4,7 @@ Attributes DescribeInstances does not return are read just before each is change
 network swap, never in front of it), and the value found is what release restores.
 """
 
-from chalicelib.actions import Action, PartialFailure, change
+from chalicelib.actions import Action, OnRelease, apply_each, change
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
@@ -18,28 +18,30 @@ class DetachInstanceProfile(Action):
     permissions = ("ec2:DescribeIamInstanceProfileAssociations",
                    "ec2:DisassociateIamInstanceProfile")
     undo_permissions = ("ec2:AssociateIamInstanceProfile", "iam:PassRole")
+    on_release = OnRelease.UNDONE
 
-    def _associations(self, target):
-        return target.ec2.describe_iam_instance_profile_associations(Filters=[
-            {"Name": "instance-id", "Values": [target.instance_id]},
-            {"Name": "state", "Values": ["associated"]},
-        ])["IamInstanceProfileAssociations"]
+    def _associations(self, target) -> dict:
+        """Association ids by profile ARN (an instance has one associated profile at most)."""
+        return {a["IamInstanceProfile"]["Arn"]: a["AssociationId"]
+                for a in target.ec2.describe_iam_instance_profile_associations(Filters=[
+                    {"Name": "instance-id", "Values": [target.instance_id]},
+                    {"Name": "state", "Values": ["associated"]},
+                ])["IamInstanceProfileAssociations"]}
+
+    def _changes(self, target, associations):
+        return [change(self.name, target.instance_id, "instance-profile", arn, None)
+                for arn in associations]
+
+    def _make(self, target, association_id, record):
+        target.ec2.disassociate_iam_instance_profile(AssociationId=association_id)
 
     def plan(self, target):
-        return [change(self.name, target.instance_id, "instance-profile",
-                       a["IamInstanceProfile"]["Arn"], None) for a in self._associations(target)]
+        return self._changes(target, self._associations(target))
 
     def apply(self, target):
-        made = []
-        for association in self._associations(target):
-            try:
-                target.ec2.disassociate_iam_instance_profile(
-                    AssociationId=association["AssociationId"])
-            except Exception as error:
-                raise PartialFailure(made, error) from error
-            made.append(change(self.name, target.instance_id, "instance-profile",
-                               association["IamInstanceProfile"]["Arn"], None))
-        return made
+        associations = self._associations(target)
+        return apply_each(self._changes(target, associations), lambda record: self._make(
+            target, associations[record["before"]], record))
 
     def undo(self, target, record):
         target.ec2.associate_iam_instance_profile(
@@ -62,29 +64,19 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
         name = target.settings.deny_all_profile_arn.rsplit("/", 1)[-1]
         return f"arn:aws:iam::{target.incident['account_id']}:instance-profile/{name}"
 
-    def plan(self, target):
+    def _changes(self, target, associations):
         deny_all = self._deny_all(target)
-        return [change(self.name, target.instance_id, "instance-profile",
-                       a["IamInstanceProfile"]["Arn"], deny_all)
-                for a in self._associations(target) if a["IamInstanceProfile"]["Arn"] != deny_all]
+        return [change(self.name, target.instance_id, "instance-profile", arn, deny_all)
+                for arn in associations if arn != deny_all]
 
-    def apply(self, target):
-        deny_all = self._deny_all(target)
-        made = []
-        for association in self._associations(target):
-            if association["IamInstanceProfile"]["Arn"] == deny_all:
-                continue
-            target.ec2.replace_iam_instance_profile_association(
-                IamInstanceProfile={"Arn": deny_all}, AssociationId=association["AssociationId"])
-            made.append(change(self.name, target.instance_id, "instance-profile",
-                               association["IamInstanceProfile"]["Arn"], deny_all))
-        return made
+    def _make(self, target, association_id, record):
+        target.ec2.replace_iam_instance_profile_association(
+            IamInstanceProfile={"Arn": record["after"]}, AssociationId=association_id)
 
     def undo(self, target, record):
-        for association in self._associations(target):
+        for association_id in self._associations(target).values():
             target.ec2.replace_iam_instance_profile_association(
-                IamInstanceProfile={"Arn": record["before"]},
-                AssociationId=association["AssociationId"])
+                IamInstanceProfile={"Arn": record["before"]}, AssociationId=association_id)
 
 
 class RevokeRoleSessions(Action):
@@ -96,6 +88,7 @@ class RevokeRoleSessions(Action):
     permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
                    "iam:PutRolePolicy", "ec2:DescribeIamInstanceProfileAssociations")
     undo_permissions = ("iam:DeleteRolePolicy",)
+    on_release = OnRelease.UNDONE
 
     def _role(self, target):
         profile_arn = target.pre_state.get("instance_profile")
@@ -131,8 +124,7 @@ class RevokeRoleSessions(Action):
         from datetime import datetime, timezone
         import json
 
-        made = self.plan(target)
-        for record in made:
+        def revoke(record):
             issued_before = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             target.client("iam").put_role_policy(
                 RoleName=record["resource"], PolicyName=self._policy_name(target),
@@ -140,7 +132,8 @@ class RevokeRoleSessions(Action):
                     "Effect": "Deny", "Action": "*", "Resource": "*",
                     "Condition": {"DateLessThan": {"aws:TokenIssueTime": issued_before}}}]}))
             record["after"]["denies_sessions_issued_before"] = issued_before
-        return made
+
+        return apply_each(self.plan(target), revoke)
 
     def undo(self, target, record):
         target.client("iam").delete_role_policy(RoleName=record["resource"],
@@ -153,6 +146,7 @@ class KeepVolumesOnTermination(Action):
     name = "keep-volumes-on-termination"
     permissions = ("ec2:ModifyInstanceAttribute",)
     undo_permissions = ("ec2:ModifyInstanceAttribute",)
+    on_release = OnRelease.UNDONE
 
     def plan(self, target):
         return [change(self.name, v["id"], "DeleteOnTermination", True, False)
@@ -180,6 +174,7 @@ class InstanceAttribute(Action):
     value = None
     permissions = ("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
     undo_permissions = ("ec2:ModifyInstanceAttribute",)
+    on_release = OnRelease.UNDONE
 
     @property
     def _key(self) -> str:  # the attribute as ModifyInstanceAttribute and the answer name it
@@ -236,6 +231,7 @@ class QuarantineTags(Action):
     name = "quarantine-tags"
     permissions = ("ec2:CreateTags",)
     undo_permissions = ("ec2:CreateTags", "ec2:DeleteTags")
+    on_release = OnRelease.UNDONE
 
     def __init__(self, status: str = ""):
         self.status = status

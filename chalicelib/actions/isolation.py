@@ -9,7 +9,7 @@ and VPC in one request, created race-safely, and checked for rules before every 
 import logging
 
 from chalicelib import aws
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, OnRelease, change
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +60,22 @@ def isolation_groups(target, vpc_id: str) -> dict:
 
 def _create(ec2, vpc_id: str, role: str) -> dict:
     """Create the group, or take the one a concurrent step created a moment ago."""
-    from botocore.exceptions import ClientError
-
-    try:
-        group_id = ec2.create_security_group(
-            GroupName=GROUP_NAMES[role], Description=DESCRIPTIONS[role], VpcId=vpc_id,
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": [
-                {"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": GROUP_NAMES[role]}]}],
-        )["GroupId"]
-        log.info("created %s group %s in %s", role, group_id, vpc_id)
-        # A new VPC group holds AWS's default egress rule; _make_rules_right removes it.
-        return {"GroupId": group_id, "IpPermissions": [],
-                "IpPermissionsEgress": ec2.describe_security_groups(GroupIds=[group_id])[
-                    "SecurityGroups"][0]["IpPermissionsEgress"]}
-    except ClientError as error:
-        if aws.error_code(error) != "InvalidGroup.Duplicate":
-            raise
+    created = aws.tolerate(
+        "InvalidGroup.Duplicate", ec2.create_security_group,
+        GroupName=GROUP_NAMES[role], Description=DESCRIPTIONS[role], VpcId=vpc_id,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+            {"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": GROUP_NAMES[role]}]}])
+    if created is None:  # a concurrent step created it: take that one
         return ec2.describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [vpc_id]},
             {"Name": "group-name", "Values": [GROUP_NAMES[role]]},
         ])["SecurityGroups"][0]
+    group_id = created["GroupId"]
+    log.info("created %s group %s in %s", role, group_id, vpc_id)
+    # A new VPC group holds AWS's default egress rule; _make_rules_right removes it.
+    return {"GroupId": group_id, "IpPermissions": [],
+            "IpPermissionsEgress": ec2.describe_security_groups(GroupIds=[group_id])[
+                "SecurityGroups"][0]["IpPermissionsEgress"]}
 
 
 def _make_rules_right(ec2, role: str, group: dict, created: bool) -> None:
@@ -93,14 +89,14 @@ def _make_rules_right(ec2, role: str, group: dict, created: bool) -> None:
                 if not created:
                     log.warning("isolation group %s had rules; removing them", group_id)
                 aws.tolerate("InvalidPermission.NotFound", revoke, GroupId=group_id,
-                          IpPermissions=_bare(rules))
+                             IpPermissions=_bare(rules))
         return
     for rules, authorize in ((group.get("IpPermissions"), ec2.authorize_security_group_ingress),
                              (group.get("IpPermissionsEgress"), ec2.authorize_security_group_egress)):
         missing = _missing_all_traffic(rules or [])
         if missing:
             aws.tolerate("InvalidPermission.Duplicate", authorize, GroupId=group_id,
-                      IpPermissions=[{"IpProtocol": "-1", **missing}])
+                         IpPermissions=[{"IpProtocol": "-1", **missing}])
 
 
 def _missing_all_traffic(rules) -> dict:
@@ -129,6 +125,7 @@ class IsolateInterface(Action):
     name = "isolate-interface"
     permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
+    on_release = OnRelease.UNDONE
 
     def __init__(self, interface: dict | None = None):  # None: only to undo a record
         self.interface = interface or {}  # {"id", "vpc_id", "groups"} before the incident

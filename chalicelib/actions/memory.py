@@ -4,13 +4,13 @@ network. Bounded by a timeout; an instance not managed by SSM is skipped with a 
 import time
 
 from chalicelib import aws
-from chalicelib.actions import Action, change
+from chalicelib.actions import Action, OnRelease, Skipped, change
 
 POLL_SECONDS = 2
 DONE = ("Success", "Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated")
 
 
-class NotManaged(Exception):
+class NotManaged(Skipped):
     """The instance has no online SSM agent: nothing to capture with."""
 
 
@@ -18,6 +18,7 @@ class CaptureMemory(Action):
     name = "capture-memory"
     permissions = ("ssm:DescribeInstanceInformation", "ssm:SendCommand",
                    "ssm:GetCommandInvocation", "ssm:CancelCommand")  # the agent writes to S3
+    on_release = OnRelease.KEPT
 
     def _check_managed(self, target):
         found = target.client("ssm").describe_instance_information(Filters=[
@@ -57,14 +58,9 @@ class CaptureMemory(Action):
     @staticmethod
     def _status(ssm, command, instance_id) -> str:
         """The invocation's status; right after SendCommand AWS may not know it yet."""
-        from botocore.exceptions import ClientError
-
-        try:
-            return ssm.get_command_invocation(CommandId=command, InstanceId=instance_id)["Status"]
-        except ClientError as error:
-            if aws.error_code(error) == "InvocationDoesNotExist":
-                return "Pending"
-            raise
+        found = aws.tolerate("InvocationDoesNotExist", ssm.get_command_invocation,
+                             CommandId=command, InstanceId=instance_id)
+        return found["Status"] if found else "Pending"
 
     def undo(self, target, record):
         """Evidence is kept on release."""

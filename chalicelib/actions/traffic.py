@@ -5,7 +5,7 @@ evidence; one left behind a load balancer keeps receiving users. Both are undone
 of isolation, well inside any health-check window, and never in front of it.
 """
 
-from chalicelib.actions import Action, PartialFailure, apply_each, change
+from chalicelib.actions import Action, OnRelease, apply_each, change
 
 ASG_TAG = "aws:autoscaling:groupName"  # on every instance of a group: no lookup needed
 
@@ -17,7 +17,7 @@ class LeaveAutoScalingGroup(Action):
     name = "leave-autoscaling-group"
     permissions = ("autoscaling:SetInstanceProtection", "autoscaling:DetachInstances",
                    "autoscaling:EnterStandby")
-    undo_permissions = ()  # release does not re-attach (the group has replaced the instance)
+    on_release = OnRelease.NOT_REATTACHED  # the group has replaced the instance
 
     def _group(self, target):
         tags = {t["Key"]: t["Value"] for t in target.pre_state.get("tags", [])}
@@ -35,15 +35,17 @@ class LeaveAutoScalingGroup(Action):
         if not group:
             return []
         autoscaling = target.client("autoscaling")
-        autoscaling.set_instance_protection(AutoScalingGroupName=group,
-                                            InstanceIds=[target.instance_id],
-                                            ProtectedFromScaleIn=True)
+
+        def make(record):
+            if record["attribute"] == "protected-from-scale-in":
+                autoscaling.set_instance_protection(AutoScalingGroupName=group,
+                                                    InstanceIds=[target.instance_id],
+                                                    ProtectedFromScaleIn=True)
+            else:
+                self._leave(autoscaling, group, target)
+
         protected = change(self.name, target.instance_id, "protected-from-scale-in", False, True)
-        try:
-            self._leave(autoscaling, group, target)
-        except Exception as error:
-            raise PartialFailure([protected], error) from error
-        return [protected] + self.plan(target)
+        return apply_each([protected] + self.plan(target), make)
 
     def _leave(self, autoscaling, group, target):
         if target.settings.autoscaling_mode == "standby":
@@ -66,6 +68,7 @@ class LeaveTargetGroups(Action):
                    "elasticloadbalancing:DescribeTargetHealth",
                    "elasticloadbalancing:DeregisterTargets")
     undo_permissions = ("elasticloadbalancing:RegisterTargets",)
+    on_release = OnRelease.ON_REQUEST
 
     def _registrations(self, target):
         elbv2 = target.client("elbv2")
@@ -100,6 +103,7 @@ class LeaveClassicLoadBalancers(Action):
     permissions = ("elasticloadbalancing:DescribeLoadBalancers",
                    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer")
     undo_permissions = ("elasticloadbalancing:RegisterInstancesWithLoadBalancer",)
+    on_release = OnRelease.ON_REQUEST
 
     def plan(self, target):
         elb = target.client("elb")
@@ -124,6 +128,7 @@ class DisassociateElasticIp(Action):
     name = "disassociate-elastic-ip"
     permissions = ("ec2:DescribeAddresses", "ec2:DisassociateAddress")
     undo_permissions = ("ec2:AssociateAddress",)
+    on_release = OnRelease.UNDONE
 
     def plan(self, target):
         addresses = target.ec2.describe_addresses(Filters=[

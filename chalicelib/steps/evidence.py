@@ -67,9 +67,9 @@ def check(event: dict) -> dict:
     late = bool(pending) and time.time() >= evidence["deadline"]
     done = not pending or late
     if done:
-        errors = [{"action": "snapshots", "resource": i, "code": "SnapshotNotCompleted",
-                   "message": f"{i} was still {states[i]} at the deadline" if states[i] == "pending"
-                   else f"{i} ended in state {states[i]}"} for i in unfinished]
+        errors = [actions.failure_record(
+            "snapshots", i, "SnapshotNotCompleted", f"{i} was still {states[i]} at the deadline"
+            if states[i] == "pending" else f"{i} ended in state {states[i]}") for i in unfinished]
         changes, after_errors = actions.run(
             safe_evidence_actions(states, unfinished, target.settings), target)
         incidents.record_step(incident["incident_id"], "wait-snapshots", started,

@@ -3,7 +3,7 @@
 import logging
 
 from chalicelib import actions, incidents
-from chalicelib.actions.memory import CaptureMemory, NotManaged
+from chalicelib.actions.memory import CaptureMemory
 from chalicelib.steps import is_dry_run, target_for
 
 log = logging.getLogger(__name__)
@@ -15,20 +15,16 @@ PERMISSIONS = incidents.UPDATE_PERMISSIONS
 def run(event: dict) -> dict:
     incident = event["incident"]
     started = incidents.now()
-    target = target_for(incident, event)
     dry_run = is_dry_run(event)
-    try:
-        changes = CaptureMemory().plan(target) if dry_run else CaptureMemory().apply(target)
-        if dry_run:
-            incidents.record_step(incident["incident_id"], "capture-memory", started, "planned",
-                                  fields={"memory_plan": changes})
-            return {"outcome": "planned"}
-        outcome, errors, note = "captured", [], None
-    except NotManaged as skipped:  # a note, not an error: most fleets are partly managed
-        changes, outcome, errors, note = [], "skipped", [], str(skipped)
-    except Exception as error:
-        changes, outcome, note = [], "failed", None
-        errors = [actions.error_record(CaptureMemory(), incident["instance_id"], error)]
+    notes: list[str] = []  # an instance SSM does not manage is skipped with a note, not an error
+    changes, errors = actions.run([CaptureMemory()], target_for(incident, event), dry_run,
+                                  notes)
+    if dry_run and not errors and not notes:
+        incidents.record_step(incident["incident_id"], "capture-memory", started, "planned",
+                              fields={"memory_plan": changes})
+        return {"outcome": "planned"}
+    outcome = "failed" if errors else "skipped" if notes else "captured"
+    note = notes[0] if notes else None
     log.info("memory capture for %s: %s %s", incident["incident_id"], outcome, note or "")
     incidents.record_step(incident["incident_id"], "capture-memory", started, outcome, changes,
                           errors, fields={"memory": {"outcome": outcome, "note": note}})

@@ -1,13 +1,15 @@
 """Release: undo what containment applied, action by action, in reverse order.
 
-Evidence (snapshots, the evidence store, sharing) is kept, and so is the incident record. The
-instance is not re-attached to its Auto Scaling group (the group replaced it); it is registered
-with its target groups and load balancers again only when asked.
+Each action declares what release does with its changes (`on_release`): evidence (snapshots,
+the evidence store, sharing, memory) is kept, and so is the incident record; the instance is not
+re-attached to its Auto Scaling group (the group replaced it); it is registered with its target
+groups and load balancers again only when asked; everything else is undone.
 """
 
 import logging
 
 from chalicelib import accounts, actions, incidents, report
+from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import target_for
 from chalicelib.steps.contain import ACTION_CLASSES as CONTAIN_CLASSES
@@ -18,9 +20,6 @@ log = logging.getLogger(__name__)
 ACTION_CLASSES = CONTAIN_CLASSES + MEMORY_CLASSES + (Snapshots, StoreEvidence, ShareSnapshots,
                                                       StopInstance)
 BY_NAME = {cls.name: cls for cls in ACTION_CLASSES}
-KEPT = {"snapshots", "evidence-store", "share-snapshots", "capture-memory"}
-NOT_REATTACHED = "leave-autoscaling-group"
-ON_REQUEST = {"leave-target-groups", "leave-classic-load-balancers"}
 PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS)
 
 
@@ -33,19 +32,15 @@ def undo_permissions() -> set[str]:
     return {p for cls in ACTION_CLASSES for p in cls.undo_permissions}
 
 
-def run(event: dict) -> dict:
-    incident_id = event["incident"]["incident_id"]
-    started = incidents.now()
-    incident = incidents.get(incident_id)
-    asked = event.get("release") or {}
-    target = target_for(incident, event)
-    undone, errors, notes = [], [], []
-    restored = set((incident.get("release") or {}).get("restored") or [])
-    for record in reversed(incident.get("changes") or []):
-        name = record["action"]
-        if name in KEPT or _key(record) in restored:  # kept, or restored by an earlier attempt
+def to_undo(changes: list[dict], restored: set[str], reregister: bool):
+    """The records release undoes, newest first, and notes on those it leaves as they are
+    (each action's `on_release` decides; a change restored by an earlier attempt is skipped)."""
+    undo, notes = [], []
+    for record in reversed(changes):
+        on_release = BY_NAME[record["action"]].on_release
+        if on_release is OnRelease.KEPT or _key(record) in restored:
             continue
-        if name == NOT_REATTACHED:
+        if on_release is OnRelease.NOT_REATTACHED:
             if record["after"] == "in standby":
                 notes.append(f"left in Standby in Auto Scaling group {record['before']} "
                              "(ExitStandby puts it back in service)")
@@ -53,16 +48,31 @@ def run(event: dict) -> dict:
                 notes.append(f"not re-attached to Auto Scaling group {record['before']}: "
                              "the group launched a replacement")
             continue
-        if name in ON_REQUEST and not asked.get("reregister"):
+        if on_release is OnRelease.ON_REQUEST and not reregister:
             notes.append(f"not registered again with {record['resource']} (ask with "
                          '"reregister": true)')
             continue
-        action = BY_NAME[name]()
+        undo.append(record)
+    return undo, notes
+
+
+def run(event: dict) -> dict:
+    incident_id = event["incident"]["incident_id"]
+    started = incidents.now()
+    incident = incidents.get(incident_id)
+    asked = event.get("release") or {}
+    target = target_for(incident, event)
+    undone, errors = [], []
+    restored = set((incident.get("release") or {}).get("restored") or [])
+    pending, notes = to_undo(incident.get("changes") or [], restored,
+                             bool(asked.get("reregister")))
+    for record in pending:
+        action = BY_NAME[record["action"]]()
         try:
             action.undo(target, record)
             undone.append(record)
         except Exception as error:  # reported; the other changes are still undone
-            log.warning("undo of %s on %s failed: %s", name, record["resource"], error)
+            log.warning("undo of %s on %s failed: %s", action.name, record["resource"], error)
             errors.append(actions.error_record(action, record["resource"], error))
     final = "RELEASED" if not errors else incident["status"]
     incident = incidents.record_step(

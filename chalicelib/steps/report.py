@@ -3,7 +3,7 @@ message NotifyReport publishes. A step that crashed is reported as such."""
 
 import logging
 
-from chalicelib import incidents, report
+from chalicelib import actions, incidents, report
 from chalicelib.steps import is_dry_run
 
 log = logging.getLogger(__name__)
@@ -18,12 +18,14 @@ def crash_errors(event: dict) -> list[dict]:
     results = event.get("results") or {}
     outcomes = {"capture-memory": event.get("memory"), "detection-notice": results.get("detection"),
                 "contain": results.get("contain"), "evidence": event.get("evidence")}
-    return [
-        {"action": f"{step}-step", "resource": event["incident"]["instance_id"],
-         "code": outcome["error"].get("Error", "Unknown"),
-         "message": str(outcome["error"].get("Cause", ""))[:500]}
-        for step, outcome in outcomes.items() if (outcome or {}).get("error")
-    ]
+    return [_caught(f"{step}-step", event["incident"]["instance_id"], outcome["error"])
+            for step, outcome in outcomes.items() if (outcome or {}).get("error")]
+
+
+def _caught(action: str, resource: str, caught: dict) -> dict:
+    """An error the state machine caught ({"Error", "Cause"}) as a failure record."""
+    return actions.failure_record(action, resource, caught.get("Error", "Unknown"),
+                                  str(caught.get("Cause", "")))
 
 
 def run(event: dict) -> dict:
@@ -55,7 +57,5 @@ def not_sent(event: dict) -> dict:
     incident, error = event["incident"], event["notify_error"]
     log.error("report of %s was not published: %s", incident["incident_id"], error.get("Error"))
     incidents.record_step(incident["incident_id"], "notify-report", incidents.now(), "failed",
-                          errors=[{"action": "report-notice", "resource": incident["instance_id"],
-                                   "code": error.get("Error", "Unknown"),
-                                   "message": str(error.get("Cause", ""))[:500]}])
+                          errors=[_caught("report-notice", incident["instance_id"], error)])
     return {"recorded": True}
