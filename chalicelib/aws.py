@@ -122,3 +122,21 @@ def tolerate(codes: str | tuple[str, ...], call, **kwargs):
 def region_of(arn: str) -> str:
     """The region an ARN names (arn:partition:service:REGION:account:…)."""
     return arn.split(":")[3]
+
+
+def concurrently(calls) -> list:
+    """Make zero-argument `calls` at once, each in this context (the function and credentials
+    it acts as travel in context variables, which new threads do not inherit); their results in
+    order. The first failure raises, once every call has ended."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = list(calls)
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(min(MAX_CONCURRENT, len(calls))) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        return [future.result() for future in futures]
+
+
+MAX_CONCURRENT = 8  # requests one function makes at once

@@ -157,6 +157,9 @@ class Settings(Options):
     incidents_table: str = setting("", verbatim, "the incidents table (the app refuses to act "
                                    "without it)", deployed=True)
     evidence_bucket: str = setting("", verbatim, "the evidence bucket", deployed=True)
+    records_key_arn: str = setting("", verbatim, "the KMS HMAC key that seals incident records, "
+                                   "executions and page tokens (the app refuses to act without "
+                                   "it)", deployed=True)
 
 
 def variable(declared) -> str:

@@ -28,7 +28,7 @@ START_GRACE_SECONDS = 120  # a claim this old without a running step had its sta
 
 def check_settings(current) -> None:
     """Refuse to act without the app's resources."""
-    for name in ("state_machine_arn", "topic_arn", "incidents_table"):
+    for name in ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn"):
         if not getattr(current, name):
             raise outcomes.NotConfigured(f"{name.upper()} is not set: the app cannot act")
 

@@ -67,3 +67,8 @@ def rule(stage: str, handler: str) -> str:
 def deny_all_profile(stage: str) -> str:
     """The instance profile (and role) that denies everything, for CREDENTIALS_MODE=deny-all."""
     return f"{APP_NAME}-{stage}-deny-all"
+
+
+def records_key_alias(stage: str) -> str:
+    """The alias of the KMS HMAC key that seals incident records (chalicelib/seals.py)."""
+    return f"alias/{APP_NAME}-{stage}-records"

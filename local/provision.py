@@ -27,6 +27,7 @@ def provision(stack) -> dict:
     }
     evidence_bucket(stack, created["EVIDENCE_BUCKET"])
     deny_all_profile(stack)
+    created["RECORDS_KEY_ARN"] = records_key(stack)
 
     dynamodb = stack.client("dynamodb")
     dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION)
@@ -76,6 +77,16 @@ def evidence_bucket(stack, bucket: str) -> None:
         s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled",
             "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": retention_days}}})
+
+
+def records_key(stack) -> str:
+    """The HMAC key that seals incident records (the deployed stack's key, without its policy:
+    the embedded AWS checks no key policies)."""
+    kms = stack.client("kms")
+    arn = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC",
+                         Description="ec2-quarantine: seals incident records")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=names.records_key_alias(stack.stage), TargetKeyId=arn)
+    return arn
 
 
 def deny_all_profile(stack) -> None:

@@ -1,0 +1,105 @@
+"""What ties an execution, and the records it leaves, to one incident — verified before use.
+
+Anyone who may start the state machine chooses its input, and anyone who may write the
+incidents table chooses what a record says. So nothing a step acts on is taken on trust:
+- the incident's *binding* (its instance, account, region, execution and pre-incident state) is
+  sealed by the entry function, beside the claim, and travels with the execution; every step
+  verifies it, checks that it runs in the execution the binding names, and checks the account
+  against today's settings before it touches anything;
+- every change record is sealed when it is recorded (`incidents.record_step`), and release
+  verifies each one, and the binding it restores from, before it undoes any;
+- a release request is sealed with the name of the execution that carries it.
+A refusal changes nothing in the instance's account; it is recorded and reported.
+"""
+
+from chalicelib import accounts, seals, settings
+
+BINDING_FIELDS = ("incident_id", "instance_id", "account_id", "region", "home_account",
+                  "execution_arn", "opened_at", "pre_state")
+SEAL_PERMISSIONS = seals.SEAL_PERMISSIONS
+VERIFY_PERMISSIONS = seals.VERIFY_PERMISSIONS
+
+
+class Refused(Exception):
+    """The execution, the record or the request cannot be verified: nothing is done."""
+
+
+def binding(incident: dict) -> dict:
+    return {name: incident.get(name) for name in BINDING_FIELDS}
+
+
+def seal_incident(incident: dict) -> str:
+    return seals.seal("incident", binding(incident))
+
+
+def verified_incident(incident: dict) -> dict:
+    """`incident` once its binding's seal matches and its account is allowed today."""
+    try:
+        seals.verify("incident", binding(incident), incident.get("seal"))
+    except seals.Unverified as unverified:
+        raise Refused(f"incident {incident.get('incident_id')!r}: {unverified}") from None
+    check_account(incident)
+    return incident
+
+
+def check_account(incident: dict) -> None:
+    account, home = incident.get("account_id"), incident.get("home_account")
+    if not accounts.allowed(account, home, settings.get()):
+        raise Refused(f"account {account!r} is not allowed: not the home account {home!r} and "
+                      "not in MEMBER_ACCOUNTS")
+
+
+def execution_incident(event: dict) -> dict:
+    """The incident a quarantine execution acts on: its binding verified, and bound to this
+    very execution (the state machine passes `$$.Execution.Id` as `execution`)."""
+    incident = event.get("incident")
+    if not isinstance(incident, dict):
+        raise Refused("the execution names no incident")
+    verified_incident(incident)
+    if not event.get("execution") or event.get("execution") != incident["execution_arn"]:
+        raise Refused(f"execution {event.get('execution')!r} is not incident "
+                      f"{incident['incident_id']}'s ({incident['execution_arn']})")
+    return incident
+
+
+def _request_document(incident_id: str, execution_arn: str, asked: dict) -> dict:
+    return {"incident_id": incident_id, "execution_arn": execution_arn,
+            **{k: v for k, v in asked.items() if k != "seal"}}
+
+
+def seal_release(incident_id: str, execution_arn: str, asked: dict) -> dict:
+    """`asked` (reason, reregister, requested_by) sealed for the execution that carries it."""
+    return {**asked, "seal": seals.seal(
+        "release", _request_document(incident_id, execution_arn, asked))}
+
+
+def release_request(event: dict) -> dict:
+    """The release request of this execution, verified: made by the product, for it."""
+    asked = event.get("release")
+    incident_id = (event.get("incident") or {}).get("incident_id")
+    if not isinstance(asked, dict) or not isinstance(incident_id, str):
+        raise Refused("the execution carries no release request")
+    try:
+        seals.verify("release", _request_document(incident_id, event.get("execution"), asked),
+                     asked.get("seal"))
+    except seals.Unverified as unverified:
+        raise Refused(f"release of {incident_id!r} in execution {event.get('execution')!r}: "
+                      f"{unverified}") from None
+    return asked
+
+
+def _change_document(incident_id: str, record: dict) -> dict:
+    return {"incident_id": incident_id, "change": {k: v for k, v in record.items()
+                                                   if k != "seal"}}
+
+
+def seal_changes(incident_id: str, records: list[dict]) -> list[dict]:
+    """Each change record with its seal (made concurrently)."""
+    sealed = seals.seal_each("change", [_change_document(incident_id, r) for r in records])
+    return [{**record, "seal": document["seal"]} for record, document in zip(records, sealed)]
+
+
+def unverified_changes(incident_id: str, records: list[dict]) -> list[str | None]:
+    """Why each record cannot be trusted (None: its seal matches), by position."""
+    return seals.verify_each("change", [
+        {**_change_document(incident_id, r), "seal": r.get("seal")} for r in records])
