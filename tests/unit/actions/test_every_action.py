@@ -6,7 +6,8 @@ import pkgutil
 
 import chalicelib.actions as package
 from chalicelib.actions import Action
-from tests.unit.actions import test_evidence, test_instance, test_isolation, test_memory, test_traffic
+from tests.unit.actions import (test_evidence, test_instance, test_isolation, test_memory,
+                                test_traffic)
 
 TESTED = (test_evidence, test_instance, test_isolation, test_memory, test_traffic)
 

@@ -39,7 +39,8 @@ def test_snapshots_apply_takes_one_per_volume_tagged_and_undo_keeps_them(world, 
     made = Snapshots().apply(target)
 
     taken = {s["SnapshotId"]: s for s in snapshots_of(ec2, victim["instance_id"])}
-    assert sorted(r["resource"] for r in made) == sorted(v["id"] for v in target.pre_state["volumes"])
+    volumes = sorted(v["id"] for v in target.pre_state["volumes"])
+    assert sorted(r["resource"] for r in made) == volumes
     assert sorted(r["after"] for r in made) == sorted(taken)
     for record in made:
         snapshot = taken[record["after"]]

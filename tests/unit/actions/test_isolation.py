@@ -116,7 +116,8 @@ def test_a_failure_on_the_second_interface_keeps_the_first_isolated(world, victi
     target = world.target(victim["instance_id"], settings)
     first, second = target.pre_state["interfaces"]
     ec2 = world.client("ec2")
-    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(4,))  # the second one's isolation swap
+    # calls: first open, first isolation, second open, second isolation (fails)
+    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(4,))
 
     made, errors = actions.run(_isolators(target), target)
 

@@ -18,7 +18,7 @@ ACCOUNT = "123456789012"  # moto's default account
 class World:
     """One account and region of moto, in process. `client(service)` is what a `Target` and
     `local.victims` (which calls it `stack.client`) are given: one client per service, so a
-    failure injected on it (`fail`) is met by the action."""
+    failure injected on it (`fail`) is met by the action under test."""
 
     account = ACCOUNT
 
@@ -61,14 +61,14 @@ class World:
         return self.client("ec2").describe_instances(InstanceIds=[instance_id])[
             "Reservations"][0]["Instances"][0]
 
-    def target(self, instance_id: str, settings, **incident) -> Target:
+    def target(self, instance_id: str, settings) -> Target:
         """The target a step would build for a new incident on `instance_id` (the pre-incident
         state read now, as `workflow.new_incident` does)."""
         return Target(client=self.client, home_client=self.client, settings=settings, incident={
             "incident_id": new_id(), "instance_id": instance_id, "account_id": ACCOUNT,
             "home_account": ACCOUNT, "region": REGION,
             "finding": {"type": "UnauthorizedAccess:EC2/SSHBruteForce"},
-            "pre_state": pre_state(self.instance(instance_id)), **incident})
+            "pre_state": pre_state(self.instance(instance_id))})
 
 
 @functools.cache
