@@ -4,7 +4,6 @@ import sys
 import threading
 
 from chalicelib import aws
-from local import recording
 
 
 def test_importing_the_app_creates_no_client_and_imports_no_boto3():
@@ -66,23 +65,6 @@ def test_clients_retry_in_standard_mode():
     retries = aws.client("ec2", "us-east-1").meta.config.retries
     assert retries["mode"] == "standard"
     assert retries["total_max_attempts"] == aws.MAX_ATTEMPTS
-
-
-def test_user_agent_names_the_calling_function(stack):
-    aws.reset()
-    recording.start(stack)
-    with aws.acting_as("ec2-quarantine-dev-contain"):
-        aws.client("ec2").describe_vpcs()
-    recording.stop(stack)
-    entries = stack.moto_api("recorder/download-recording").decode()
-    assert "ec2-quarantine/ec2-quarantine-dev-contain" in entries
-
-
-def test_throttling_is_retried(stack):
-    aws.reset()
-    stack.faults.arm("ec2", "DescribeVpcs", "RequestLimitExceeded", count=2)
-    assert aws.client("ec2").describe_vpcs()["Vpcs"]
-    assert len(stack.faults.fired) == 2
 
 
 def test_tolerate_treats_only_the_named_codes_as_success():

@@ -71,10 +71,7 @@ def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
             assert granted == wanted | set(permissions.LOG_ACTIONS), (stage, function)
 
 
-def test_member_role_template_is_what_the_code_declares_and_lints():
-    import subprocess
-    import sys
-
+def test_member_role_template_is_what_the_code_declares():
     with open(os.path.join(PROJECT_DIR, "deploy", member_role.FILE)) as handle:
         assert handle.read() == permissions.member_role_template(), "run `make policies`"
     actions = permissions.member_role_actions()
@@ -83,13 +80,6 @@ def test_member_role_template_is_what_the_code_declares_and_lints():
     text = permissions.member_role_template()
     assert "Type: AWS::IAM::InstanceProfile" in text
     assert f"Default: {names.deny_all_profile('prod')}" in text
-    templates = [os.path.join(PROJECT_DIR, "deploy", name)
-                 for name in sorted(os.listdir(os.path.join(PROJECT_DIR, "deploy")))
-                 if name.endswith(".yaml")]
-    cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
-    result = subprocess.run([cfn_lint, *templates],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cross_region_forwarder_carries_the_apps_pattern():

@@ -1,0 +1,80 @@
+"""Fixtures of the action tests: moto in process (`mock_aws`, no server) with the embedded AWS's
+fidelity patches the actions meet, victims like real instances, and the settings."""
+
+import pytest
+
+from tests.unit.actions.world import World
+
+SETTINGS = {  # what a deployed stage sets, with the optional actions' inputs given
+    "EVIDENCE_BUCKET": "evidence-bucket",
+    "FORENSIC_ACCOUNT_ID": "210987654321",
+    "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture",
+    "DENY_ALL_PROFILE_ARN": "arn:aws:iam::999999999999:instance-profile/ec2-quarantine-deny-all",
+}
+
+
+@pytest.fixture(scope="session")
+def fidelity():
+    """The embedded AWS's fidelity patches that need no running stack
+    (`local.patches.apply_backend_fidelity`): they patch moto's backend and response classes,
+    so they hold in process as on the server, and applying them again is a no-op. This is the
+    one place the action tests import local/."""
+    from local import patches, scenario
+
+    patches.apply_backend_fidelity()
+    return scenario
+
+
+@pytest.fixture
+def world(fidelity, monkeypatch):
+    """A fresh moto account, in process. The embedded AWS (started by other suites in this
+    process) leaves its endpoint in the environment: clients must not go there."""
+    from moto import mock_aws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # thousands of objects per reset
+    world = World()
+    with mock_aws():
+        yield world
+    world.close()
+    fidelity.reset()
+
+
+@pytest.fixture
+def manage_with_ssm(fidelity):
+    """Give an instance an (imaginary) online SSM agent."""
+    return fidelity.manage_with_ssm
+
+
+@pytest.fixture
+def configure():
+    """Settings as a stage's environment gives them (`configure(CREDENTIALS_MODE="deny-all")`)."""
+    from chalicelib import settings
+
+    return lambda **environ: settings.load({**SETTINGS, **environ})
+
+
+@pytest.fixture
+def settings(configure):
+    return configure()
+
+
+@pytest.fixture
+def victim(world):
+    """An instance like a real one (local/victims.py): launched with two SecurityGroupIds, a
+    second interface with a group of its own, three volumes, an instance profile."""
+    from local.victims import make_victim
+
+    return make_victim(world, interfaces=2, volumes=3)
+
+
+@pytest.fixture
+def fleet(world):
+    """A member of an Auto Scaling group, registered in two target groups and a classic load
+    balancer, with an Elastic IP (local/victims.py)."""
+    from local.victims import make_fleet_member
+
+    return make_fleet_member(world)

@@ -1,0 +1,229 @@
+"""Evidence: snapshots tagged with the incident, the evidence store with its hashes, sharing with
+the forensic account, stopping the instance. Evidence is kept on release: undo leaves it."""
+
+import hashlib
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import actions
+from chalicelib.actions.evidence import (
+    EvidenceNotCaptured,
+    ShareSnapshots,
+    Snapshots,
+    StopInstance,
+    StoreEvidence,
+)
+from tests.unit.actions.world import snapshots_of, tags
+
+COVERS = (Snapshots, StoreEvidence, ShareSnapshots, StopInstance)
+FORENSIC = "210987654321"  # conftest.SETTINGS
+
+
+# -- Snapshots --------------------------------------------------------------------------------
+def test_snapshots_plan_names_every_volume_and_takes_none(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    planned = Snapshots().plan(target)
+
+    assert planned == [actions.change("snapshots", v["id"], "snapshot", None, "(new snapshot)")
+                       for v in target.pre_state["volumes"]]
+    assert len(planned) == 3 and snapshots_of(world.client("ec2"), victim["instance_id"]) == []
+
+
+def test_snapshots_apply_takes_one_per_volume_tagged_and_undo_keeps_them(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    ec2 = world.client("ec2")
+
+    made = Snapshots().apply(target)
+
+    taken = {s["SnapshotId"]: s for s in snapshots_of(ec2, victim["instance_id"])}
+    volumes = sorted(v["id"] for v in target.pre_state["volumes"])
+    assert sorted(r["resource"] for r in made) == volumes
+    assert sorted(r["after"] for r in made) == sorted(taken)
+    for record in made:
+        snapshot = taken[record["after"]]
+        assert snapshot["VolumeId"] == record["resource"]
+        assert tags(snapshot) == {"QuarantineIncident": target.incident["incident_id"],
+                                  "QuarantineInstance": victim["instance_id"]}
+        Snapshots().undo(target, record)
+    assert len(snapshots_of(ec2, victim["instance_id"])) == 3
+
+
+def test_snapshots_failure_takes_none_and_is_recorded(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    world.fail("ec2", "CreateSnapshots", code="SnapshotCreationPerVolumeRateExceeded")
+
+    changes, errors = actions.run([Snapshots()], target)
+
+    assert changes == [] and [(e["action"], e["code"]) for e in errors] == [
+        ("snapshots", "SnapshotCreationPerVolumeRateExceeded")]
+    assert snapshots_of(world.client("ec2"), victim["instance_id"]) == []
+
+
+# -- StoreEvidence ----------------------------------------------------------------------------
+PIECES = ["console-output.txt", "console-screenshot.jpg", "instance.json", "interfaces.json",
+          "manifest.json", "network.json"]
+
+
+@pytest.fixture
+def bucket(world, settings):
+    world.client("s3").create_bucket(Bucket=settings.evidence_bucket)
+    return settings.evidence_bucket
+
+
+def _stored(world, bucket, prefix):
+    """{name under the prefix: (bytes, sha256 metadata)}"""
+    s3, found = world.client("s3"), {}
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        got = s3.get_object(Bucket=bucket, Key=item["Key"])
+        found[item["Key"][len(prefix):]] = (got["Body"].read(), got["Metadata"].get("sha256"))
+    return found
+
+
+def test_store_plan_names_the_prefix_and_writes_nothing(world, victim, bucket, settings):
+    target = world.target(victim["instance_id"], settings)
+    prefix = f"{target.incident['incident_id']}/"
+
+    assert StoreEvidence().plan(target) == [
+        actions.change("evidence-store", bucket, "prefix", None, prefix)]
+    assert _stored(world, bucket, prefix) == {}
+
+
+def test_store_apply_writes_every_piece_with_its_hash_and_undo_keeps_them(world, victim, bucket,
+                                                                         settings):
+    target = world.target(victim["instance_id"], settings)
+    prefix = f"{target.incident['incident_id']}/"
+    snapshot_ids = [r["after"] for r in Snapshots().apply(target)]
+
+    made = StoreEvidence(snapshot_ids).apply(target)
+
+    stored = _stored(world, bucket, prefix)
+    assert sorted(stored) == PIECES
+    for data, digest in stored.values():
+        assert digest == hashlib.sha256(data).hexdigest()
+    assert sorted(made, key=lambda r: r["resource"]) == [
+        actions.change("evidence-store", f"s3://{bucket}/{prefix}{name}", "sha256", None,
+                       stored[name][1]) for name in PIECES]
+    manifest = json.loads(stored["manifest.json"][0])
+    assert manifest["snapshot_ids"] == snapshot_ids and manifest["not_captured"] == []
+    assert {o["key"]: o["sha256"] for o in manifest["objects"]} == {
+        prefix + name: stored[name][1] for name in PIECES if name != "manifest.json"}
+    interfaces = json.loads(stored["interfaces.json"][0])
+    assert interfaces["pre_incident_groups"] == {i["id"]: i["groups"]
+                                                 for i in target.pre_state["interfaces"]}
+    assert stored["console-screenshot.jpg"][0].startswith(b"\xff\xd8")  # a JPEG
+    for record in made:
+        StoreEvidence().undo(target, record)
+    assert sorted(_stored(world, bucket, prefix)) == PIECES
+
+
+def test_store_lists_what_the_ssm_agent_wrote_under_the_prefix(world, victim, bucket, settings):
+    target = world.target(victim["instance_id"], settings)
+    key = f"{target.incident['incident_id']}/memory/cmd/{victim['instance_id']}/stdout"
+    world.client("s3").put_object(Bucket=bucket, Key=key, Body=b"memory image")
+
+    StoreEvidence().apply(target)
+
+    manifest = json.loads(_stored(world, bucket, f"{target.incident['incident_id']}/")[
+        "manifest.json"][0])
+    [agent] = [o for o in manifest["objects"] if o["key"] == key]
+    assert (agent["written_by"], agent["size"], agent["sha256"]) == ("ssm-agent", 12, None)
+
+
+def test_store_piece_not_captured_keeps_the_others_and_fails_partially(world, victim, bucket,
+                                                                       settings):
+    target = world.target(victim["instance_id"], settings)
+    prefix = f"{target.incident['incident_id']}/"
+    world.fail("ec2", "GetConsoleOutput", calls=(1, 2), code="UnauthorizedOperation")
+
+    with pytest.raises(actions.PartialFailure) as raised:
+        StoreEvidence().apply(target)
+
+    stored = _stored(world, bucket, prefix)
+    assert sorted(stored) == [p for p in PIECES if p != "console-output.txt"]
+    assert sorted(r["resource"] for r in raised.value.made) == [
+        f"s3://{bucket}/{prefix}{name}" for name in sorted(stored)]
+    assert isinstance(raised.value.error, EvidenceNotCaptured)
+    assert json.loads(stored["manifest.json"][0])["not_captured"] == [
+        "console-output.txt: UnauthorizedOperation"]
+    changes, errors = actions.run([StoreEvidence()], world.target(victim["instance_id"], settings))
+    assert len(changes) == 5 and [(e["action"], e["code"]) for e in errors] == [
+        ("evidence-store", "EvidenceNotCaptured")]
+
+
+# -- ShareSnapshots ---------------------------------------------------------------------------
+def _shared_with(world, snapshot_id):
+    return [p.get("UserId") for p in world.client("ec2").describe_snapshot_attribute(
+        SnapshotId=snapshot_id, Attribute="createVolumePermission")["CreateVolumePermissions"]]
+
+
+@pytest.fixture
+def snapshot_ids(world, victim, settings):
+    return [r["after"] for r in Snapshots().apply(world.target(victim["instance_id"], settings))]
+
+
+def test_share_plan_names_each_snapshot_and_shares_none(world, victim, snapshot_ids, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    assert ShareSnapshots(snapshot_ids).plan(target) == [
+        actions.change("share-snapshots", s, "createVolumePermission", None, FORENSIC)
+        for s in snapshot_ids]
+    assert all(_shared_with(world, s) == [] for s in snapshot_ids)
+
+
+def test_share_apply_shares_each_and_undo_keeps_sharing(world, victim, snapshot_ids, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    made = ShareSnapshots(snapshot_ids).apply(target)
+
+    assert made == ShareSnapshots(snapshot_ids).plan(target)
+    for record in made:
+        ShareSnapshots().undo(target, record)
+    assert all(_shared_with(world, s) == [FORENSIC] for s in snapshot_ids)
+
+
+def test_share_partial_failure_carries_the_first(world, victim, snapshot_ids, settings):
+    target = world.target(victim["instance_id"], settings)
+    world.fail("ec2", "ModifySnapshotAttribute", calls=(2,))
+
+    with pytest.raises(actions.PartialFailure) as raised:
+        ShareSnapshots(snapshot_ids).apply(target)
+
+    assert raised.value.made == ShareSnapshots(snapshot_ids[:1]).plan(target)
+    assert [_shared_with(world, s) for s in snapshot_ids] == [[FORENSIC], [], []]
+
+
+# -- StopInstance -----------------------------------------------------------------------------
+def _state(world, instance_id):
+    return world.instance(instance_id)["State"]["Name"]
+
+
+def test_stop_plan_changes_nothing(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    assert StopInstance().plan(target) == [
+        actions.change("stop-instance", victim["instance_id"], "state", "running", "stopped")]
+    assert _state(world, victim["instance_id"]) == "running"
+
+
+def test_stop_apply_stops_and_undo_starts_again(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    made = StopInstance().apply(target)
+
+    assert made == StopInstance().plan(target)
+    assert _state(world, victim["instance_id"]) in ("stopping", "stopped")
+    StopInstance().undo(target, made[0])
+    assert _state(world, victim["instance_id"]) in ("pending", "running")
+
+
+def test_stop_failure_leaves_it_running(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    world.fail("ec2", "StopInstances", code="OperationNotPermitted")
+
+    with pytest.raises(ClientError):
+        StopInstance().apply(target)
+
+    assert _state(world, victim["instance_id"]) == "running"
