@@ -44,7 +44,8 @@ def verified_incident(incident: dict) -> dict:
 
 def check_account(incident: dict) -> None:
     account, home = incident.get("account_id"), incident.get("home_account")
-    if not accounts.allowed(account, home, settings.get()):
+    if not (isinstance(account, str) and isinstance(home, str)
+            and accounts.allowed(account, home, settings.get())):
         raise Refused(f"account {account!r} is not allowed: not the home account {home!r} and "
                       "not in MEMBER_ACCOUNTS")
 

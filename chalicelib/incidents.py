@@ -5,7 +5,7 @@ The table definition lives here, once, for the embedded AWS and for deployment.
 
 import re
 
-from chalicelib import aws, settings
+from chalicelib import aws, bindings, settings
 
 INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
@@ -156,8 +156,10 @@ def record_finding(incident_id: str, finding: dict) -> dict:
 
 def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
                 fields: dict | None = None) -> dict:
-    """Add a step to the incident's timeline with the changes and errors it brings, and set
-    `fields` (dotted names set nested attributes); returns the incident as it now stands."""
+    """Add a step to the incident's timeline with the changes (each sealed: release verifies
+    them) and errors it brings, and set `fields` (dotted names set nested attributes); returns
+    the incident as it now stands."""
+    changes = bindings.seal_changes(incident_id, list(changes))
     entry = {"step": step, "start": started, "end": now(), "outcome": outcome}
     expression = ("SET timeline = list_append(if_not_exists(timeline, :empty), :entry), "
                   "changes = list_append(if_not_exists(changes, :empty), :changes), "

@@ -116,6 +116,17 @@ def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
             "message": _with_json("\n".join(lines), incident), "outcome": outcome}
 
 
+def refused(execution, reason: str) -> dict:
+    """An execution, record or request the product could not verify: nothing was done."""
+    lines = [f"Execution {execution} was REFUSED: {reason[:1000]}",
+             "Nothing was changed. Someone who may start the state machine or write the "
+             "incidents table may have forged it: find who in CloudTrail (StartExecution, "
+             "PutItem/UpdateItem on the incidents table)."]
+    return {"subject": subject("[ec2-quarantine] refused: an execution or record that the "
+                               "product did not make"),
+            "message": "\n".join(lines), "outcome": "refused"}
+
+
 def duplicate(incident: dict, finding: dict | None) -> dict:
     """A further finding for an instance already under an active incident."""
     what = (f"GuardDuty finding {finding.get('type')} (id {finding.get('id')})" if finding

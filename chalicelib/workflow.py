@@ -13,12 +13,14 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import accounts, aws, execution, findings, incidents, outcomes, report, settings
+from chalicelib import (accounts, aws, bindings, execution, findings, incidents, outcomes,
+                        report, settings)
 
 log = logging.getLogger(__name__)
 
 PERMISSIONS = (
     "ec2:DescribeInstances", "states:StartExecution", "states:DescribeExecution", "sns:Publish",
+    *bindings.SEAL_PERMISSIONS,
     *accounts.PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
@@ -60,14 +62,16 @@ def start(request: findings.QuarantineRequest,
     incident = new_incident(request, instance, home_account)
     if request.dry_run or current.dry_run:
         incident["status"] = "DRY_RUN"
-        incidents.put(incident)
+        _, incident["seal"] = aws.concurrently(
+            [lambda: incidents.put(incident), lambda: bindings.seal_incident(incident)])
         log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
                  request.source)
         return outcomes.DryRun(begin(incident))
-    try:
-        incidents.claim(incident)
+    try:  # the seal is made beside the claim: nothing new stands in front of the swap
+        _, incident["seal"] = aws.concurrently(
+            [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident)])
     except incidents.AlreadyActive as active:
-        return further(active.incident_id, request)
+        return further(active.incident_id, request, instance, home_account)
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
     return outcomes.Opened(begin(incident))
 
@@ -139,8 +143,12 @@ def execution_name(incident_id: str) -> str:
 
 def execution_arn(incident_id: str) -> str:
     """Known before the execution starts, so the claim can hold it."""
+    return _arn_of(execution_name(incident_id))
+
+
+def _arn_of(name: str) -> str:
     machine = settings.get().state_machine_arn
-    return machine.replace(":stateMachine:", ":execution:") + ":" + execution_name(incident_id)
+    return machine.replace(":stateMachine:", ":execution:") + ":" + name
 
 
 def begin(incident: dict) -> dict:
@@ -166,20 +174,35 @@ def begin(incident: dict) -> dict:
     return incident
 
 
-def further(incident_id: str, request: findings.QuarantineRequest) -> outcomes.Recorded:
+def further(incident_id: str, request: findings.QuarantineRequest, instance: dict,
+            home_account: str) -> outcomes.Recorded:
     """Record a further finding or request on the active incident; start it if it never was."""
     incident = incidents.record_finding(incident_id, {
         **(_finding_ref(request) or {}), "source": request.source, "reason": request.reason,
         "at": incidents.now()})
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
-        return outcomes.Recorded(begin(incident))
+        return outcomes.Recorded(begin(_rebound(incident, request, instance, home_account)))
     try:
         announce(report.duplicate(incident, _finding_ref(request)))
     except Exception:  # recorded already: a lost notice must not turn it into a failure
         log.exception("could not announce the further %s on %s", request.source, incident_id)
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
     return outcomes.Recorded(incident)
+
+
+def _rebound(incident: dict, request, instance: dict, home_account: str) -> dict:
+    """A claimed incident that never started, bound anew to what was just described: the
+    table's copy is not trusted (anyone who may write the table could have written it), and
+    nothing has changed the instance yet, so its state now is its pre-incident state."""
+    fresh = new_incident(request, instance, home_account)
+    bound = {**incident, **{name: fresh[name] for name in bindings.BINDING_FIELDS
+                            if name not in ("incident_id", "opened_at", "execution_arn")},
+             "execution_arn": execution_arn(incident["incident_id"])}
+    incidents.record_step(incident["incident_id"], "start", incidents.now(), "restarted",
+                          fields={name: bound[name] for name in bindings.BINDING_FIELDS
+                                  if name != "incident_id"})
+    return {**bound, "seal": bindings.seal_incident(bound)}
 
 
 def _start_was_lost(incident: dict) -> bool:
@@ -213,8 +236,6 @@ def announce(notice: dict) -> None:
     topic = settings.get().topic_arn
     aws.client("sns", aws.region_of(topic)).publish(
         TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
-
-
 
 
 def _finding_ref(request: findings.QuarantineRequest):
@@ -272,9 +293,11 @@ def release(request: findings.QuarantineRequest, home_account: str,
     # Each release request is its own execution: one that failed can be asked for again, and
     # the release step skips what an earlier attempt already restored.
     name = execution_name(f"{incident_id}-release-{secrets.token_hex(4)}")
+    release_input = execution.release(incident_id, request, reregister, current)
+    release_input["release"] = bindings.seal_release(incident_id, _arn_of(name),
+                                                     release_input["release"])
     arn = aws.client("stepfunctions", machine_region).start_execution(
-        stateMachineArn=current.state_machine_arn, name=name,
-        input=json.dumps(execution.release(incident_id, request, reregister, current)),
+        stateMachineArn=current.state_machine_arn, name=name, input=json.dumps(release_input),
     )["executionArn"]
     log.info("releasing %s (%s)", incident_id, request.instance_id)
     earlier = sum(1 for step in incident.get("timeline", []) if step["step"] == "release")

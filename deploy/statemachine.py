@@ -110,10 +110,12 @@ def _settle(table_name):
             "Key": {"pk": {"S.$": "$.incident.incident_id"}},
             "UpdateExpression": "SET #status = :final, containment = :final, "
                                 "#errors = list_append(if_not_exists(#errors, :none), :failed)",
-            "ConditionExpression": "#status = :open",
+            # Only this incident's own execution settles it (a crafted one names another).
+            "ConditionExpression": "#status = :open AND execution_arn = :execution",
             "ExpressionAttributeNames": {"#status": "status", "#errors": "errors"},
             "ExpressionAttributeValues": {
                 ":final": {"S.$": "$.results.contain.status"}, ":open": {"S": "OPEN"},
+                ":execution": {"S.$": "$$.Execution.Id"},
                 ":none": {"L": []},
                 ":failed": {"L": [{"M": {
                     "action": {"S": "report-step"}, "resource": {"S.$": "$.incident.instance_id"},
@@ -164,7 +166,9 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
     A dry run walks the same path with every action's plan and reports the plan.
     Execution input: `chalicelib.execution` (its options go to every Lambda step).
     """
-    incident_only = {"incident.$": "$.incident", "options.$": "$.options"}
+    # Every Lambda step is told its own execution: it acts only for the incident bound to it.
+    incident_only = {"incident.$": "$.incident", "options.$": "$.options",
+                     "execution.$": "$$.Execution.Id"}
     detection_branch = {
         "StartAt": "NotifyDetected",
         "States": {
@@ -246,8 +250,8 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                 "SnapshotsDone", catch={"ResultPath": "$.evidence.error", "Next": "Report"}),
             "Report": _task(
                 function_arns["report"],
-                {"incident.$": "$.incident", "results.$": "$.results", "evidence.$": "$.evidence",
-                 "memory.$": "$.memory", "options.$": "$.options"},
+                {**incident_only, "results.$": "$.results", "evidence.$": "$.evidence",
+                 "memory.$": "$.memory"},
                 "$.report", "NotifyReport",
                 retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],  # a crash too: it settles status
                 catch={"ResultPath": "$.report_error", "Next": "SettleStatus"}),
@@ -269,14 +273,19 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
             # A report that could not be published, retries spent, is recorded on the incident.
             "ReportNotSent": _task(
                 function_arns["report"],
-                {"incident.$": "$.incident", "notify_error.$": "$.notify_error"}, None, "Outcome",
+                {"incident.$": "$.incident", "notify_error.$": "$.notify_error",
+                 "execution.$": "$$.Execution.Id"}, None, "Outcome",
                 catch={"ResultPath": None, "Next": "Outcome"}),
             "Outcome": {
                 "Type": "Choice",
                 "Choices": [{"Or": [{"Variable": "$.report.outcome", "StringEquals": "failed"},
                                     {"Variable": "$.report.outcome", "StringEquals": "FAILED"}],
-                             "Next": "ContainmentFailed"}],
+                             "Next": "ContainmentFailed"},
+                            {"Variable": "$.report.outcome", "StringEquals": "refused",
+                             "Next": "Refused"}],
                 "Default": "Done"},
+            "Refused": {"Type": "Fail", "Error": "ExecutionRefused",
+                        "Cause": "the execution is not bound to its incident; nothing was done"},
             "ContainmentFailed": {"Type": "Fail", "Error": "ContainmentFailed",
                                   "Cause": "containment changed nothing; see the report"},
             "Done": {"Type": "Succeed"},

@@ -73,6 +73,14 @@ class Action:
     def undo(self, target: Target, record: dict) -> None:
         raise NotImplementedError
 
+    def foreign(self, target: Target, record: dict) -> str | None:
+        """Why release must not undo `record` here (None: it is this instance's own). Checked
+        against the sealed pre-incident state and what AWS says now, never the record alone.
+        By default a record's resource is the instance itself."""
+        if record.get("resource") != target.instance_id:
+            return f"{record.get('resource')!r} is not instance {target.instance_id}"
+        return None
+
 
 class Skipped(Exception):
     """The action does not apply to this instance: a note, not an error."""

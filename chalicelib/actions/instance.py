@@ -9,6 +9,7 @@ from chalicelib.actions import Action, OnRelease, apply_each, change
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
 TAG_FINDING = "QuarantineFinding"
+TAGS = (TAG_INCIDENT, TAG_STATUS, TAG_FINDING)
 
 
 class DetachInstanceProfile(Action):
@@ -46,6 +47,13 @@ class DetachInstanceProfile(Action):
     def undo(self, target, record):
         target.ec2.associate_iam_instance_profile(
             IamInstanceProfile={"Arn": record["before"]}, InstanceId=target.instance_id)
+
+    def foreign(self, target, record):
+        """Only the profile the instance had when the incident opened is given back."""
+        had = target.pre_state.get("instance_profile")
+        if record.get("before") != had:
+            return f"{record.get('before')!r} is not the profile {target.instance_id} had ({had})"
+        return super().foreign(target, record)
 
 
 class SwapToDenyAllProfile(DetachInstanceProfile):
@@ -87,7 +95,7 @@ class RevokeRoleSessions(Action):
     name = "revoke-role-sessions"
     permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
                    "iam:PutRolePolicy", "ec2:DescribeIamInstanceProfileAssociations")
-    undo_permissions = ("iam:DeleteRolePolicy",)
+    undo_permissions = ("iam:DeleteRolePolicy", "iam:GetInstanceProfile")
     on_release = OnRelease.UNDONE
 
     def _role(self, target):
@@ -139,6 +147,16 @@ class RevokeRoleSessions(Action):
         target.client("iam").delete_role_policy(RoleName=record["resource"],
                                                 PolicyName=record["attribute"].split(":", 1)[1])
 
+    def foreign(self, target, record):
+        """Only this incident's own policy, on the role of the profile the instance had."""
+        if record.get("attribute") != f"policy:{self._policy_name(target)}":
+            return f"{record.get('attribute')!r} is not this incident's revocation policy"
+        role = self._role(target)
+        if record.get("resource") != role:
+            return (f"role {record.get('resource')!r} is not the role of the profile "
+                    f"{target.instance_id} had ({role})")
+        return None
+
 
 class KeepVolumesOnTermination(Action):
     """DeleteOnTermination=false on every attached volume: a termination keeps the disks."""
@@ -165,6 +183,12 @@ class KeepVolumesOnTermination(Action):
 
     def undo(self, target, record):
         self._set(target, [record["resource"]], record["before"])
+
+    def foreign(self, target, record):
+        volumes = {v["id"] for v in target.pre_state.get("volumes", [])}
+        if record.get("resource") not in volumes:
+            return f"{record.get('resource')!r} was not a volume of {target.instance_id}"
+        return None
 
 
 class InstanceAttribute(Action):
@@ -254,6 +278,11 @@ class QuarantineTags(Action):
         target.ec2.create_tags(Resources=[target.instance_id], Tags=[
             {"Key": k, "Value": v} for k, v in self._tags(target).items()])
         return self._changes(target)
+
+    def foreign(self, target, record):
+        if record.get("attribute") not in {f"tag:{key}" for key in TAGS}:
+            return f"{record.get('attribute')!r} is not one of the product's tags"
+        return super().foreign(target, record)
 
     def undo(self, target, record):
         key = record["attribute"].split(":", 1)[1]

@@ -48,7 +48,8 @@ def isolation_groups(target, vpc_id: str) -> dict:
     cache = target.cache.setdefault("groups", {})
     if vpc_id not in cache:
         ec2 = target.ec2
-        groups = find_groups(ec2, vpc_id)
+        found = target.cache.setdefault("found", {})  # read ahead (prefetch), not yet checked
+        groups = found.pop(vpc_id) if vpc_id in found else find_groups(ec2, vpc_id)
         for role in GROUP_NAMES:
             created = role not in groups
             if created:
@@ -76,6 +77,14 @@ def _create(ec2, vpc_id: str, role: str) -> dict:
     return {"GroupId": group_id, "IpPermissions": [],
             "IpPermissionsEgress": ec2.describe_security_groups(GroupIds=[group_id])[
                 "SecurityGroups"][0]["IpPermissionsEgress"]}
+
+
+def prefetch(target, vpc_ids) -> None:
+    """Read the VPCs' groups ahead (beside another request), for `isolation_groups` to check
+    and use: the swap then waits for nothing more."""
+    found = target.cache.setdefault("found", {})
+    for vpc_id in vpc_ids:
+        found[vpc_id] = find_groups(target.ec2, vpc_id)
 
 
 def _make_rules_right(ec2, role: str, group: dict, created: bool) -> None:
@@ -124,7 +133,7 @@ class IsolateInterface(Action):
 
     name = "isolate-interface"
     permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
-    undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute",)
+    undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute", "ec2:DescribeNetworkInterfaces")
     on_release = OnRelease.UNDONE
 
     def __init__(self, interface: dict | None = None):  # None: only to undo a record
@@ -162,3 +171,17 @@ class IsolateInterface(Action):
     def undo(self, target, record):
         target.ec2.modify_network_interface_attribute(
             NetworkInterfaceId=record["resource"], Groups=record["before"])
+
+    def foreign(self, target, record):
+        """One of the instance's interfaces, still attached to it, given back the groups it had."""
+        had = {i["id"]: i["groups"] for i in target.pre_state["interfaces"]}
+        eni = record.get("resource")
+        if eni not in had:
+            return f"{eni!r} was not an interface of {target.instance_id}"
+        if record.get("before") != had[eni]:
+            return f"{eni} had groups {had[eni]}, not {record.get('before')!r}"
+        described = target.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])
+        attached = (described["NetworkInterfaces"][0].get("Attachment") or {}).get("InstanceId")
+        if attached != target.instance_id:
+            return f"{eni} is no longer attached to {target.instance_id} (now: {attached})"
+        return None

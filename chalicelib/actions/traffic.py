@@ -95,6 +95,12 @@ class LeaveTargetGroups(Action):
         target.client("elbv2").register_targets(TargetGroupArn=record["resource"],
                                                 Targets=[record["before"]])
 
+    def foreign(self, target, record):
+        registered = (record.get("before") or {}).get("Id")
+        if registered != target.instance_id:
+            return f"target {registered!r} is not instance {target.instance_id}"
+        return None
+
 
 class LeaveClassicLoadBalancers(Action):
     """Deregister from every classic load balancer that lists the instance."""
@@ -116,6 +122,11 @@ class LeaveClassicLoadBalancers(Action):
         elb = target.client("elb")
         return apply_each(self.plan(target), lambda record: elb.deregister_instances_from_load_balancer(
             LoadBalancerName=record["resource"], Instances=[{"InstanceId": target.instance_id}]))
+
+    def foreign(self, target, record):
+        if record.get("before") != target.instance_id:
+            return f"{record.get('before')!r} is not instance {target.instance_id}"
+        return None
 
     def undo(self, target, record):
         target.client("elb").register_instances_with_load_balancer(
@@ -142,6 +153,13 @@ class DisassociateElasticIp(Action):
     def apply(self, target):
         return apply_each(self.plan(target), lambda record: target.ec2.disassociate_address(
             AssociationId=record["before"]["AssociationId"]))
+
+    def foreign(self, target, record):
+        interfaces = {i["id"] for i in target.pre_state["interfaces"]}
+        interface = (record.get("before") or {}).get("NetworkInterfaceId")
+        if interface not in interfaces:
+            return f"{interface!r} was not an interface of {target.instance_id}"
+        return None
 
     def undo(self, target, record):
         before = record["before"]

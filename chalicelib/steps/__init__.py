@@ -19,3 +19,25 @@ def target_for(incident: dict, event: dict) -> Target:
 def is_dry_run(event: dict) -> bool:
     """Whether this execution only plans (the workflow sets options.dry_run)."""
     return bool((event.get("options") or {}).get("dry_run", False))
+
+
+def refused(event: dict, step: str, refusal: Exception) -> str:
+    """A refused execution or record: logged, and recorded on the incident it names (if that
+    exists) so the report shows the attempt. Nothing else is done; returns the reason."""
+    import logging
+
+    from chalicelib import actions, incidents
+
+    reason = str(refusal)
+    incident = event.get("incident") if isinstance(event.get("incident"), dict) else {}
+    logging.getLogger(__name__).warning("%s refused in %s: %s", step, event.get("execution"),
+                                        reason)
+    incident_id = incident.get("incident_id")
+    if isinstance(incident_id, str) and incidents.INCIDENT_ID.match(incident_id):
+        try:
+            incidents.record_step(incident_id, step, incidents.now(), "refused", errors=[
+                actions.failure_record(f"{step}-step", str(event.get("execution")),
+                                       "ExecutionRefused", reason)])
+        except Exception:  # no such incident, or the table refuses: the log line stays
+            logging.getLogger(__name__).exception("could not record the refusal")
+    return reason

@@ -3,7 +3,7 @@ protect against termination, make shutdown stop the instance, and tag it."""
 
 import logging
 
-from chalicelib import actions, incidents
+from chalicelib import actions, aws, bindings, incidents
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
@@ -14,14 +14,14 @@ from chalicelib.actions.instance import (
     SwapToDenyAllProfile,
     TerminationProtection,
 )
-from chalicelib.actions.isolation import IsolateInterface
+from chalicelib.actions.isolation import IsolateInterface, prefetch
 from chalicelib.actions.traffic import (
     DisassociateElasticIp,
     LeaveAutoScalingGroup,
     LeaveClassicLoadBalancers,
     LeaveTargetGroups,
 )
-from chalicelib.steps import is_dry_run, target_for
+from chalicelib.steps import is_dry_run, refused, target_for
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ ACTION_CLASSES = (IsolateInterface, LeaveAutoScalingGroup, LeaveTargetGroups,
                   LeaveClassicLoadBalancers, DisassociateElasticIp, DetachInstanceProfile,
                   SwapToDenyAllProfile, RevokeRoleSessions, TerminationProtection,
                   ShutdownBehaviourStop, KeepVolumesOnTermination, DisableApiStop, QuarantineTags)
-PERMISSIONS = incidents.UPDATE_PERMISSIONS
+PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
+               *bindings.VERIFY_PERMISSIONS)
 
 
 def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
@@ -59,10 +60,31 @@ def status(changes: list, errors: list) -> str:
     return "PARTIAL" if changes else "FAILED"
 
 
-def run(event: dict) -> dict:
-    incident = event["incident"]
-    started = incidents.now()
+def _verified(event: dict):
+    """The execution's incident and its target, once verified. The seal's check goes beside
+    the read of the VPCs' isolation groups (a read, in an allowed account only), so the swap
+    waits for no request more than before."""
+    incident = event.get("incident")
+    if not isinstance(incident, dict):
+        raise bindings.Refused("the execution names no incident")
+    bindings.check_account(incident)
     target = target_for(incident, event)
+
+    def read_ahead():
+        try:
+            prefetch(target, {i["vpc_id"] for i in incident["pre_state"]["interfaces"]})
+        except Exception:  # the isolation step reads them itself
+            log.warning("could not read the isolation groups ahead", exc_info=True)
+    verified, _ = aws.concurrently([lambda: bindings.execution_incident(event), read_ahead])
+    return verified, target
+
+
+def run(event: dict) -> dict:
+    started = incidents.now()
+    try:
+        incident, target = _verified(event)
+    except bindings.Refused as refusal:
+        return {"status": "REFUSED", "refused": refused(event, "contain", refusal)}
     dry_run = is_dry_run(event)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
                                   target, dry_run)
@@ -80,7 +102,8 @@ def run(event: dict) -> dict:
     try:
         incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
                               changes, errors,
-                              fields={"containment": outcome, "execution_started": True})
+                              fields={"containment": outcome, "execution_started": True,
+                                      "seal": incident["seal"]})  # release verifies with it
     except Exception as error:  # the report records them instead: what was done is never lost
         log.exception("could not record containment of %s", incident["incident_id"])
         errors.append(actions.error_record("contain-step", incident["instance_id"], error))

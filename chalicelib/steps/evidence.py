@@ -4,22 +4,27 @@ complete or the deadline passes (the state machine's Wait loop calls `check`).""
 import logging
 import time
 
-from chalicelib import actions, incidents
+from chalicelib import actions, bindings, incidents
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
-from chalicelib.steps import is_dry_run, target_for
+from chalicelib.steps import is_dry_run, refused, target_for
 
 log = logging.getLogger(__name__)
 
 
 COLLECT_ACTION_CLASSES = (Snapshots, StoreEvidence)
-COLLECT_PERMISSIONS = incidents.UPDATE_PERMISSIONS
+COLLECT_PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
+                       *bindings.VERIFY_PERMISSIONS)
 CHECK_ACTION_CLASSES = (ShareSnapshots, StopInstance)
-CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *incidents.UPDATE_PERMISSIONS)
+CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *COLLECT_PERMISSIONS)
+NOTHING = {"snapshot_ids": [], "done": True, "unfinished": []}  # what a refused step leaves
 
 
 def collect(event: dict) -> dict:
-    incident = event["incident"]
     started = incidents.now()
+    try:
+        incident = bindings.execution_incident(event)
+    except bindings.Refused as refusal:
+        return {**NOTHING, "deadline": 0, "refused": refused(event, "evidence", refusal)}
     target = target_for(incident, event)
     if is_dry_run(event):
         later = safe_evidence_actions({"(each new snapshot)": "completed"}, [], target.settings)
@@ -56,8 +61,12 @@ def safe_evidence_actions(states: dict, unfinished: list, options) -> list[actio
 
 
 def check(event: dict) -> dict:
-    incident, evidence = event["incident"], event["evidence"]
     started = incidents.now()
+    try:
+        incident = bindings.execution_incident(event)
+    except bindings.Refused as refusal:
+        return {**NOTHING, "refused": refused(event, "wait-snapshots", refusal)}
+    evidence = event["evidence"]
     target = target_for(incident, event)
     described = target.ec2.describe_snapshots(
         SnapshotIds=evidence["snapshot_ids"])["Snapshots"]

@@ -2,19 +2,23 @@
 
 import logging
 
-from chalicelib import actions, incidents
+from chalicelib import actions, bindings, incidents
 from chalicelib.actions.memory import CaptureMemory
-from chalicelib.steps import is_dry_run, target_for
+from chalicelib.steps import is_dry_run, refused, target_for
 
 log = logging.getLogger(__name__)
 
 ACTION_CLASSES = (CaptureMemory,)
-PERMISSIONS = incidents.UPDATE_PERMISSIONS
+PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
+               *bindings.VERIFY_PERMISSIONS)
 
 
 def run(event: dict) -> dict:
-    incident = event["incident"]
     started = incidents.now()
+    try:
+        incident = bindings.execution_incident(event)
+    except bindings.Refused as refusal:
+        return {"outcome": "refused", "refused": refused(event, "capture-memory", refusal)}
     dry_run = is_dry_run(event)
     notes: list[str] = []  # an instance SSM does not manage is skipped with a note, not an error
     changes, errors = actions.run([CaptureMemory()], target_for(incident, event), dry_run,

@@ -8,10 +8,10 @@ groups and load balancers again only when asked; everything else is undone.
 
 import logging
 
-from chalicelib import accounts, actions, incidents, report
+from chalicelib import accounts, actions, bindings, incidents, report
 from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
-from chalicelib.steps import target_for
+from chalicelib.steps import refused, target_for
 from chalicelib.steps.contain import ACTION_CLASSES as CONTAIN_CLASSES
 from chalicelib.steps.memory import ACTION_CLASSES as MEMORY_CLASSES
 
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 ACTION_CLASSES = CONTAIN_CLASSES + MEMORY_CLASSES + (Snapshots, StoreEvidence, ShareSnapshots,
                                                       StopInstance)
 BY_NAME = {cls.name: cls for cls in ACTION_CLASSES}
-PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS)
+PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS,
+               *bindings.VERIFY_PERMISSIONS)
 
 
 def _key(record: dict) -> str:
@@ -56,16 +57,60 @@ def to_undo(changes: list[dict], restored: set[str], reregister: bool):
     return undo, notes
 
 
+def _verified(event: dict):
+    """(incident, release request) once both are the product's own: the request sealed for this
+    execution, the incident's binding sealed, its account allowed today."""
+    asked = bindings.release_request(event)
+    incident = incidents.get(event["incident"]["incident_id"])
+    if incident is None:
+        raise bindings.Refused(f"no incident {event['incident']['incident_id']}")
+    return bindings.verified_incident(incident), asked
+
+
+def _refusal(record: dict, why: str) -> dict:
+    return actions.failure_record(str(record.get("action")), str(record.get("resource")),
+                                  "RecordRefused", why)
+
+
+def refusals(incident: dict, target, restored: set, reregister: bool):
+    """(what release would undo, notes, a failure record for each change it may not touch).
+    Every change must carry the product's seal; each one to undo must belong to the
+    incident's instance (its action checks that against the sealed pre-incident state and
+    what AWS says now)."""
+    changes = incident.get("changes") or []
+    verdicts = bindings.unverified_changes(incident["incident_id"], changes)
+    refused = [_refusal(record, why) for record, why in zip(changes, verdicts) if why]
+    if refused:
+        return [], [], refused
+    pending, notes = to_undo(changes, restored, reregister)
+    refused = [_refusal(record, why) for record in pending if (why := _foreign(target, record))]
+    return pending, notes, refused
+
+
+def _foreign(target, record: dict) -> str | None:
+    try:
+        return BY_NAME[record["action"]]().foreign(target, record)
+    except Exception as error:  # what cannot be checked is not restored
+        return f"could not check it belongs to {target.instance_id}: {error}"
+
+
 def run(event: dict) -> dict:
-    incident_id = event["incident"]["incident_id"]
     started = incidents.now()
-    incident = incidents.get(incident_id)
-    asked = event.get("release") or {}
+    try:
+        incident, asked = _verified(event)
+    except bindings.Refused as refusal:
+        return report.refused(event.get("execution"), refused(event, "release", refusal))
+    incident_id = incident["incident_id"]
     target = target_for(incident, event)
     undone, errors = [], []
     restored = set((incident.get("release") or {}).get("restored") or [])
-    pending, notes = to_undo(incident.get("changes") or [], restored,
-                             bool(asked.get("reregister")))
+    pending, notes, refused_records = refusals(incident, target, restored,
+                                               bool(asked.get("reregister")))
+    if refused_records:  # nothing is restored from a record the product cannot vouch for
+        log.warning("release of %s refused: %s", incident_id, refused_records)
+        incident = incidents.record_step(incident_id, "release", started, "refused",
+                                         errors=refused_records)
+        return report.released(incident, [], refused_records, notes)
     for record in pending:
         action = BY_NAME[record["action"]]()
         try:

@@ -3,13 +3,14 @@ message NotifyReport publishes. A step that crashed is reported as such."""
 
 import logging
 
-from chalicelib import actions, incidents, report
-from chalicelib.steps import is_dry_run
+from chalicelib import actions, bindings, incidents, report
+from chalicelib.steps import is_dry_run, refused
 
 log = logging.getLogger(__name__)
 
 
-PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS)
+PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
+               *bindings.SEAL_PERMISSIONS, *bindings.VERIFY_PERMISSIONS)
 
 
 def crash_errors(event: dict) -> list[dict]:
@@ -29,6 +30,12 @@ def _caught(action: str, resource: str, caught: dict) -> dict:
 
 
 def run(event: dict) -> dict:
+    try:
+        bindings.execution_incident(event)
+    except bindings.Refused as refusal:
+        if "notify_error" in event:  # a refused report was not published: nothing to record
+            return {"recorded": False}
+        return report.refused(event.get("execution"), refused(event, "report", refusal))
     if "notify_error" in event:
         return not_sent(event)
     incident_id = event["incident"]["incident_id"]
@@ -45,7 +52,8 @@ def run(event: dict) -> dict:
     final = stored.get("containment") or contained.get("status") or "FAILED"
     incident = incidents.record_step(incident_id, "report", started, incidents.OUTCOMES[final],
                                      unrecorded["changes"], unrecorded["errors"] + crashed,
-                                     fields={"status": final, "containment": final})
+                                     fields={"status": final, "containment": final,
+                                             "seal": event["incident"]["seal"]})
     if final == "FAILED":
         incidents.release_claim(incident)  # nothing is contained: the next finding may act
     log.info("incident %s ends %s", incident_id, final)
