@@ -72,6 +72,9 @@ def start(request: findings.QuarantineRequest,
             [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident)])
     except incidents.AlreadyActive as active:
         return further(active.incident_id, request, instance, home_account)
+    except Exception:  # claimed but not sealed: the next request starts it (no-op unclaimed)
+        _mark_start_failed(incident["incident_id"])
+        raise
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
     return outcomes.Opened(begin(incident))
 

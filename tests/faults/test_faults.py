@@ -99,6 +99,12 @@ OPERATIONS = [
     *_ops("ec2", ["DescribeInstances"], "on_guardduty_finding", ADMISSION),
     *_ops("dynamodb", ["TransactWriteItems"], "on_guardduty_finding", ADMISSION),
     *_ops("states", ["StartExecution"], "on_guardduty_finding", ADMISSION),
+    # the incident's binding cannot be sealed: nothing may act on it (the claim is marked)
+    *_ops("kms", ["GenerateMac"], "on_guardduty_finding", ADMISSION),
+    # a step that cannot verify its execution does nothing (it fails closed); one that cannot
+    # seal its change records cannot record them (as if its write were denied)
+    *_ops("kms", ["VerifyMac"], "capture_memory", ("capture-memory-step",), ("capture-memory",)),
+    *_ops("kms", ["GenerateMac"], "capture_memory", ("capture-memory-step",), ()),
     *_ops("ssm", ["DescribeInstanceInformation", "SendCommand"], "capture_memory",
           ("capture-memory",)),
     # the agent ran and wrote its output; only the command's status could not be read
@@ -127,6 +133,8 @@ OPERATIONS = [
           ("termination-protection", "keep-volumes-on-termination")),
     *_ops("ec2", ["CreateTags"], "contain", ("quarantine-tags",)),
     *_ops("dynamodb", ["UpdateItem"], "contain", ("contain-step",), ()),
+    *_ops("kms", ["VerifyMac"], "contain", ("contain-step",), CONTAIN),
+    *_ops("kms", ["GenerateMac"], "contain", ("contain-step",), ()),
     # no snapshot: nothing to share, and the instance is not stopped before its disks are safe
     *_ops("ec2", ["CreateSnapshots"], "collect_evidence", ("snapshots",),
           ("snapshots",) + AFTER_SNAPSHOTS, stops=("check_snapshots",)),
@@ -136,11 +144,18 @@ OPERATIONS = [
     *_ops("s3", ["ListObjectsV2", "PutObject"], "collect_evidence", ("evidence-store",)),
     *_ops("dynamodb", ["UpdateItem"], "collect_evidence", ("evidence-step",), AFTER_SNAPSHOTS,
           stops=("check_snapshots",)),
+    *_ops("kms", ["VerifyMac"], "collect_evidence", ("evidence-step",),
+          EVIDENCE + AFTER_SNAPSHOTS, stops=("check_snapshots",)),
+    *_ops("kms", ["GenerateMac"], "collect_evidence", ("evidence-step",), AFTER_SNAPSHOTS,
+          stops=("check_snapshots",)),
     *_ops("ec2", ["DescribeSnapshots"], "check_snapshots", ("evidence-step",), AFTER_SNAPSHOTS),
+    *_ops("kms", ["VerifyMac"], "check_snapshots", ("evidence-step",), AFTER_SNAPSHOTS),
+    *_ops("kms", ["GenerateMac"], "check_snapshots", ("evidence-step",), ()),
     *_ops("ec2", ["ModifySnapshotAttribute"], "check_snapshots", ("share-snapshots",)),
     *_ops("ec2", ["StopInstances"], "check_snapshots", ("stop-instance",)),
     *_ops("dynamodb", ["UpdateItem"], "check_snapshots", ("evidence-step",), ()),
     *_ops("dynamodb", ["GetItem", "UpdateItem"], "report", ("report-step",), ()),
+    *_ops("kms", ["VerifyMac"], "report", ("report-step",), ()),
     Op("sns", "Publish", STATE_MACHINE, ("detection-notice-step",), (), resource=DETECTION),
     Op("sns", "Publish", STATE_MACHINE, ("report-notice",), (), resource=REPORT),
     _invoke("capture_memory", ("capture-memory-step",), ("capture-memory",)),
