@@ -4,8 +4,8 @@ actions IAM cannot scope at all.
 Instance-facing actions are scoped to the resource types they touch, with a condition where IAM
 supports one (the product's own groups, its own tag keys, its own snapshots). The records key's
 MAC actions are scoped to that key by its alias. What IAM cannot scope is listed in UNSCOPABLE
-with the reason. deploy/permissions.py places every action a
-function declares by these decisions, or stops the build.
+with the reason. deploy/permissions.py places every action a function declares by these
+decisions, or stops the build.
 """
 
 from dataclasses import dataclass

@@ -33,8 +33,7 @@ ADMINISTRATION = (
 
 def users(stage: str) -> dict[str, list[str]]:
     """Per MAC action, the roles (by name) of the functions that declare it."""
-    from deploy import permissions  # it reads config.json through deploy.project, which
-    #                                 needs this module's stack first
+    from deploy import permissions  # late: permissions -> project -> resources -> here
 
     declared = permissions.needs()
     return {action: sorted(names.function_role(stage, function)
