@@ -1,13 +1,16 @@
-"""Where each instance-facing action may act, and which actions IAM cannot scope at all.
+"""Where each instance-facing action and each MAC with the records key may act, and which
+actions IAM cannot scope at all.
 
 Instance-facing actions are scoped to the resource types they touch, with a condition where IAM
-supports one (the product's own groups, its own tag keys, its own snapshots). What IAM cannot
-scope is listed in UNSCOPABLE with the reason. deploy/permissions.py places every action a
-function declares by these decisions, or stops the build.
+supports one (the product's own groups, its own tag keys, its own snapshots). The records key's
+MAC actions are scoped to that key by its alias. What IAM cannot scope is listed in UNSCOPABLE
+with the reason. deploy/permissions.py places every action a function declares by these
+decisions, or stops the build.
 """
 
 from dataclasses import dataclass
 
+from chalicelib import seals
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from deploy import names, statemachine
@@ -95,6 +98,19 @@ INSTANCE_GRANTS = (
     Grant("SsmMemoryCapture", ("ssm:SendCommand",),
           ("arn:aws:ssm:*:*:document/*",) + _ec2("instance")),
 )
+
+# What the product does with its records key (deploy/records_key.py): seal and verify, no more.
+RECORDS_KEY_ACTIONS = (*seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS)
+
+
+def records_key_grant(stage: str) -> Grant:
+    """MACs with the stage's records key only. KMS makes the key's ARN, so the key is found by
+    the alias the stack gives it (`kms:ResourceAliases`, evaluated per request); the key policy
+    names the functions' roles as well, so both sides must agree."""
+    return Grant("RecordsKeyMacs", RECORDS_KEY_ACTIONS, ("arn:aws:kms:*:*:key/*",),
+                 {"ForAnyValue:StringEquals": {
+                     "kms:ResourceAliases": [names.records_key_alias(stage)]}})
+
 
 # Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization
 # Reference): each is read-only or acts on what it is given by id.

@@ -92,7 +92,7 @@ def statements(wanted: set[str], stage: str) -> list[dict]:
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in grants.INSTANCE_GRANTS:
+    for grant in (*grants.INSTANCE_GRANTS, grants.records_key_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

@@ -1,18 +1,20 @@
-"""The incidents table and the evidence bucket, which outlive the stack (evidence is never
-lost by accident): found by their deterministic names, refused in the way of a new stack,
-purged only when asked, and checked for incidents that still hold an instance."""
+"""The incidents table, the evidence bucket and the records key, which outlive the stack
+(evidence is never lost by accident, and sealed records stay verifiable): found by their
+deterministic names (the key by its alias), refused in the way of a new stack, purged only when
+asked, and checked for incidents that still hold an instance."""
 
 from chalicelib import aws
-from deploy import names
+from deploy import names, records_key
 from deploy.session import DeployError, client, say
 
 
 def _kept(stage: str) -> dict[str, str]:
-    """The table and bucket that outlive the stack, by their deterministic names."""
+    """The table, bucket and key that outlive the stack, by their deterministic names."""
     account = client("sts").get_caller_identity()["Account"]
     region = client("cloudformation").meta.region_name
     return {"table": names.incidents_table(stage),
-            "bucket": names.evidence_bucket(region, account, stage)}
+            "bucket": names.evidence_bucket(region, account, stage),
+            "key": names.records_key_alias(stage)}
 
 
 def _existing(kept: dict[str, str]) -> dict[str, str]:
@@ -22,7 +24,8 @@ def _existing(kept: dict[str, str]) -> dict[str, str]:
     found = {}
     for kind, check in (("table", lambda: client("dynamodb").describe_table(
                              TableName=kept["table"])),
-                        ("bucket", lambda: client("s3").head_bucket(Bucket=kept["bucket"]))):
+                        ("bucket", lambda: client("s3").head_bucket(Bucket=kept["bucket"])),
+                        ("key", lambda: client("kms").describe_key(KeyId=kept["key"]))):
         try:
             check()
             found[kind] = kept[kind]
@@ -36,15 +39,16 @@ def _listed(found: dict[str, str]) -> str:
 
 
 def refuse_orphans(stage: str) -> None:
-    """A table or bucket kept by an earlier `make destroy` cannot be created again: say so
-    before CloudFormation fails half-way."""
+    """A table, bucket or key alias kept by an earlier `make destroy` cannot be created again:
+    say so before CloudFormation fails half-way."""
     found = _existing(_kept(stage))
     if found:
         raise DeployError(
             f"{_listed(found)} exist from an earlier deployment (kept by `make destroy`). "
             "Nothing was created. Either import them into a new stack with CloudFormation's "
             "resource import (template: build/<stage>/resources.json), or copy the evidence "
-            f"elsewhere and run `make destroy STAGE={stage} PURGE=1`, then deploy again")
+            f"elsewhere and run `make destroy STAGE={stage} PURGE=1`, then deploy again (the "
+            "purged key's seals can no longer be verified)")
 
 
 def _count_active(table: str) -> int:
@@ -77,8 +81,8 @@ def keep_or_purge(stage: str, purge: bool) -> None:
 
 
 def _purge(found: dict[str, str]) -> None:
-    """The evidence first, the records last: if object lock keeps evidence, the incidents that
-    name it stay too."""
+    """The evidence first, the records last, their key after them: if object lock keeps
+    evidence, the incidents that name it stay too, and so does the key that verifies them."""
     from botocore.exceptions import ClientError
 
     if "bucket" in found:
@@ -103,3 +107,17 @@ def _purge(found: dict[str, str]) -> None:
     if "table" in found:
         say(f"purging table {found['table']}")
         client("dynamodb").delete_table(TableName=found["table"])
+    if "key" in found:
+        _purge_key(found["key"])
+
+
+def _purge_key(alias: str) -> None:
+    """KMS deletes a key only after a waiting period: the key is scheduled for deletion (and
+    may be recovered until then), then its alias goes (a new deployment makes it again)."""
+    kms = client("kms")
+    key = kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+    say(f"purging key {alias}: deleted in {records_key.PURGE_WINDOW_DAYS} days "
+        f"(`aws kms cancel-key-deletion --key-id {key}` keeps it)")
+    aws.tolerate("KMSInvalidStateException", kms.schedule_key_deletion, KeyId=key,
+                 PendingWindowInDays=records_key.PURGE_WINDOW_DAYS)  # already scheduled
+    kms.delete_alias(AliasName=alias)

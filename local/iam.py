@@ -10,9 +10,10 @@ moto authorizes requests only while its enforcement is on (`enforcement()`); the
 needs valid keys, so tests act as an administrator user (`admin_keys`). What moto enforces: the
 query and JSON protocol services, through `BaseResponse.call_action`, and S3 on its own path (the
 bucket and key as the resource); tests/local/test_iam.py shows it for every service the app
-calls (EC2, Auto Scaling, ELB, IAM, SSM, DynamoDB, Step Functions, SNS, S3; STS AssumeRole in
-the least-privilege test). Not enforced by moto: Lambda invocations, which the in-process
-bridge answers before they reach moto; `check()` authorizes them with moto's own rules instead.
+calls (EC2, Auto Scaling, ELB, IAM, SSM, DynamoDB, Step Functions, SNS, S3, KMS; STS AssumeRole
+in the least-privilege test). Not enforced by moto: Lambda invocations, which the in-process
+bridge answers before they reach moto; `check()` authorizes them with moto's own rules instead;
+KMS key policies, which moto does not evaluate (tests/deploy reads them).
 moto's own API (`/moto-api/*`) and the fault control are never authorized.
 
 `authorizations` records every decision moto (or `check`) makes, per role, so a test can compare

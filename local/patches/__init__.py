@@ -3,16 +3,17 @@
 Each patch is small, applied once per process, and has a test in tests/local that fails on plain
 moto. The product's code is never bent to moto; moto is bent to AWS. One module per service.
 
-Two entries: `apply_backend_fidelity()` installs what a service answers (EC2, SSM, DynamoDB, the
-EventBridge envelope, CloudFormation's retention), which needs nothing but moto and so serves
-in-process tests under `mock_aws` as well; `apply(bridge, endpoint)` installs those and what only
-the embedded AWS switches on: Step Functions execution, Lambda targets through the bridge, IAM
-enforcement. Both may be called any number of times, in any order.
+Two entries: `apply_backend_fidelity()` installs what a service answers (EC2, SSM, DynamoDB, KMS,
+the EventBridge envelope, CloudFormation's retention and KMS keys), which needs nothing but moto
+and so serves in-process tests under `mock_aws` as well; `apply(bridge, endpoint)` installs those
+and what only the embedded AWS switches on: Step Functions execution, Lambda targets through the
+bridge, IAM enforcement. Both may be called any number of times, in any order.
 """
 
 import threading
 
-from local.patches import cloudformation, dynamodb, ec2, events, iam, ssm, stepfunctions, wiring
+from local.patches import (cloudformation, dynamodb, ec2, events, iam, kms, ssm, stepfunctions,
+                           wiring)
 from local.patches.stepfunctions import forget_credentials
 
 BACKEND = (
@@ -24,7 +25,10 @@ BACKEND = (
     dynamodb.patch_transaction_backup,  # first: the atomic writes' lock wraps it
     dynamodb.patch_atomic_writes,
     events.patch_event_envelope,
+    kms.patch_message_limits,
+    kms.patch_key_arns,
     cloudformation.patch_retain_except_on_create,
+    cloudformation.patch_kms_keys,
 )
 STACK = (
     stepfunctions.patch_state_machine_clients,

@@ -1,6 +1,8 @@
 """CloudFormation fidelity: RetainExceptOnCreate keeps what a successful create made; a stack's
-state machines land where the Step Functions API looks for them."""
+state machines land where the Step Functions API looks for them; a stack's KMS keys are the keys
+its template declares."""
 
+import json
 import threading
 
 
@@ -59,3 +61,26 @@ def patch_state_machines():
                     models.stepfunctions_backends = plain
 
         setattr(models.StateMachine, name, classmethod(handler))
+
+
+def patch_kms_keys():
+    """moto's CloudFormation makes every `AWS::KMS::Key` a symmetric encryption key whatever its
+    KeySpec and KeyUsage (an HMAC key could not MAC), and stores a KeyPolicy object where KMS
+    keeps JSON text (DescribeKey then fails). Create the key the template declares."""
+    from moto.kms import models
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        properties = cloudformation_json["Properties"]
+        policy = properties.get("KeyPolicy")
+        key = models.kms_backends[account_id][region_name].create_key(
+            policy=json.dumps(policy) if isinstance(policy, dict) else policy,
+            key_usage=properties.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            key_spec=properties.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            description=properties.get("Description"),
+            tags=properties.get("Tags", []))
+        key.key_rotation_status = properties.get("EnableKeyRotation", False)
+        key.enabled = properties.get("Enabled", True)
+        return key
+
+    models.Key.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)

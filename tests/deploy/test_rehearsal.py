@@ -1,6 +1,7 @@
 """`make deploy` rehearsed on the embedded AWS (AWS_ENDPOINT_URL): the stack, the functions and
 their roles, the rule, the table, topic and bucket are created; a second run converges (same
-resources, same names, no errors); destroy keeps the evidence unless told otherwise. The REST
+resources, same names, no errors); destroy keeps the evidence and the key that verifies its
+records unless told otherwise. The REST
 API is the one part left out (moto cannot import Chalice's Swagger 2.0): test_package covers it."""
 
 import os
@@ -50,6 +51,8 @@ def _deployed(stack):
         "machines": [m["stateMachineArn"] for m in stack.client(
             "stepfunctions").list_state_machines()["stateMachines"]
             if m["name"] == names.state_machine(STAGE)],
+        "keys": [a["TargetKeyId"] for a in stack.client("kms").list_aliases()["Aliases"]
+                 if a["AliasName"] == names.records_key_alias(STAGE)],
     }
 
 
@@ -74,11 +77,14 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     assert after_first["rules"] == [(names.rule(STAGE, "on_guardduty_finding"), "ENABLED")]
     assert {logical for logical, _ in after_first["stack"]} >= {
         "StateMachine", "StateMachineRole", "ReportsTopic", "IncidentsTable", "EvidenceBucket",
-        "ExecutionLogs", "DenyAllProfile"}
+        "ExecutionLogs", "DenyAllProfile", "RecordsKey", "RecordsKeyAlias"}
     assert after_first["tables"] and after_first["buckets"] and after_first["topics"]
-    assert after_first["machines"]
+    assert after_first["machines"] and after_first["keys"]
     config = project.read_config(rehearsal_dir)["stages"][STAGE]["environment_variables"]
     assert config["STATE_MACHINE_ARN"] == after_first["machines"][0]
+    key = stack.client("kms").describe_key(KeyId=config["RECORDS_KEY_ARN"])["KeyMetadata"]
+    assert (key["KeyId"], key["KeySpec"], key["KeyUsage"]) == (
+        after_first["keys"][0], "HMAC_256", "GENERATE_VERIFY_MAC")
     with open(os.path.join(project.CHALICE_DIR, "config.json")) as handle:
         assert after_first["machines"][0] not in handle.read()  # the real stage is untouched
 
@@ -104,6 +110,7 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     left = _deployed(stack)
     assert (left["stack"], left["functions"], left["rules"], left["machines"]) == ([], [], [], [])
     assert left["tables"] == after_first["tables"] and left["buckets"] == after_first["buckets"]
+    assert left["keys"] == after_first["keys"]  # the records stay verifiable
 
     refused = _run(stack, "deploy")  # the kept table and bucket cannot be created again
     assert refused.returncode == 1 and "exist from an earlier deployment" in refused.stdout
@@ -112,7 +119,10 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
 
     purged = _run(stack, "destroy", "--purge")
     assert purged.returncode == 0, purged.stdout + purged.stderr
-    assert (_deployed(stack)["tables"], _deployed(stack)["buckets"]) == ([], [])
+    purged_left = _deployed(stack)
+    assert (purged_left["tables"], purged_left["buckets"], purged_left["keys"]) == ([], [], [])
+    assert stack.client("kms").describe_key(KeyId=after_first["keys"][0])["KeyMetadata"][
+        "KeyState"] == "PendingDeletion"
 
 
 def test_a_failed_deploy_says_what_exists_and_a_rerun_finishes_it(stack, rehearsal_dir):

@@ -132,3 +132,74 @@ def test_the_state_machine_role_allows_every_integration_of_its_definition(stage
     granted = {(a, r) for s in policy["Statement"] for a in _listed(s["Action"])
                for r in _listed(s["Resource"]) if r != "*"}
     assert granted == calls, "the role grants more than the definition calls"
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_macs_are_granted_on_the_stages_records_key_only(stage):
+    granted = permissions.statements(set(grants.RECORDS_KEY_ACTIONS), stage)
+    assert granted == [{
+        "Sid": "RecordsKeyMacs", "Effect": "Allow", "Action": sorted(grants.RECORDS_KEY_ACTIONS),
+        "Resource": ["arn:aws:kms:*:*:key/*"],
+        "Condition": {"ForAnyValue:StringEquals": {
+            "kms:ResourceAliases": [names.records_key_alias(stage)]}}}]
+
+
+@pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_kms_actions_appear_only_in_the_records_key_statement(name, policy):
+    """Whichever function declares a MAC gets exactly the scoped statement; the member role
+    and the state machine get none."""
+    stage = name.split("/")[0]
+    for statement in policy["Statement"]:
+        kms = [a for a in _listed(statement["Action"]) if a.startswith("kms:")]
+        if kms:
+            assert stage in permissions.STAGES, f"{name} may not use the records key"
+            assert set(kms) <= set(grants.RECORDS_KEY_ACTIONS), (name, kms)
+            assert statement == grants.records_key_grant(stage).statement(set(kms)), name
+
+
+def _key_policy(stage):
+    return resources.template(stage)["Resources"]["RecordsKey"]["Properties"]["KeyPolicy"]
+
+
+def _role_arns(statement):
+    return [arn["Fn::Sub"] for arn in statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]]
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_the_key_policy_lets_the_account_administer_and_only_declaring_roles_mac(
+        stage, monkeypatch):
+    declared = {"contain": {"kms:GenerateMac", "ec2:DescribeInstances"},
+                "release": {"kms:GenerateMac", "kms:VerifyMac"}, "report": {"sns:Publish"}}
+    monkeypatch.setattr(permissions, "needs", lambda: declared)
+    statements = {s["Sid"]: s for s in _key_policy(stage)["Statement"]}
+    root = {"AWS": {"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:root"}}
+    assert all(s["Principal"] == root and s["Effect"] == "Allow" for s in statements.values())
+    assert not [a for s in statements.values() for a in s["Action"] if "*" in a]
+    administration = statements.pop("AccountAdministersTheKey")
+    assert "Condition" not in administration
+    assert not set(administration["Action"]) & {*grants.RECORDS_KEY_ACTIONS, "kms:CreateGrant"}
+    role = "arn:aws:iam::${AWS::AccountId}:role/" + names.function_role(stage, "")
+    assert {s["Action"][0]: _role_arns(s) for s in statements.values()} == {
+        "kms:GenerateMac": [role + "contain", role + "release"],
+        "kms:VerifyMac": [role + "release"]}
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_the_key_policy_names_the_roles_of_the_functions_that_declare_each_mac(stage):
+    """As declared today (no statement for a MAC nobody declares)."""
+    for statement in _key_policy(stage)["Statement"][1:]:
+        (action,) = statement["Action"]
+        assert sorted(arn.rsplit("/", 1)[1] for arn in _role_arns(statement)) == sorted(
+            names.function_role(stage, f) for f, wanted in permissions.needs().items()
+            if action in wanted)
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_what_the_records_need_outlives_the_stack(stage):
+    template = resources.template(stage)["Resources"]
+    for logical in resources.RETAINED:
+        assert template[logical]["DeletionPolicy"] in ("Retain", "RetainExceptOnCreate")
+        assert template[logical]["UpdateReplacePolicy"] == "Retain"
+    assert {"IncidentsTable", "EvidenceBucket", "RecordsKey", "RecordsKeyAlias"} <= set(
+        resources.RETAINED)

@@ -34,6 +34,13 @@ with mock_aws():
     scenario.hold_snapshots(1)
     created = ec2.create_snapshots(InstanceSpecification={"InstanceId": instance["InstanceId"]})
     assert [s["State"] for s in created["Snapshots"]] == ["pending"], created
+    kms = boto3.client("kms", region_name="us-east-1")
+    key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    try:
+        kms.generate_mac(KeyId=key["Arn"], MacAlgorithm="HMAC_SHA_256", Message=b"x" * 4097)
+        raise AssertionError("a 4,097-byte message was MACed")
+    except kms.exceptions.ClientError as error:
+        assert error.response["Error"]["Code"] == "ValidationException", error
 assert not set(patches.STACK) & patches._applied
 print("ok")
 """

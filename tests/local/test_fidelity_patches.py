@@ -301,3 +301,67 @@ def test_a_lambda_tasks_service_error_is_named_as_step_functions_names_it(stack)
 
     assert (failed["status"], failed["error"]) == ("FAILED", "Lambda.TooManyRequestsException")
 
+
+
+def _kms_code(call) -> str | None:
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"]
+    return None
+
+
+def test_kms_takes_messages_of_1_to_4096_bytes(stack):
+    """Plain moto MACs and signs a message of any length, an empty one too."""
+    kms = stack.client("kms")
+    key = stack.names["RECORDS_KEY_ARN"]
+    mac = kms.generate_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=b"x" * 4096)["Mac"]
+    assert kms.verify_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=b"x" * 4096,
+                          Mac=mac)["MacValid"]
+    signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    for message in (b"", b"x" * 4097):
+        assert _kms_code(lambda: kms.generate_mac(
+            KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=message)) == "ValidationException"
+        assert _kms_code(lambda: kms.verify_mac(
+            KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=message,
+            Mac=mac)) == "ValidationException"
+        assert _kms_code(lambda: kms.sign(
+            KeyId=signing["KeyId"], Message=message,
+            SigningAlgorithm="ECDSA_SHA_256")) == "ValidationException"
+
+
+def test_kms_refuses_a_wrong_mac_as_aws_does(stack):
+    """No patch: moto already answers KMSInvalidMacException (never MacValid false), as AWS."""
+    kms = stack.client("kms")
+    key = stack.names["RECORDS_KEY_ARN"]
+    mac = kms.generate_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=b"sealed")["Mac"]
+    assert _kms_code(lambda: kms.verify_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256",
+                                            Message=b"forged", Mac=mac)) == (
+        "KMSInvalidMacException")
+
+
+def test_a_stacks_kms_key_is_the_key_its_template_declares(stack):
+    """Plain moto's CloudFormation makes every key a symmetric encryption key, and stores a
+    KeyPolicy object so that DescribeKey fails; it also takes no key ARN to ScheduleKeyDeletion."""
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Administer", "Effect": "Allow", "Resource": "*", "Action": ["kms:DescribeKey"],
+        "Principal": {"AWS": f"arn:aws:iam::{stack.account}:root"}}]}
+    template = {
+        "Resources": {
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {
+                "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC", "KeyPolicy": policy}},
+            "Alias": {"Type": "AWS::KMS::Alias", "Properties": {
+                "AliasName": "alias/from-a-stack", "TargetKeyId": {"Ref": "Key"}}}},
+        "Outputs": {"Arn": {"Value": {"Fn::GetAtt": ["Key", "Arn"]}}}}
+    cfn, kms = stack.client("cloudformation"), stack.client("kms")
+    cfn.create_stack(StackName="keyed", TemplateBody=json.dumps(template))
+    arn = cfn.describe_stacks(StackName="keyed")["Stacks"][0]["Outputs"][0]["OutputValue"]
+
+    key = kms.describe_key(KeyId="alias/from-a-stack")["KeyMetadata"]
+    assert (key["Arn"], key["KeySpec"], key["KeyUsage"]) == (arn, "HMAC_256",
+                                                             "GENERATE_VERIFY_MAC")
+    assert json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]) == policy
+    assert kms.generate_mac(KeyId="alias/from-a-stack", MacAlgorithm="HMAC_SHA_256",
+                            Message=b"x")["Mac"]
+    kms.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
+    assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"

@@ -8,8 +8,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib import aws
-from deploy import names
+from chalicelib import aws, seals
+from deploy import grants, names, permissions
 from local import iam
 
 
@@ -77,6 +77,8 @@ CALLS = [
     ("stepfunctions", "states:ListStateMachines", lambda c: c.list_state_machines()),
     ("sns", "sns:ListTopics", lambda c: c.list_topics()),
     ("s3", "s3:ListBucket", lambda c: c.list_objects_v2(Bucket=c.evidence_bucket)),
+    ("kms", "kms:GenerateMac", lambda c: c.generate_mac(
+        KeyId=c.records_key, MacAlgorithm="HMAC_SHA_256", Message=b"x")),
 ]
 
 
@@ -89,8 +91,34 @@ def test_moto_enforces_every_service_the_app_calls(stack):
     with stack.enforce_iam():
         for call, action, refused, allowed in probes:
             refused.evidence_bucket = allowed.evidence_bucket = bucket
+            refused.records_key = allowed.records_key = stack.names["RECORDS_KEY_ARN"]
             assert _denied(lambda: call(refused)), f"{action} was not enforced"
             call(allowed)
+
+
+def test_the_records_key_grant_allows_each_mac_it_names_and_no_other(stack):
+    """The statement deploy/grants.py scopes to the records key authorizes the MACs it lists on
+    the embedded AWS (moto ignores its alias condition and the key policy: the static policy
+    tests read those)."""
+    key = stack.names["RECORDS_KEY_ARN"]
+    for name, actions in (("seals", grants.RECORDS_KEY_ACTIONS), ("only-seals",
+                                                                  seals.SEAL_PERMISSIONS)):
+        stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+        stack.client("iam").put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=(
+            json.dumps({"Version": "2012-10-17",
+                        "Statement": permissions.statements(set(actions), stack.stage)})))
+    macs = {name: _role_client(stack, "kms", (), keys=iam.assume(
+        f"arn:aws:iam::{stack.account}:role/{name}", stack.region, name))
+        for name in ("seals", "only-seals")}
+    with stack.enforce_iam():
+        mac = macs["seals"].generate_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256",
+                                         Message=b"x")["Mac"]
+        assert macs["seals"].verify_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=b"x",
+                                        Mac=mac)["MacValid"]
+        assert macs["only-seals"].generate_mac(KeyId=key, MacAlgorithm="HMAC_SHA_256",
+                                               Message=b"x")["Mac"] == mac
+        assert _denied(lambda: macs["only-seals"].verify_mac(
+            KeyId=key, MacAlgorithm="HMAC_SHA_256", Message=b"x", Mac=mac))
 
 
 def test_lambda_invocations_are_authorized_by_the_bridge(stack):
