@@ -124,10 +124,11 @@ def test_lambda_invocations_can_fail_through_the_bridge(stack):
 
     assert _error_code(lambda: client.invoke(FunctionName="ec2-quarantine-dev-report",
                                              Payload=b"{}")) == "TooManyRequestsException"
-    answered = client.invoke(FunctionName="ec2-quarantine-dev-report", Payload=b"{}")
-    # the call reached the handler this time, which raised on the empty event, as Lambda reports
+    answered = client.invoke(FunctionName="ec2-quarantine-dev-report", Payload=b"[]")
+    # the call reached the handler this time, which raised on an event that is not an object
+    # (an empty one is refused without raising), as Lambda reports
     assert answered["StatusCode"] == 200 and answered["FunctionError"] == "Unhandled"
-    assert json.load(answered["Payload"])["errorType"] == "KeyError"
+    assert json.load(answered["Payload"])["errorType"] == "AttributeError"
 
 
 def _control(stack, method, payload=None):
