@@ -7,15 +7,17 @@ are read here, field by field, never by parsing `title` or `description`.
 import re
 from dataclasses import asdict, dataclass, field
 
+from chalicelib.settings import ACCOUNT_ID  # one pattern of an account id, for all
+
 EVENT_PATTERN = {
     "source": ["aws.guardduty"],
     "detail-type": ["GuardDuty Finding"],
     "detail": {"resource": {"resourceType": ["Instance"]}},
 }
 
-INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+# ASCII only, anchored at the true end: Python's \d takes other scripts' digits, $ a final "\n".
+INSTANCE_ID = re.compile(r"\Ai-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+REGION = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
 
 
 class MalformedFinding(ValueError):
@@ -63,15 +65,41 @@ def _path(mapping, *names):
     return mapping
 
 
+def _shown(value) -> str:
+    """A finding's value, quoted and cut short, for a reason (a finding may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _text(detail, name, pattern=None, *, required=True):
     value = _field(detail, name)
     if not required and (value is None or value == ""):
         return ""
     if not isinstance(value, str) or not value:
-        raise MalformedFinding(f"finding field {name!r} is missing or not a string: {value!r}")
+        raise MalformedFinding(f"finding field {name!r} is missing or not a string: "
+                               f"{_shown(value)}")
     if pattern is not None and not pattern.match(value):
-        raise MalformedFinding(f"finding field {name!r} has an invalid value: {value!r}")
+        raise MalformedFinding(f"finding field {name!r} has an invalid value: {_shown(value)}")
     return value
+
+
+# What the product keeps of a finding, each bounded: a finding may hold anything (GuardDuty's
+# ids are 32 hexadecimal characters, its types under 100 ASCII characters, severities 1 to 10).
+FINDING_ID = re.compile(r"\A[\x21-\x7e]{1,300}\Z")
+FINDING_TYPE = re.compile(r"\A[\x20-\x7e]{1,128}\Z")
+MAX_TITLE = 256
+SEVERITY_RANGE = (0.0, 10.0)
+
+
+def _severity(detail) -> float:
+    severity = _field(detail, "severity")
+    if isinstance(severity, bool) or not isinstance(severity, (int, float)):
+        raise MalformedFinding(f"finding severity is not a number: {_shown(severity)}")
+    low, high = SEVERITY_RANGE
+    if not low <= severity <= high:  # False for NaN and the infinities too
+        raise MalformedFinding(f"finding severity {_shown(severity)} is not a number from "
+                               f"{low:g} to {high:g}")
+    return float(severity)
 
 
 def parse(detail) -> QuarantineRequest:
@@ -80,18 +108,16 @@ def parse(detail) -> QuarantineRequest:
         raise MalformedFinding(f"finding is not an object: {type(detail).__name__}")
     resource_type = _path(detail, "resource", "resourceType")
     if resource_type != "Instance":
-        raise MalformedFinding(f"finding is about a {resource_type!r} resource, not an Instance")
+        raise MalformedFinding(f"finding is about a {_shown(resource_type)} resource, "
+                               "not an Instance")
     instance_id = _path(detail, "resource", "instanceDetails", "instanceId")
     if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
-        raise MalformedFinding(f"finding names no valid instance id: {instance_id!r}")
-    severity = _field(detail, "severity")
-    if isinstance(severity, bool) or not isinstance(severity, (int, float)):
-        raise MalformedFinding(f"finding severity is not a number: {severity!r}")
+        raise MalformedFinding(f"finding names no valid instance id: {_shown(instance_id)}")
     finding = Finding(
-        id=_text(detail, "id"),
-        type=_text(detail, "type"),
-        severity=float(severity),
-        title=_text(detail, "title", required=False)[:256],
+        id=_text(detail, "id", FINDING_ID),
+        type=_text(detail, "type", FINDING_TYPE),
+        severity=_severity(detail),
+        title=_text(detail, "title", required=False)[:MAX_TITLE],
     )
     return QuarantineRequest(
         instance_id=instance_id,

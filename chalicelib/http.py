@@ -12,7 +12,7 @@ import re
 
 from chalice import Response
 
-from chalicelib import incidents, outcomes
+from chalicelib import incidents, outcomes, seals, strict_json
 from chalicelib.outcomes import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -152,10 +152,7 @@ def parse_json_object(raw_body: bytes | None) -> dict:
     raw_body = raw_body or b""
     if len(raw_body) > MAX_BODY:
         raise BodyTooLarge(f"body is {len(raw_body)} bytes; the limit is {MAX_BODY} bytes")
-    try:
-        body = json.loads(raw_body or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise InvalidInput("InvalidJson", f"body is not valid JSON: {error}") from None
+    body = strict_json.loads(raw_body or b"{}")
     if not isinstance(body, dict):
         raise InvalidInput("InvalidBody",
                            f"body must be a JSON object, not {type(body).__name__}")
@@ -229,17 +226,21 @@ def release_request(body: dict, home_account: str, default_region: str, caller: 
 
 
 LIST_PARAMETERS = ("instance_id", "status", "since", "account_id", "region", "limit", "next_token")
-SINCE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?$")
+SINCE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?Z?)?\Z")
+LIMIT = re.compile(r"\A[0-9]{1,3}\Z")  # int() would take " 25\n", "2_5" and other digits
 
 
 def list_incidents(query: dict | None, home_account: str, default_region: str, search):
     """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
-    import base64
-
     from chalicelib.incidents import STATUSES, instance_key
 
     query = query or {}
     _only(query, LIST_PARAMETERS, "parameter")
+    values_of = getattr(query, "getlist", None)  # Chalice's MultiDict: the last value wins
+    repeated = sorted(k for k in query if values_of and len(values_of(k)) > 1)
+    if repeated:
+        raise InvalidInput("DuplicateParameter", f"parameter(s) {', '.join(map(_shown, repeated))} "
+                           "given more than once; give each once")
     instance_id = query.get("instance_id")
     if instance_id is not None:
         _instance_id(instance_id)
@@ -253,31 +254,49 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
                            "time such as 2026-11-30T04:00:00Z")
     account = _account_id(query.get("account_id", home_account))
     region = _region(query.get("region", default_region), default_region)
-    try:
-        limit = int(query.get("limit", "25"))
-        if not 1 <= limit <= 100:
-            raise ValueError
-    except ValueError:
-        raise InvalidInput("InvalidLimit", f"limit {_shown(query.get('limit'))} is not a "
-                           "number from 1 to 100") from None
-    start = None
-    if query.get("next_token"):
-        try:
-            start = json.loads(base64.urlsafe_b64decode(query["next_token"].encode()))
-            keys = {"pk", "opened_at", "instance_key" if instance_id else "record_type"}
-            if not (isinstance(start, dict) and set(start) == keys and all(
-                    isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
-                    for v in start.values())):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError, TypeError):
-            raise InvalidInput("InvalidNextToken",
-                               "next_token is not one this API gave") from None
+    limit = query.get("limit", "25")
+    if not LIMIT.match(limit) or not 1 <= int(limit) <= 100:
+        raise InvalidInput("InvalidLimit", f"limit {_shown(limit)} is not a number from 1 "
+                           "to 100")
     key = instance_key(account, region, instance_id) if instance_id else None
-    page, last = search(key, status, since, limit, start)  # ISO times compare as strings
+    listing = {"instance_key": key, "status": status, "since": since}  # what a token continues
+    start = _start_key(query["next_token"], listing) if query.get("next_token") else None
+    page, last = search(key, status, since, int(limit), start)  # ISO times compare as strings
     body = {"incidents": [{k: i.get(k) for k in ("incident_id", "status", "instance_id",
                                                  "account_id", "region", "opened_at",
                                                  "updated_at", "source", "reason")}
                           for i in page]}
     if last:
-        body["next_token"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+        body["next_token"] = _page_token(last, listing)
     return body
+
+
+# The list's page token carries DynamoDB's LastEvaluatedKey, sealed with the listing it
+# continues: a token the API did not give, or given for another listing, is refused.
+PERMISSIONS = (*seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS)
+
+
+def _page_token(last: dict, listing: dict) -> str:
+    import base64
+
+    sealed = seals.seal("next-token", {"key": last, "listing": listing})
+    return base64.urlsafe_b64encode(json.dumps({"key": last, "seal": sealed}).encode()).decode()
+
+
+def _start_key(token: str, listing: dict) -> dict:
+    import base64
+
+    refused = InvalidInput("InvalidNextToken", "next_token is not one this API gave for this "
+                           "listing; start again without it")
+    try:
+        found = strict_json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (InvalidInput, ValueError):  # binascii.Error is a ValueError
+        raise refused from None
+    if not (isinstance(found, dict) and set(found) == {"key", "seal"}
+            and isinstance(found["key"], dict)):
+        raise refused
+    try:
+        seals.verify("next-token", {"key": found["key"], "listing": listing}, found["seal"])
+    except seals.Unverified:
+        raise refused from None
+    return found["key"]

@@ -7,7 +7,7 @@ import re
 
 from chalicelib import aws, bindings, settings
 
-INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
+INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")  # \Z: $ would take a trailing "\n"
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
 TIME_INDEX = "time-index"  # record_type + opened_at: every incident, newest first
 
@@ -145,13 +145,27 @@ def put(incident: dict) -> None:
                    ConditionExpression="attribute_not_exists(pk)")
 
 
+MAX_FURTHER_FINDINGS = 20  # kept on the item (400 KB at most); later ones are only counted
+
+
 def record_finding(incident_id: str, finding: dict) -> dict:
-    """Append a further finding to an active incident; returns the incident as it now stands."""
-    return _update(
-        incident_id,
-        "SET findings = list_append(if_not_exists(findings, :empty), :finding), updated_at = :now",
-        {":finding": [finding], ":empty": [], ":now": now()},
-    )
+    """Append a further finding to an active incident (past MAX_FURTHER_FINDINGS, count it in
+    `findings_not_kept`); returns the incident as it now stands."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _update(
+            incident_id,
+            "SET findings = list_append(if_not_exists(findings, :empty), :finding), "
+            "updated_at = :now",
+            {":finding": [finding], ":empty": [], ":now": now(), ":max": MAX_FURTHER_FINDINGS},
+            condition="attribute_exists(pk) AND (attribute_not_exists(findings) OR "
+                      "size(findings) < :max)")
+    except ClientError as error:
+        if aws.error_code(error) != "ConditionalCheckFailedException":
+            raise
+    return _update(incident_id, "SET updated_at = :now ADD findings_not_kept :one",
+                   {":now": now(), ":one": 1})
 
 
 def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
@@ -250,7 +264,8 @@ def _item(incident: dict) -> dict:
             if value is not None}
 
 
-def _update(incident_id: str, expression: str, values: dict, names=None) -> dict:
+def _update(incident_id: str, expression: str, values: dict, names=None,
+            condition: str = "attribute_exists(pk)") -> dict:
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
@@ -258,7 +273,7 @@ def _update(incident_id: str, expression: str, values: dict, names=None) -> dict
         TableName=_table_name(),
         Key={"pk": {"S": incident_id}},
         UpdateExpression=expression,
-        ConditionExpression="attribute_exists(pk)",
+        ConditionExpression=condition,
         ExpressionAttributeValues={k: serializer.serialize(_storable(v)) for k, v in values.items()},
         **({"ExpressionAttributeNames": names} if names else {}),
         ReturnValues="ALL_NEW",

@@ -70,7 +70,8 @@ def final(incident: dict) -> dict:
     lines += ["", "Evidence (EBS snapshots, tagged QuarantineIncident="
               f"{incident['incident_id']}):"]
     lines += [f"  - {sid}: {state}" for sid, state in sorted(snapshots.items())] or ["  (none)"]
-    lines += ["", f"Further findings recorded on this incident: {len(incident.get('findings') or [])}",
+    further = len(incident.get("findings") or []) + int(incident.get("findings_not_kept") or 0)
+    lines += ["", f"Further findings recorded on this incident: {further}",
               "", "The instance was not terminated. To release it after the investigation:",
               f"  POST /release {{\"instance_id\": \"{incident['instance_id']}\", "
               "\"reason\": \"...\"}  (or: ec2-quarantine release "
@@ -147,6 +148,42 @@ def not_acted_on(request: dict, why: str) -> dict:
             "message": _with_json("\n".join(lines), request)}
 
 
+# A message's size as it travels: JSON-encoded (the execution state holds it as a JSON string;
+# ASCII escapes make this at least its UTF-8 size, what SNS counts). Both limits are 256 KB, and
+# the state carries the detection notice, the report and the incident together: each message
+# stays under MESSAGE_LIMIT whatever the incident holds.
+MESSAGE_LIMIT = 48 * 1024
+SUMMARY_FIELDS = ("incident_id", "status", "containment", "instance_id", "account_id", "region",
+                  "source", "reason", "finding", "requested_by", "opened_at", "updated_at",
+                  "execution_arn")
+
+
+def size(message: str) -> int:
+    return len(json.dumps(message))
+
+
 def _with_json(text: str, incident: dict) -> str:
-    """The body a person reads, then the incident as JSON for programs, clearly separated."""
-    return f"{text}\n\n--- incident (JSON) ---\n{json.dumps(incident, sort_keys=True, default=str)}\n"
+    """The body a person reads, then the incident as JSON for programs, clearly separated; an
+    incident too large for one message is summarised, and the text cut, saying where the whole
+    record is."""
+    full = f"{text}\n\n--- incident (JSON) ---\n{json.dumps(incident, sort_keys=True, default=str)}\n"
+    if size(full) <= MESSAGE_LIMIT:
+        return full
+    summary = {k: incident[k] for k in SUMMARY_FIELDS if k in incident}
+    summary.update({f"{name}_count": len(incident.get(name) or [])
+                    for name in ("changes", "errors", "findings")})
+    where = (f"GET /incidents/{incident['incident_id']}" if "incident_id" in incident
+             else "the incident record")
+    tail = (f"\n\n--- incident (JSON, summarised: {where} has the whole record) ---\n"
+            f"{json.dumps(summary, sort_keys=True, default=str)}\n")
+    lines, kept = text.split("\n"), []
+    budget = MESSAGE_LIMIT - size(tail) - 200  # room for the line saying what was cut
+    used = 0
+    for line in lines:
+        used += size(line)  # its quotes stand for the escaped line break that ends it
+        if used > budget:
+            break
+        kept.append(line)
+    if len(kept) < len(lines):
+        kept.append(f"  ... {len(lines) - len(kept)} more lines: {where} has them all")
+    return "\n".join(kept) + tail

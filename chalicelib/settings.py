@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
+ACCOUNT_ID = re.compile(r"\A[0-9]{12}\Z")  # ASCII digits; \Z: no trailing "\n"
 
 
 class SettingsError(ValueError):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from chalicelib import (accounts, aws, bindings, execution, findings, incidents, outcomes,
                         report, settings)
+from chalicelib.actions import instance as instance_actions, traffic
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,12 @@ PERMISSIONS = (
     *accounts.PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
-EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")  # AWS's rule; moto accepts more
+EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
+# The tags containment reads from the pre-incident state: no others are kept (50 tags of up
+# to 384 characters would otherwise travel with every record, execution and report).
+PRE_STATE_TAGS = (traffic.ASG_TAG, instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
+                  instance_actions.TAG_FINDING)
 
 
 def check_settings(current) -> None:
@@ -111,7 +116,7 @@ def pre_state(instance: dict) -> dict:
         "vpc_id": instance.get("VpcId"),
         "subnet_id": instance.get("SubnetId"),
         "state": instance["State"]["Name"],
-        "tags": instance.get("Tags", []),
+        "tags": [t for t in instance.get("Tags", []) if t["Key"] in PRE_STATE_TAGS],
     }
 
 

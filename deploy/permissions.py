@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, incidents, workflow
+from chalicelib import accounts, http, incidents, workflow
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -32,7 +32,7 @@ def _of_actions(classes) -> set[str]:
 def needs() -> dict[str, set[str]]:
     """IAM actions per function (Chalice's names: the API's function is `api_handler`)."""
     return {
-        "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS},
+        "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS, *http.PERMISSIONS},
         "release": release.undo_permissions() | set(release.PERMISSIONS),
         "on_guardduty_finding": set(workflow.PERMISSIONS),
         "capture_memory": (_of_actions(memory.ACTION_CLASSES) | set(memory.PERMISSIONS)
@@ -63,6 +63,8 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
         return [bucket, f"{bucket}/*"]
+    if service == "kms":  # the records key: its key policy admits only the product's roles
+        return ["arn:aws:kms:*:*:key/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
     return None

@@ -9,7 +9,7 @@ import time
 def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = True,
                 tags: dict | None = None, vpc: dict | None = None,
                 shutdown_behaviour: str = "terminate", account: str | None = None,
-                region: str = "us-east-1") -> dict:
+                region: str = "us-east-1", instance_type: str = "t3.micro") -> dict:
     """An instance like a real one: launched with SecurityGroupIds, further interfaces carrying
     other groups, extra volumes, an instance profile. Returns ids of what was made."""
     def client(service):
@@ -24,7 +24,7 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
     groups = [ec2.create_security_group(GroupName=f"app-{n}-{time.monotonic_ns()}",
                                         Description="app", VpcId=vpc["vpc_id"])["GroupId"]
               for n in range(interfaces + 1)]
-    launch = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro",
+    launch = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1, "InstanceType": instance_type,
               "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2],
               "InstanceInitiatedShutdownBehavior": shutdown_behaviour}
     if profile:
@@ -43,8 +43,16 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
         enis[eni] = [groups[index + 1]]
     for index in range(1, volumes):
         volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=8)["VolumeId"]
-        ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device=f"/dev/sd{'fghijklmnop'[index]}")
+        ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device=_device(index))
     return {"instance_id": instance_id, "interfaces": enis, **vpc}
+
+
+def _device(index: int) -> str:
+    """The device name of the `index`th extra volume: /dev/sdf to /dev/sdp, then /dev/xvdba on."""
+    if index < 11:
+        return f"/dev/sd{'fghijklmnop'[index]}"
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return f"/dev/xvd{letters[1 + (index - 11) // 26]}{letters[(index - 11) % 26]}"
 
 
 def make_instance_profile(iam) -> str:

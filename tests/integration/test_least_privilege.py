@@ -146,6 +146,10 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
         status, listed = api(stack, "GET", f"/incidents?instance_id={sibling}")
         assert status == 200 and [i["incident_id"] for i in listed["incidents"]] == [
             opened["incident_id"]]
+        status, page = api(stack, "GET", "/incidents?limit=1")  # a sealed page token
+        assert status == 200 and page["next_token"], page
+        status, rest = api(stack, "GET", f"/incidents?limit=1&next_token={page['next_token']}")
+        assert status == 200 and rest["incidents"], rest
         releases.append(_release(stack, sibling))
         for release in releases:
             assert wait_execution(stack, release["release_execution_arn"])["status"] == "SUCCEEDED"

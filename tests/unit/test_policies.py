@@ -43,14 +43,15 @@ def test_contain_may_isolate_but_not_terminate():
 
 def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
     """Derived here, independently: each function's actions and modules, nothing more."""
-    from chalicelib import accounts, incidents, workflow
+    from chalicelib import accounts, http, incidents, workflow
     from chalicelib.steps import contain, evidence, memory, release, report
 
     def of(classes, undo=False):
         return {p for cls in classes for p in (cls.undo_permissions if undo else cls.permissions)}
 
     declared = {
-        "api_handler": set(workflow.PERMISSIONS) | set(incidents.READ_PERMISSIONS),
+        "api_handler": set(workflow.PERMISSIONS) | set(incidents.READ_PERMISSIONS)
+        | set(http.PERMISSIONS),
         "on_guardduty_finding": set(workflow.PERMISSIONS),
         "capture_memory": of(memory.ACTION_CLASSES) | set(memory.PERMISSIONS)
         | set(accounts.PERMISSIONS),
