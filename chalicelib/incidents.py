@@ -5,7 +5,7 @@ The table definition lives here, once, for the embedded AWS and for deployment.
 
 import re
 
-from chalicelib import aws, bindings, settings
+from chalicelib import aws, bindings, items, settings
 
 INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")  # \Z: $ would take a trailing "\n"
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
@@ -228,7 +228,7 @@ def search(instance_key_value: str | None, status: str | None, since: str | None
             query["ExclusiveStartKey"] = last
         query["Limit"] = limit - len(found)
         page = _db().query(**query)
-        found += [_plain(item) for item in page.get("Items", [])]
+        found += [items.plain(item) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
         if not last or len(found) >= limit:
             return found, last
@@ -250,7 +250,7 @@ def get(incident_id: str) -> dict | None:
     item = _db().get_item(
         TableName=_table_name(), Key={"pk": {"S": incident_id}}, ConsistentRead=True
     ).get("Item")
-    return _plain(item) if item else None
+    return items.plain(item) if item else None
 
 
 def _item(incident: dict) -> dict:
@@ -260,7 +260,7 @@ def _item(incident: dict) -> dict:
             "instance_key": instance_key(incident["account_id"], incident["region"],
                                          incident["instance_id"])}
     serializer = TypeSerializer()
-    return {key: serializer.serialize(_storable(value)) for key, value in item.items()
+    return {key: serializer.serialize(items.storable(value)) for key, value in item.items()
             if value is not None}
 
 
@@ -274,44 +274,9 @@ def _update(incident_id: str, expression: str, values: dict, names=None,
         Key={"pk": {"S": incident_id}},
         UpdateExpression=expression,
         ConditionExpression=condition,
-        ExpressionAttributeValues={k: serializer.serialize(_storable(v)) for k, v in values.items()},
+        ExpressionAttributeValues={k: serializer.serialize(items.storable(v))
+                                   for k, v in values.items()},
         **({"ExpressionAttributeNames": names} if names else {}),
         ReturnValues="ALL_NEW",
     )
-    return _plain(response["Attributes"])
-
-
-def _storable(value):
-    """Floats become Decimals (DynamoDB has no float type)."""
-    from decimal import Decimal
-
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _storable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_storable(v) for v in value]
-    return value
-
-
-def _plain(item: dict) -> dict:
-    """A DynamoDB item as plain JSON values, without the table's own keys."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    plain = {key: _jsonable(deserializer.deserialize(value)) for key, value in item.items()}
-    for internal in ("pk", "record_type", "instance_key"):
-        plain.pop(internal, None)
-    return plain
-
-
-def _jsonable(value):
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, set, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+    return items.plain(response["Attributes"])

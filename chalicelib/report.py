@@ -166,7 +166,8 @@ def _with_json(text: str, incident: dict) -> str:
     """The body a person reads, then the incident as JSON for programs, clearly separated; an
     incident too large for one message is summarised, and the text cut, saying where the whole
     record is."""
-    full = f"{text}\n\n--- incident (JSON) ---\n{json.dumps(incident, sort_keys=True, default=str)}\n"
+    record = json.dumps(incident, sort_keys=True, default=str)
+    full = f"{text}\n\n--- incident (JSON) ---\n{record}\n"
     if size(full) <= MESSAGE_LIMIT:
         return full
     summary = {k: incident[k] for k in SUMMARY_FIELDS if k in incident}

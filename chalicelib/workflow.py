@@ -13,9 +13,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import (accounts, aws, bindings, execution, findings, incidents, outcomes,
-                        report, settings)
-from chalicelib.actions import instance as instance_actions, traffic
+from chalicelib import (accounts, aws, bindings, execution, findings, incidents, instances,
+                        outcomes, report, settings)
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +26,6 @@ PERMISSIONS = (
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
-# The tags containment reads from the pre-incident state: no others are kept (50 tags of up
-# to 384 characters would otherwise travel with every record, execution and report).
-PRE_STATE_TAGS = (traffic.ASG_TAG, instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
-                  instance_actions.TAG_FINDING)
-
-
 def check_settings(current) -> None:
     """Refuse to act without the app's resources."""
     for name in ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn"):
@@ -54,7 +47,7 @@ def start(request: findings.QuarantineRequest,
           home_account: str) -> outcomes.Outcome | outcomes.ExemptAnnounced:
     """Open an incident for `request` (or record it on the active one): the outcome."""
     current = admit(request, home_account)
-    instance = describe(request, home_account)
+    instance = instances.describe(request, home_account)
     if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
         if request.source == "guardduty":
             announce(report.not_acted_on(request.to_dict(), "exempt"))
@@ -84,42 +77,6 @@ def start(request: findings.QuarantineRequest,
     return outcomes.Opened(begin(incident))
 
 
-def describe(request: findings.QuarantineRequest, home_account: str) -> dict:
-    """The live instance; refusals for one that does not exist or is terminated."""
-    ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
-    found = aws.tolerate(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
-                         ec2.describe_instances, InstanceIds=[request.instance_id])
-    reservations = (found or {}).get("Reservations")
-    if not reservations:
-        raise outcomes.InstanceNotFound(f"instance {request.instance_id} not found in "
-                                        f"{request.region}")
-    instance = reservations[0]["Instances"][0]
-    if instance["State"]["Name"] in ("shutting-down", "terminated"):
-        raise outcomes.InstanceTerminated(f"instance {request.instance_id} is "
-                                          f"{instance['State']['Name']}")
-    return instance
-
-
-def pre_state(instance: dict) -> dict:
-    """What containment will change, as it was: release restores exactly this."""
-    interfaces = sorted(instance.get("NetworkInterfaces", []),
-                        key=lambda n: n.get("Attachment", {}).get("DeviceIndex", 0))
-    return {
-        "interfaces": [{"id": n["NetworkInterfaceId"], "vpc_id": n["VpcId"],
-                        "device_index": n.get("Attachment", {}).get("DeviceIndex", 0),
-                        "groups": [g["GroupId"] for g in n.get("Groups", [])]}
-                       for n in interfaces],
-        "instance_profile": (instance.get("IamInstanceProfile") or {}).get("Arn"),
-        "volumes": [{"id": m["Ebs"]["VolumeId"], "device": m["DeviceName"],
-                     "delete_on_termination": m["Ebs"].get("DeleteOnTermination", False)}
-                    for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m],
-        "vpc_id": instance.get("VpcId"),
-        "subnet_id": instance.get("SubnetId"),
-        "state": instance["State"]["Name"],
-        "tags": [t for t in instance.get("Tags", []) if t["Key"] in PRE_STATE_TAGS],
-    }
-
-
 def new_incident(request: findings.QuarantineRequest, instance: dict, home_account: str) -> dict:
     incident_id = incidents.new_id()
     opened = incidents.now()
@@ -138,7 +95,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "opened_at": opened,
         "updated_at": opened,
         "execution_arn": execution_arn(incident_id),
-        "pre_state": pre_state(instance),
+        "pre_state": instances.pre_state(instance),
         "findings": [],
     }
 
@@ -286,7 +243,7 @@ def release(request: findings.QuarantineRequest, home_account: str,
             reregister: bool = False) -> outcomes.ReleaseStarted:
     """Start undoing the instance's contained or partial incident (through Step Functions)."""
     current = admit(request, home_account)
-    describe(request, home_account)
+    instances.describe(request, home_account)
     incident_id = incidents.active_for(request.account_id, request.region, request.instance_id)
     incident = incidents.get(incident_id) if incident_id else None
     if incident is None or incident["status"] not in incidents.RELEASABLE:

@@ -63,8 +63,6 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
         return [bucket, f"{bucket}/*"]
-    if service == "kms":  # the records key: its key policy admits only the product's roles
-        return ["arn:aws:kms:*:*:key/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
     return None

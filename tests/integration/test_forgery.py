@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 
-from chalicelib import incidents
+from chalicelib import incidents, items
 from deploy import names
 from local import provision
 from tests.helpers import (
@@ -82,7 +82,7 @@ def _stored_item(stack, incident_id: str) -> dict:
 def _as_item(value):
     from boto3.dynamodb.types import TypeSerializer
 
-    return TypeSerializer().serialize(incidents._storable(value))
+    return TypeSerializer().serialize(items.storable(value))
 
 
 def _forge(insider, stack, incident_id: str, rewrite) -> None:

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from chalicelib import findings, http, incidents, report, strict_json, workflow
+from chalicelib import findings, http, incidents, instances, report, strict_json, workflow
 from chalicelib.outcomes import InvalidInput
 from tests.helpers import sample
 
@@ -152,7 +152,7 @@ def test_only_the_tags_containment_reads_are_kept_in_the_pre_incident_state():
         {"Key": "aws:autoscaling:groupName", "Value": "web"},
         {"Key": "QuarantineStatus", "Value": "OPEN"}]
     instance = {"State": {"Name": "running"}, "Tags": tags}
-    assert workflow.pre_state(instance)["tags"] == tags[-2:]
+    assert instances.pre_state(instance)["tags"] == tags[-2:]
 
 
 def test_further_findings_past_the_bound_are_counted_not_kept():

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.actions import Target
 from chalicelib.incidents import new_id
-from chalicelib.workflow import pre_state
+from chalicelib.instances import pre_state
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
