@@ -9,15 +9,16 @@ handler. They are counted with ListExecutions (before the interpreter is turned 
 incidents with a Scan of the table.
 
 Requests are counted per invocation on the client side (a botocore `before-send` hook on the
-app's boto3 session, per thread: retries included), and the sum is checked against moto's
-recorder.
+app's boto3 session, retries included, per invocation: a context variable, which
+`aws.concurrently` carries into the threads it makes requests from), and the sum is checked
+against moto's recorder.
 """
 
 import json
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from chalicelib import aws
@@ -66,16 +67,19 @@ def _envelope(instance_id: str, finding_id: str) -> dict:
             "detail": json.loads(json.dumps(event["detail"]))}
 
 
-def _count_requests_per_thread() -> threading.local:
-    """Count every request the app's clients send, per thread (one invocation = one thread)."""
-    counter = threading.local()
+_sent: ContextVar[list] = ContextVar("bench_burst_sent")  # one mark per request, per invocation
+
+
+def _count_requests_per_invocation() -> None:
+    """Count every request the app's clients send into the invocation's `_sent`."""
     aws.client("sts")  # makes the session every later client of the app is made from
 
     def sent(**_):
-        counter.requests = getattr(counter, "requests", 0) + 1
+        marks = _sent.get(None)
+        if marks is not None:
+            marks.append(1)  # atomic: concurrent requests of one invocation count apart
 
     aws._session.events.register("before-send", sent)
-    return counter
 
 
 def _register_without_interpreter(stack) -> None:
@@ -94,13 +98,14 @@ def run(stack, instances: int = 250, duplicates: int = 4, workers: int = 8,
     ids = _launch(stack, instances)
     events = [_envelope(i, f"{i}-{n}") for i in ids for n in range(duplicates)]
     random.Random(seed).shuffle(events)
-    counter = _count_requests_per_thread()
+    _count_requests_per_invocation()
     function = names.function(stack.stage, HANDLER)
 
     def deliver(event):
-        counter.requests = 0
+        marks = []
+        _sent.set(marks)
         payload, error = stack.bridge.invoke(function, event, "eventbridge")
-        return payload, error, counter.requests
+        return payload, error, len(marks)
 
     _register_without_interpreter(stack)
     try:

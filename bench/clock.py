@@ -1,16 +1,22 @@
-"""When each request reached the embedded AWS and when it was answered.
+"""When each request was made and answered, at the embedded AWS and at the client.
 
-moto's request recorder counts requests but keeps no times. This WSGI wrapper, put in front of the
-running server by the benchmarks only, stamps each AWS request (service, action, arrival, answer),
-so that "isolated" and "report sent" are the moments AWS answered the isolating swap and the
-report's publish. Its count is checked against the recorder's.
+moto's request recorder counts requests but keeps no times. The benchmarks put two stamps on each
+AWS request:
+- at the server, a WSGI wrapper in front of the embedded AWS (`Stamp`: arrival, answer), so that
+  "isolated" and "report sent" are the moments AWS answered the isolating swap and the report's
+  publish, for Custodian's separate process too. Its count is checked against the recorder's.
+- at the client, a wrapper around botocore's HTTP send in this process (`Flight`: sent, answered),
+  which every request of the app and of the embedded Step Functions passes through. Round trips
+  are counted on these: moto answers some requests within a millisecond, before a request sent
+  beside it even arrives, so at the server concurrent requests can look sequential.
 """
 
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from local.faults import identify_request
+from local.faults import identify, identify_request
 
 
 @dataclass(frozen=True)
@@ -25,13 +31,35 @@ class Stamp:
         return f"{self.service}:{self.action}"
 
 
+@dataclass(frozen=True)
+class Flight:
+    """One request in flight at the client: from its sending to its answer received."""
+    name: str  # service:action
+    sent: float  # time.monotonic()
+    answered: float
+
+
+def round_trips(flights: list[Flight]) -> int:
+    """Sequential round trips in `flights`: the longest chain of requests each sent after the one
+    before it was answered. Requests in flight at the same time are never both in a chain, so
+    concurrent requests count once; a long request beside two short sequential ones counts as
+    those two. (Earliest answer first is the longest chain of intervals.)"""
+    chain, free_at = 0, float("-inf")
+    for flight in sorted(flights, key=lambda f: f.answered):
+        if flight.sent >= free_at:
+            chain, free_at = chain + 1, flight.answered
+    return chain
+
+
 class Clock:
-    """Stamps every AWS request the wrapped WSGI app answers (not moto's own API)."""
+    """Stamps every AWS request the wrapped WSGI app answers (not moto's own API), and every
+    request botocore sends from this process."""
 
     def __init__(self, app):
         self.app = app
         self._lock = threading.Lock()
         self._stamps: list[Stamp] = []
+        self._flights: list[Flight] = []
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -44,23 +72,54 @@ class Clock:
             self._stamps.append(Stamp(service, action, arrived, time.monotonic()))
         return answer
 
+    def flown(self, request, sent: float, answered: float) -> None:
+        """Keep one request botocore sent (an `AWSPreparedRequest`, signed)."""
+        headers = {key: value.decode() if isinstance(value, bytes) else value
+                   for key, value in request.headers.items()}
+        body = request.body if isinstance(request.body, (bytes, str)) else b""  # a stream: S3
+        body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        url = urlsplit(request.url)
+        service, action = identify(headers, request.method, url.path, url.query, body)
+        with self._lock:
+            self._flights.append(Flight(f"{service}:{action}", sent, answered))
+
     def reset(self) -> None:
         with self._lock:
             self._stamps.clear()
+            self._flights.clear()
 
     def stamps(self) -> list[Stamp]:
         """Every stamped request since the last reset, in the order they were answered."""
         with self._lock:
             return list(self._stamps)
 
-    def count(self) -> int:
+    def flights(self) -> list[Flight]:
+        """Every request sent from this process since the last reset."""
         with self._lock:
-            return len(self._stamps)
+            return list(self._flights)
 
 
 def install(stack) -> Clock:
-    """Put a clock in front of the stack's embedded AWS server; returns it."""
+    """Put a clock in front of the stack's embedded AWS server and behind botocore's HTTP send
+    in this process; returns it."""
     server = stack._moto_server.server
     if not isinstance(server.app, Clock):
         server.app = Clock(server.app)
+        _time_sends(server.app)
     return server.app
+
+
+def _time_sends(clock: Clock) -> None:
+    """Wrap botocore's `Endpoint._send` (one HTTP attempt, as the recorder sees them)."""
+    from botocore.endpoint import Endpoint
+
+    send = Endpoint._send
+
+    def timed_send(endpoint, request):
+        sent = time.monotonic()
+        try:
+            return send(endpoint, request)
+        finally:
+            clock.flown(request, sent, time.monotonic())
+
+    Endpoint._send = timed_send

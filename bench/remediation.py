@@ -6,7 +6,10 @@ Requests are what moto's recorder saw, less the PutEvents that brings the findin
 request, not ours), plus the Lambda invocations the in-process bridge answered (the handler and
 every step). "Until isolated" ends with the last ModifyNetworkInterfaceAttribute (the swap to the
 isolation group on the last interface); the invocations before it are the handler and Contain.
-The critical path leaves out the detection notice, which Step Functions sends beside Contain.
+The critical path leaves out the detection notice, which Step Functions sends beside Contain. In
+round trips, requests in flight at the same time count once (`bench.clock.round_trips`, on times
+at the client); each invocation counts as one, since its function's requests come between its
+call and its answer.
 Times run from the finding's arrival (PutEvents at the embedded AWS) to the moment the embedded
 AWS answered the isolating swap, and the report's publish.
 """
@@ -20,6 +23,7 @@ from local import drive, recording
 from local.victims import make_fleet_member, make_victim
 
 from bench import custodian
+from bench.clock import Flight, round_trips
 
 ISOLATING = "ec2:ModifyNetworkInterfaceAttribute"
 FINDING_ARRIVAL = "events:PutEvents"
@@ -70,6 +74,7 @@ class Remediation:
     invocations: list[str]  # functions the bridge answered, in order
     until_isolated: int  # requests and invocations made up to the isolating swap
     critical_path: int  # those the swap waits for: less the detection notice sent beside it
+    round_trips: int  # the critical path in sequential round trips
     total: int
     seconds_to_isolation: float  # from the finding's arrival at the embedded AWS
     seconds_to_report: float  # to the final report's publish answered
@@ -97,19 +102,31 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
     recording.stop(stack)
 
     calls = [c.name for c in recording.calls(stack) if c.name != FINDING_ARRIVAL]
-    stamps = clock.stamps()
-    if len(stamps) != len(calls) + 1:
-        raise RuntimeError(f"the clock saw {len(stamps)} requests, the recorder {len(calls) + 1}")
+    stamps, flights = clock.stamps(), clock.flights()
+    if not len(stamps) == len(flights) == len(calls) + 1:
+        raise RuntimeError(f"the clock saw {len(stamps)} requests arrive, {len(flights)} sent; "
+                           f"the recorder {len(calls) + 1}")
     prefix = names.function(stack.stage, "")
     invocations = [i.function_name.removeprefix(prefix) for i in stack.bridge.invocations]
     arrival = next(s for s in stamps if s.name == FINDING_ARRIVAL).arrived
     swap = [s for s in stamps if s.name == ISOLATING][-1]
     report = [s for s in stamps if s.name == "sns:Publish"][-1]
     _check_outcome(stack, victim, decided["incident_id"], volumes, queue)
-    front = until_isolated(calls) + sum(1 for name in invocations if name in BEFORE_ISOLATION)
+    invoked = sum(1 for name in invocations if name in BEFORE_ISOLATION)
+    front = until_isolated(calls) + invoked
     beside = calls[:until_isolated(calls)].count(DETECTION_NOTICE)
-    return Remediation(calls, invocations, front, front - beside, len(calls) + len(invocations),
-                       swap.answered - arrival, report.answered - arrival)
+    return Remediation(calls, invocations, front, front - beside,
+                       invoked + round_trips_to_isolation(flights),
+                       len(calls) + len(invocations), swap.answered - arrival,
+                       report.answered - arrival)
+
+
+def round_trips_to_isolation(flights: list[Flight]) -> int:
+    """Round trips of the requests sent up to the last isolating swap, less the finding's arrival
+    and the detection notice (not ours to wait for)."""
+    swap = max(f.sent for f in flights if f.name == ISOLATING)
+    return round_trips([f for f in flights if f.sent <= swap
+                        and f.name not in (FINDING_ARRIVAL, DETECTION_NOTICE)])
 
 
 def _wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
