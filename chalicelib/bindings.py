@@ -6,13 +6,14 @@ incidents table chooses what a record says. So nothing a step acts on is taken o
   sealed by the entry function, beside the claim, and travels with the execution; every step
   verifies it, checks that it runs in the execution the binding names, and checks the account
   against today's settings before it touches anything;
-- every change record is sealed when it is recorded (`incidents.record_step`), and release
-  verifies each one, and the binding it restores from, before it undoes any;
+- every step's change records are sealed together when they are recorded
+  (`incidents.record_step`: their digests and one MAC), and release verifies each one, and the
+  binding it restores from, before it undoes any;
 - a release request is sealed with the name of the execution that carries it.
 A refusal changes nothing in the instance's account; it is recorded and reported.
 """
 
-from chalicelib import accounts, seals, settings
+from chalicelib import accounts, aws, seals, settings
 
 BINDING_FIELDS = ("incident_id", "instance_id", "account_id", "region", "home_account",
                   "execution_arn", "opened_at", "pre_state")
@@ -89,18 +90,31 @@ def release_request(event: dict) -> dict:
     return asked
 
 
-def _change_document(incident_id: str, record: dict) -> dict:
-    return {"incident_id": incident_id, "change": {k: v for k, v in record.items()
-                                                   if k != "seal"}}
+def _digest(record: dict) -> str:
+    return seals.digest("change", record).hex()
 
 
 def seal_changes(incident_id: str, records: list[dict]) -> list[dict]:
-    """Each change record with its seal (made concurrently)."""
-    sealed = seals.seal_each("change", [_change_document(incident_id, r) for r in records])
-    return [{**record, "seal": document["seal"]} for record, document in zip(records, sealed)]
+    """The seal of one step's change records, as the incident keeps it: their digests and one
+    MAC over them with the incident id (one request however many records: a change record
+    moved to another incident, altered or added fails)."""
+    if not records:
+        return []
+    digests = [_digest(record) for record in records]
+    return [{"digests": digests,
+             "mac": seals.seal("changes", {"incident_id": incident_id, "digests": digests})}]
 
 
-def unverified_changes(incident_id: str, records: list[dict]) -> list[str | None]:
-    """Why each record cannot be trusted (None: its seal matches), by position."""
-    return seals.verify_each("change", [
-        {**_change_document(incident_id, r), "seal": r.get("seal")} for r in records])
+def unverified_changes(incident_id: str, records: list[dict], sealed: list[dict]) -> list:
+    """Why each record cannot be trusted (None: a verified seal of the incident holds its
+    digest), by position. Each seal is verified once, concurrently."""
+    def verified(batch) -> set:
+        try:
+            seals.verify("changes", {"incident_id": incident_id, "digests": batch.get("digests")},
+                         batch.get("mac"))
+        except (seals.Unverified, AttributeError):
+            return set()
+        return set(batch["digests"])
+    trusted = set().union(*aws.concurrently(lambda b=batch: verified(b) for batch in sealed or []))
+    return [None if isinstance(r, dict) and _digest(r) in trusted
+            else "no seal of this incident holds this record" for r in records]

@@ -170,16 +170,18 @@ def record_finding(incident_id: str, finding: dict) -> dict:
 
 def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
                 fields: dict | None = None) -> dict:
-    """Add a step to the incident's timeline with the changes (each sealed: release verifies
-    them) and errors it brings, and set `fields` (dotted names set nested attributes); returns
+    """Add a step to the incident's timeline with the changes (sealed together: release
+    verifies them) and errors it brings, and set `fields` (dotted names set nested attributes); returns
     the incident as it now stands."""
-    changes = bindings.seal_changes(incident_id, list(changes))
+    changes = list(changes)
     entry = {"step": step, "start": started, "end": now(), "outcome": outcome}
     expression = ("SET timeline = list_append(if_not_exists(timeline, :empty), :entry), "
                   "changes = list_append(if_not_exists(changes, :empty), :changes), "
+                  "change_seals = list_append(if_not_exists(change_seals, :empty), :sealed), "
                   "errors = list_append(if_not_exists(errors, :empty), :errors), updated_at = :now")
-    values = {":entry": [entry], ":changes": list(changes), ":errors": list(errors),
-              ":empty": [], ":now": entry["end"]}
+    values = {":entry": [entry], ":changes": changes, ":errors": list(errors),
+              ":sealed": bindings.seal_changes(incident_id, changes), ":empty": [],
+              ":now": entry["end"]}
     names = {}
     for n, (name, value) in enumerate(sorted((fields or {}).items())):
         parts = name.split(".")  # placeholders for every part: "status" is a reserved word

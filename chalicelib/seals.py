@@ -80,22 +80,3 @@ def verify(purpose: str, document, sealed) -> None:
         valid = False
     if not valid:
         raise Unverified(f"{purpose}'s seal does not match it")
-
-
-def seal_each(purpose: str, documents: list[dict], field: str = "seal") -> list[dict]:
-    """`documents`, each with its seal under `field` (made concurrently)."""
-    seals = aws.concurrently(lambda d=document: seal(purpose, d) for document in documents)
-    return [{**document, field: mac} for document, mac in zip(documents, seals)]
-
-
-def verify_each(purpose: str, documents: list[dict], field: str = "seal") -> list[str]:
-    """Verify each document's seal under `field` (concurrently); the reasons of those refused,
-    by position (None for a verified one)."""
-    def check(document):
-        try:
-            verify(purpose, {k: v for k, v in document.items() if k != field},
-                   document.get(field))
-            return None
-        except Unverified as refused:
-            return str(refused)
-    return aws.concurrently(lambda d=document: check(d) for document in documents)

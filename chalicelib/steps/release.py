@@ -78,7 +78,8 @@ def refusals(incident: dict, target, restored: set, reregister: bool):
     incident's instance (its action checks that against the sealed pre-incident state and
     what AWS says now)."""
     changes = incident.get("changes") or []
-    verdicts = bindings.unverified_changes(incident["incident_id"], changes)
+    verdicts = bindings.unverified_changes(incident["incident_id"], changes,
+                                           incident.get("change_seals"))
     refused = [_refusal(record, why) for record, why in zip(changes, verdicts) if why]
     if refused:
         return [], [], refused
