@@ -2,8 +2,12 @@
 the incident. A step never raises for an action's failure; if it crashes anyway, the state
 machine's Catch hands the error to the report."""
 
-from chalicelib import accounts, execution
+import logging
+
+from chalicelib import accounts, actions, execution, incidents
 from chalicelib.actions import Target
+
+log = logging.getLogger(__name__)
 
 
 def target_for(incident: dict, event: dict) -> Target:
@@ -24,14 +28,9 @@ def is_dry_run(event: dict) -> bool:
 def refused(event: dict, step: str, refusal: Exception) -> str:
     """A refused execution or record: logged, and recorded on the incident it names (if that
     exists) so the report shows the attempt. Nothing else is done; returns the reason."""
-    import logging
-
-    from chalicelib import actions, incidents
-
     reason = str(refusal)
     incident = event.get("incident") if isinstance(event.get("incident"), dict) else {}
-    logging.getLogger(__name__).warning("%s refused in %s: %s", step, event.get("execution"),
-                                        reason)
+    log.warning("%s refused in %s: %s", step, event.get("execution"), reason)
     incident_id = incident.get("incident_id")
     if isinstance(incident_id, str) and incidents.INCIDENT_ID.match(incident_id):
         try:
@@ -39,5 +38,5 @@ def refused(event: dict, step: str, refusal: Exception) -> str:
                 actions.failure_record(f"{step}-step", str(event.get("execution")),
                                        "ExecutionRefused", reason)])
         except Exception:  # no such incident, or the table refuses: the log line stays
-            logging.getLogger(__name__).exception("could not record the refusal")
+            log.exception("could not record the refusal")
     return reason
