@@ -41,27 +41,26 @@ def _insider(stack):
     return lambda service: session.client(service, endpoint_url=stack.endpoint)
 
 
-def _admin_profile(stack) -> str:
+def _role(stack, name: str, policy_name: str, statement: dict) -> str:
+    """An EC2 role holding one inline policy of one statement."""
     iam_admin = stack.client("iam")
-    iam_admin.create_role(RoleName="admin-role", AssumeRolePolicyDocument=json.dumps(
-        provision.EC2_TRUST))
-    iam_admin.put_role_policy(RoleName="admin-role", PolicyName="admin", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
-                                                 "Resource": "*"}]}))
+    iam_admin.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(provision.EC2_TRUST))
+    iam_admin.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [statement]}))
+    return name
+
+
+def _admin_profile(stack) -> str:
+    role = _role(stack, "admin-role", "admin", {"Effect": "Allow", "Action": "*", "Resource": "*"})
+    iam_admin = stack.client("iam")
     iam_admin.create_instance_profile(InstanceProfileName="admin-profile")
-    iam_admin.add_role_to_instance_profile(InstanceProfileName="admin-profile",
-                                           RoleName="admin-role")
+    iam_admin.add_role_to_instance_profile(InstanceProfileName="admin-profile", RoleName=role)
     return f"arn:aws:iam::{stack.account}:instance-profile/admin-profile"
 
 
 def _guardrail_role(stack) -> str:
-    iam_admin = stack.client("iam")
-    iam_admin.create_role(RoleName="guarded", AssumeRolePolicyDocument=json.dumps(
-        provision.EC2_TRUST))
-    iam_admin.put_role_policy(RoleName="guarded", PolicyName="Guardrail", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*",
-                                                 "Resource": "*"}]}))
-    return "guarded"
+    return _role(stack, "guarded", "Guardrail", {"Effect": "Deny", "Action": "s3:*",
+                                                  "Resource": "*"})
 
 
 def _contained(stack, victim) -> dict:
