@@ -11,7 +11,7 @@ import time
 
 from chalicelib import aws, settings
 
-PERMISSIONS = ("sts:AssumeRole",)
+PERMISSIONS = ("sts:AssumeRole",)  # granted where MEMBER_ACCOUNTS names any (deploy/permissions)
 _lock = threading.Lock()
 _cache: dict = {}  # (function, account) -> (Credentials, expires at)
 

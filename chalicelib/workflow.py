@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 PERMISSIONS = (
     "ec2:DescribeInstances", "states:StartExecution", "states:DescribeExecution", "sns:Publish",
     *bindings.SEAL_PERMISSIONS,
-    *accounts.PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more

@@ -11,6 +11,7 @@ decisions, or stops the build.
 from dataclasses import dataclass
 
 from chalicelib import seals
+from chalicelib.actions import narrowed
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from deploy import names, statemachine
@@ -18,7 +19,9 @@ from deploy import names, statemachine
 
 @dataclass(frozen=True)
 class Grant:
-    """Some actions on some resources, under an optional condition: one policy statement."""
+    """Some actions on some resources, under an optional condition: one policy statement.
+    An action may be `narrowed` (chalicelib.actions): the grant for that narrow use carries its
+    condition, the statement names the IAM action."""
 
     sid: str
     actions: tuple[str, ...]
@@ -26,15 +29,24 @@ class Grant:
     condition: dict | None = None
     effect: str = "Allow"
 
+    def matched(self, wanted: set[str]) -> set[str]:
+        return wanted.intersection(self.actions)
+
     def statement(self, wanted: set[str]) -> dict | None:
-        actions = sorted(wanted.intersection(self.actions))
-        if not actions:
+        matched = self.matched(wanted)
+        if not matched:
             return None
-        statement = {"Sid": self.sid, "Effect": self.effect, "Action": actions,
+        statement = {"Sid": self.sid, "Effect": self.effect,
+                     "Action": sorted({iam_action(a) for a in matched}),
                      "Resource": list(self.resources)}
         if self.condition:
             statement["Condition"] = self.condition
         return statement
+
+
+def iam_action(permission: str) -> str:
+    """The IAM action of a declared permission (`narrowed` ones carry their use after a /)."""
+    return permission.split("/", 1)[0]
 
 
 def _ec2(*types: str) -> tuple[str, ...]:
@@ -47,57 +59,113 @@ INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_
                             instance_actions.TAG_FINDING})
 PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 QUARANTINED_INSTANCES = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
+EC2_ONLY = {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
-# Instance-facing actions (home and member accounts), by resource type and condition.
-INSTANCE_GRANTS = (
-    Grant("Ec2ProductGroupsCreate", ("ec2:CreateSecurityGroup",), _ec2("security-group"),
-          {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
-              isolation.GROUP_NAMES)}}),
-    Grant("Ec2ProductGroupsInVpc", ("ec2:CreateSecurityGroup",), _ec2("vpc")),
-    Grant("Ec2ProductGroupsRules",
-          ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
-           "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
-          _ec2("security-group"), PRODUCT_GROUPS),
-    Grant("Ec2TagOnCreate", ("ec2:CreateTags",), _ec2("security-group", "snapshot"),
-          {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),
-    Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
-          {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
-           "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
-    Grant("Ec2Interfaces", ("ec2:ModifyNetworkInterfaceAttribute",),
-          _ec2("network-interface", "security-group", "instance", "vpc")),
-    Grant("Ec2Instances",
-          ("ec2:ModifyInstanceAttribute", "ec2:AssociateIamInstanceProfile",
-           "ec2:DisassociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation",
-           "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot", "ec2:StartInstances"),
-          _ec2("instance", "security-group", "volume")),
-    Grant("Ec2StopQuarantined", ("ec2:StopInstances",), _ec2("instance"), QUARANTINED_INSTANCES),
-    Grant("Ec2Addresses", ("ec2:AssociateAddress", "ec2:DisassociateAddress"),
-          _ec2("elastic-ip", "instance", "network-interface")),
-    Grant("Ec2Snapshots", ("ec2:CreateSnapshots",), _ec2("instance", "volume", "snapshot")),
-    Grant("Ec2ShareProductSnapshots", ("ec2:ModifySnapshotAttribute",), _ec2("snapshot"),
-          PRODUCT_SNAPSHOTS),
-    Grant("AutoScalingGroups",
-          ("autoscaling:DetachInstances", "autoscaling:EnterStandby",
-           "autoscaling:SetInstanceProtection"),
-          ("arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/*",)),
-    Grant("TargetGroups", ("elasticloadbalancing:DeregisterTargets",
-                           "elasticloadbalancing:RegisterTargets"),
-          ("arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",)),
-    Grant("ClassicLoadBalancers", ("elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
-                                   "elasticloadbalancing:RegisterInstancesWithLoadBalancer"),
-          ("arn:aws:elasticloadbalancing:*:*:loadbalancer/*",)),
-    Grant("IamProfiles", ("iam:GetInstanceProfile",), ("arn:aws:iam::*:instance-profile/*",)),
-    Grant("IamRoles", ("iam:ListInstanceProfilesForRole", "iam:PutRolePolicy",
-                       "iam:DeleteRolePolicy"), ("arn:aws:iam::*:role/*",)),
-    # Revocation writes on the instance's role, unknown in advance; never on the product's own
-    # roles (its functions', the member role, deny-all): a compromised step cannot raise itself.
-    Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
-          (f"arn:aws:iam::*:role/{names.APP_NAME}-*",), effect="Deny"),
-    Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",),
-          {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
-    Grant("SsmMemoryCapture", ("ssm:SendCommand",),
-          ("arn:aws:ssm:*:*:document/*",) + _ec2("instance")),
-)
+# ModifyInstanceAttribute's attributes (one per call). The product sets the first three and
+# BlockDeviceMappings; IAM names each attribute a request sets (`ec2:Attribute/<Name>`).
+SET_ATTRIBUTES = ("DisableApiTermination", "InstanceInitiatedShutdownBehavior",
+                  "DisableApiStop")
+OTHER_ATTRIBUTES = ("DisableApiTermination", "InstanceInitiatedShutdownBehavior",
+                    "DisableApiStop", "UserData", "InstanceType", "Kernel", "Ramdisk", "Groups",
+                    "SourceDestCheck", "EbsOptimized", "EnaSupport", "SriovNetSupport")
+
+
+def _attribute_grants() -> tuple[Grant, ...]:
+    """One Allow per attribute the product sets, each conditioned on that attribute: no
+    statement lets a step rewrite UserData (code run at the next start) or the kernel."""
+    named = tuple(Grant(f"Ec2Set{name}", (instance_actions.sets_attribute(name),),
+                        _ec2("instance"), {"Null": {f"ec2:Attribute/{name}": "false"}})
+                  for name in SET_ATTRIBUTES)
+    # IAM has no key naming BlockDeviceMappings: that grant requires instead that the request
+    # sets none of the other attributes.
+    block_devices = Grant(
+        "Ec2SetBlockDeviceMappings", (instance_actions.sets_attribute("BlockDeviceMappings"),),
+        _ec2("instance", "volume"),
+        {"Null": {f"ec2:Attribute/{name}": "true" for name in OTHER_ATTRIBUTES}})
+    return (*named, block_devices)
+
+
+def instance_grants(current) -> tuple[Grant, ...]:
+    """Instance-facing actions (home and member accounts), by resource type and condition,
+    under the settings `current` (the memory document, the forensic account, the deny-all
+    profile are theirs)."""
+    deny_all = current.deny_all_profile_arn.rsplit("/", 1)[-1]
+    return (
+        Grant("Ec2ProductGroupsCreate", ("ec2:CreateSecurityGroup",), _ec2("security-group"),
+              {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
+                  isolation.GROUP_NAMES)}}),
+        Grant("Ec2ProductGroupsInVpc", ("ec2:CreateSecurityGroup",), _ec2("vpc")),
+        Grant("Ec2ProductGroupsRules",
+              ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
+               "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+              _ec2("security-group"), PRODUCT_GROUPS),
+        Grant("Ec2TagOnCreate", ("ec2:CreateTags",), _ec2("security-group", "snapshot"),
+              {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),
+        Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
+              {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
+               "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
+        # Release puts back the groups its verified records name (any); containment may put
+        # only the product's own groups on an interface (each group is authorized apart).
+        Grant("Ec2Interfaces", ("ec2:ModifyNetworkInterfaceAttribute",
+                                isolation.PRODUCT_GROUPS_ONLY),
+              _ec2("network-interface", "instance", "vpc")),
+        Grant("Ec2InterfacesAnyGroup", ("ec2:ModifyNetworkInterfaceAttribute",),
+              _ec2("security-group")),
+        Grant("Ec2InterfacesProductGroups", (isolation.PRODUCT_GROUPS_ONLY,),
+              _ec2("security-group"), PRODUCT_GROUPS),
+        Grant("Ec2ReadInstanceAttributes", ("ec2:DescribeInstanceAttribute",), _ec2("instance")),
+        *_attribute_grants(),
+        Grant("Ec2Instances",
+              ("ec2:DisassociateIamInstanceProfile", "ec2:GetConsoleOutput",
+               "ec2:GetConsoleScreenshot"), _ec2("instance")),
+        # Release hands back the profile its verified records name (any profile: the one the
+        # instance had); containment may hand out only the deny-all profile.
+        Grant("Ec2GiveBackProfile", ("ec2:AssociateIamInstanceProfile",
+                                     "ec2:ReplaceIamInstanceProfileAssociation"),
+              _ec2("instance")),
+        Grant("Ec2SwapToDenyAll", (narrowed("ec2:ReplaceIamInstanceProfileAssociation",
+                                            instance_actions.DENY_ALL),), _ec2("instance"),
+              {"ArnLike": {"ec2:NewInstanceProfile":
+                           f"arn:aws:iam::*:instance-profile/{deny_all}"}}),
+        Grant("Ec2StopStartQuarantined", ("ec2:StopInstances", "ec2:StartInstances"),
+              _ec2("instance"), QUARANTINED_INSTANCES),
+        Grant("Ec2Addresses", ("ec2:AssociateAddress", "ec2:DisassociateAddress"),
+              _ec2("elastic-ip", "instance", "network-interface")),
+        Grant("Ec2Snapshots", ("ec2:CreateSnapshots",), _ec2("instance", "volume", "snapshot")),
+        Grant("Ec2ShareProductSnapshots", ("ec2:ModifySnapshotAttribute",), _ec2("snapshot"),
+              {**PRODUCT_SNAPSHOTS,
+               "ForAllValues:StringEquals": {"ec2:Add/userId": [current.forensic_account_id]},
+               "Null": {**PRODUCT_SNAPSHOTS["Null"], "ec2:Add/userId": "false",
+                        "ec2:Add/group": "true"}}),  # never "all": public
+        Grant("AutoScalingGroups",
+              ("autoscaling:DetachInstances", "autoscaling:EnterStandby",
+               "autoscaling:SetInstanceProtection"),
+              ("arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/*",)),
+        Grant("TargetGroups", ("elasticloadbalancing:DeregisterTargets",
+                               "elasticloadbalancing:RegisterTargets"),
+              ("arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",)),
+        Grant("ClassicLoadBalancers", ("elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+                                       "elasticloadbalancing:RegisterInstancesWithLoadBalancer"),
+              ("arn:aws:elasticloadbalancing:*:*:loadbalancer/*",)),
+        Grant("IamProfiles", ("iam:GetInstanceProfile",), ("arn:aws:iam::*:instance-profile/*",)),
+        Grant("IamRoles", ("iam:ListInstanceProfilesForRole", "iam:PutRolePolicy",
+                           "iam:DeleteRolePolicy"), ("arn:aws:iam::*:role/*",)),
+        # Revocation writes on the instance's role, unknown in advance; never on the product's
+        # own roles (its functions', the member role, deny-all): a compromised step cannot
+        # raise itself.
+        Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
+              (f"arn:aws:iam::*:role/{names.APP_NAME}-*",), effect="Deny"),
+        # Release gives back the role the instance had, which may be any: only from change
+        # records whose seal and ownership it verified first. Containment passes deny-all only.
+        Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",), EC2_ONLY),
+        Grant("IamPassDenyAllToEc2", (narrowed("iam:PassRole", instance_actions.DENY_ALL),),
+              (f"arn:aws:iam::*:role/{deny_all}",), EC2_ONLY),
+        Grant("SsmMemoryDocument", ("ssm:SendCommand",),
+              (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",)),
+        # Capture runs before isolation and the tags: any instance, but that document only.
+        Grant("SsmMemoryCaptureInstances", ("ssm:SendCommand",), _ec2("instance")),
+    )
+
 
 # What the product does with its records key (deploy/records_key.py): seal and verify, no more.
 RECORDS_KEY_ACTIONS = (*seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS)
@@ -117,7 +185,6 @@ def records_key_grant(stage: str) -> Grant:
 UNSCOPABLE = {
     "ec2:DescribeAddresses": "EC2 Describe* actions take no resource",
     "ec2:DescribeIamInstanceProfileAssociations": "EC2 Describe* actions take no resource",
-    "ec2:DescribeInstanceAttribute": "read-only; treated as a Describe* action",
     "ec2:DescribeInstances": "EC2 Describe* actions take no resource",
     "ec2:DescribeNetworkAcls": "EC2 Describe* actions take no resource",
     "ec2:DescribeNetworkInterfaces": "EC2 Describe* actions take no resource",

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, http, incidents, workflow
+from chalicelib import accounts, http, incidents, settings, workflow
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -25,24 +25,31 @@ STAGES = ("dev", "prod")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
-def _of_actions(classes) -> set[str]:
-    return {permission for cls in classes for permission in cls.permissions}
+def _of_actions(classes, undo: bool = False) -> set[str]:
+    return {permission for cls in classes
+            for permission in (cls.undo_permissions if undo else cls.permissions)}
 
 
-def needs() -> dict[str, set[str]]:
-    """IAM actions per function (Chalice's names: the API's function is `api_handler`)."""
+def needs(current=None) -> dict[str, set[str]]:
+    """IAM actions per function (Chalice's names: the API's function is `api_handler`) under
+    the settings `current` (default: every option's default): an option that is off grants
+    nothing, and a function that acts only in the home account assumes no member role."""
+    current = current or settings.load({})
+    members = set(accounts.PERMISSIONS) if current.member_accounts else set()
+    capture = memory.capture_classes(current)
     return {
-        "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS, *http.PERMISSIONS},
-        "release": release.undo_permissions() | set(release.PERMISSIONS),
-        "on_guardduty_finding": set(workflow.PERMISSIONS),
-        "capture_memory": (_of_actions(memory.ACTION_CLASSES) | set(memory.PERMISSIONS)
-                           | set(accounts.PERMISSIONS)),
-        "contain": (_of_actions(contain.ACTION_CLASSES) | set(contain.PERMISSIONS)
-                    | set(accounts.PERMISSIONS)),
+        "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS, *http.PERMISSIONS}
+        | members,
+        "release": release.undo_permissions() | set(release.PERMISSIONS) | members,
+        "on_guardduty_finding": set(workflow.PERMISSIONS) | members,
+        "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members
+                           if capture else set()),
+        "contain": (_of_actions(contain.containment_classes(current))
+                    | set(contain.PERMISSIONS) | members),
         "collect_evidence": (_of_actions(evidence.COLLECT_ACTION_CLASSES)
-                             | set(evidence.COLLECT_PERMISSIONS) | set(accounts.PERMISSIONS)),
-        "check_snapshots": (_of_actions(evidence.CHECK_ACTION_CLASSES)
-                            | set(evidence.CHECK_PERMISSIONS) | set(accounts.PERMISSIONS)),
+                             | set(evidence.COLLECT_PERMISSIONS) | members),
+        "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
+                            | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS),
     }
 
@@ -68,34 +75,66 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     return None
 
 
-def stage_setting(stage: str, name: str) -> str:
-    """A setting as the stage's functions will read it: stage, then app, then default."""
-    from chalicelib.settings import DEFAULTS
-
+def stage_values(stage: str) -> dict[str, str]:
+    """The settings' raw values as the stage's functions will read them: stage, then app,
+    then default."""
     with open(os.path.join(CHALICE_DIR, "config.json")) as handle:
         config = json.load(handle)
-    values = {**DEFAULTS, **config.get("environment_variables", {}),
-              **config["stages"][stage].get("environment_variables", {})}
-    return values[name]
+    return {**settings.DEFAULTS, **config.get("environment_variables", {}),
+            **config["stages"][stage].get("environment_variables", {})}
 
 
-def statements(wanted: set[str], stage: str) -> list[dict]:
-    """Policy statements granting `wanted`, each action where it may act and nowhere else."""
+def stage_setting(stage: str, name: str) -> str:
+    return stage_values(stage)[name]
+
+
+def stage_settings(stage: str, values: dict[str, str] | None = None) -> settings.Settings:
+    """The stage's settings parsed (from `values`, default its config). Deployment writes the
+    deny-all profile's ARN (a stack output); its name is the stage's, known in advance."""
+    values = dict(stage_values(stage) if values is None else values)
+    if not values.get("DENY_ALL_PROFILE_ARN"):
+        values["DENY_ALL_PROFILE_ARN"] = (
+            f"arn:aws:iam::000000000000:instance-profile/{names.deny_all_profile(stage)}")
+    return settings.load(values)
+
+
+# Every option that brings actions switched on (but DISABLE_API_STOP: it contradicts
+# STOP_AFTER_EVIDENCE): the widest policies the settings can make, which the static checks and
+# the linters read beside the stages' own.
+EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true",
+                "CREDENTIALS_MODE": "deny-all", "STOP_AFTER_EVIDENCE": "true",
+                "FORENSIC_ACCOUNT_ID": "210987654321",
+                "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture",
+                "MEMBER_ACCOUNTS": "111111111111"}
+
+
+def profiles(stage: str) -> dict[str, settings.Settings]:
+    """The settings the build checks a stage's policies under: its own, and every option on."""
+    return {"settings": stage_settings(stage),
+            "every-option": stage_settings(stage, {**stage_values(stage), **EVERY_OPTION})}
+
+
+def statements(wanted: set[str], stage: str, current: settings.Settings | None = None
+               ) -> list[dict]:
+    """Policy statements granting `wanted` (under the settings `current`, default the stage's),
+    each action where it may act and nowhere else."""
+    current = current or stage_settings(stage)
     found, placed = [], set()
     for service in sorted({action.split(":")[0] for action in wanted}):
         actions = sorted(a for a in wanted
-                         if a.startswith(service + ":") and a not in grants.UNSCOPABLE)
+                         if a.startswith(service + ":") and a not in grants.UNSCOPABLE
+                         and grants.iam_action(a) == a)
         resources = _product_resources(service, stage) if actions else None
         if resources:
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in (*grants.INSTANCE_GRANTS, grants.records_key_grant(stage)):
+    for grant in (*grants.instance_grants(current), grants.records_key_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)
             if grant.effect == "Allow":
-                placed.update(statement["Action"])
+                placed.update(grant.matched(wanted))
     unscopable = sorted(wanted.intersection(grants.UNSCOPABLE))
     if unscopable:
         found.append({"Sid": "Unscopable", "Effect": "Allow", "Action": unscopable,
@@ -107,23 +146,28 @@ def statements(wanted: set[str], stage: str) -> list[dict]:
     return found
 
 
-def policy(stage: str, function: str) -> dict:
-    wanted = needs()[function] | set(LOG_ACTIONS)
-    return {"Version": "2012-10-17", "Statement": statements(wanted, stage)}
+def policy(stage: str, function: str, current: settings.Settings | None = None) -> dict:
+    """`function`'s policy in `stage` under `current` (default: the stage's settings)."""
+    current = current or stage_settings(stage)
+    wanted = needs(current)[function] | set(LOG_ACTIONS)
+    return {"Version": "2012-10-17", "Statement": statements(wanted, stage, current)}
 
 
 MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm")
 
 
-def member_role_actions() -> list[str]:
-    """What the app does inside a member account: the instance-facing actions of every function."""
-    return sorted({action for actions in needs().values() for action in actions
+def member_role_actions(current: settings.Settings | None = None) -> list[str]:
+    """What the app does inside a member account under `current` (default: the prod stage's
+    settings): the instance-facing actions of every function."""
+    current = current or stage_settings(STAGES[-1])
+    return sorted({action for actions in needs(current).values() for action in actions
                    if action.split(":")[0] in MEMBER_SERVICES})
 
 
-def member_role_policy() -> dict:
+def member_role_policy(current: settings.Settings | None = None) -> dict:
+    current = current or stage_settings(STAGES[-1])
     return {"Version": "2012-10-17",
-            "Statement": statements(set(member_role_actions()), STAGES[0])}
+            "Statement": statements(set(member_role_actions(current)), STAGES[-1], current)}
 
 
 def member_role_template() -> str:

@@ -35,7 +35,7 @@ def users(stage: str) -> dict[str, list[str]]:
     """Per MAC action, the roles (by name) of the functions that declare it."""
     from deploy import permissions  # late: permissions -> project -> resources -> here
 
-    declared = permissions.needs()
+    declared = permissions.needs(permissions.stage_settings(stage))
     return {action: sorted(names.function_role(stage, function)
                            for function, wanted in declared.items() if action in wanted)
             for action in grants.RECORDS_KEY_ACTIONS}

@@ -69,12 +69,21 @@ class FunctionRoles:
         from chalice.constants import LAMBDA_TRUST_POLICY
 
         for function in self.functions.values():
-            role = names.function_role(self.stage, function)
-            iam_client.create_role(RoleName=role,
+            iam_client.create_role(RoleName=names.function_role(self.stage, function),
                                    AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY))
+        self.grant(iam_client)
+
+    def grant(self, iam_client) -> None:
+        """Each role's policy as deployment generates it from the settings in force (the
+        stack's `configure` calls this again: a redeploy with new settings)."""
+        from chalicelib import settings
+
+        current = settings.get()
+        for function in self.functions.values():
+            role = names.function_role(self.stage, function)
             iam_client.put_role_policy(
                 RoleName=role, PolicyName=role,
-                PolicyDocument=json.dumps(permissions.policy(self.stage, function)))
+                PolicyDocument=json.dumps(permissions.policy(self.stage, function, current)))
 
     def credentials(self, deployed_name: str) -> aws.Credentials | None:
         """The credentials `deployed_name` runs with (None for a name that is no function)."""
@@ -198,7 +207,10 @@ def provision_member_account(stack, account: str) -> None:
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{stack.account}:root"},
         "Action": "sts:AssumeRole"}]}
     member_role = permissions.stage_setting(stack.stage, "MEMBER_ROLE_NAME")
-    for role, policy in (("admin", ADMIN_POLICY), (member_role, permissions.member_role_policy())):
+    from chalicelib import settings
+
+    for role, policy in (("admin", ADMIN_POLICY),
+                         (member_role, permissions.member_role_policy(settings.get()))):
         iam_client.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
         iam_client.put_role_policy(RoleName=role, PolicyName=role,
                                    PolicyDocument=json.dumps(policy))

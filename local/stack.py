@@ -123,6 +123,8 @@ class Stack:
 
         os.environ.update({name: str(value) for name, value in settings.items()})
         app_settings.reload()
+        if self._admin_keys is not None:  # the functions' roles exist: as a redeploy would
+            self.bridge.roles.grant(self.client("iam"))
 
     def manage_with_ssm(self, instance_id: str) -> None:
         """Make the instance look SSM-managed (an online agent), as the SSM agent would."""

@@ -55,12 +55,19 @@ class OnRelease(enum.Enum):
     ON_REQUEST = "undone only on request"  # registering with load balancers again ("reregister")
 
 
+def narrowed(action: str, scope: str) -> str:
+    """An IAM action declared for one narrow use only (`ec2:ModifyInstanceAttribute` for one
+    attribute, `iam:PassRole` for the deny-all role): deploy/grants.py grants it with the
+    condition or resource that use allows, and nothing wider."""
+    return f"{action}/{scope}"
+
+
 class Action:
     """One containment or evidence action. Subclasses set `name`, `permissions` and
     `on_release` (and `undo_permissions` when release undoes them)."""
 
     name = "action"
-    permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need
+    permissions: tuple[str, ...] = ()  # IAM actions that plan and apply need (or `narrowed`)
     undo_permissions: tuple[str, ...] = ()  # IAM actions that undo needs
     on_release: OnRelease  # no default: each action decides
 

@@ -4,12 +4,18 @@ Attributes DescribeInstances does not return are read just before each is change
 network swap, never in front of it), and the value found is what release restores.
 """
 
-from chalicelib.actions import Action, OnRelease, apply_each, change
+from chalicelib.actions import Action, OnRelease, apply_each, change, narrowed
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
 TAG_FINDING = "QuarantineFinding"
 TAGS = (TAG_INCIDENT, TAG_STATUS, TAG_FINDING)
+DENY_ALL = "deny-all"  # the scope of a profile swap that may hand out only the deny-all profile
+
+
+def sets_attribute(name: str) -> str:
+    """ModifyInstanceAttribute for attribute `name` only (the API sets one per call)."""
+    return narrowed("ec2:ModifyInstanceAttribute", name)
 
 
 class DetachInstanceProfile(Action):
@@ -62,7 +68,8 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
 
     name = "deny-all-instance-profile"
     permissions = ("ec2:DescribeIamInstanceProfileAssociations",
-                   "ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole")
+                   narrowed("ec2:ReplaceIamInstanceProfileAssociation", DENY_ALL),
+                   narrowed("iam:PassRole", DENY_ALL))
     undo_permissions = ("ec2:DescribeIamInstanceProfileAssociations",
                         "ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole")
 
@@ -162,8 +169,8 @@ class KeepVolumesOnTermination(Action):
     """DeleteOnTermination=false on every attached volume: a termination keeps the disks."""
 
     name = "keep-volumes-on-termination"
-    permissions = ("ec2:ModifyInstanceAttribute",)
-    undo_permissions = ("ec2:ModifyInstanceAttribute",)
+    permissions = (sets_attribute("BlockDeviceMappings"),)
+    undo_permissions = permissions
     on_release = OnRelease.UNDONE
 
     def plan(self, target):
@@ -196,13 +203,13 @@ class InstanceAttribute(Action):
 
     attribute = ""  # DescribeInstanceAttribute's name
     value = None
-    permissions = ("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
-    undo_permissions = ("ec2:ModifyInstanceAttribute",)
     on_release = OnRelease.UNDONE
 
-    @property
-    def _key(self) -> str:  # the attribute as ModifyInstanceAttribute and the answer name it
-        return self.attribute[0].upper() + self.attribute[1:]
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._key = cls.attribute[0].upper() + cls.attribute[1:]  # as Modify… and the answer say
+        cls.permissions = ("ec2:DescribeInstanceAttribute", sets_attribute(cls._key))
+        cls.undo_permissions = (sets_attribute(cls._key),)
 
     def _set(self, target, value):
         target.ec2.modify_instance_attribute(InstanceId=target.instance_id,

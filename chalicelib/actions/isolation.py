@@ -9,7 +9,7 @@ and VPC in one request, created race-safely, and checked for rules before every 
 import logging
 
 from chalicelib import aws
-from chalicelib.actions import Action, OnRelease, change
+from chalicelib.actions import Action, OnRelease, change, narrowed
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,8 @@ DESCRIPTIONS = {
     "open": "ec2-quarantine: allows all traffic so existing flows become untracked",
     "isolation": "ec2-quarantine: no rules; isolates what it is attached to",
 }
+# Containment puts the product's groups on interfaces and no others (release puts back any).
+PRODUCT_GROUPS_ONLY = narrowed("ec2:ModifyNetworkInterfaceAttribute", "product-groups")
 GROUP_PERMISSIONS = (
     "ec2:DescribeSecurityGroups",
     "ec2:CreateSecurityGroup",
@@ -132,7 +134,7 @@ class IsolateInterface(Action):
     """One interface: the all-open group, then the isolation group."""
 
     name = "isolate-interface"
-    permissions = GROUP_PERMISSIONS + ("ec2:ModifyNetworkInterfaceAttribute",)
+    permissions = GROUP_PERMISSIONS + (PRODUCT_GROUPS_ONLY,)
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute", "ec2:DescribeNetworkInterfaces")
     on_release = OnRelease.UNDONE
 

@@ -34,21 +34,30 @@ PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS)
 
 
+def containment_classes(options) -> tuple[type[actions.Action], ...]:
+    """The action classes containment runs under `options`, in order; the contain function's
+    policy is made of these and no others (deploy/permissions.py)."""
+    return (IsolateInterface, LeaveAutoScalingGroup, LeaveTargetGroups,
+            LeaveClassicLoadBalancers,
+            *((DisassociateElasticIp,) if options.disassociate_elastic_ip else ()),
+            SwapToDenyAllProfile if options.credentials_mode == "deny-all"
+            else DetachInstanceProfile,
+            *((RevokeRoleSessions,) if options.revoke_role_sessions else ()),
+            TerminationProtection, ShutdownBehaviourStop, KeepVolumesOnTermination,
+            *((DisableApiStop,) if options.disable_api_stop else ()), QuarantineTags)
+
+
 def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
-    """The ordered containment actions (tags come last, with the outcome). Isolation first:
-    nothing stands in front of the swap. Leaving the Auto Scaling group and the load balancers
-    follows at once, well inside any health-check window; then credentials and preservation."""
-    ordered: list[actions.Action] = [IsolateInterface(i) for i in pre_state["interfaces"]]
-    ordered += [LeaveAutoScalingGroup(), LeaveTargetGroups(), LeaveClassicLoadBalancers()]
-    if settings.disassociate_elastic_ip:
-        ordered.append(DisassociateElasticIp())
-    ordered.append(SwapToDenyAllProfile() if settings.credentials_mode == "deny-all"
-                   else DetachInstanceProfile())
-    if settings.revoke_role_sessions:
-        ordered.append(RevokeRoleSessions())
-    ordered += [TerminationProtection(), ShutdownBehaviourStop(), KeepVolumesOnTermination()]
-    if settings.disable_api_stop:
-        ordered.append(DisableApiStop())
+    """The ordered containment actions (the tags come after them, with the outcome). Isolation
+    first: nothing stands in front of the swap. Leaving the Auto Scaling group and the load
+    balancers follows at once, well inside any health-check window; then credentials and
+    preservation."""
+    ordered: list[actions.Action] = []
+    for cls in containment_classes(settings):
+        if cls is IsolateInterface:
+            ordered += [IsolateInterface(i) for i in pre_state["interfaces"]]
+        elif cls is not QuarantineTags:
+            ordered.append(cls())
     return ordered
 
 

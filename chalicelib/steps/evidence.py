@@ -48,16 +48,19 @@ def collect(event: dict) -> dict:
             "deadline": time.time() + target.settings.snapshot_deadline_seconds}
 
 
+def after_evidence_classes(options) -> tuple[type[actions.Action], ...]:
+    """What may follow once every snapshot completed, under `options`: sharing them, stopping
+    the instance (the check step's policy is made of these)."""
+    return ((ShareSnapshots,) if options.forensic_account_id else ()) + (
+        (StopInstance,) if options.stop_after_evidence else ())
+
+
 def safe_evidence_actions(states: dict, unfinished: list, options) -> list[actions.Action]:
-    """What may follow once every snapshot completed: sharing them, stopping the instance."""
+    """The actions `after_evidence_classes` names, once every snapshot completed."""
     if unfinished or not states:
         return []
-    ordered: list[actions.Action] = []
-    if options.forensic_account_id:
-        ordered.append(ShareSnapshots(sorted(states)))
-    if options.stop_after_evidence:
-        ordered.append(StopInstance())
-    return ordered
+    return [ShareSnapshots(sorted(states)) if cls is ShareSnapshots else cls()
+            for cls in after_evidence_classes(options)]
 
 
 def check(event: dict) -> dict:

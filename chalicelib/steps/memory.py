@@ -13,6 +13,12 @@ PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS)
 
 
+def capture_classes(options) -> tuple[type[actions.Action], ...]:
+    """What the step runs under `options`: nothing while MEMORY_CAPTURE_DOCUMENT is empty (the
+    state machine does not call it then, and its policy grants nothing)."""
+    return ACTION_CLASSES if options.memory_capture_document else ()
+
+
 def run(event: dict) -> dict:
     started = incidents.now()
     try:

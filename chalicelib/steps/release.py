@@ -8,7 +8,7 @@ groups and load balancers again only when asked; everything else is undone.
 
 import logging
 
-from chalicelib import accounts, actions, bindings, incidents, report
+from chalicelib import actions, bindings, incidents, report
 from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import refused, target_for
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ACTION_CLASSES = CONTAIN_CLASSES + MEMORY_CLASSES + (Snapshots, StoreEvidence, ShareSnapshots,
                                                       StopInstance)
 BY_NAME = {cls.name: cls for cls in ACTION_CLASSES}
-PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS, *accounts.PERMISSIONS,
+PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS)
 
 
@@ -30,6 +30,9 @@ def _key(record: dict) -> str:
 
 
 def undo_permissions() -> set[str]:
+    """Release may undo any action's changes, whatever the settings are today: an option
+    switched off after an incident opened must not strand that incident (it undoes only
+    records whose seal and ownership it verified first)."""
     return {p for cls in ACTION_CLASSES for p in cls.undo_permissions}
 
 

@@ -37,6 +37,7 @@ STACK = (
     cloudformation.patch_state_machines,
     iam.patch_resources,
     iam.patch_implied_actions,
+    iam.patch_conditions,
     iam.patch_json_errors,
 )
 

@@ -1,7 +1,11 @@
 """IAM fidelity: what moto's enforcement checks — the request's resource, every action it
 implies, and denials in the JSON protocol's own words."""
 
+import contextlib
+import fnmatch
 import json
+import threading
+from dataclasses import dataclass
 
 from local.iam import authorizations
 
@@ -54,6 +58,16 @@ def implied_actions(action: str, data, body) -> list[str]:
     return implied
 
 
+def request_resource(action: str, body, region: str, account: str) -> str | None:
+    """The resource AWS authorizes a request on, where moto knows none and a product policy
+    scopes it: SendCommand's document (the instances it names are not checked here)."""
+    if action == "ssm:SendCommand":
+        document = json.loads(body or b"{}").get("DocumentName", "")
+        owner = "" if document.startswith("AWS") else account  # AWS owns the AWS* names
+        return f"arn:aws:ssm:{region}:{owner}:document/{document}"
+    return None
+
+
 def patch_implied_actions():
     """moto authorizes only the action a request names; AWS authorizes every action the request
     implies (`implied_actions`). Check each, and record every decision in
@@ -66,7 +80,9 @@ def patch_implied_actions():
         for action in implied_actions(self._action, self._data, self._body):
             self._action = action
             try:
-                original(self, resource)
+                with evaluating(action, self._data, self.account_id):
+                    original(self, request_resource(action, self._body, self._region,
+                                                    self.account_id) or resource)
             except Exception:
                 authorizations.record(self._access_key.arn, action, resource, allowed=False)
                 raise
@@ -97,3 +113,137 @@ def patch_json_errors():
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
         _authenticate_and_authorize_normal_action)
+
+
+# -- conditions ---------------------------------------------------------------------------------
+# moto ignores the Condition of an identity policy's statement (a conditioned Allow allows
+# everything). AWS evaluates it against the request's context. The keys below are the ones the
+# product's policies condition instance mutations on; the embedded AWS derives them from the
+# request as AWS does. A key not derived here leaves its condition unevaluated, as on plain moto.
+_DERIVED_KEYS = {
+    "ec2:ModifyInstanceAttribute": ("ec2:Attribute/",),
+    "ec2:ReplaceIamInstanceProfileAssociation": ("ec2:NewInstanceProfile",),
+    "ec2:AssociateIamInstanceProfile": ("ec2:NewInstanceProfile",),
+    "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
+    "iam:PassRole": ("iam:PassedToService",),
+}
+# Query parameters whose name differs from the attribute IAM names.
+_ATTRIBUTE_PARAMETERS = {"BlockDeviceMapping": "BlockDeviceMappings", "GroupId": "Groups"}
+_request = threading.local()
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """The condition keys derived for one authorization: which keys it knows, and their values
+    (a known key with no value is absent from the request)."""
+
+    known: tuple[str, ...]
+    values: dict
+
+    def knows(self, key: str) -> bool:
+        return any(key == k or (k.endswith("/") and key.startswith(k)) for k in self.known)
+
+
+def _parameters(data) -> dict[str, str]:
+    return {key: value[0] if isinstance(value, list) else value
+            for key, value in (data or {}).items()}
+
+
+def request_context(action: str, data, account: str) -> RequestContext:
+    """The keys of `_DERIVED_KEYS` for a request of `action` with query `data`."""
+    known = _DERIVED_KEYS.get(action, ())
+    given = _parameters(data)
+    values: dict[str, list[str]] = {}
+    if action == "ec2:ModifyInstanceAttribute":
+        for key in given:
+            name = key.split(".")[0]
+            if name == "Attribute":
+                name = given[key][:1].upper() + given[key][1:]
+            elif name in ("Action", "Version", "InstanceId", "DryRun", "Value"):
+                continue
+            name = _ATTRIBUTE_PARAMETERS.get(name, name)
+            values.setdefault(f"ec2:Attribute/{name}", []).append(
+                given.get(f"{key}" if "." in key else "Value", "true"))
+    elif action in ("ec2:ReplaceIamInstanceProfileAssociation",
+                    "ec2:AssociateIamInstanceProfile"):
+        arn = given.get("IamInstanceProfile.Arn") or (
+            f"arn:aws:iam::{account}:instance-profile/{given['IamInstanceProfile.Name']}"
+            if "IamInstanceProfile.Name" in given else None)
+        if arn:
+            values["ec2:NewInstanceProfile"] = [arn]
+    elif action == "ec2:ModifySnapshotAttribute":
+        operation = given.get("OperationType", "").capitalize()
+        for key, value in given.items():
+            parts = key.split(".")  # CreateVolumePermission.Add.1.UserId | UserId.1 | UserGroup.1
+            if parts[0] == "CreateVolumePermission" and len(parts) == 4:
+                kind, field = parts[1], parts[3]
+            elif parts[0] in ("UserId", "UserGroup") and operation:
+                kind, field = operation, parts[0]
+            else:
+                continue
+            key_name = "userId" if field == "UserId" else "group"
+            values.setdefault(f"ec2:{kind}/{key_name}", []).append(value)
+    elif action == "iam:PassRole":  # implied by the EC2 calls that hand an instance a profile
+        values["iam:PassedToService"] = ["ec2.amazonaws.com"]
+    return RequestContext(known, values)
+
+
+def _matches(operator: str, expected: str, actual: str) -> bool:
+    if operator in ("StringLike", "ArnLike", "ArnEquals"):
+        return fnmatch.fnmatchcase(actual, expected)
+    return actual == expected  # StringEquals
+
+
+def _met(operator: str, key: str, expected, context: RequestContext) -> bool:
+    """One key of one condition operator, evaluated as IAM does."""
+    expected = expected if isinstance(expected, list) else [expected]
+    actual = context.values.get(key)
+    if operator == "Null":
+        return (actual is None) == (str(expected[0]).lower() == "true")
+    qualifier, _, base = operator.rpartition(":")
+    if_exists = base.endswith("IfExists")
+    base = base.removesuffix("IfExists")
+    if base not in ("StringEquals", "StringLike", "ArnLike", "ArnEquals"):
+        return True  # an operator the embedded AWS does not evaluate
+    if actual is None:
+        return qualifier == "ForAllValues" or if_exists
+    matches = [any(_matches(base, str(e), a) for e in expected) for a in actual]
+    return all(matches) if qualifier == "ForAllValues" else any(matches)
+
+
+def conditions_met(condition: dict, context: RequestContext) -> bool:
+    """Every operator and every key in it (keys this request's context does not know pass)."""
+    return all(_met(operator, key, expected, context)
+               for operator, keys in condition.items() for key, expected in keys.items()
+               if context.knows(key))
+
+
+def patch_conditions():
+    """Evaluate identity policies' conditions on the keys `request_context` derives: an Allow
+    whose condition is not met does not apply (moto would allow), a Deny whose condition is
+    not met does not apply either."""
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    original = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(self, action, resource="*", principal=None,
+                            incoming_condition_values=None):
+        context = getattr(_request, "context", None)
+        condition = self._statement.get("Condition")
+        if (context is not None and condition and principal is None
+                and incoming_condition_values is None
+                and not conditions_met(condition, context)):
+            return PermissionResult.NEUTRAL
+        return original(self, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
+@contextlib.contextmanager
+def evaluating(action: str, data, account: str):
+    """The request context of `action` for the statements evaluated inside this block."""
+    _request.context = request_context(action, data, account)
+    try:
+        yield
+    finally:
+        _request.context = None

@@ -16,10 +16,13 @@ CHALICE_DIR = project.CHALICE_DIR
 
 
 def _function_policies():
+    """Each function's policy per stage, as committed and with every option on."""
     for stage in permissions.STAGES:
         for function in permissions.needs():
             with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
                 yield f"{stage}/{function}", json.load(f)
+            yield f"{stage}/{function}/every-option", permissions.policy(
+                stage, function, permissions.profiles(stage)["every-option"])
 
 
 def _state_machine_policy(stage):
@@ -171,7 +174,7 @@ def test_the_key_policy_lets_the_account_administer_and_only_declaring_roles_mac
         stage, monkeypatch):
     declared = {"contain": {"kms:GenerateMac", "ec2:DescribeInstances"},
                 "release": {"kms:GenerateMac", "kms:VerifyMac"}, "report": {"sns:Publish"}}
-    monkeypatch.setattr(permissions, "needs", lambda: declared)
+    monkeypatch.setattr(permissions, "needs", lambda current=None: declared)
     statements = {s["Sid"]: s for s in _key_policy(stage)["Statement"]}
     root = {"AWS": {"Fn::Sub": "arn:aws:iam::${AWS::AccountId}:root"}}
     assert all(s["Principal"] == root and s["Effect"] == "Allow" for s in statements.values())
@@ -191,8 +194,8 @@ def test_the_key_policy_names_the_roles_of_the_functions_that_declare_each_mac(s
     for statement in _key_policy(stage)["Statement"][1:]:
         (action,) = statement["Action"]
         assert sorted(arn.rsplit("/", 1)[1] for arn in _role_arns(statement)) == sorted(
-            names.function_role(stage, f) for f, wanted in permissions.needs().items()
-            if action in wanted)
+            names.function_role(stage, f) for f, wanted in permissions.needs(
+                permissions.stage_settings(stage)).items() if action in wanted)
 
 
 @pytest.mark.parametrize("stage", permissions.STAGES)
@@ -203,3 +206,39 @@ def test_what_the_records_need_outlives_the_stack(stage):
         assert template[logical]["UpdateReplacePolicy"] == "Retain"
     assert {"IncidentsTable", "EvidenceBucket", "RecordsKey", "RecordsKeyAlias"} <= set(
         resources.RETAINED)
+
+
+def _allows(policy, action):
+    return [s for s in policy["Statement"] if s["Effect"] == "Allow"
+            and action in _listed(s["Action"])]
+
+
+@pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+def test_instance_attributes_are_granted_one_attribute_at_a_time(name, policy):
+    """Never UserData, the kernel or the instance type: each statement names the attribute it
+    sets (`ec2:Attribute/<Name>`), or, for block devices (no key), forbids all the others."""
+    for statement in _allows(policy, "ec2:ModifyInstanceAttribute"):
+        nulls = statement["Condition"]["Null"]
+        assert all(k.startswith("ec2:Attribute/") for k in nulls), (name, statement)
+        named = [k for k, v in nulls.items() if v == "false"]
+        if named:
+            assert len(nulls) == 1 and named[0].split("/")[1] in grants.SET_ATTRIBUTES, name
+        else:
+            assert {f"ec2:Attribute/{a}" for a in ("UserData", "Kernel", "Ramdisk",
+                                                    "InstanceType")} <= set(nulls), name
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_containment_puts_only_the_products_groups_and_profile_on_an_instance(stage):
+    contain = permissions.policy(stage, "contain", permissions.profiles(stage)["every-option"])
+    on_groups = [s for s in _allows(contain, "ec2:ModifyNetworkInterfaceAttribute")
+                 if any(":security-group/" in r for r in s["Resource"])]
+    assert on_groups and all(s["Condition"] == grants.PRODUCT_GROUPS for s in on_groups)
+    (swap,) = _allows(contain, "ec2:ReplaceIamInstanceProfileAssociation")
+    assert swap["Condition"] == {"ArnLike": {"ec2:NewInstanceProfile": (
+        f"arn:aws:iam::*:instance-profile/{names.deny_all_profile(stage)}")}}
+    (passing,) = _allows(contain, "iam:PassRole")
+    assert passing["Resource"] == [f"arn:aws:iam::*:role/{names.deny_all_profile(stage)}"]
+    assert passing["Condition"] == grants.EC2_ONLY
+    assert not _allows(contain, "ec2:AssociateIamInstanceProfile")

@@ -195,3 +195,67 @@ def test_tags_on_create_need_create_tags_and_profiles_need_pass_role(stack):
     assert iam.authorizations.allowed("wide") == {
         "ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:AssociateIamInstanceProfile",
         "iam:PassRole"}
+
+
+def test_conditions_on_the_keys_the_embedded_aws_derives_are_evaluated_as_iam_does():
+    from local.patches.iam import conditions_met, request_context
+
+    setting = request_context("ec2:ModifyInstanceAttribute",
+                              {"InstanceId": ["i-1"], "UserData.Value": ["c2g="]}, "1")
+    assert setting.values == {"ec2:Attribute/UserData": ["c2g="]}
+    assert not conditions_met({"Null": {"ec2:Attribute/DisableApiTermination": "false"}},
+                              setting)
+    assert conditions_met({"Null": {"ec2:Attribute/Kernel": "true"}}, setting)
+    assert conditions_met({"StringEquals": {"aws:ResourceTag/x": "y"}}, setting)  # not derived
+    generic = request_context("ec2:ModifyInstanceAttribute",
+                              {"Attribute": ["disableApiStop"], "Value": ["true"]}, "1")
+    assert generic.values == {"ec2:Attribute/DisableApiStop": ["true"]}
+    sharing = request_context("ec2:ModifySnapshotAttribute", {
+        "OperationType": ["add"], "UserId.1": ["210987654321"], "UserId.2": ["666666666666"]},
+        "1")
+    only_forensic = {"ForAllValues:StringEquals": {"ec2:Add/userId": ["210987654321"]}}
+    assert not conditions_met(only_forensic, sharing)
+    assert conditions_met({"ForAnyValue:StringEquals": {"ec2:Add/userId": "666666666666"}},
+                          sharing)
+    nobody = request_context("ec2:ModifySnapshotAttribute", {"OperationType": ["add"]}, "1")
+    assert conditions_met(only_forensic, nobody)  # ForAllValues holds on an absent key…
+    assert not conditions_met({**only_forensic, "Null": {"ec2:Add/userId": "false"}}, nobody)
+    swap = request_context("ec2:ReplaceIamInstanceProfileAssociation",
+                           {"IamInstanceProfile.Name": ["admin"]}, "123456789012")
+    assert not conditions_met({"ArnLike": {"ec2:NewInstanceProfile":
+                                           "arn:aws:iam::*:instance-profile/deny-all"}}, swap)
+    assert conditions_met({"ArnLikeIfExists": {"ec2:NewInstanceProfile": "x"}},
+                          request_context("ec2:AssociateIamInstanceProfile", {}, "1"))
+
+
+def test_a_conditioned_statement_applies_only_when_its_condition_holds(stack):
+    """A conditioned Allow allows only what it names (plain moto: everything); a Deny whose
+    condition does not hold denies nothing (plain moto: everything)."""
+    instance = stack.client("ec2").run_instances(ImageId="ami-12c6146b", MinCount=1,
+                                                  MaxCount=1)["Instances"][0]["InstanceId"]
+    with stack.enforce_iam():
+        keys = _role_keys(stack, ["ec2:DescribeInstances"], "attributes")
+        stack.client("iam").put_role_policy(RoleName="attributes", PolicyName="attributes",
+                                   PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "ec2:ModifyInstanceAttribute", "Resource": "*",
+                 "Condition": {"Null": {"ec2:Attribute/DisableApiTermination": "false"}}},
+                {"Effect": "Allow", "Action": "ec2:ModifyInstanceAttribute", "Resource": "*",
+                 "Condition": {"Null": {"ec2:Attribute/SourceDestCheck": "false"}}},
+                {"Effect": "Deny", "Action": "ec2:ModifyInstanceAttribute", "Resource": "*",
+                 "Condition": {"Null": {"ec2:Attribute/SourceDestCheck": "false"}}}]}))
+        ec2 = _role_client(stack, "ec2", None, keys=keys)
+        ec2.modify_instance_attribute(InstanceId=instance, DisableApiTermination={"Value": True})
+        for forbidden in ({"UserData": {"Value": b"x"}}, {"SourceDestCheck": {"Value": False}}):
+            with pytest.raises(ClientError, match="AccessDenied|UnauthorizedOperation"):
+                ec2.modify_instance_attribute(InstanceId=instance, **forbidden)
+
+
+def test_send_command_is_authorized_on_its_document():
+    from local.patches.iam import request_resource
+
+    assert request_resource("ssm:SendCommand", b'{"DocumentName": "AWS-RunShellScript"}',
+                            "eu-west-1", "123456789012") == (
+        "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript")
+    assert request_resource("ssm:SendCommand", b'{"DocumentName": "Mine"}', "eu-west-1",
+                            "123456789012") == "arn:aws:ssm:eu-west-1:123456789012:document/Mine"

@@ -5,7 +5,8 @@ import os
 
 import app
 from deploy import names
-from deploy import member_role, permissions
+from chalicelib import settings
+from deploy import grants, member_role, permissions
 from local.stack import PROJECT_DIR
 
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
@@ -41,35 +42,74 @@ def test_contain_may_isolate_but_not_terminate():
     assert not any("Terminate" in a or "Delete" in a for a in actions)
 
 
-def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
-    """Derived here, independently: each function's actions and modules, nothing more."""
-    from chalicelib import accounts, http, incidents, workflow
-    from chalicelib.steps import contain, evidence, memory, release, report
+# Every option that brings actions, switched on, and what it alone may do (IAM's names).
+FEATURES = {
+    "REVOKE_ROLE_SESSIONS": ("true", {"contain": {"iam:PutRolePolicy"}}),
+    "MEMORY_CAPTURE_DOCUMENT": ("AWSSupport-ExampleMemoryCapture",
+                                {"capture_memory": {"ssm:SendCommand", "dynamodb:UpdateItem"}}),
+    "FORENSIC_ACCOUNT_ID": ("210987654321", {"check_snapshots": {
+        "ec2:ModifySnapshotAttribute"}}),
+    "STOP_AFTER_EVIDENCE": ("true", {"check_snapshots": {"ec2:StopInstances"}}),
+    "DISASSOCIATE_ELASTIC_IP": ("true", {"contain": {"ec2:DisassociateAddress"}}),
+    "CREDENTIALS_MODE": ("deny-all", {"contain": {"iam:PassRole",
+                                                  "ec2:ReplaceIamInstanceProfileAssociation"}}),
+    "DISABLE_API_STOP": ("true", {"contain": {"ec2:Attribute/DisableApiStop"}}),
+    "MEMBER_ACCOUNTS": ("111111111111", {"contain": {"sts:AssumeRole"},
+                                         "api_handler": {"sts:AssumeRole"}}),
+}
 
-    def of(classes, undo=False):
-        return {p for cls in classes for p in (cls.undo_permissions if undo else cls.permissions)}
 
-    declared = {
-        "api_handler": set(workflow.PERMISSIONS) | set(incidents.READ_PERMISSIONS)
-        | set(http.PERMISSIONS),
-        "on_guardduty_finding": set(workflow.PERMISSIONS),
-        "capture_memory": of(memory.ACTION_CLASSES) | set(memory.PERMISSIONS)
-        | set(accounts.PERMISSIONS),
-        "contain": of(contain.ACTION_CLASSES) | set(contain.PERMISSIONS)
-        | set(accounts.PERMISSIONS),
-        "collect_evidence": of(evidence.COLLECT_ACTION_CLASSES)
-        | set(evidence.COLLECT_PERMISSIONS) | set(accounts.PERMISSIONS),
-        "check_snapshots": of(evidence.CHECK_ACTION_CLASSES) | set(evidence.CHECK_PERMISSIONS)
-        | set(accounts.PERMISSIONS),
-        "release": of(release.ACTION_CLASSES, undo=True) | set(release.PERMISSIONS),
-        "report": set(report.PERMISSIONS),
-    }
-    assert set(declared) == set(permissions.needs())
+def _granted(current) -> dict[str, set[str]]:
+    """Per function, the actions its policy allows and the attribute keys it is conditioned
+    on (`ec2:Attribute/...`)."""
+    found = {}
+    for function in permissions.needs(current):
+        statements = permissions.policy("prod", function, current)["Statement"]
+        found[function] = {a for s in statements if s["Effect"] == "Allow" for a in s["Action"]}
+        found[function] |= {key for s in statements if s["Effect"] == "Allow"
+                            for key, value in s.get("Condition", {}).get("Null", {}).items()
+                            if key.startswith("ec2:Attribute/") and value == "false"}
+    return found
+
+
+def test_an_option_that_is_off_grants_nothing_and_on_grants_its_actions():
+    assert set(permissions.EVERY_OPTION) == set(FEATURES) - {"DISABLE_API_STOP"}
+    defaults = _granted(permissions.stage_settings("prod", {**settings.DEFAULTS}))
+    for name, (value, brings) in FEATURES.items():
+        switched = _granted(permissions.stage_settings("prod", {**settings.DEFAULTS,
+                                                                 name: value}))
+        for function, actions in brings.items():
+            assert actions <= switched[function], (name, function)
+            assert not actions & defaults[function], (name, function)
+    assert defaults["capture_memory"] == set(permissions.LOG_ACTIONS)
+
+
+def test_release_may_undo_every_option_whatever_the_settings_are_now():
+    """An option switched off with incidents open must not strand them."""
+    members = {**settings.DEFAULTS, "MEMBER_ACCOUNTS": permissions.EVERY_OPTION[
+        "MEMBER_ACCOUNTS"]}
+    undo = permissions.policy("prod", "release", permissions.stage_settings("prod", members))
+    assert undo == permissions.policy("prod", "release", permissions.profiles("prod")[
+        "every-option"])
+    assert {"ec2:StartInstances", "ec2:AssociateAddress"} <= {
+        a for s in undo["Statement"] for a in s["Action"]}
+
+
+def test_each_policy_grants_exactly_what_its_functions_code_declares():
+    """With every option on: the IAM actions of each function's declarations, nothing more."""
+    everything = permissions.profiles("prod")["every-option"]
+    for function, wanted in permissions.needs(everything).items():
+        granted = {a for s in permissions.policy("prod", function, everything)["Statement"]
+                   if s["Effect"] == "Allow" for a in s["Action"]}
+        assert granted == {grants.iam_action(a) for a in wanted} | set(permissions.LOG_ACTIONS)
+
+
+def test_the_stages_policies_follow_their_settings():
     for stage in permissions.STAGES:
-        for function, wanted in declared.items():
+        current = permissions.stage_settings(stage)
+        for function in permissions.needs(current):
             with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
-                granted = {a for s in json.load(f)["Statement"] for a in s["Action"]}
-            assert granted == wanted | set(permissions.LOG_ACTIONS), (stage, function)
+                assert json.load(f) == permissions.policy(stage, function, current)
 
 
 def test_member_role_template_is_what_the_code_declares():

