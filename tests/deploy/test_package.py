@@ -15,7 +15,8 @@ from deploy import names, package, permissions, project, statemachine
 
 STAGE = "prod"
 RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundled by design
-BUILD_TIME = {"names.py", "statemachine.py", "permissions.py"}  # deploy/ only, never shipped
+# deploy/ only, never shipped
+BUILD_TIME = {"names.py", "statemachine.py", "permissions.py", "policy_lint.py"}
 LAMBDA_PROVIDES = {"boto3", "botocore"}
 
 
