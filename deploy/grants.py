@@ -97,6 +97,10 @@ INSTANCE_GRANTS = (
           {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
     Grant("SsmMemoryCapture", ("ssm:SendCommand",),
           ("arn:aws:ssm:*:*:document/*",) + _ec2("instance")),
+    # Not instance-facing: whether an account is in the organization (MEMBER_ACCOUNTS=*,
+    # chalicelib/accounts.py), on accounts of an organization only.
+    Grant("OrganizationAccounts", ("organizations:DescribeAccount",),
+          ("arn:aws:organizations::*:account/o-*/*",)),
 )
 
 # What the product does with its records key (deploy/records_key.py): seal and verify, no more.
@@ -130,6 +134,7 @@ UNSCOPABLE = {
     "ssm:DescribeInstanceInformation": "takes no resource",
     "ssm:GetCommandInvocation": "takes no resource (the command id is the scope)",
     "ssm:CancelCommand": "takes no resource (the command id is the scope)",
+    "organizations:DescribeOrganization": "takes no resource (the caller's own organization)",
     **{action: "log delivery (the state machine's execution history) takes no resource"
        for action in statemachine.LOG_DELIVERY_ACTIONS},
 }

@@ -2,14 +2,14 @@
 only: not packaged).
 
 Actions are declared next to the code that calls them; this module decides only *where* each may
-act. The product's own resources (table, topic, bucket, state machine, member role, log groups)
-are named by the stage's deterministic names; instance-facing actions are placed by
-deploy/grants.py. An action in none of these places stops the build, so a new call forces a
-decision.
+act. The product's own resources (table, topic, bucket, state machine, log groups) are named by
+the stage's deterministic names, and each function may assume only its own member role
+(`member_assume_statements`); instance-facing actions are placed by deploy/grants.py. An action
+in none of these places stops the build, so a new call forces a decision.
 
 `python -m deploy.permissions` writes `.chalice/policy-<stage>-<function>.json` for every
-stage and function, and `deploy/member-role.yaml` (`make policies`); a test fails when a
-committed file is stale.
+stage and function, and `deploy/member-role-<stage>.yaml` (`make policies`); a test fails when
+a committed file is stale.
 """
 
 import json
@@ -58,8 +58,6 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
                 f"arn:aws:states:*:*:execution:{machine}:*"]
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
-    if service == "sts":
-        return [f"arn:aws:iam::*:role/{stage_setting(stage, 'MEMBER_ROLE_NAME')}"]
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
         return [bucket, f"{bucket}/*"]
@@ -68,14 +66,15 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     return None
 
 
-def stage_setting(stage: str, name: str) -> str:
-    """A setting as the stage's functions will read it: stage, then app, then default."""
+def stage_setting(stage: str, name: str, overrides: dict | None = None) -> str:
+    """A setting as the stage's functions will read it: `overrides` (the embedded AWS's
+    environment), stage, then app, then default."""
     from chalicelib.settings import DEFAULTS
 
     with open(os.path.join(CHALICE_DIR, "config.json")) as handle:
         config = json.load(handle)
     values = {**DEFAULTS, **config.get("environment_variables", {}),
-              **config["stages"][stage].get("environment_variables", {})}
+              **config["stages"][stage].get("environment_variables", {}), **(overrides or {})}
     return values[name]
 
 
@@ -107,28 +106,74 @@ def statements(wanted: set[str], stage: str) -> list[dict]:
     return found
 
 
-def policy(stage: str, function: str) -> dict:
+def policy(stage: str, function: str, overrides: dict | None = None) -> dict:
+    """`overrides`: settings the functions run with instead of the stage's (the embedded AWS)."""
     wanted = needs()[function] | set(LOG_ACTIONS)
-    return {"Version": "2012-10-17", "Statement": statements(wanted, stage)}
+    assume = set(accounts.PERMISSIONS)
+    found = statements(wanted - assume, stage)
+    if wanted & assume:
+        found += member_assume_statements(stage, function, overrides)
+    return {"Version": "2012-10-17", "Statement": found}
 
 
 MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm")
 
 
-def member_role_actions() -> list[str]:
-    """What the app does inside a member account: the instance-facing actions of every function."""
-    return sorted({action for actions in needs().values() for action in actions
-                   if action.split(":")[0] in MEMBER_SERVICES})
+def member_assume_statements(stage: str, function: str, overrides: dict | None = None) -> list:
+    """sts:AssumeRole on the function's own member role only: in the accounts MEMBER_ACCOUNTS
+    lists, by ARN; with `*`, in any account of the caller's own organization (`aws:ResourceOrgID`
+    equal to `aws:PrincipalOrgID`, AWS's data-perimeter idiom); none when it lists no account."""
+    from chalicelib.settings import accounts as parse_accounts
+
+    listed = parse_accounts("MEMBER_ACCOUNTS", stage_setting(stage, "MEMBER_ACCOUNTS", overrides))
+    role = member_role_name(stage, function, overrides)
+    found = []
+    if set(listed) - {"*"}:
+        found.append({"Sid": "OwnMemberRole", "Effect": "Allow", "Action": ["sts:AssumeRole"],
+                      "Resource": [f"arn:aws:iam::{account}:role/{role}"
+                                   for account in listed if account != "*"]})
+    if "*" in listed:
+        found.append({"Sid": "OwnMemberRoleInOrganization", "Effect": "Allow",
+                      "Action": ["sts:AssumeRole"], "Resource": [f"arn:aws:iam::*:role/{role}"],
+                      "Condition": {"StringEquals": {
+                          "aws:ResourceOrgID": "${aws:PrincipalOrgID}"}}})
+    return found
 
 
-def member_role_policy() -> dict:
+def member_role_name(stage: str, function: str, overrides: dict | None = None) -> str:
+    """Function `function`'s member role (as `accounts.credentials` names it at run time)."""
+    name = accounts.member_role(stage_setting(stage, "MEMBER_ROLE_NAME", overrides),
+                                names.deployed_function(stage, function))
+    if len(name) > 64:
+        raise ValueError(f"member role {name} is longer than IAM's 64 characters: shorten "
+                         "MEMBER_ROLE_NAME")
+    return name
+
+
+def member_role_actions(function: str) -> list[str]:
+    """What `function` does inside a member account: its instance-facing actions."""
+    return sorted(action for action in needs()[function]
+                  if action.split(":")[0] in MEMBER_SERVICES)
+
+
+def member_role_policy(stage: str, function: str) -> dict:
     return {"Version": "2012-10-17",
-            "Statement": statements(set(member_role_actions()), STAGES[0])}
+            "Statement": statements(set(member_role_actions(function)), stage)}
 
 
-def member_role_template() -> str:
-    """CloudFormation for the member-account role, ready for StackSets."""
-    return member_role.template(member_role_policy())
+def member_roles(stage: str, overrides: dict | None = None) -> list[member_role.MemberRole]:
+    """One member role per function that acts in member accounts, trusting that function's
+    role only (functions with no member-account action get none)."""
+    return [member_role.MemberRole(function=function,
+                                   name=member_role_name(stage, function, overrides),
+                                   trusted_role=names.function_role(stage, function),
+                                   policy=member_role_policy(stage, function))
+            for function in needs() if member_role_actions(function)]
+
+
+def member_role_template(stage: str) -> str:
+    """CloudFormation for the stage's member-account roles, ready for StackSets."""
+    return member_role.template(stage, member_roles(stage))
 
 
 def policy_file(stage: str, function: str) -> str:
@@ -156,9 +201,11 @@ def stale(chalice_dir: str = CHALICE_DIR) -> list[str]:
 
 
 def write(chalice_dir: str, deploy_dir: str = "deploy") -> list[str]:
-    written = [os.path.join(deploy_dir, member_role.FILE)]
-    with open(written[0], "w") as handle:
-        handle.write(member_role_template())
+    written = []
+    for stage in STAGES:
+        written.append(os.path.join(deploy_dir, member_role.file(stage)))
+        with open(written[-1], "w") as handle:
+            handle.write(member_role_template(stage))
     for stage in STAGES:
         for function in needs():
             path = os.path.join(chalice_dir, policy_file(stage, function))

@@ -22,11 +22,12 @@ the actions each function used with the actions its policy grants.
 
 import contextlib
 import json
+import os
 import threading
 from dataclasses import dataclass
 
 from chalicelib import aws
-from deploy import names, permissions
+from deploy import member_role, names, permissions
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",
@@ -52,11 +53,8 @@ class FunctionRoles:
     def __init__(self, stage: str, region: str, account: str):
         self.stage, self.region, self.account = stage, region, account
         # deployed function name -> Chalice's name (the API's function is `api_handler`)
-        self.functions = {
-            (names.api_function(stage) if name == "api_handler"
-             else names.function(stage, name)): name
-            for name in permissions.needs()
-        }
+        self.functions = {names.deployed_function(stage, name): name
+                          for name in permissions.needs()}
         self._lock = threading.Lock()
         self._credentials: dict = {}
 
@@ -64,17 +62,17 @@ class FunctionRoles:
         return f"arn:aws:iam::{self.account}:role/{names.function_role(self.stage, function)}"
 
     def provision(self, iam_client) -> None:
-        """One role per function with exactly its generated policy and Lambda's trust, as
-        `chalice deploy` creates them (`stack.enforce_iam()` calls this)."""
+        """One role per function with exactly its generated policy (for the settings in force
+        now) and Lambda's trust, as `chalice deploy` creates them (`stack.enforce_iam()` calls
+        this)."""
         from chalice.constants import LAMBDA_TRUST_POLICY
 
         for function in self.functions.values():
             role = names.function_role(self.stage, function)
             iam_client.create_role(RoleName=role,
                                    AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY))
-            iam_client.put_role_policy(
-                RoleName=role, PolicyName=role,
-                PolicyDocument=json.dumps(permissions.policy(self.stage, function)))
+            iam_client.put_role_policy(RoleName=role, PolicyName=role, PolicyDocument=json.dumps(
+                permissions.policy(self.stage, function, running_settings())))
 
     def credentials(self, deployed_name: str) -> aws.Credentials | None:
         """The credentials `deployed_name` runs with (None for a name that is no function)."""
@@ -189,16 +187,32 @@ def check(credentials, action: str, resource: str, region: str) -> bool:
     return True
 
 
-def provision_member_account(stack, account: str) -> None:
-    """A member account as deployed: the member role of `deploy/member-role.yaml` (the app's
-    instance-facing actions), and an administrator role the stack's own clients assume there
-    (moto needs the role to exist once enforcement is on)."""
+def running_settings() -> dict:
+    """The settings the functions run with here (the process's environment, as
+    `chalicelib.settings` reads it), for policies that follow the settings."""
+    from chalicelib.settings import DEFAULTS
+
+    return {name: os.environ[name] for name in DEFAULTS if name in os.environ}
+
+
+def provision_member_account(stack, account: str, organization_id: str = "") -> None:
+    """A member account as deployed: the member roles of `deploy/member-role-<stage>.yaml`, each
+    with its function's policy and trusting that function's role only, with the template's
+    parameters the central deployment's (`ExternalId` its MEMBER_EXTERNAL_ID, `OrganizationId`
+    `organization_id`); and an administrator role the stack's own clients assume there (moto
+    needs the role to exist once enforcement is on)."""
     iam_client = stack.client("iam", account=account)
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{stack.account}:root"},
-        "Action": "sts:AssumeRole"}]}
-    member_role = permissions.stage_setting(stack.stage, "MEMBER_ROLE_NAME")
-    for role, policy in (("admin", ADMIN_POLICY), (member_role, permissions.member_role_policy())):
-        iam_client.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
-        iam_client.put_role_policy(RoleName=role, PolicyName=role,
-                                   PolicyDocument=json.dumps(policy))
+    admin_trust = member_role.trust(f"arn:aws:iam::{stack.account}:root", None)
+    iam_client.create_role(RoleName="admin", AssumeRolePolicyDocument=json.dumps(admin_trust))
+    iam_client.put_role_policy(RoleName="admin", PolicyName="admin",
+                               PolicyDocument=json.dumps(ADMIN_POLICY))
+    running = running_settings()
+    condition = member_role.conditions({
+        "ExternalId": permissions.stage_setting(stack.stage, "MEMBER_EXTERNAL_ID", running),
+        "OrganizationId": organization_id})
+    for role in permissions.member_roles(stack.stage, running):
+        trust = member_role.trust(f"arn:aws:iam::{stack.account}:role/{role.trusted_role}",
+                                  condition)
+        iam_client.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam_client.put_role_policy(RoleName=role.name, PolicyName=member_role.POLICY_NAME,
+                                   PolicyDocument=json.dumps(role.policy))

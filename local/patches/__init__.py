@@ -38,6 +38,7 @@ STACK = (
     iam.patch_resources,
     iam.patch_implied_actions,
     iam.patch_json_errors,
+    iam.patch_trust,
 )
 
 _lock = threading.Lock()

@@ -97,3 +97,101 @@ def patch_json_errors():
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
         _authenticate_and_authorize_normal_action)
+
+
+def _org_of(account: str, partition: str) -> str | None:
+    """The organization `account` belongs to on moto (None: none)."""
+    from moto.organizations.exceptions import AWSOrganizationsNotInUseException
+    from moto.organizations.models import organizations_backends
+
+    try:
+        return organizations_backends[account][partition].describe_organization()[
+            "Organization"]["Id"]
+    except AWSOrganizationsNotInUseException:
+        return None
+
+
+def _principal_matches(principal, caller: str) -> bool:
+    """AWS's reading of a trust's `Principal` for `caller` (a user ARN, or a role session
+    `arn:aws:sts::<account>:assumed-role/<role>/<session>`): an account (its id or root ARN)
+    means any principal of that account, a role ARN that role's sessions."""
+    if principal == "*":
+        return True
+    listed = principal.get("AWS", []) if isinstance(principal, dict) else []
+    account, resource = caller.split(":")[4], caller.split(":", 5)[5]
+    for expected in [listed] if isinstance(listed, str) else listed:
+        if expected in ("*", caller, account, f"arn:aws:iam::{account}:root"):
+            return True
+        kind, _, name = resource.partition("/")
+        if kind == "assumed-role" and expected == (
+                f"arn:aws:iam::{account}:role/{name.split('/')[0]}"):
+            return True
+    return False
+
+
+def _conditions_hold(condition: dict, context: dict) -> bool:
+    """StringEquals over the request's context; a key the request lacks fails it, and an
+    operator this cannot evaluate denies (as a condition never evaluated must not allow)."""
+    for operator, pairs in (condition or {}).items():
+        if operator != "StringEquals":
+            return False
+        for key, expected in pairs.items():
+            if context.get(key) not in ([expected] if isinstance(expected, str) else expected):
+                return False
+    return True
+
+
+def trusts(document: dict, caller: str, context: dict) -> bool:
+    """Whether a role's trust policy lets `caller` assume it, with the request's `context`."""
+    import fnmatch
+
+    allowed = False
+    for statement in document["Statement"]:
+        actions = statement.get("Action", [])
+        if not any(fnmatch.fnmatchcase("sts:AssumeRole", a)
+                   for a in ([actions] if isinstance(actions, str) else actions)):
+            continue
+        if not (_principal_matches(statement.get("Principal", {}), caller)
+                and _conditions_hold(statement.get("Condition"), context)):
+            continue
+        if statement["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def patch_trust():
+    """moto reads a role's trust policy only when the role is in the caller's own account (so
+    no cross-account AssumeRole is ever checked), compares the caller's session ARN with the
+    trust's principal as a string (no role ARN or account principal ever matches), and passes
+    a condition on any key but sts:ExternalId, or on a key the request lacks. AWS checks the
+    trust of the role in its own account (`trusts`), with aws:PrincipalOrgID the caller's
+    organization."""
+    from moto.iam.access_control import IAMRequestBase
+    from moto.iam.exceptions import NotFoundException
+    from moto.iam.models import iam_backends
+    from moto.iam.utils import format_incoming_conditional_values
+    from moto.utilities.utils import get_partition
+
+    def _role(self, arn):
+        try:
+            return iam_backends[arn.split(":")[4]][get_partition(self._region)].get_role_by_arn(
+                arn)
+        except (NotFoundException, IndexError):
+            return None
+
+    def _is_assuming_role_operation(self, resource_arn):
+        return self._action == "sts:AssumeRole" and _role(self, resource_arn) is not None
+
+    def _check_role_trust_relationship(self, role_arn):
+        document = _role(self, role_arn).assume_role_policy_document
+        caller = self._access_key.arn
+        context = format_incoming_conditional_values(self._data)
+        organization = _org_of(caller.split(":")[4], get_partition(self._region))
+        if organization:
+            context["aws:PrincipalOrgID"] = organization
+        return trusts(json.loads(document) if isinstance(document, str) else document,
+                      caller, context)
+
+    IAMRequestBase._is_assuming_role_operation = _is_assuming_role_operation
+    IAMRequestBase._check_role_trust_relationship = _check_role_trust_relationship
