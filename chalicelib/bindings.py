@@ -18,7 +18,7 @@ from chalicelib import accounts, aws, seals, settings
 BINDING_FIELDS = ("incident_id", "instance_id", "account_id", "region", "home_account",
                   "execution_arn", "opened_at", "pre_state")
 SEAL_PERMISSIONS = seals.SEAL_PERMISSIONS
-VERIFY_PERMISSIONS = seals.VERIFY_PERMISSIONS
+VERIFY_PERMISSIONS = (*seals.VERIFY_PERMISSIONS, *accounts.ORGANIZATION_PERMISSIONS)
 
 
 class Refused(Exception):
@@ -45,10 +45,12 @@ def verified_incident(incident: dict) -> dict:
 
 def check_account(incident: dict) -> None:
     account, home = incident.get("account_id"), incident.get("home_account")
-    if not (isinstance(account, str) and isinstance(home, str)
-            and accounts.allowed(account, home, settings.get())):
-        raise Refused(f"account {account!r} is not allowed: not the home account {home!r} and "
-                      "not in MEMBER_ACCOUNTS")
+    if not (isinstance(account, str) and isinstance(home, str)):
+        raise Refused(f"account {account!r} is not allowed: the binding names no account or "
+                      "no home account")
+    why = accounts.refusal(account, home, settings.get())
+    if why:
+        raise Refused(f"account {account!r} is not allowed: {why}")
 
 
 def execution_incident(event: dict) -> dict:

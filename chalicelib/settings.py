@@ -145,11 +145,13 @@ class Settings(Options):
     exempt_tag: str = setting("QuarantineExempt", tag_key, "an instance with this tag set to "
                               "`true` is never touched automatically")
     member_accounts: tuple[str, ...] = setting(
-        "", accounts, "accounts the app may act in (comma-separated, `*` = any; empty: the home "
-        "account only)")
+        "", accounts, "accounts the app may act in (comma-separated, `*` = the accounts of the "
+        "home account's organization, checked; empty: the home account only)")
     member_role_name: str = setting("ec2-quarantine-member", stripped,
-                                    "role assumed in member accounts")
-    member_external_id: str = setting("", verbatim, "external id for that role")
+                                    "prefix of the member roles, one per function, assumed in "
+                                    "member accounts")
+    member_external_id: str = setting("", verbatim, "external id for those roles (an extra "
+                                      "condition, not a secret)")
     state_machine_arn: str = setting("", verbatim, "the incident state machine (the app "
                                      "refuses to act without it)", deployed=True)
     topic_arn: str = setting("", verbatim, "the report topic (the app refuses to act without "

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PERMISSIONS = (
     "ec2:DescribeInstances", "states:StartExecution", "states:DescribeExecution", "sns:Publish",
     *bindings.SEAL_PERMISSIONS,
+    *accounts.ORGANIZATION_PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
@@ -36,9 +37,9 @@ def admit(request: findings.QuarantineRequest, home_account: str):
     """The settings to act under, once the app is configured and the account is allowed."""
     current = settings.get()
     check_settings(current)
-    if not accounts.allowed(request.account_id, home_account, current):
-        raise outcomes.NotAllowed(f"account {request.account_id} is not allowed: not the home "
-                                  f"account {home_account} and not in MEMBER_ACCOUNTS")
+    why = accounts.refusal(request.account_id, home_account, current)
+    if why:
+        raise outcomes.NotAllowed(f"account {request.account_id} is not allowed: {why}")
     return current
 
 

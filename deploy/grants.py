@@ -167,6 +167,11 @@ def instance_grants(current) -> tuple[Grant, ...]:
     )
 
 
+# Whether an account is in the organization (MEMBER_ACCOUNTS=*, chalicelib/accounts.py), on
+# accounts of an organization only.
+ORGANIZATION_ACCOUNTS = Grant("OrganizationAccounts", ("organizations:DescribeAccount",),
+                              ("arn:aws:organizations::*:account/o-*/*",))
+
 # What the product does with its records key (deploy/records_key.py): seal and verify, no more.
 RECORDS_KEY_ACTIONS = (*seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS)
 
@@ -197,6 +202,7 @@ UNSCOPABLE = {
     "ssm:DescribeInstanceInformation": "takes no resource",
     "ssm:GetCommandInvocation": "takes no resource (the command id is the scope)",
     "ssm:CancelCommand": "takes no resource (the command id is the scope)",
+    "organizations:DescribeOrganization": "takes no resource (the caller's own organization)",
     **{action: "log delivery (the state machine's execution history) takes no resource"
        for action in statemachine.LOG_DELIVERY_ACTIONS},
 }

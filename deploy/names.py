@@ -13,6 +13,11 @@ def function(stage: str, name: str) -> str:
     return f"{APP_NAME}-{stage}-{name}"
 
 
+def deployed_function(stage: str, name: str) -> str:
+    """The deployed name of Chalice's function `name` (the API's is `api_handler`)."""
+    return api_function(stage) if name == "api_handler" else function(stage, name)
+
+
 def function_arn(region: str, account: str, stage: str, name: str) -> str:
     return f"arn:aws:lambda:{region}:{account}:function:{function(stage, name)}"
 

@@ -2,14 +2,14 @@
 only: not packaged).
 
 Actions are declared next to the code that calls them; this module decides only *where* each may
-act. The product's own resources (table, topic, bucket, state machine, member role, log groups)
-are named by the stage's deterministic names; instance-facing actions are placed by
-deploy/grants.py. An action in none of these places stops the build, so a new call forces a
-decision.
+act. The product's own resources (table, topic, bucket, state machine, log groups) are named by
+the stage's deterministic names, and each function may assume only its own member role
+(`member_assume_statements`); instance-facing actions are placed by deploy/grants.py. An action
+in none of these places stops the build, so a new call forces a decision.
 
 `python -m deploy.permissions` writes `.chalice/policy-<stage>-<function>.json` for every
-stage and function, and `deploy/member-role.yaml` (`make policies`); a test fails when a
-committed file is stale.
+stage and function, and `deploy/member-role-<stage>.yaml` (`make policies`); a test fails when
+a committed file is stale.
 """
 
 import json
@@ -37,7 +37,7 @@ def needs(current=None) -> dict[str, set[str]]:
     current = current or settings.load({})
     members = set(accounts.PERMISSIONS) if current.member_accounts else set()
     capture = memory.capture_classes(current)
-    return {
+    declared = {
         "api_handler": {*workflow.PERMISSIONS, *incidents.READ_PERMISSIONS, *http.PERMISSIONS}
         | members,
         "release": release.undo_permissions() | set(release.PERMISSIONS) | members,
@@ -52,6 +52,10 @@ def needs(current=None) -> dict[str, set[str]]:
                             | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS),
     }
+    if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
+        declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
+                    for function, wanted in declared.items()}
+    return declared
 
 
 def _product_resources(service: str, stage: str) -> list[str] | None:
@@ -65,8 +69,6 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
                 f"arn:aws:states:*:*:execution:{machine}:*"]
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
-    if service == "sts":
-        return [f"arn:aws:iam::*:role/{stage_setting(stage, 'MEMBER_ROLE_NAME')}"]
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
         return [bucket, f"{bucket}/*"]
@@ -105,7 +107,7 @@ EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true
                 "CREDENTIALS_MODE": "deny-all", "STOP_AFTER_EVIDENCE": "true",
                 "FORENSIC_ACCOUNT_ID": "210987654321",
                 "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture",
-                "MEMBER_ACCOUNTS": "111111111111"}
+                "MEMBER_ACCOUNTS": "111111111111,*"}
 
 
 def profiles(stage: str) -> dict[str, settings.Settings]:
@@ -129,7 +131,8 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in (*grants.instance_grants(current), grants.records_key_grant(stage)):
+    for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
+                  grants.records_key_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)
@@ -150,29 +153,72 @@ def policy(stage: str, function: str, current: settings.Settings | None = None) 
     """`function`'s policy in `stage` under `current` (default: the stage's settings)."""
     current = current or stage_settings(stage)
     wanted = needs(current)[function] | set(LOG_ACTIONS)
-    return {"Version": "2012-10-17", "Statement": statements(wanted, stage, current)}
+    assume = set(accounts.PERMISSIONS)
+    found = statements(wanted - assume, stage, current)
+    if wanted & assume:
+        found += member_assume_statements(stage, function, current)
+    return {"Version": "2012-10-17", "Statement": found}
 
 
 MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm")
 
 
-def member_role_actions(current: settings.Settings | None = None) -> list[str]:
-    """What the app does inside a member account under `current` (default: the prod stage's
-    settings): the instance-facing actions of every function."""
-    current = current or stage_settings(STAGES[-1])
-    return sorted({action for actions in needs(current).values() for action in actions
-                   if action.split(":")[0] in MEMBER_SERVICES})
+def member_assume_statements(stage: str, function: str, current: settings.Settings) -> list:
+    """sts:AssumeRole on the function's own member role only: in the accounts MEMBER_ACCOUNTS
+    lists, by ARN; with `*`, in any account of the caller's own organization (`aws:ResourceOrgID`
+    equal to `aws:PrincipalOrgID`, AWS's data-perimeter idiom); none when it lists no account."""
+    listed = current.member_accounts
+    role = member_role_name(stage, function, current)
+    found = []
+    if set(listed) - {"*"}:
+        found.append({"Sid": "OwnMemberRole", "Effect": "Allow", "Action": ["sts:AssumeRole"],
+                      "Resource": [f"arn:aws:iam::{account}:role/{role}"
+                                   for account in listed if account != "*"]})
+    if "*" in listed:
+        found.append({"Sid": "OwnMemberRoleInOrganization", "Effect": "Allow",
+                      "Action": ["sts:AssumeRole"], "Resource": [f"arn:aws:iam::*:role/{role}"],
+                      "Condition": {"StringEquals": {
+                          "aws:ResourceOrgID": "${aws:PrincipalOrgID}"}}})
+    return found
 
 
-def member_role_policy(current: settings.Settings | None = None) -> dict:
-    current = current or stage_settings(STAGES[-1])
+def member_role_name(stage: str, function: str, current: settings.Settings) -> str:
+    """Function `function`'s member role (as `accounts.credentials` names it at run time)."""
+    name = accounts.member_role(current.member_role_name, names.deployed_function(stage, function))
+    if len(name) > 64:
+        raise ValueError(f"member role {name} is longer than IAM's 64 characters: shorten "
+                         "MEMBER_ROLE_NAME")
+    return name
+
+
+def member_role_actions(function: str, current: settings.Settings) -> list[str]:
+    """What `function` does inside a member account under `current`: its instance-facing
+    actions."""
+    return sorted(action for action in needs(current)[function]
+                  if action.split(":")[0] in MEMBER_SERVICES)
+
+
+def member_role_policy(stage: str, function: str, current: settings.Settings) -> dict:
     return {"Version": "2012-10-17",
-            "Statement": statements(set(member_role_actions(current)), STAGES[-1], current)}
+            "Statement": statements(set(member_role_actions(function, current)), stage, current)}
 
 
-def member_role_template() -> str:
-    """CloudFormation for the member-account role, ready for StackSets."""
-    return member_role.template(member_role_policy())
+def member_roles(stage: str, current: settings.Settings | None = None
+                 ) -> list[member_role.MemberRole]:
+    """One member role per function that acts in member accounts under `current` (default:
+    the stage's settings), trusting that function's role only (functions with no member-account
+    action get none)."""
+    current = current or stage_settings(stage)
+    return [member_role.MemberRole(function=function,
+                                   name=member_role_name(stage, function, current),
+                                   trusted_role=names.function_role(stage, function),
+                                   policy=member_role_policy(stage, function, current))
+            for function in needs(current) if member_role_actions(function, current)]
+
+
+def member_role_template(stage: str) -> str:
+    """CloudFormation for the stage's member-account roles, ready for StackSets."""
+    return member_role.template(stage, member_roles(stage))
 
 
 def policy_file(stage: str, function: str) -> str:
@@ -200,9 +246,11 @@ def stale(chalice_dir: str = CHALICE_DIR) -> list[str]:
 
 
 def write(chalice_dir: str, deploy_dir: str = "deploy") -> list[str]:
-    written = [os.path.join(deploy_dir, member_role.FILE)]
-    with open(written[0], "w") as handle:
-        handle.write(member_role_template())
+    written = []
+    for stage in STAGES:
+        written.append(os.path.join(deploy_dir, member_role.file(stage)))
+        with open(written[-1], "w") as handle:
+            handle.write(member_role_template(stage))
     for stage in STAGES:
         for function in needs():
             path = os.path.join(chalice_dir, policy_file(stage, function))

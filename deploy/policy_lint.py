@@ -28,9 +28,17 @@ PSEUDO_PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "111122223333
                      "AWS::Partition": "aws"}
 
 
+def _named(name: str, profile: str) -> str:
+    """A policy's name under a settings profile (the stage's own: no suffix)."""
+    return name if profile == "settings" else f"{name}/{profile}"
+
+
 def member_role_policies():
-    """The member role's policy: one role for every function."""
-    yield "member-role", permissions.member_role_policy()
+    """Each function's member role per stage, under each settings profile."""
+    for stage in permissions.STAGES:
+        for profile, current in permissions.profiles(stage).items():
+            for role in permissions.member_roles(stage, current):
+                yield _named(f"member-role/{stage}-{role.function}", profile), role.policy
 
 
 def state_machine_policy(stage: str) -> dict:
@@ -42,8 +50,10 @@ def state_machine_policy(stage: str) -> dict:
 def policies() -> dict[str, dict]:
     """Every generated policy by name: `<stage>/<function>`, `<stage>/state-machine`, the member
     role's."""
-    found = {f"{stage}/{function}": permissions.policy(stage, function)
-             for stage in permissions.STAGES for function in permissions.needs()}
+    found = {_named(f"{stage}/{function}", profile): permissions.policy(stage, function, current)
+             for stage in permissions.STAGES
+             for profile, current in permissions.profiles(stage).items()
+             for function in permissions.needs(current)}
     found.update({f"{stage}/state-machine": state_machine_policy(stage)
                   for stage in permissions.STAGES})
     found.update(member_role_policies())

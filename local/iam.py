@@ -25,8 +25,8 @@ import json
 import threading
 from dataclasses import dataclass
 
-from chalicelib import aws
-from deploy import names, permissions
+from chalicelib import aws, settings
+from deploy import member_role, names, permissions
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",
@@ -52,11 +52,8 @@ class FunctionRoles:
     def __init__(self, stage: str, region: str, account: str):
         self.stage, self.region, self.account = stage, region, account
         # deployed function name -> Chalice's name (the API's function is `api_handler`)
-        self.functions = {
-            (names.api_function(stage) if name == "api_handler"
-             else names.function(stage, name)): name
-            for name in permissions.needs()
-        }
+        self.functions = {names.deployed_function(stage, name): name
+                          for name in permissions.needs()}
         self._lock = threading.Lock()
         self._credentials: dict = {}
 
@@ -64,8 +61,9 @@ class FunctionRoles:
         return f"arn:aws:iam::{self.account}:role/{names.function_role(self.stage, function)}"
 
     def provision(self, iam_client) -> None:
-        """One role per function with exactly its generated policy and Lambda's trust, as
-        `chalice deploy` creates them (`stack.enforce_iam()` calls this)."""
+        """One role per function with exactly its generated policy (for the settings in force
+        now) and Lambda's trust, as `chalice deploy` creates them (`stack.enforce_iam()` calls
+        this)."""
         from chalice.constants import LAMBDA_TRUST_POLICY
 
         for function in self.functions.values():
@@ -76,8 +74,6 @@ class FunctionRoles:
     def grant(self, iam_client) -> None:
         """Each role's policy as deployment generates it from the settings in force (the
         stack's `configure` calls this again: a redeploy with new settings)."""
-        from chalicelib import settings
-
         current = settings.get()
         for function in self.functions.values():
             role = names.function_role(self.stage, function)
@@ -145,10 +141,10 @@ authorizations = AuthorizationLog()
 
 def enforcing() -> bool:
     """Whether moto authorizes requests now."""
-    from moto import settings
+    from moto import settings as moto_settings
     from moto.core.authorization import ActionAuthenticatorMixin
 
-    return ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+    return ActionAuthenticatorMixin.request_count >= moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
 
 
 @contextlib.contextmanager
@@ -198,19 +194,23 @@ def check(credentials, action: str, resource: str, region: str) -> bool:
     return True
 
 
-def provision_member_account(stack, account: str) -> None:
-    """A member account as deployed: the member role of `deploy/member-role.yaml` (the app's
-    instance-facing actions), and an administrator role the stack's own clients assume there
-    (moto needs the role to exist once enforcement is on)."""
+def provision_member_account(stack, account: str, organization_id: str = "") -> None:
+    """A member account as deployed: the member roles of `deploy/member-role-<stage>.yaml`, each
+    with its function's policy and trusting that function's role only, with the template's
+    parameters the central deployment's (`ExternalId` its MEMBER_EXTERNAL_ID, `OrganizationId`
+    `organization_id`); and an administrator role the stack's own clients assume there (moto
+    needs the role to exist once enforcement is on)."""
     iam_client = stack.client("iam", account=account)
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{stack.account}:root"},
-        "Action": "sts:AssumeRole"}]}
-    member_role = permissions.stage_setting(stack.stage, "MEMBER_ROLE_NAME")
-    from chalicelib import settings
-
-    for role, policy in (("admin", ADMIN_POLICY),
-                         (member_role, permissions.member_role_policy(settings.get()))):
-        iam_client.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
-        iam_client.put_role_policy(RoleName=role, PolicyName=role,
-                                   PolicyDocument=json.dumps(policy))
+    admin_trust = member_role.trust(f"arn:aws:iam::{stack.account}:root", None)
+    iam_client.create_role(RoleName="admin", AssumeRolePolicyDocument=json.dumps(admin_trust))
+    iam_client.put_role_policy(RoleName="admin", PolicyName="admin",
+                               PolicyDocument=json.dumps(ADMIN_POLICY))
+    current = settings.get()
+    condition = member_role.conditions({"ExternalId": current.member_external_id,
+                                        "OrganizationId": organization_id})
+    for role in permissions.member_roles(stack.stage, current):
+        trust = member_role.trust(f"arn:aws:iam::{stack.account}:role/{role.trusted_role}",
+                                  condition)
+        iam_client.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam_client.put_role_policy(RoleName=role.name, PolicyName=member_role.POLICY_NAME,
+                                   PolicyDocument=json.dumps(role.policy))

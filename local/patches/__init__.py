@@ -39,6 +39,7 @@ STACK = (
     iam.patch_implied_actions,
     iam.patch_conditions,
     iam.patch_json_errors,
+    iam.patch_trust,
 )
 
 _lock = threading.Lock()

@@ -139,9 +139,11 @@ class RequestContext:
 
     known: tuple[str, ...]
     values: dict
+    strict: bool = False  # a trust policy's: every key known, an operator not evaluated denies
 
     def knows(self, key: str) -> bool:
-        return any(key == k or (k.endswith("/") and key.startswith(k)) for k in self.known)
+        return self.strict or any(key == k or (k.endswith("/") and key.startswith(k))
+                                  for k in self.known)
 
 
 def _parameters(data) -> dict[str, str]:
@@ -204,7 +206,7 @@ def _met(operator: str, key: str, expected, context: RequestContext) -> bool:
     if_exists = base.endswith("IfExists")
     base = base.removesuffix("IfExists")
     if base not in ("StringEquals", "StringLike", "ArnLike", "ArnEquals"):
-        return True  # an operator the embedded AWS does not evaluate
+        return not context.strict  # an operator the embedded AWS does not evaluate
     if actual is None:
         return qualifier == "ForAllValues" or if_exists
     matches = [any(_matches(base, str(e), a) for e in expected) for a in actual]
@@ -247,3 +249,89 @@ def evaluating(action: str, data, account: str):
         yield
     finally:
         _request.context = None
+
+
+def _org_of(account: str, partition: str) -> str | None:
+    """The organization `account` belongs to on moto (None: none)."""
+    from moto.organizations.exceptions import AWSOrganizationsNotInUseException
+    from moto.organizations.models import organizations_backends
+
+    try:
+        return organizations_backends[account][partition].describe_organization()[
+            "Organization"]["Id"]
+    except AWSOrganizationsNotInUseException:
+        return None
+
+
+def _principal_matches(principal, caller: str) -> bool:
+    """AWS's reading of a trust's `Principal` for `caller` (a user ARN, or a role session
+    `arn:aws:sts::<account>:assumed-role/<role>/<session>`): an account (its id or root ARN)
+    means any principal of that account, a role ARN that role's sessions."""
+    if principal == "*":
+        return True
+    listed = principal.get("AWS", []) if isinstance(principal, dict) else []
+    account, resource = caller.split(":")[4], caller.split(":", 5)[5]
+    for expected in [listed] if isinstance(listed, str) else listed:
+        if expected in ("*", caller, account, f"arn:aws:iam::{account}:root"):
+            return True
+        kind, _, name = resource.partition("/")
+        if kind == "assumed-role" and expected == (
+                f"arn:aws:iam::{account}:role/{name.split('/')[0]}"):
+            return True
+    return False
+
+
+def trusts(document: dict, caller: str, context: dict) -> bool:
+    """Whether a role's trust policy lets `caller` assume it, with the request's `context`."""
+    evaluated = RequestContext((), {key: [value] for key, value in context.items()},
+                               strict=True)
+    allowed = False
+    for statement in document["Statement"]:
+        actions = statement.get("Action", [])
+        if not any(fnmatch.fnmatchcase("sts:AssumeRole", a)
+                   for a in ([actions] if isinstance(actions, str) else actions)):
+            continue
+        if not (_principal_matches(statement.get("Principal", {}), caller)
+                and conditions_met(statement.get("Condition") or {}, evaluated)):
+            continue
+        if statement["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def patch_trust():
+    """moto reads a role's trust policy only when the role is in the caller's own account (so
+    no cross-account AssumeRole is ever checked), compares the caller's session ARN with the
+    trust's principal as a string (no role ARN or account principal ever matches), and passes
+    a condition on any key but sts:ExternalId, or on a key the request lacks. AWS checks the
+    trust of the role in its own account (`trusts`), with aws:PrincipalOrgID the caller's
+    organization."""
+    from moto.iam.access_control import IAMRequestBase
+    from moto.iam.exceptions import NotFoundException
+    from moto.iam.models import iam_backends
+    from moto.iam.utils import format_incoming_conditional_values
+    from moto.utilities.utils import get_partition
+
+    def _role(self, arn):
+        try:
+            return iam_backends[arn.split(":")[4]][get_partition(self._region)].get_role_by_arn(
+                arn)
+        except (NotFoundException, IndexError):
+            return None
+
+    def _is_assuming_role_operation(self, resource_arn):
+        return self._action == "sts:AssumeRole" and _role(self, resource_arn) is not None
+
+    def _check_role_trust_relationship(self, role_arn):
+        document = _role(self, role_arn).assume_role_policy_document
+        caller = self._access_key.arn
+        context = format_incoming_conditional_values(self._data)
+        organization = _org_of(caller.split(":")[4], get_partition(self._region))
+        if organization:
+            context["aws:PrincipalOrgID"] = organization
+        return trusts(json.loads(document) if isinstance(document, str) else document,
+                      caller, context)
+
+    IAMRequestBase._is_assuming_role_operation = _is_assuming_role_operation
+    IAMRequestBase._check_role_trust_relationship = _check_role_trust_relationship

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from deploy import grants, names, permissions, project, resources, statemachine
+from deploy import grants, member_role, names, permissions, project, resources, statemachine
 
 CHALICE_DIR = project.CHALICE_DIR
 
@@ -34,7 +34,10 @@ def _every_policy():
     yield from _function_policies()
     for stage in permissions.STAGES:
         yield f"{stage}/state-machine", _state_machine_policy(stage)
-    yield "member-role", permissions.member_role_policy()
+    for stage in permissions.STAGES:
+        for profile, current in permissions.profiles(stage).items():
+            for role in permissions.member_roles(stage, current):
+                yield f"member-role/{stage}-{role.function}/{profile}", role.policy
 
 
 def _listed(value):
@@ -242,3 +245,79 @@ def test_containment_puts_only_the_products_groups_and_profile_on_an_instance(st
     assert passing["Resource"] == [f"arn:aws:iam::*:role/{names.deny_all_profile(stage)}"]
     assert passing["Condition"] == grants.EC2_ONLY
     assert not _allows(contain, "ec2:AssociateIamInstanceProfile")
+
+
+def _member_template(stage):
+    from cfnlint.decode import decode_str
+
+    with open(os.path.join(project.PROJECT_DIR, "deploy", member_role.file(stage))) as handle:
+        template, errors = decode_str(handle.read())
+    assert not errors, errors
+    return template
+
+
+def _resolved(value, parameters, template):
+    """`value` as CloudFormation resolves it with `parameters` (the intrinsics used here)."""
+    def holds(name):
+        condition = template["Conditions"][name]
+        if "Fn::Or" in condition:
+            return any(holds(c["Condition"]) for c in condition["Fn::Or"])
+        (ref, empty), = [condition["Fn::Not"][0]["Fn::Equals"]]
+        return parameters[ref["Ref"]] != empty
+
+    if isinstance(value, list):
+        return [_resolved(v, parameters, template) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::If" in value:
+        name, yes, no = value["Fn::If"]
+        return _resolved(yes if holds(name) else no, parameters, template)
+    if value == {"Ref": "AWS::NoValue"}:
+        return None
+    if "Ref" in value:
+        return parameters[value["Ref"]]
+    if "Fn::Sub" in value:
+        return value["Fn::Sub"].replace("${CentralAccountId}", parameters["CentralAccountId"])
+    found = {k: _resolved(v, parameters, template) for k, v in value.items()}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_each_member_role_trusts_its_own_functions_role_and_never_an_account_root(stage):
+    template = _member_template(stage)
+    roles = {r["Properties"]["RoleName"]: r["Properties"]
+             for name, r in template["Resources"].items() if name.startswith("MemberRole")}
+    declared = permissions.member_roles(stage)
+    assert sorted(roles) == sorted(r.name for r in declared)
+    current = permissions.stage_settings(stage)
+    assert {r.function for r in declared} == {
+        f for f in permissions.needs(current) if permissions.member_role_actions(f, current)}
+    for role in declared:
+        properties = roles[role.name]
+        assert properties["Policies"][0]["PolicyDocument"] == role.policy
+        (statement,) = properties["AssumeRolePolicyDocument"]["Statement"]
+        principal = statement["Principal"]["AWS"]["Fn::Sub"]
+        assert principal == (f"arn:aws:iam::${{CentralAccountId}}:role/"
+                             f"{names.function_role(stage, role.function)}")
+        assert ":root" not in json.dumps(properties) and statement["Principal"] != "*"
+    # Why one role per function, not a session policy (README): beyond its 2,048 characters.
+    contain = next(r for r in declared if r.function == "contain")
+    assert len(json.dumps(contain.policy, separators=(",", ":"))) > 2048
+
+
+@pytest.mark.parametrize("external_id", ["", "shared"])
+@pytest.mark.parametrize("organization_id", ["", "o-abcdefghij"])
+def test_the_embedded_aws_provisions_the_trust_the_template_resolves_to(external_id,
+                                                                        organization_id):
+    """local.iam.provision_member_account builds each trust with member_role.trust() and
+    .conditions(): what CloudFormation makes of the template, for every parameter choice."""
+    template = _member_template("dev")
+    parameters = {"CentralAccountId": "123456789012", "ExternalId": external_id,
+                  "OrganizationId": organization_id}
+    for role in permissions.member_roles("dev"):
+        (declared,) = [r["Properties"] for r in template["Resources"].values()
+                       if r["Properties"].get("RoleName") == role.name]
+        expected = member_role.trust(
+            f"arn:aws:iam::123456789012:role/{role.trusted_role}",
+            member_role.conditions(parameters))
+        assert _resolved(declared["AssumeRolePolicyDocument"], parameters, template) == expected

@@ -365,3 +365,45 @@ def test_a_stacks_kms_key_is_the_key_its_template_declares(stack):
                             Message=b"x")["Mac"]
     kms.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
     assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+
+
+def test_a_cross_account_trust_is_read_as_aws_reads_it(stack):
+    """Plain moto checks no trust of a role in another account (any caller whose own policy
+    allows sts:AssumeRole gets in), and never matches a role ARN or an account principal."""
+    from local import iam as local_iam
+
+    member = "111111111111"
+    central_roles = {}
+    for name in ("trusted", "other"):
+        stack.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": []}))
+        stack.client("iam").put_role_policy(RoleName=name, PolicyName="admin",
+                                            PolicyDocument=json.dumps(local_iam.ADMIN_POLICY))
+        central_roles[name] = f"arn:aws:iam::{stack.account}:role/{name}"
+    member_iam = stack.client("iam", account=member)
+    for name, principal in (("by-role", central_roles["trusted"]),
+                            ("by-account", f"arn:aws:iam::{stack.account}:root")):
+        member_iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": "shared"}}}]}))
+    with stack.enforce_iam():
+        def assume(caller, role, **kwargs):
+            import boto3
+
+            keys = local_iam.assume(central_roles[caller], stack.region, caller)
+            sts = boto3.session.Session().client(
+                "sts", region_name=stack.region, endpoint_url=stack.endpoint,
+                aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+                aws_session_token=keys.session_token)
+            try:
+                sts.assume_role(RoleArn=f"arn:aws:iam::{member}:role/{role}",
+                                RoleSessionName="session", **kwargs)
+            except ClientError as error:
+                return error.response["Error"]["Code"]
+            return "ok"
+
+        assert assume("trusted", "by-role", ExternalId="shared") == "ok"
+        assert assume("other", "by-role", ExternalId="shared") == "AccessDenied"
+        assert assume("trusted", "by-role") == "AccessDenied"  # the condition's key is absent
+        assert assume("other", "by-account", ExternalId="shared") == "ok"

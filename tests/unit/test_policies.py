@@ -4,9 +4,8 @@ import json
 import os
 
 import app
-from deploy import names
 from chalicelib import settings
-from deploy import grants, member_role, permissions
+from deploy import grants, member_role, names, permissions
 from local.stack import PROJECT_DIR
 
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
@@ -87,7 +86,7 @@ def test_an_option_that_is_off_grants_nothing_and_on_grants_its_actions():
 def test_release_may_undo_every_option_whatever_the_settings_are_now():
     """An option switched off with incidents open must not strand them."""
     members = {**settings.DEFAULTS, "MEMBER_ACCOUNTS": permissions.EVERY_OPTION[
-        "MEMBER_ACCOUNTS"]}
+        "MEMBER_ACCOUNTS"]}  # who may be assumed is not an option
     undo = permissions.policy("prod", "release", permissions.stage_settings("prod", members))
     assert undo == permissions.policy("prod", "release", permissions.profiles("prod")[
         "every-option"])
@@ -112,15 +111,18 @@ def test_the_stages_policies_follow_their_settings():
                 assert json.load(f) == permissions.policy(stage, function, current)
 
 
-def test_member_role_template_is_what_the_code_declares():
-    with open(os.path.join(PROJECT_DIR, "deploy", member_role.FILE)) as handle:
-        assert handle.read() == permissions.member_role_template(), "run `make policies`"
-    actions = permissions.member_role_actions()
+def test_member_role_templates_are_what_the_code_declares():
+    for stage in permissions.STAGES:
+        with open(os.path.join(PROJECT_DIR, "deploy", member_role.file(stage))) as handle:
+            assert handle.read() == permissions.member_role_template(stage), "run `make policies`"
+        # CREDENTIALS_MODE=deny-all finds the deny-all profile by name in the instance's account
+        text = permissions.member_role_template(stage)
+        assert "Type: AWS::IAM::InstanceProfile" in text
+        assert f"Default: {names.deny_all_profile(stage)}" in text
+    current = permissions.profiles("prod")["every-option"]
+    actions = {grants.iam_action(a) for a in permissions.member_role_actions("contain", current)}
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
-    # CREDENTIALS_MODE=deny-all finds the deny-all profile by name in the instance's own account
-    text = permissions.member_role_template()
-    assert "Type: AWS::IAM::InstanceProfile" in text
-    assert f"Default: {names.deny_all_profile('prod')}" in text
+    assert permissions.member_role_actions("api_handler", current) == ["ec2:DescribeInstances"]
 
 
 def test_cross_region_forwarder_carries_the_apps_pattern():
