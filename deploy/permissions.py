@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, http, incidents, workflow
+from chalicelib import accounts, http, incidents, revocation, workflow
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -44,6 +44,7 @@ def needs() -> dict[str, set[str]]:
         "check_snapshots": (_of_actions(evidence.CHECK_ACTION_CLASSES)
                             | set(evidence.CHECK_PERMISSIONS) | set(accounts.PERMISSIONS)),
         "report": set(report.PERMISSIONS),
+        "revoke_sessions": set(revocation.PERMISSIONS),
     }
 
 
@@ -90,7 +91,8 @@ def statements(wanted: set[str], stage: str) -> list[dict]:
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in (*grants.INSTANCE_GRANTS, grants.records_key_grant(stage)):
+    for grant in (*grants.INSTANCE_GRANTS, grants.records_key_grant(stage),
+                  grants.revoker_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

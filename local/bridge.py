@@ -49,10 +49,11 @@ class LambdaContext:
 class Invocation:
     """One answered invocation, kept for tests and request budgets."""
 
-    def __init__(self, function_name, event, source):
+    def __init__(self, function_name, event, source, caller=None):
         self.function_name = function_name
         self.event = event
         self.source = source
+        self.caller = caller  # the app's function that invoked it (None: a service did)
         self.result = None
         self.error = None
 
@@ -108,10 +109,10 @@ class LambdaBridge:
         """Run as `function_name`: its name on clients, its own role's credentials."""
         return aws.acting_as(function_name, self.roles.credentials(function_name))
 
-    def invoke(self, function: str, event, source: str = "direct"):
+    def invoke(self, function: str, event, source: str = "direct", caller: str | None = None):
         """Run `function` (name or ARN) on `event`; returns (payload, error_type or None)."""
         name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
-        invocation = Invocation(name, event, source)
+        invocation = Invocation(name, event, source, caller)
         with self._lock:
             self._invocations.append(invocation)
         handler = self._handlers.get(name)
@@ -149,29 +150,32 @@ class LambdaBridge:
 
     # -- botocore hook: answers lambda:Invoke on a client without sending it -----------------
     def install(self, client) -> None:
-        client.meta.events.register("before-call.lambda.Invoke", self._answer_invoke)
+        client.meta.events.register("before-call.lambda.Invoke", self.answer_invoke)
 
-    def _answer_invoke(self, params, request_signer, **_):
+    def answer_invoke(self, params, request_signer, **_):
+        """Lambda's answer to an Invoke request, made in the caller's thread (so one of the
+        app's functions calling is named by `aws.current_function()`)."""
         function = unquote(params["url_path"].split("/")[3])
         headers = params.get("headers", {})
+        caller = _app_caller()
         arn = function if function.startswith("arn:") else self.function_arn(function)
         if not iam.check(request_signer._credentials, "lambda:InvokeFunction", arn, self.region):
             with self._lock:
-                self._invocations.append(Invocation(function, None, "denied"))
+                self._invocations.append(Invocation(function, None, "denied", caller))
             message = f"not authorized to perform: lambda:InvokeFunction on resource: {arn}"
             return _http(403, {"x-amzn-ErrorType": "AccessDeniedException"}), {
                 "Error": {"Code": "AccessDeniedException", "Message": message},
                 "ResponseMetadata": {"HTTPStatusCode": 403}}
-        fault = self.faults.take("lambda", "Invoke", function) if self.faults else None
+        fault = self.faults.take("lambda", "Invoke", function, caller) if self.faults else None
         if fault is not None and fault.error == CRASH:  # the function ran and raised
             with self._lock:
-                self._invocations.append(Invocation(function, None, "crash"))
+                self._invocations.append(Invocation(function, None, "crash", caller))
             data = json.dumps({"errorMessage": fault.message, "errorType": "InjectedCrash"})
             return _http(200), {"StatusCode": 200, "FunctionError": "Unhandled",
                                 "Payload": _stream(data.encode())}
         if fault is not None:
             with self._lock:
-                self._invocations.append(Invocation(function, None, "fault"))
+                self._invocations.append(Invocation(function, None, "fault", caller))
             return _http(fault.status, {"x-amzn-ErrorType": fault.error}), {
                 "Error": {"Code": fault.error, "Message": fault.message},
                 "ResponseMetadata": {"HTTPStatusCode": fault.status},
@@ -181,12 +185,18 @@ class LambdaBridge:
         if headers.get("X-Amz-Invocation-Type") == "Event":
             self.invoke_async(function, event, "invoke")
             return _http(202), {"StatusCode": 202, "Payload": _stream(b"")}
-        payload, error = self.invoke(function, event, "invoke")
+        payload, error = self.invoke(function, event, "invoke", caller)
         data = json.dumps(payload, default=str).encode()
         parsed = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": _stream(data)}
         if error:
             parsed["FunctionError"] = "Unhandled"
         return _http(200), parsed
+
+
+def _app_caller() -> str | None:
+    """The app's function running in this thread (None outside one: a service's thread)."""
+    function = aws.current_function()
+    return function if function.startswith(f"{names.APP_NAME}-") else None
 
 
 def _route_view_names(app) -> set[str]:

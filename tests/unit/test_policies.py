@@ -43,7 +43,7 @@ def test_contain_may_isolate_but_not_terminate():
 
 def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
     """Derived here, independently: each function's actions and modules, nothing more."""
-    from chalicelib import accounts, http, incidents, workflow
+    from chalicelib import accounts, http, incidents, revocation, workflow
     from chalicelib.steps import contain, evidence, memory, release, report
 
     def of(classes, undo=False):
@@ -63,6 +63,7 @@ def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
         | set(accounts.PERMISSIONS),
         "release": of(release.ACTION_CLASSES, undo=True) | set(release.PERMISSIONS),
         "report": set(report.PERMISSIONS),
+        "revoke_sessions": set(revocation.PERMISSIONS),
     }
     assert set(declared) == set(permissions.needs())
     for stage in permissions.STAGES:
@@ -70,6 +71,27 @@ def test_each_policy_file_grants_exactly_what_the_functions_code_declares():
             with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
                 granted = {a for s in json.load(f)["Statement"] for a in s["Action"]}
             assert granted == wanted | set(permissions.LOG_ACTIONS), (stage, function)
+
+
+def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_invoked():
+    """IAM has no condition on a policy's content: whoever may write one may write anything.
+    Only revoke_sessions may; the steps that revoke may invoke it, and no other function."""
+    writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
+              "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy"}
+    for stage in permissions.STAGES:
+        for function in permissions.needs():
+            allowed = [s for s in permissions.policy(stage, function)["Statement"]
+                       if s["Effect"] == "Allow"]
+            granted = {a for s in allowed for a in s["Action"]}
+            assert bool(granted & writes) == (function == "revoke_sessions"), (stage, function)
+            invokes = [s for s in allowed if "lambda:InvokeFunction" in s["Action"]]
+            assert [s["Resource"] for s in invokes] == ([[
+                f"arn:aws:lambda:*:*:function:{names.function(stage, 'revoke_sessions')}"]]
+                if function in ("contain", "release") else []), (stage, function)
+        revoker = permissions.policy(stage, "revoke_sessions")["Statement"]
+        assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
+                "Action": ["iam:DeleteRolePolicy", "iam:PutRolePolicy"],
+                "Resource": [f"arn:aws:iam::*:role/{names.APP_NAME}-*"]} in revoker
 
 
 def test_member_role_template_is_what_the_code_declares():
