@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from chalicelib import aws
 from deploy import names, permissions
+from local import provision
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",
@@ -190,9 +191,9 @@ def check(credentials, action: str, resource: str, region: str) -> bool:
 
 
 def provision_member_account(stack, account: str) -> None:
-    """A member account as deployed: the member role of `deploy/member-role.yaml` (the app's
-    instance-facing actions), and an administrator role the stack's own clients assume there
-    (moto needs the role to exist once enforcement is on)."""
+    """A member account as deployed: the member role and the deny-all profile of
+    `deploy/member-role.yaml` (the app's instance-facing actions), and an administrator role the
+    stack's own clients assume there (moto needs the role to exist once enforcement is on)."""
     iam_client = stack.client("iam", account=account)
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{stack.account}:root"},
@@ -202,3 +203,4 @@ def provision_member_account(stack, account: str) -> None:
         iam_client.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
         iam_client.put_role_policy(RoleName=role, PolicyName=role,
                                    PolicyDocument=json.dumps(policy))
+    provision.deny_all_profile(stack, account)
