@@ -15,11 +15,11 @@ def patch_invocations():
     def create_client(self, service_name, *args, **kwargs):
         client = original(self, service_name, *args, **kwargs)
         if service_name == "lambda":
-            client.meta.events.register("before-call.lambda.Invoke", _answer)
+            client.meta.events.register("before-send.lambda.Invoke", _answer)
         return client
 
     botocore.session.Session.create_client = create_client
 
 
 def _answer(**kwargs):
-    return wiring.bridge.answer_invoke(**kwargs) if wiring.bridge is not None else None
+    return wiring.bridge.answer(**kwargs) if wiring.bridge is not None else None
