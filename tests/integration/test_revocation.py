@@ -14,7 +14,15 @@ from botocore.exceptions import ClientError
 from chalicelib import revocation
 from deploy import names, permissions
 from local import iam, provision
-from tests.helpers import api, deliver_finding, guardduty_event, make_victim, wait_execution
+from tests.helpers import (
+    api,
+    deliver_finding,
+    guardduty_event,
+    make_victim,
+    messages,
+    subscribe_queue,
+    wait_execution,
+)
 
 REVOKER = "revoke_sessions"
 OTHERS = sorted(set(permissions.needs()) - {REVOKER})
@@ -116,12 +124,18 @@ def test_a_compromised_contain_step_gets_the_revoker_to_write_nothing_but_its_ow
     assert not iam.authorizations.allowed(names.function_role(stack.stage, REVOKER))
 
 
-def test_revocation_contains_and_releases_through_the_revoker(stack):
-    stack.configure(REVOKE_ROLE_SESSIONS="true")
+@pytest.mark.parametrize("scope", ["instance", "role"])
+def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
+    queue = subscribe_queue(stack)
+    stack.configure(REVOKE_ROLE_SESSIONS="true", REVOKE_SCOPE=scope)
     victim = make_victim(stack, interfaces=1, volumes=1)
-    role = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+    ec2 = stack.client("ec2")
+    profile = ec2.describe_iam_instance_profile_associations(Filters=[
         {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
-        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
+        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    role = profile.rsplit("/", 1)[-1]  # make_victim names role and profile alike
+    sibling = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                IamInstanceProfile={"Arn": profile})["Instances"][0]["InstanceId"]
     revoker_role = names.function_role(stack.stage, REVOKER)
 
     with stack.enforce_iam():
@@ -135,12 +149,19 @@ def test_revocation_contains_and_releases_through_the_revoker(stack):
         [change] = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
         document = stack.client("iam").get_role_policy(RoleName=role, PolicyName=name)[
             "PolicyDocument"]
-        assert document["Statement"] == [{
-            "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {
-                "StringEquals": {"ec2:SourceInstanceARN": revocation.instance_arn(
-                    stack.region, stack.account, victim["instance_id"])},
-                "DateLessThan": {"aws:TokenIssueTime":
-                                 change["after"]["denies_sessions_issued_before"]}}}]
+        condition = {"DateLessThan": {
+            "aws:TokenIssueTime": change["after"]["denies_sessions_issued_before"]}}
+        if scope == "instance":
+            condition["StringEquals"] = {"ec2:SourceInstanceARN": revocation.instance_arn(
+                stack.region, stack.account, victim["instance_id"])}
+        assert document["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                          "Condition": condition}]
+        report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
+        assert (f"ROLE-WIDE: every session of role {role}" in report["Message"]) == (
+            scope == "role")
+        assert (f"it also hits: {sibling}" if scope == "role" else
+                f"the other instances sharing the role keep working ({sibling})") in report[
+            "Message"]
         assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy"}
 
         status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
