@@ -1,9 +1,10 @@
 """The in-process Lambda service: invocations answered by the app's own handlers.
 
 moto cannot run Lambda code without Docker, so every invocation that would reach Lambda — a Step
-Functions task, an EventBridge target, a step asking the revoking function — is dispatched here to the Chalice app's handler, with a
-context that looks like Lambda's (function ARN with account and region) and, as Lambda gives a
-function, the credentials of that function's own role (`roles`). Invocations never reach moto's
+Functions task, an EventBridge target, a step asking the revoking function — is dispatched here
+to the Chalice app's handler, with a context that looks like Lambda's (function ARN with account
+and region) and, as Lambda gives a function, the credentials of that function's own role
+(`roles`). Invocations never reach moto's
 request recorder or its IAM enforcement, so the bridge counts them itself for request budgets and
 authorizes a caller's lambda:InvokeFunction itself (`local.iam.check`). An Invoke is answered
 with Lambda's HTTP response in place of sending the request (`local.patches.awslambda` does it
