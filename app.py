@@ -4,7 +4,7 @@ import logging
 
 from chalice import Chalice, IAMAuthorizer
 
-from chalicelib import findings, http, incidents, workflow
+from chalicelib import findings, http, incidents, revocation, workflow
 from chalicelib.steps import contain, evidence, memory, release as release_steps, report
 
 app = Chalice(app_name="ec2-quarantine")
@@ -93,3 +93,8 @@ def release_step(event, context):
 @app.lambda_function(name="report")
 def report_step(event, context):
     return report.run(event)
+
+
+@app.lambda_function(name="revoke_sessions")
+def revoke_sessions(event, context):
+    return revocation.handle(event, _home(context)[0])

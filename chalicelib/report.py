@@ -53,6 +53,27 @@ def detection(incident: dict) -> dict:
             "message": _with_json("\n".join(lines), incident)}
 
 
+def revocations(changes: list) -> list[str]:
+    """What a session revocation reaches, said plainly: role-wide revocation hits every
+    instance using the role, and names them; scoped to the instance, the others keep working."""
+    lines = []
+    for c in changes:
+        if c.get("action") != "revoke-role-sessions" or not isinstance(c.get("after"), dict):
+            continue
+        after, role = c["after"], c.get("resource")
+        when = after.get("denies_sessions_issued_before")
+        if after.get("scope") == "instance":
+            others = ", ".join(after.get("keep_working") or []) or "none"
+            lines.append(f"  - sessions of role {role} used from this instance, issued before "
+                         f"{when}, are denied; the other instances sharing the role keep "
+                         f"working ({others})")
+        else:
+            others = ", ".join(after.get("also_affects") or []) or "none"
+            lines.append(f"  - ROLE-WIDE: every session of role {role} issued before {when} is "
+                         f"denied, on every instance using it; it also hits: {others}")
+    return ["", "Session revocation:", *lines] if lines else []
+
+
 def final(incident: dict) -> dict:
     """The report at the end: outcome, what changed, what failed, evidence, how to release."""
     status = incident.get("status", "FAILED")
@@ -62,6 +83,7 @@ def final(incident: dict) -> dict:
     changes = incident.get("changes") or []
     lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> {c['after']}"
               for c in changes] or ["  (none)"]
+    lines += revocations(changes)
     errors = incident.get("errors") or []
     lines += ["", "Not done (errors):"]
     lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
@@ -89,6 +111,7 @@ def plan(incident: dict) -> dict:
              f"Trigger: {_trigger(incident)}", "", "It would, in this order:"]
     lines += [f"  {n}. {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> "
               f"{c['after']}" for n, c in enumerate(steps, 1)] or ["  (nothing)"]
+    lines += revocations(steps)
     errors = incident.get("errors") or []
     if errors:
         lines += ["", "Could not plan:"] + [f"  - {e['action']} {e['resource']}: {e['code']}: "

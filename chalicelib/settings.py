@@ -114,8 +114,13 @@ class Options:
         "", stripped, "instance profile whose role denies everything (for `deny-all`)",
         deployed=True)
     revoke_role_sessions: bool = setting(
-        "false", boolean, "deny the role's sessions issued before now (hits every instance "
-        "sharing the role: the report names them)")
+        "false", boolean, "deny the instance's role sessions issued before now, through the "
+        "revoking function (`REVOKE_SCOPE` says whose)")
+    revoke_scope: str = setting(
+        "instance", choice("instance", "role"),
+        "`instance`: only sessions used from the instance (`ec2:SourceInstanceARN`), other "
+        "instances sharing the role keep working; `role`: every session of the role, on every "
+        "instance using it (the report names them)")
     disable_api_stop: bool = setting(
         "false", boolean, "stop protection (cannot be combined with `STOP_AFTER_EVIDENCE`)")
     stop_after_evidence: bool = setting(

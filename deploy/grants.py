@@ -10,7 +10,7 @@ decisions, or stops the build.
 
 from dataclasses import dataclass
 
-from chalicelib import seals
+from chalicelib import revocation, seals
 from chalicelib.actions import narrowed
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
@@ -148,11 +148,12 @@ def instance_grants(current) -> tuple[Grant, ...]:
                                        "elasticloadbalancing:RegisterInstancesWithLoadBalancer"),
               ("arn:aws:elasticloadbalancing:*:*:loadbalancer/*",)),
         Grant("IamProfiles", ("iam:GetInstanceProfile",), ("arn:aws:iam::*:instance-profile/*",)),
-        Grant("IamRoles", ("iam:ListInstanceProfilesForRole", "iam:PutRolePolicy",
-                           "iam:DeleteRolePolicy"), ("arn:aws:iam::*:role/*",)),
-        # Revocation writes on the instance's role, unknown in advance; never on the product's
-        # own roles (its functions', the member role, deny-all): a compromised step cannot
-        # raise itself.
+        Grant("IamRoles", ("iam:ListInstanceProfilesForRole",), ("arn:aws:iam::*:role/*",)),
+        # Only the revoking function declares these (chalicelib/revocation.py): it writes the
+        # Deny itself, on the instance's role, unknown in advance; never on the product's own
+        # roles (its functions', the member roles, deny-all), which it refuses and IAM denies.
+        Grant("IamRevocation", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
+              ("arn:aws:iam::*:role/*",)),
         Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
               (f"arn:aws:iam::*:role/{names.APP_NAME}-*",), effect="Deny"),
         # Release gives back the role the instance had, which may be any: only from change
@@ -183,6 +184,13 @@ def records_key_grant(stage: str) -> Grant:
     return Grant("RecordsKeyMacs", RECORDS_KEY_ACTIONS, ("arn:aws:kms:*:*:key/*",),
                  {"ForAnyValue:StringEquals": {
                      "kms:ResourceAliases": [names.records_key_alias(stage)]}})
+
+
+def revoker_grant(stage: str) -> Grant:
+    """The steps that revoke sessions may invoke the revoking function of their stage, no other
+    function."""
+    return Grant("InvokeTheRevoker", revocation.INVOKE_PERMISSIONS,
+                 (f"arn:aws:lambda:*:*:function:{names.function(stage, revocation.FUNCTION)}",))
 
 
 # Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, http, incidents, settings, workflow
+from chalicelib import accounts, http, incidents, revocation, settings, workflow
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -51,6 +51,8 @@ def needs(current=None) -> dict[str, set[str]]:
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS),
+        "revoke_sessions": set(revocation.LIFT_PERMISSIONS) | members | (
+            set(revocation.REVOKE_PERMISSIONS) if current.revoke_role_sessions else set()),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
@@ -132,7 +134,7 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
                           "Resource": resources})
             placed.update(actions)
     for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
-                  grants.records_key_grant(stage)):
+                  grants.records_key_grant(stage), grants.revoker_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

@@ -1,25 +1,28 @@
 """The in-process Lambda service: invocations answered by the app's own handlers.
 
 moto cannot run Lambda code without Docker, so every invocation that would reach Lambda — a Step
-Functions task, an EventBridge target — is dispatched here to the Chalice app's handler, with a
-context that looks like Lambda's (function ARN with account and region) and, as Lambda gives a
-function, the credentials of that function's own role (`roles`). Invocations never reach moto's
+Functions task, an EventBridge target, a step asking the revoking function — is dispatched here
+to the Chalice app's handler, with a context that looks like Lambda's (function ARN with account
+and region) and, as Lambda gives a function, the credentials of that function's own role
+(`roles`). Invocations never reach moto's
 request recorder or its IAM enforcement, so the bridge counts them itself for request budgets and
-authorizes a caller's lambda:InvokeFunction itself (`local.iam.check`).
+authorizes a caller's lambda:InvokeFunction itself (`local.iam.check`). An Invoke is answered
+with Lambda's HTTP response in place of sending the request (`local.patches.awslambda` does it
+for every Lambda client), so botocore parses and retries it as it would Lambda's.
 """
 
 import io
 import json
 import logging
+import re
 import threading
 import time
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from botocore.awsrequest import AWSResponse
-from botocore.response import StreamingBody
 
 from chalicelib import aws
 from deploy import names
@@ -49,10 +52,11 @@ class LambdaContext:
 class Invocation:
     """One answered invocation, kept for tests and request budgets."""
 
-    def __init__(self, function_name, event, source):
+    def __init__(self, function_name, event, source, caller=None):
         self.function_name = function_name
         self.event = event
         self.source = source
+        self.caller = caller  # the app's function that invoked it (None: a service did)
         self.result = None
         self.error = None
 
@@ -108,10 +112,10 @@ class LambdaBridge:
         """Run as `function_name`: its name on clients, its own role's credentials."""
         return aws.acting_as(function_name, self.roles.credentials(function_name))
 
-    def invoke(self, function: str, event, source: str = "direct"):
+    def invoke(self, function: str, event, source: str = "direct", caller: str | None = None):
         """Run `function` (name or ARN) on `event`; returns (payload, error_type or None)."""
         name = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
-        invocation = Invocation(name, event, source)
+        invocation = Invocation(name, event, source, caller)
         with self._lock:
             self._invocations.append(invocation)
         handler = self._handlers.get(name)
@@ -147,46 +151,56 @@ class LambdaBridge:
 
         self._executor.submit(run)
 
-    # -- botocore hook: answers lambda:Invoke on a client without sending it -----------------
-    def install(self, client) -> None:
-        client.meta.events.register("before-call.lambda.Invoke", self._answer_invoke)
-
-    def _answer_invoke(self, params, request_signer, **_):
-        function = unquote(params["url_path"].split("/")[3])
-        headers = params.get("headers", {})
+    # -- botocore hook (local.patches.awslambda): answers an Invoke without sending it ---------
+    def answer(self, request, **_):
+        """Lambda's HTTP answer to a signed Invoke request, in place of sending it: botocore
+        parses it and retries it as it would Lambda's own (a throttled call is retried). Made in
+        the caller's thread, so one of the app's functions calling is `aws.current_function()`."""
+        function = unquote(urlsplit(request.url).path.split("/")[3])
+        caller = _app_caller()
         arn = function if function.startswith("arn:") else self.function_arn(function)
-        if not iam.check(request_signer._credentials, "lambda:InvokeFunction", arn, self.region):
+        if not iam.check(_signer(request), "lambda:InvokeFunction", arn, self.region):
             with self._lock:
-                self._invocations.append(Invocation(function, None, "denied"))
-            message = f"not authorized to perform: lambda:InvokeFunction on resource: {arn}"
-            return _http(403, {"x-amzn-ErrorType": "AccessDeniedException"}), {
-                "Error": {"Code": "AccessDeniedException", "Message": message},
-                "ResponseMetadata": {"HTTPStatusCode": 403}}
-        fault = self.faults.take("lambda", "Invoke", function) if self.faults else None
+                self._invocations.append(Invocation(function, None, "denied", caller))
+            return _error(403, "AccessDeniedException", "not authorized to perform: "
+                          f"lambda:InvokeFunction on resource: {arn}")
+        fault = self.faults.take("lambda", "Invoke", function, caller) if self.faults else None
         if fault is not None and fault.error == CRASH:  # the function ran and raised
             with self._lock:
-                self._invocations.append(Invocation(function, None, "crash"))
-            data = json.dumps({"errorMessage": fault.message, "errorType": "InjectedCrash"})
-            return _http(200), {"StatusCode": 200, "FunctionError": "Unhandled",
-                                "Payload": _stream(data.encode())}
+                self._invocations.append(Invocation(function, None, "crash", caller))
+            return _response(200, {"errorMessage": fault.message, "errorType": "InjectedCrash"},
+                             {"X-Amz-Function-Error": "Unhandled"})
         if fault is not None:
             with self._lock:
-                self._invocations.append(Invocation(function, None, "fault"))
-            return _http(fault.status, {"x-amzn-ErrorType": fault.error}), {
-                "Error": {"Code": fault.error, "Message": fault.message},
-                "ResponseMetadata": {"HTTPStatusCode": fault.status},
-            }
-        body = params.get("body") or b"{}"
+                self._invocations.append(Invocation(function, None, "fault", caller))
+            return _error(fault.status, fault.error, fault.message)
+        body = request.body or b"{}"
         event = json.loads(body.decode() if isinstance(body, bytes) else body)
-        if headers.get("X-Amz-Invocation-Type") == "Event":
+        if _header(request, "X-Amz-Invocation-Type") == "Event":
             self.invoke_async(function, event, "invoke")
-            return _http(202), {"StatusCode": 202, "Payload": _stream(b"")}
-        payload, error = self.invoke(function, event, "invoke")
-        data = json.dumps(payload, default=str).encode()
-        parsed = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": _stream(data)}
-        if error:
-            parsed["FunctionError"] = "Unhandled"
-        return _http(200), parsed
+            return _response(202, None)
+        payload, error = self.invoke(function, event, "invoke", caller)
+        return _response(200, payload, {"X-Amz-Function-Error": "Unhandled"} if error else {})
+
+
+def _signer(request):
+    """The caller's access key and session token, as its signature names them."""
+    from types import SimpleNamespace
+
+    scope = re.search(r"Credential=([^/]+)/", _header(request, "Authorization") or "")
+    return SimpleNamespace(access_key=scope.group(1) if scope else "",
+                           token=_header(request, "X-Amz-Security-Token"))
+
+
+def _header(request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _app_caller() -> str | None:
+    """The app's function running in this thread (None outside one: a service's thread)."""
+    function = aws.current_function()
+    return function if function.startswith(f"{names.APP_NAME}-") else None
 
 
 def _route_view_names(app) -> set[str]:
@@ -196,9 +210,21 @@ def _route_view_names(app) -> set[str]:
     }
 
 
-def _http(status: int, headers=None) -> AWSResponse:
-    return AWSResponse("http://lambda.local", status, headers or {}, None)
+class _Raw(io.BytesIO):
+    """A response body as urllib3 hands it to botocore (read, or streamed)."""
+
+    def stream(self, **_):
+        while chunk := self.read(65536):
+            yield chunk
 
 
-def _stream(data: bytes) -> StreamingBody:
-    return StreamingBody(io.BytesIO(data), len(data))
+def _response(status: int, payload, headers=None) -> AWSResponse:
+    data = b"" if payload is None else json.dumps(payload, default=str).encode()
+    return AWSResponse("http://lambda.local", status, {
+        "Content-Type": "application/json", "Content-Length": str(len(data)),
+        "X-Amz-Executed-Version": "$LATEST", **(headers or {})}, _Raw(data))
+
+
+def _error(status: int, code: str, message: str) -> AWSResponse:
+    """An error as Lambda answers it: its code in a header, the message in the body."""
+    return _response(status, {"Type": "User", "message": message}, {"x-amzn-ErrorType": code})

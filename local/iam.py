@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from chalicelib import aws, settings
 from deploy import member_role, names, permissions
+from local import provision
 
 ADMIN_USER = "local-admin"
 ADMIN_POLICY = {"Version": "2012-10-17",
@@ -214,3 +215,4 @@ def provision_member_account(stack, account: str, organization_id: str = "") -> 
         iam_client.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(trust))
         iam_client.put_role_policy(RoleName=role.name, PolicyName=member_role.POLICY_NAME,
                                    PolicyDocument=json.dumps(role.policy))
+    provision.deny_all_profile(stack, account)

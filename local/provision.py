@@ -89,9 +89,10 @@ def records_key(stack) -> str:
     return arn
 
 
-def deny_all_profile(stack) -> None:
-    """The instance profile CREDENTIALS_MODE=deny-all swaps in: its role may do nothing."""
-    iam = stack.client("iam")
+def deny_all_profile(stack, account: str | None = None) -> None:
+    """The instance profile CREDENTIALS_MODE=deny-all swaps in: its role may do nothing (in the
+    home account, or in a member account, where the member template makes it)."""
+    iam = stack.client("iam", account=account or stack.account)
     name = names.deny_all_profile(stack.stage)
     iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
     iam.put_role_policy(RoleName=name, PolicyName="deny-all", PolicyDocument=json.dumps(DENY_ALL))

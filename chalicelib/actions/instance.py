@@ -4,6 +4,7 @@ Attributes DescribeInstances does not return are read just before each is change
 network swap, never in front of it), and the value found is what release restores.
 """
 
+from chalicelib import revocation
 from chalicelib.actions import Action, OnRelease, apply_each, change, narrowed
 
 TAG_INCIDENT = "QuarantineIncident"
@@ -95,14 +96,16 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
 
 
 class RevokeRoleSessions(Action):
-    """Deny every session of the instance's role issued before now (REVOKE_ROLE_SESSIONS=true):
-    credentials already taken off the instance stop working. Every other instance that shares the
-    role loses its current sessions too, so the change names them."""
+    """Deny the instance's role sessions issued before now (REVOKE_ROLE_SESSIONS=true):
+    credentials already taken off the instance stop working. The revoking function writes the
+    policy (chalicelib/revocation.py): this step only asks it. Scoped to the instance by
+    default (`REVOKE_SCOPE`), so the other instances sharing the role keep working; role-wide,
+    they lose their current sessions too. The change names them either way."""
 
     name = "revoke-role-sessions"
     permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
-                   "iam:PutRolePolicy", "ec2:DescribeIamInstanceProfileAssociations")
-    undo_permissions = ("iam:DeleteRolePolicy", "iam:GetInstanceProfile")
+                   "ec2:DescribeIamInstanceProfileAssociations", *revocation.INVOKE_PERMISSIONS)
+    undo_permissions = ("iam:GetInstanceProfile", *revocation.INVOKE_PERMISSIONS)
     on_release = OnRelease.UNDONE
 
     def _role(self, target):
@@ -114,7 +117,7 @@ class RevokeRoleSessions(Action):
         return profile["Roles"][0]["RoleName"] if profile["Roles"] else None
 
     def _sharing(self, target, role):
-        """Other instances whose profile carries `role`: revocation hits them as well."""
+        """Other instances whose profile carries `role`."""
         pages = target.client("iam").get_paginator("list_instance_profiles_for_role").paginate(
             RoleName=role)
         profiles = {p["Arn"] for page in pages for p in page["InstanceProfiles"]}
@@ -124,39 +127,45 @@ class RevokeRoleSessions(Action):
                        if a["IamInstanceProfile"]["Arn"] in profiles
                        and a["InstanceId"] != target.instance_id})
 
-    def _policy_name(self, target):
-        return f"ec2-quarantine-revoke-{target.incident['incident_id']}"
+    @staticmethod
+    def _attribute(target) -> str:
+        return f"policy:{revocation.policy_name(target.incident['incident_id'])}"
+
+    def _request(self, target, operation: str, role: str, scope: str) -> dict:
+        incident = target.incident
+        return {"operation": operation, "account_id": incident["account_id"],
+                "region": incident["region"], "role_name": role,
+                "instance_arn": revocation.instance_arn(incident["region"],
+                                                        incident["account_id"],
+                                                        target.instance_id),
+                "incident_id": incident["incident_id"], "scope": scope}
 
     def plan(self, target):
         role = self._role(target)
         if not role:
             return []
-        return [change(self.name, role, f"policy:{self._policy_name(target)}", None,
-                       {"denies_sessions_issued_before": "now",
-                        "also_affects": self._sharing(target, role)})]
+        scope = target.settings.revoke_scope
+        sharing = self._sharing(target, role)
+        after = {"denies_sessions_issued_before": "now", "scope": scope,
+                 **({"also_affects": sharing} if scope == "role" else {"keep_working": sharing})}
+        return [change(self.name, role, self._attribute(target), None, after)]
 
     def apply(self, target):
-        from datetime import datetime, timezone
-        import json
-
         def revoke(record):
-            issued_before = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            target.client("iam").put_role_policy(
-                RoleName=record["resource"], PolicyName=self._policy_name(target),
-                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Deny", "Action": "*", "Resource": "*",
-                    "Condition": {"DateLessThan": {"aws:TokenIssueTime": issued_before}}}]}))
-            record["after"]["denies_sessions_issued_before"] = issued_before
+            request = self._request(target, "revoke", record["resource"],
+                                    record["after"]["scope"])
+            answer = revocation.invoke({**request, "issued_before": revocation.now()})
+            record["after"]["denies_sessions_issued_before"] = answer["issued_before"]
 
         return apply_each(self.plan(target), revoke)
 
     def undo(self, target, record):
-        target.client("iam").delete_role_policy(RoleName=record["resource"],
-                                                PolicyName=record["attribute"].split(":", 1)[1])
+        revocation.invoke(self._request(target, "lift", record["resource"],
+                                        record["after"].get("scope", "role")))
 
     def foreign(self, target, record):
         """Only this incident's own policy, on the role of the profile the instance had."""
-        if record.get("attribute") != f"policy:{self._policy_name(target)}":
+        if record.get("attribute") != self._attribute(target):
             return f"{record.get('attribute')!r} is not this incident's revocation policy"
         role = self._role(target)
         if record.get("resource") != role:

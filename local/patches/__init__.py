@@ -12,8 +12,8 @@ bridge, IAM enforcement. Both may be called any number of times, in any order.
 
 import threading
 
-from local.patches import (cloudformation, dynamodb, ec2, events, iam, kms, ssm, stepfunctions,
-                           wiring)
+from local.patches import (awslambda, cloudformation, dynamodb, ec2, events, iam, kms, ssm,
+                           stepfunctions, wiring)
 from local.patches.stepfunctions import forget_credentials
 
 BACKEND = (
@@ -34,6 +34,7 @@ STACK = (
     stepfunctions.patch_state_machine_clients,
     stepfunctions.patch_lambda_error_names,
     events.patch_lambda_targets,
+    awslambda.patch_invocations,
     cloudformation.patch_state_machines,
     iam.patch_resources,
     iam.patch_implied_actions,

@@ -24,7 +24,8 @@ def forget_credentials() -> None:
 def patch_state_machine_clients():
     """moto's ASL interpreter signs its service calls with a fixed key ("ak"), which IAM
     enforcement rejects; AWS signs them with the state machine's role. Sign with credentials
-    issued for that role, and answer Lambda tasks through the in-process bridge."""
+    issued for that role (Lambda tasks reach the bridge as every Lambda client does:
+    `local.patches.awslambda`)."""
     import moto.stepfunctions.parser.asl.utils.boto_client as boto_client_module
 
     original = boto_client_module.boto_client_for
@@ -67,8 +68,6 @@ def state_machine_client(region: str, service: str, state_credentials=None):
                 ),
             )
             found.meta.events.register("after-call", _ensure_request_id)
-            if service == "lambda" and wiring.bridge is not None:
-                wiring.bridge.install(found)
             _clients[key] = found
     return found
 

@@ -111,8 +111,11 @@ def test_optional_actions_elastic_ip_deny_all_profile_revocation_and_stop(stack)
                                  PolicyName=f"ec2-quarantine-revoke-{record['incident_id']}")
     statement = policy["PolicyDocument"]["Statement"][0]
     assert statement["Effect"] == "Deny" and "aws:TokenIssueTime" in json.dumps(statement)
+    assert statement["Condition"]["StringEquals"] == {"ec2:SourceInstanceARN": (
+        f"arn:aws:ec2:{stack.region}:{stack.account}:instance/{victim['instance_id']}")}
     report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
-    assert sibling in report["Message"]  # revocation hits the sibling too: the report says so
+    # scoped to the instance (the default): the sibling sharing the role keeps working
+    assert f"the other instances sharing the role keep working ({sibling})" in report["Message"]
     state = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
         "Instances"][0]["State"]["Name"]
     assert state in ("stopping", "stopped")

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import accounts
+from chalicelib import accounts, settings
 from deploy import names, permissions
 from local import iam
 from tests.helpers import api, deliver_finding, guardduty_event, make_victim, wait_execution
@@ -32,7 +32,8 @@ def _as_function(stack, function):
 
 
 def _member_role_arn(stack, function, account=MEMBER):
-    return f"arn:aws:iam::{account}:role/{permissions.member_role_name(stack.stage, function)}"
+    role = permissions.member_role_name(stack.stage, function, settings.get())
+    return f"arn:aws:iam::{account}:role/{role}"
 
 
 def _assume(sts, role_arn):
@@ -88,7 +89,7 @@ def test_a_function_reaches_only_its_own_member_role_in_the_listed_accounts(stac
     """The grant side alone: contain's policy names its own member role in MEMBER_ACCOUNTS'
     accounts, nothing else (the trust is not what refuses here: the role does not exist)."""
     stack.configure(MEMBER_ACCOUNTS=MEMBER)
-    grant = [s for s in permissions.policy(stack.stage, "contain", iam.running_settings())[
+    grant = [s for s in permissions.policy(stack.stage, "contain", settings.get())[
         "Statement"] if "sts:AssumeRole" in s["Action"]]
     assert grant == [{"Sid": "OwnMemberRole", "Effect": "Allow", "Action": ["sts:AssumeRole"],
                       "Resource": [_member_role_arn(stack, "contain")]}]
@@ -99,8 +100,9 @@ def test_a_function_reaches_only_its_own_member_role_in_the_listed_accounts(stac
 
 @pytest.mark.parametrize("listed", ["", "*"])
 def test_the_assume_grant_follows_member_accounts(listed):
-    found = permissions.member_assume_statements("dev", "contain", {"MEMBER_ACCOUNTS": listed})
-    role = permissions.member_role_name("dev", "contain")
+    current = permissions.stage_settings("dev", {**settings.DEFAULTS, "MEMBER_ACCOUNTS": listed})
+    found = permissions.member_assume_statements("dev", "contain", current)
+    role = permissions.member_role_name("dev", "contain", current)
     if not listed:
         assert found == []
     else:

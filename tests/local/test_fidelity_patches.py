@@ -303,6 +303,26 @@ def test_a_lambda_tasks_service_error_is_named_as_step_functions_names_it(stack)
 
 
 
+def test_any_lambda_client_invokes_the_apps_function_and_retries_a_throttled_call(stack):
+    """Plain moto runs no function without Docker. Here a step's own client (as the revoking
+    function's callers make it: standard retries) reaches the function, and a throttled Invoke
+    is retried by botocore as Lambda's answer would be."""
+    from chalicelib import aws
+    from deploy import names
+
+    stack.faults.arm("lambda", "Invoke", "TooManyRequestsException",
+                     resource=names.function(stack.stage, "revoke_sessions"))
+    with stack.bridge.acting_as(names.function(stack.stage, "contain")):
+        answer = aws.client("lambda").invoke(
+            FunctionName=names.function(stack.stage, "revoke_sessions"), Payload=b"{}")
+
+    assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+    assert json.load(answer["Payload"])["status"] == "refused"  # the revoker's own answer
+    assert [f["error"] for f in stack.faults.fired] == ["TooManyRequestsException"]
+    [invocation] = [i for i in stack.bridge.invocations if i.source == "invoke"]
+    assert invocation.caller == names.function(stack.stage, "contain")
+
+
 def _kms_code(call) -> str | None:
     try:
         call()

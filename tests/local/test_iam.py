@@ -124,7 +124,6 @@ def test_the_records_key_grant_allows_each_mac_it_names_and_no_other(stack):
 def test_lambda_invocations_are_authorized_by_the_bridge(stack):
     for allowed in ((), ("lambda:InvokeFunction",)):
         client = _role_client(stack, "lambda", allowed, name=f"invoker-{len(allowed)}")
-        stack.bridge.install(client)
         function = names.function(stack.stage, "report")
         with stack.enforce_iam():
             if allowed:

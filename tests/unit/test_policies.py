@@ -43,7 +43,8 @@ def test_contain_may_isolate_but_not_terminate():
 
 # Every option that brings actions, switched on, and what it alone may do (IAM's names).
 FEATURES = {
-    "REVOKE_ROLE_SESSIONS": ("true", {"contain": {"iam:PutRolePolicy"}}),
+    "REVOKE_ROLE_SESSIONS": ("true", {"contain": {"lambda:InvokeFunction"},
+                                      "revoke_sessions": {"iam:PutRolePolicy"}}),
     "MEMORY_CAPTURE_DOCUMENT": ("AWSSupport-ExampleMemoryCapture",
                                 {"capture_memory": {"ssm:SendCommand", "dynamodb:UpdateItem"}}),
     "FORENSIC_ACCOUNT_ID": ("210987654321", {"check_snapshots": {
@@ -109,6 +110,31 @@ def test_the_stages_policies_follow_their_settings():
         for function in permissions.needs(current):
             with open(os.path.join(CHALICE_DIR, permissions.policy_file(stage, function))) as f:
                 assert json.load(f) == permissions.policy(stage, function, current)
+
+
+def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_invoked():
+    """IAM has no condition on a policy's content: whoever may write one may write anything.
+    Only revoke_sessions may; the steps that revoke may invoke it, and no other function."""
+    writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
+              "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy"}
+    for stage in permissions.STAGES:
+        for current in permissions.profiles(stage).values():
+            for function in permissions.needs(current):
+                allowed = [s for s in permissions.policy(stage, function, current)["Statement"]
+                           if s["Effect"] == "Allow"]
+                granted = {a for s in allowed for a in s["Action"]}
+                assert bool(granted & writes) == (function == "revoke_sessions"), function
+                invokes = [s for s in allowed if "lambda:InvokeFunction" in s["Action"]]
+                revoking = function == "release" or (
+                    function == "contain" and current.revoke_role_sessions)
+                assert [s["Resource"] for s in invokes] == ([[
+                    f"arn:aws:lambda:*:*:function:{names.function(stage, 'revoke_sessions')}"]]
+                    if revoking else []), (stage, function)
+            revoker = permissions.policy(stage, "revoke_sessions", current)["Statement"]
+            assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
+                    "Action": sorted({"iam:DeleteRolePolicy", "iam:PutRolePolicy"} & {
+                        a for s in revoker for a in s["Action"]}),
+                    "Resource": [f"arn:aws:iam::*:role/{names.APP_NAME}-*"]} in revoker
 
 
 def test_member_role_templates_are_what_the_code_declares():

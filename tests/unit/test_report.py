@@ -15,3 +15,30 @@ def test_any_text_becomes_a_subject_sns_accepts(text):
 def test_a_long_subject_is_cut_visibly():
     subject = report.subject("x" * 300)
     assert len(subject) == 99 and subject.endswith("...")
+
+
+def _revocation(scope: str, others: list) -> dict:
+    key = "also_affects" if scope == "role" else "keep_working"
+    return {"action": "revoke-role-sessions", "resource": "app-server",
+            "attribute": "policy:ec2-quarantine-revoke-inc-0123456789ab", "before": None,
+            "after": {"denies_sessions_issued_before": "2026-01-31T12:00:00Z", "scope": scope,
+                      key: others}}
+
+
+def _contained(changes: list) -> dict:
+    return {"incident_id": "inc-0123456789ab", "instance_id": "i-0123456789abcdef0",
+            "account_id": "123456789012", "region": "us-east-1", "status": "CONTAINED",
+            "changes": changes}
+
+
+def test_role_wide_revocation_is_named_with_every_instance_it_hits():
+    message = report.final(_contained([_revocation("role", ["i-1", "i-2"])]))["message"]
+    assert ("ROLE-WIDE: every session of role app-server issued before 2026-01-31T12:00:00Z is "
+            "denied, on every instance using it; it also hits: i-1, i-2") in message
+
+
+def test_revocation_scoped_to_the_instance_says_the_others_keep_working():
+    message = report.final(_contained([_revocation("instance", ["i-1"])]))["message"]
+    assert "the other instances sharing the role keep working (i-1)" in message
+    assert "ROLE-WIDE" not in message
+    assert "Session revocation" not in report.final(_contained([]))["message"]

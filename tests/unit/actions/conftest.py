@@ -78,3 +78,41 @@ def fleet(world):
     from local.victims import make_fleet_member
 
     return make_fleet_member(world)
+
+
+@pytest.fixture
+def revoker(world, monkeypatch):
+    """The revoking function, in process: a step's Invoke (as `contain` of stage dev) reaches
+    its handler as Lambda delivers it, JSON in and out, acting on this moto account; an Invoke
+    of any other function is answered as Lambda answers an unknown name. Answered first, before
+    any other hook (the embedded AWS's bridge, when this process started one)."""
+    import io
+    import json
+
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ClientError
+    from botocore.response import StreamingBody
+
+    from chalicelib import accounts, aws, revocation
+    from deploy import names
+    from tests.unit.actions.world import ACCOUNT
+
+    asked = []
+
+    def answer(params, **_):
+        function = params["url_path"].split("/")[3]
+        if function != names.function("dev", revocation.FUNCTION):
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException",
+                                         "Message": f"Function not found: {function}"}}, "Invoke")
+        asked.append(json.loads(params["body"]))
+        data = json.dumps(revocation.handle(asked[-1], ACCOUNT)).encode()
+        return AWSResponse("http://lambda.local", 200, {}, None), {
+            "StatusCode": 200, "Payload": StreamingBody(io.BytesIO(data), len(data))}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the functions' region, as in Lambda
+    aws.reset()
+    accounts.forget()
+    with aws.acting_as(names.function("dev", "contain")):
+        aws.client("lambda").meta.events.register_first("before-call.lambda.Invoke", answer)
+        yield asked
+    aws.reset()

@@ -6,7 +6,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import actions
+from chalicelib import actions, aws
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
@@ -132,17 +132,23 @@ def _policies(world, role):
     return world.client("iam").list_role_policies(RoleName=role)["PolicyNames"]
 
 
-def test_revoke_plan_names_the_role_and_who_else_loses_sessions(world, victim, sharing, settings):
+def _document(world, role, name):
+    return world.client("iam").get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+
+
+def test_revoke_plan_names_the_role_and_who_keeps_working(world, victim, sharing, settings):
     target = world.target(victim["instance_id"], settings)
     name = f"ec2-quarantine-revoke-{target.incident['incident_id']}"
 
     assert RevokeRoleSessions().plan(target) == [actions.change(
         "revoke-role-sessions", sharing["role"], f"policy:{name}", None,
-        {"denies_sessions_issued_before": "now", "also_affects": [sharing["other"]]})]
+        {"denies_sessions_issued_before": "now", "scope": "instance",
+         "keep_working": [sharing["other"]]})]
     assert _policies(world, sharing["role"]) == []
 
 
-def test_revoke_apply_denies_earlier_sessions_and_undo_lifts_it(world, victim, sharing, settings):
+def test_revoke_apply_denies_the_instances_earlier_sessions_and_undo_lifts_it(
+        world, victim, sharing, settings, revoker):
     target = world.target(victim["instance_id"], settings)
 
     made = RevokeRoleSessions().apply(target)
@@ -150,19 +156,37 @@ def test_revoke_apply_denies_earlier_sessions_and_undo_lifts_it(world, victim, s
     [record] = made
     name = record["attribute"].split(":", 1)[1]
     assert _policies(world, sharing["role"]) == [name]
-    document = world.client("iam").get_role_policy(RoleName=sharing["role"],
-                                                   PolicyName=name)["PolicyDocument"]
-    [statement] = document["Statement"]
-    assert (statement["Effect"], statement["Action"]) == ("Deny", "*")
-    assert statement["Condition"] == {"DateLessThan": {
-        "aws:TokenIssueTime": record["after"]["denies_sessions_issued_before"]}}
+    [statement] = _document(world, sharing["role"], name)["Statement"]
+    assert (statement["Effect"], statement["Action"], statement["Resource"]) == ("Deny", "*", "*")
+    assert statement["Condition"] == {
+        "StringEquals": {"ec2:SourceInstanceARN":
+                         f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/{victim['instance_id']}"},
+        "DateLessThan": {"aws:TokenIssueTime": record["after"]["denies_sessions_issued_before"]}}
+    assert [r["operation"] for r in revoker] == ["revoke"]  # the revoking function wrote it
     RevokeRoleSessions().undo(target, record)
     assert _policies(world, sharing["role"]) == []
+    assert [r["operation"] for r in revoker] == ["revoke", "lift"]
 
 
-def test_revoke_failure_leaves_the_role_as_it_was(world, victim, sharing, settings):
+def test_role_wide_revocation_names_every_instance_it_hits(world, victim, sharing, configure,
+                                                            revoker):
+    target = world.target(victim["instance_id"], configure(REVOKE_SCOPE="role"))
+
+    [record] = RevokeRoleSessions().apply(target)
+
+    assert (record["after"]["scope"], record["after"]["also_affects"]) == (
+        "role", [sharing["other"]])
+    [statement] = _document(world, sharing["role"], record["attribute"][7:])["Statement"]
+    assert statement["Condition"] == {"DateLessThan": {
+        "aws:TokenIssueTime": record["after"]["denies_sessions_issued_before"]}}
+
+
+def test_revoke_failure_leaves_the_role_as_it_was(world, victim, sharing, settings, revoker):
     target = world.target(victim["instance_id"], settings)
-    world.fail("iam", "PutRolePolicy", code="AccessDenied")
+    def refuse(model, **_):  # IAM refuses the revoking function's write, as AWS answers
+        if model.name == "PutRolePolicy":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, model.name)
+    aws.client("iam", "us-east-1").meta.events.register_first("before-call", refuse)
 
     changes, errors = actions.run([RevokeRoleSessions()], target)
 

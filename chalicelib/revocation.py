@@ -1,0 +1,179 @@
+"""The revoking function: the one holder of `iam:PutRolePolicy` and `iam:DeleteRolePolicy`.
+
+IAM has no condition on a policy's content, so whoever may write a role policy may write any
+policy. Only this function may; the steps invoke it with (role, instance ARN, time) and it builds
+the policy itself: a Deny of every action for sessions issued before that time, conditioned on
+`ec2:SourceInstanceARN` (scope "instance", the default: other instances sharing the role keep
+working) or on the time alone (scope "role": every session of the role). It never writes on the
+product's own roles, only in accounts the app may act in, and only the policy named after the
+incident, which is all that "lift" may delete. Every request is validated field by field; every
+answer is a record (a refusal or failure too, never a stack trace), and every decision is logged.
+"""
+
+import json
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+
+from chalicelib import accounts, aws, incidents, settings
+
+log = logging.getLogger(__name__)
+
+FUNCTION = "revoke_sessions"  # its Chalice name
+REVOKE_PERMISSIONS = ("iam:PutRolePolicy",)  # only while REVOKE_ROLE_SESSIONS is on
+LIFT_PERMISSIONS = ("iam:DeleteRolePolicy", *accounts.ORGANIZATION_PERMISSIONS)  # always
+INVOKE_PERMISSIONS = ("lambda:InvokeFunction",)  # what a step needs to ask it
+POLICY_PREFIX = f"{aws.APP_NAME}-revoke-"
+PRODUCT_ROLE_PREFIX = f"{aws.APP_NAME}-"  # its functions', member and deny-all roles
+SCOPES = ("instance", "role")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CLOCK_SKEW = timedelta(seconds=60)  # how far in the future "issued before" may be
+
+ROLE_NAME = re.compile(r"\A[\w+=,.@-]{1,64}\Z", re.ASCII)  # IAM's pattern and length
+REGION = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]\Z")
+INSTANCE_ARN = re.compile(
+    r"\Aarn:aws:ec2:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):instance/i-[0-9a-f]{8,17}\Z")
+FIELDS = {"operation", "account_id", "region", "role_name", "instance_arn", "issued_before",
+          "incident_id", "scope"}
+
+
+class Refused(ValueError):
+    """A request the revoking function will not act on."""
+
+
+def function_name() -> str:
+    """The revoking function's deployed name, beside the running one's: Chalice names a stage's
+    functions `<app>-<stage>-<name>` and the steps' names hold no hyphen."""
+    return f"{aws.current_function().rsplit('-', 1)[0]}-{FUNCTION}"
+
+
+def policy_name(incident_id: str) -> str:
+    return POLICY_PREFIX + incident_id
+
+
+def instance_arn(region: str, account: str, instance_id: str) -> str:
+    return f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
+
+
+def policy(request: dict) -> dict:
+    """The Deny this function writes: every action, for sessions issued before the time, from
+    the instance (scope "instance") or from anywhere (scope "role")."""
+    condition = {"DateLessThan": {"aws:TokenIssueTime": request["issued_before"]}}
+    if request["scope"] == "instance":
+        condition["StringEquals"] = {"ec2:SourceInstanceARN": request["instance_arn"]}
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": condition}]}
+
+
+def _text(event: dict, name: str, pattern: re.Pattern) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise Refused(f"{name} {value!r} is not valid")
+    return value
+
+
+def validated(event, home: str, current=None) -> dict:
+    """The request, every field checked; Refused names the first that is not acceptable."""
+    current = current or settings.get()
+    if not isinstance(event, dict):
+        raise Refused("the request is not an object")
+    unknown = set(event) - FIELDS
+    if unknown:
+        raise Refused(f"unknown fields {sorted(unknown)}")
+    operation = event.get("operation")
+    if operation not in ("revoke", "lift"):
+        raise Refused(f"operation {operation!r} is neither revoke nor lift")
+    account = _text(event, "account_id", settings.ACCOUNT_ID)
+    why = accounts.refusal(account, home, current)
+    if why:
+        raise Refused(f"account {account} is not one the app may act in: {why}")
+    region = _text(event, "region", REGION)
+    role = _text(event, "role_name", ROLE_NAME)
+    if role.lower().startswith((PRODUCT_ROLE_PREFIX, current.member_role_name.lower())):
+        raise Refused(f"role {role} is one of the product's own roles: never revoked")
+    arn = _text(event, "instance_arn", INSTANCE_ARN)
+    named = INSTANCE_ARN.match(arn)
+    if (named["account"], named["region"]) != (account, region):
+        raise Refused(f"instance {arn} is not in account {account}, region {region}")
+    incident_id = _text(event, "incident_id", incidents.INCIDENT_ID)
+    scope = event.get("scope", "instance")
+    if scope not in SCOPES:
+        raise Refused(f"scope {scope!r} is neither instance nor role")
+    request = {"operation": operation, "account_id": account, "region": region,
+               "role_name": role, "instance_arn": arn, "incident_id": incident_id,
+               "scope": scope, "policy_name": policy_name(incident_id)}
+    if operation == "revoke":
+        issued = event.get("issued_before")
+        try:
+            when = datetime.strptime(issued, TIME_FORMAT).replace(tzinfo=timezone.utc)
+        except (TypeError, ValueError):
+            raise Refused(f"issued_before {issued!r} is not a UTC time like "
+                          "2026-01-31T12:00:00Z") from None
+        if when > datetime.now(timezone.utc) + CLOCK_SKEW:
+            raise Refused(f"issued_before {issued} is in the future")
+        request["issued_before"] = issued
+    elif "issued_before" in event:
+        raise Refused("issued_before belongs to revoke, not lift")
+    return request
+
+
+def handle(event, home: str) -> dict:
+    """Revoke or lift as `event` asks, in the home account `home` or a member account; the
+    outcome as a record: status revoked, lifted, refused or failed."""
+    try:
+        request = validated(event, home)
+    except Refused as refusal:
+        log.warning("revocation refused: %s", refusal)
+        return {"status": "refused", "code": "RevocationRefused", "message": str(refusal)}
+    where = {key: request[key] for key in ("operation", "account_id", "role_name", "policy_name",
+                                           "scope", "instance_arn")}
+    try:
+        client = accounts.client("iam", request["account_id"], request["region"], home)
+        if request["operation"] == "revoke":
+            client.put_role_policy(RoleName=request["role_name"],
+                                   PolicyName=request["policy_name"],
+                                   PolicyDocument=json.dumps(policy(request)))
+            result = {**where, "status": "revoked", "issued_before": request["issued_before"]}
+        else:
+            gone = aws.tolerate("NoSuchEntity", client.delete_role_policy,
+                                RoleName=request["role_name"], PolicyName=request["policy_name"])
+            result = {**where, "status": "lifted", "already_absent": gone is None}
+    except Exception as error:  # answered as a record: the step reports it
+        message = (getattr(error, "response", None) or {}).get("Error", {}).get("Message")
+        log.warning("%s of %s on role %s failed: %s", request["operation"],
+                    request["policy_name"], request["role_name"], error)
+        return {**where, "status": "failed", "code": aws.error_code(error) or
+                type(error).__name__, "message": (message or str(error))[:500]}
+    log.info("%s %s on role %s in %s (scope %s, %s)", result["status"], request["policy_name"],
+             request["role_name"], request["account_id"], request["scope"],
+             request["instance_arn"])
+    return result
+
+
+class Failed(Exception):
+    """The revoking function refused or failed; `response` carries its code as AWS errors do,
+    so the step's failure record names it."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.response = {"Error": {"Code": code, "Message": message}}
+
+
+def invoke(request: dict) -> dict:
+    """Ask the revoking function (synchronously) and return its result; Failed when it did not
+    do what was asked."""
+    answer = aws.client("lambda").invoke(FunctionName=function_name(),
+                                         InvocationType="RequestResponse",
+                                         Payload=json.dumps(request).encode())
+    payload = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        raise Failed("RevokerFailed", str((payload or {}).get("errorMessage", payload))[:500])
+    if not isinstance(payload, dict) or payload.get("status") not in ("revoked", "lifted"):
+        payload = payload if isinstance(payload, dict) else {}
+        raise Failed(str(payload.get("code", "RevokerFailed")),
+                     str(payload.get("message", "no result")))
+    return payload

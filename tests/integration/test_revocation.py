@@ -1,0 +1,183 @@
+"""Session revocation under moto's IAM enforcement: the revoking function alone writes role
+policies, the Deny it writes is its own, and a compromised step can make it write nothing else.
+
+IAM has no condition on a policy's content, so a function that may write a role policy may
+grant itself anything on any role it reaches; here every other function tries, with its own
+role's credentials, and is denied."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import revocation
+from deploy import names, permissions
+from local import iam, provision
+from tests.helpers import (
+    api,
+    deliver_finding,
+    guardduty_event,
+    make_victim,
+    messages,
+    subscribe_queue,
+    wait_execution,
+)
+
+REVOKER = "revoke_sessions"
+OTHERS = sorted(set(permissions.needs()) - {REVOKER})
+GRANT_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+
+
+def _deployed(stack, function: str) -> str:
+    return names.api_function(stack.stage) if function == "api_handler" else names.function(
+        stack.stage, function)
+
+
+def _as(stack, function: str, service: str):
+    """A client with `function`'s own role's credentials (as Lambda gives them)."""
+    keys = stack.bridge.roles.credentials(_deployed(stack, function))
+    return boto3.session.Session().client(
+        service, region_name=stack.region, endpoint_url=stack.endpoint,
+        aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token)
+
+
+def _instance_role(stack, name="web") -> str:
+    """An instance's role with an inline policy of its own."""
+    iam_admin = stack.client("iam")
+    iam_admin.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(provision.EC2_TRUST))
+    iam_admin.put_role_policy(RoleName=name, PolicyName="own", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                "Resource": "*"}]}))
+    return name
+
+
+def _policies(stack, role: str) -> list[str]:
+    return stack.client("iam").list_role_policies(RoleName=role)["PolicyNames"]
+
+
+def _code(call) -> str:
+    with pytest.raises(ClientError) as raised:
+        call()
+    return raised.value.response["Error"]["Code"]
+
+
+@pytest.mark.parametrize("function", OTHERS)
+def test_no_function_but_the_revoker_can_write_or_delete_a_role_policy(stack, function):
+    role = _instance_role(stack)
+    with stack.enforce_iam():
+        as_function = _as(stack, function, "iam")
+        assert _code(lambda: as_function.put_role_policy(
+            RoleName=role, PolicyName="escalate", PolicyDocument=GRANT_ALL)) == "AccessDenied"
+        assert _code(lambda: as_function.delete_role_policy(
+            RoleName=role, PolicyName="own")) == "AccessDenied"
+        own = names.function_role(stack.stage, function)
+        assert _code(lambda: as_function.put_role_policy(
+            RoleName=own, PolicyName="escalate", PolicyDocument=GRANT_ALL)) == "AccessDenied"
+    assert _policies(stack, role) == ["own"]
+    assert "escalate" not in _policies(stack, names.function_role(stack.stage, function))
+    assert iam.authorizations.denied(names.function_role(stack.stage, function)) == {
+        "iam:PutRolePolicy", "iam:DeleteRolePolicy"}
+
+
+def test_the_revoker_may_write_on_an_instances_role_but_iam_denies_it_the_products_own(stack):
+    """Even if its own refusal were bypassed, IAM denies it the product's roles."""
+    role = _instance_role(stack)
+    stack.configure(REVOKE_ROLE_SESSIONS="true")  # off, it may only lift
+    with stack.enforce_iam():
+        as_revoker = _as(stack, REVOKER, "iam")
+        as_revoker.put_role_policy(RoleName=role, PolicyName="probe", PolicyDocument=GRANT_ALL)
+        for product_role in (names.function_role(stack.stage, REVOKER),
+                             names.function_role(stack.stage, "contain")):
+            assert _code(lambda: as_revoker.put_role_policy(
+                RoleName=product_role, PolicyName="escalate",
+                PolicyDocument=GRANT_ALL)) == "AccessDenied"
+    assert sorted(_policies(stack, role)) == ["own", "probe"]
+    assert "escalate" not in _policies(stack, names.function_role(stack.stage, "contain"))
+
+
+def test_a_compromised_contain_step_gets_the_revoker_to_write_nothing_but_its_own_deny(stack):
+    """As contain: the revoker refuses a product role and a policy of the caller's making;
+    no other function may be invoked."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    product_role = names.function_role(stack.stage, "contain")
+    arn = revocation.instance_arn(stack.region, stack.account, victim["instance_id"])
+    asked = {"operation": "revoke", "account_id": stack.account, "region": stack.region,
+             "instance_arn": arn, "incident_id": "inc-0123456789ab",
+             "issued_before": revocation.now(), "scope": "role"}
+    stack.configure(REVOKE_ROLE_SESSIONS="true")  # off, contain may not invoke the revoker
+    with stack.enforce_iam():
+        as_contain = _as(stack, "contain", "lambda")
+
+        def invoke(request, function=REVOKER):
+            answer = as_contain.invoke(FunctionName=names.function(stack.stage, function),
+                                       Payload=json.dumps(request).encode())
+            return json.load(answer["Payload"])
+
+        for refused in ({**asked, "role_name": product_role},
+                        {**asked, "role_name": product_role.upper()},
+                        {**asked, "role_name": "web", "policy_document": GRANT_ALL}):
+            answer = invoke(refused)
+            assert (answer["status"], answer["code"]) == ("refused", "RevocationRefused"), answer
+        assert _code(lambda: invoke(asked, function="report")) == "AccessDeniedException"
+    assert _policies(stack, product_role) == [product_role]  # its generated policy, alone
+    assert not iam.authorizations.allowed(names.function_role(stack.stage, REVOKER))
+
+
+@pytest.mark.parametrize("scope", ["instance", "role"])
+def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
+    queue = subscribe_queue(stack)
+    stack.configure(REVOKE_ROLE_SESSIONS="true", REVOKE_SCOPE=scope)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    ec2 = stack.client("ec2")
+    profile = ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    role = profile.rsplit("/", 1)[-1]  # make_victim names role and profile alike
+    sibling = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                IamInstanceProfile={"Arn": profile})["Instances"][0]["InstanceId"]
+    revoker_role = names.function_role(stack.stage, REVOKER)
+
+    with stack.enforce_iam():
+        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+        wait_execution(stack, started["execution_arn"], timeout=90)
+        stack.bridge.wait_idle()
+        status, record = api(stack, "GET", f"/incidents/{started['incident_id']}")
+        assert status == 200 and record["status"] == "CONTAINED", record
+        name = revocation.policy_name(record["incident_id"])
+        assert _policies(stack, role) == [name]
+        [change] = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+        document = stack.client("iam").get_role_policy(RoleName=role, PolicyName=name)[
+            "PolicyDocument"]
+        condition = {"DateLessThan": {
+            "aws:TokenIssueTime": change["after"]["denies_sessions_issued_before"]}}
+        if scope == "instance":
+            condition["StringEquals"] = {"ec2:SourceInstanceARN": revocation.instance_arn(
+                stack.region, stack.account, victim["instance_id"])}
+        assert document["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                          "Condition": condition}]
+        report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
+        assert (f"ROLE-WIDE: every session of role {role}" in report["Message"]) == (
+            scope == "role")
+        assert (f"it also hits: {sibling}" if scope == "role" else
+                f"the other instances sharing the role keep working ({sibling})") in report[
+            "Message"]
+        assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy"}
+
+        status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                         "reason": "cleared"})
+        assert status == 202, answer
+        assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+        stack.bridge.wait_idle()
+    assert _policies(stack, role) == []
+    assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy",
+                                                        "iam:DeleteRolePolicy"}
+    writers = {d.principal for d in iam.authorizations.decisions()
+               if d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")}
+    assert writers == {revoker_role}
+    assert [(i.caller, i.event["operation"]) for i in stack.bridge.invocations
+            if i.function_name == names.function(stack.stage, REVOKER)] == [
+        (names.function(stack.stage, "contain"), "revoke"),
+        (names.function(stack.stage, "release"), "lift")]
