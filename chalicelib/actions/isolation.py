@@ -7,6 +7,7 @@ and VPC in one request, created race-safely, and checked for rules before every 
 """
 
 import logging
+import uuid
 
 from chalicelib import aws
 from chalicelib.actions import Action, OnRelease, change, narrowed
@@ -62,17 +63,26 @@ def isolation_groups(target, vpc_id: str) -> dict:
 
 
 def _create(ec2, vpc_id: str, role: str) -> dict:
-    """Create the group, or take the one a concurrent step created a moment ago."""
-    created = aws.tolerate(
-        "InvalidGroup.Duplicate", ec2.create_security_group,
-        GroupName=GROUP_NAMES[role], Description=DESCRIPTIONS[role], VpcId=vpc_id,
-        TagSpecifications=[{"ResourceType": "security-group", "Tags": [
-            {"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": GROUP_NAMES[role]}]}])
-    if created is None:  # a concurrent step created it: take that one
-        return ec2.describe_security_groups(Filters=[
+    """Create the group, or take the one a concurrent step created a moment ago. A group of
+    that name without the product's tag is someone else's (IAM lets the steps change only
+    tagged groups): it is left alone, and the product's is created under a name of its own."""
+    def create(name):
+        return aws.tolerate(
+            "InvalidGroup.Duplicate", ec2.create_security_group,
+            GroupName=name, Description=DESCRIPTIONS[role], VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+                {"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": name}]}])
+
+    created = create(GROUP_NAMES[role])
+    if created is None:
+        (named,) = ec2.describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [vpc_id]},
-            {"Name": "group-name", "Values": [GROUP_NAMES[role]]},
-        ])["SecurityGroups"][0]
+            {"Name": "group-name", "Values": [GROUP_NAMES[role]]}])["SecurityGroups"]
+        if {"Key": ROLE_TAG, "Value": role} in named.get("Tags", []):
+            return named  # a concurrent step created it: take that one
+        log.warning("group %s in %s is named %s but is not the product's (no %s=%s tag): "
+                    "not used", named["GroupId"], vpc_id, GROUP_NAMES[role], ROLE_TAG, role)
+        created = create(f"{GROUP_NAMES[role]}-{uuid.uuid4().hex[:8]}")
     group_id = created["GroupId"]
     log.info("created %s group %s in %s", role, group_id, vpc_id)
     # A new VPC group holds AWS's default egress rule; _make_rules_right removes it.

@@ -128,3 +128,25 @@ def test_a_failure_on_the_second_interface_keeps_the_first_isolated(world, victi
         ("isolate-interface", second["id"], "RuntimeError")]
     assert interface_groups(ec2, first["id"]) == [isolation]
     assert interface_groups(ec2, second["id"]) == sorted(second["groups"])
+
+
+def test_a_group_squatting_the_products_name_is_never_used(world, victim, settings):
+    """An insider creates an untagged `ec2-quarantine-isolation` (with a rule) in the VPC first:
+    containment neither adopts nor changes it (IAM would refuse to: it is not the product's)."""
+    ec2 = world.client("ec2")
+    squatter = ec2.create_security_group(GroupName="ec2-quarantine-isolation",
+                                         Description="mine", VpcId=victim["vpc_id"])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=squatter, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    target = world.target(victim["instance_id"], settings)
+
+    for action in _isolators(target):
+        action.apply(target)
+
+    isolation = quarantine_groups(ec2, victim["vpc_id"])["isolation"]
+    assert isolation["GroupId"] != squatter and isolation["GroupName"].startswith(
+        "ec2-quarantine-isolation-")
+    for eni in victim["interfaces"]:
+        assert interface_groups(ec2, eni) == [isolation["GroupId"]]
+    (kept,) = ec2.describe_security_groups(GroupIds=[squatter])["SecurityGroups"]
+    assert len(kept["IpPermissions"]) == 1 and not kept.get("Tags")
