@@ -157,3 +157,26 @@ def test_the_member_role_trusts_the_organization_it_was_given(stack):
     with stack.enforce_iam():
         assert _assume(_as_function(stack, "contain"),
                        _member_role_arn(stack, "contain")) == "AccessDenied"
+
+
+def test_once_warm_nothing_stands_between_a_finding_and_the_swap_but_the_swap(stack):
+    """The second incident in a member account: the functions reuse their member credentials
+    and the organization's answer, so no sts:AssumeRole or Organizations call comes first."""
+    stack.configure(MEMBER_ACCOUNTS=MEMBER)
+    iam.provision_member_account(stack, MEMBER)
+    first, second = (make_victim(stack, interfaces=1, volumes=1, profile=False, account=MEMBER)
+                     for _ in range(2))
+    with stack.enforce_iam():
+        for number, victim in enumerate((first, second)):
+            iam.authorizations.clear()
+            started = deliver_finding(stack, guardduty_event(victim["instance_id"],
+                                                             account=MEMBER))
+            assert started["decision"] == "acted", started
+            wait_execution(stack, started["execution_arn"], timeout=90)
+            stack.bridge.wait_idle()
+            contain = names.function_role(stack.stage, "contain")
+            assumed = {d.action for d in iam.authorizations.decisions()
+                       if d.principal == contain and d.action.startswith(("sts:", "organizations:"))}
+            assert assumed == ({"sts:AssumeRole"} if number == 0 else set()), number
+    status, record = api(stack, "GET", f"/incidents/{started['incident_id']}")
+    assert status == 200 and record["status"] == "CONTAINED", record
