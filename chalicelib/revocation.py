@@ -8,6 +8,13 @@ working) or on the time alone (scope "role": every session of the role). It neve
 product's own roles, only in accounts the app may act in, and only the policy named after the
 incident, which is all that "lift" may delete. Every request is validated field by field; every
 answer is a record (a refusal or failure too, never a stack trace), and every decision is logged.
+
+It takes no one's word for what to revoke: the scope is its own settings' (`REVOKE_SCOPE`; a
+request may narrow it to the instance, never widen it), it revokes nothing while
+`REVOKE_ROLE_SESSIONS` is off, and it reads the incident itself: the record must exist, its binding
+must carry the product's seal (the record's, or the one the step sends: during containment the
+record is not sealed yet), and the request must name that incident's instance, account and region
+and the role of the instance profile its sealed pre-incident state names.
 """
 
 import json
@@ -15,13 +22,17 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import accounts, aws, incidents, settings
+from chalicelib import accounts, aws, bindings, incidents, settings
 
 log = logging.getLogger(__name__)
 
 FUNCTION = "revoke_sessions"  # its Chalice name
 REVOKE_PERMISSIONS = ("iam:PutRolePolicy",)  # only while REVOKE_ROLE_SESSIONS is on
 LIFT_PERMISSIONS = ("iam:DeleteRolePolicy", *accounts.ORGANIZATION_PERMISSIONS)  # always
+PROFILE_PERMISSIONS = ("iam:GetInstanceProfile",)  # profile_role()
+# What it reads before either: the incident, its seal, the role of the instance's profile.
+READ_PERMISSIONS = (*incidents.GET_PERMISSIONS, *bindings.VERIFY_PERMISSIONS,
+                    *PROFILE_PERMISSIONS)
 INVOKE_PERMISSIONS = ("lambda:InvokeFunction",)  # what a step needs to ask it
 POLICY_PREFIX = f"{aws.APP_NAME}-revoke-"
 PRODUCT_ROLE_PREFIX = f"{aws.APP_NAME}-"  # its functions', member and deny-all roles
@@ -33,8 +44,9 @@ ROLE_NAME = re.compile(r"\A[\w+=,.@-]{1,64}\Z", re.ASCII)  # IAM's pattern and l
 REGION = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]\Z")
 INSTANCE_ARN = re.compile(
     r"\Aarn:aws:ec2:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):instance/i-[0-9a-f]{8,17}\Z")
+SEAL = re.compile(r"\A[A-Za-z0-9+/=]{1,200}\Z")  # a MAC in base64
 FIELDS = {"operation", "account_id", "region", "role_name", "instance_arn", "issued_before",
-          "incident_id", "scope"}
+          "incident_id", "scope", "seal"}
 
 
 class Refused(ValueError):
@@ -53,6 +65,13 @@ def policy_name(incident_id: str) -> str:
 
 def instance_arn(region: str, account: str, instance_id: str) -> str:
     return f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"
+
+
+def profile_role(iam, profile_arn: str) -> str | None:
+    """The role an instance profile carries (None: none)."""
+    profile = iam.get_instance_profile(
+        InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]
+    return profile["Roles"][0]["RoleName"] if profile["Roles"] else None
 
 
 def now() -> str:
@@ -103,10 +122,16 @@ def validated(event, home: str, current=None) -> dict:
     scope = event.get("scope", "instance")
     if scope not in SCOPES:
         raise Refused(f"scope {scope!r} is neither instance nor role")
+    seal = _text(event, "seal", SEAL) if "seal" in event else None
     request = {"operation": operation, "account_id": account, "region": region,
                "role_name": role, "instance_arn": arn, "incident_id": incident_id,
-               "scope": scope, "policy_name": policy_name(incident_id)}
+               "scope": scope, "seal": seal, "policy_name": policy_name(incident_id)}
     if operation == "revoke":
+        if not current.revoke_role_sessions:
+            raise Refused("revocation is off here (REVOKE_ROLE_SESSIONS=false): it only lifts")
+        if scope == "role" and current.revoke_scope != "role":
+            raise Refused(f"scope role is wider than this deployment's REVOKE_SCOPE "
+                          f"({current.revoke_scope})")
         issued = event.get("issued_before")
         try:
             when = datetime.strptime(issued, TIME_FORMAT).replace(tzinfo=timezone.utc)
@@ -121,18 +146,48 @@ def validated(event, home: str, current=None) -> dict:
     return request
 
 
+def check_incident(request: dict, iam) -> None:
+    """Refused unless the request names a sealed incident's own instance and the role of the
+    profile that instance had (the sealed pre-incident state's, as IAM resolves it now)."""
+    incident_id = request["incident_id"]
+    incident = incidents.get(incident_id)
+    if incident is None:
+        raise Refused(f"no incident {incident_id}")
+    try:
+        bindings.verified_incident({**incident, "seal": request["seal"] or incident.get("seal")})
+    except bindings.Refused as refusal:
+        raise Refused(str(refusal)) from None
+    own = instance_arn(incident["region"], incident["account_id"], incident["instance_id"])
+    if request["instance_arn"] != own:
+        raise Refused(f"instance {request['instance_arn']} is not incident {incident_id}'s "
+                      f"({own})")
+    profile = (incident.get("pre_state") or {}).get("instance_profile")
+    if not profile:
+        raise Refused(f"incident {incident_id}'s instance had no instance profile: no role")
+    role = profile_role(iam, profile)
+    if request["role_name"] != role:
+        raise Refused(f"role {request['role_name']} is not the role of {profile}, the profile "
+                      f"incident {incident_id}'s instance had ({role})")
+
+
+def _refused(refusal: Refused, where: dict | None = None) -> dict:
+    log.warning("revocation refused: %s (%s)", refusal, where or "invalid request")
+    return {**(where or {}), "status": "refused", "code": "RevocationRefused",
+            "message": str(refusal)}
+
+
 def handle(event, home: str) -> dict:
     """Revoke or lift as `event` asks, in the home account `home` or a member account; the
     outcome as a record: status revoked, lifted, refused or failed."""
     try:
         request = validated(event, home)
     except Refused as refusal:
-        log.warning("revocation refused: %s", refusal)
-        return {"status": "refused", "code": "RevocationRefused", "message": str(refusal)}
+        return _refused(refusal)
     where = {key: request[key] for key in ("operation", "account_id", "role_name", "policy_name",
                                            "scope", "instance_arn")}
     try:
         client = accounts.client("iam", request["account_id"], request["region"], home)
+        check_incident(request, client)
         if request["operation"] == "revoke":
             client.put_role_policy(RoleName=request["role_name"],
                                    PolicyName=request["policy_name"],
@@ -142,6 +197,8 @@ def handle(event, home: str) -> dict:
             gone = aws.tolerate("NoSuchEntity", client.delete_role_policy,
                                 RoleName=request["role_name"], PolicyName=request["policy_name"])
             result = {**where, "status": "lifted", "already_absent": gone is None}
+    except Refused as refusal:
+        return _refused(refusal, where)
     except Exception as error:  # answered as a record: the step reports it
         message = (getattr(error, "response", None) or {}).get("Error", {}).get("Message")
         log.warning("%s of %s on role %s failed: %s", request["operation"],

@@ -51,8 +51,9 @@ def needs(current=None) -> dict[str, set[str]]:
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS),
-        "revoke_sessions": set(revocation.LIFT_PERMISSIONS) | members | (
-            set(revocation.REVOKE_PERMISSIONS) if current.revoke_role_sessions else set()),
+        "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS}
+        | members | (set(revocation.REVOKE_PERMISSIONS) if current.revoke_role_sessions
+                     else set()),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)

@@ -98,23 +98,21 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
 class RevokeRoleSessions(Action):
     """Deny the instance's role sessions issued before now (REVOKE_ROLE_SESSIONS=true):
     credentials already taken off the instance stop working. The revoking function writes the
-    policy (chalicelib/revocation.py): this step only asks it. Scoped to the instance by
-    default (`REVOKE_SCOPE`), so the other instances sharing the role keep working; role-wide,
-    they lose their current sessions too. The change names them either way."""
+    policy (chalicelib/revocation.py) once it checked the request against the sealed incident
+    and its own settings: this step only asks it, with the incident's seal (the record carries
+    it only once containment is recorded). Scoped to the instance by default (`REVOKE_SCOPE`),
+    so the other instances sharing the role keep working; role-wide, they lose their current
+    sessions too. The change names them either way."""
 
     name = "revoke-role-sessions"
-    permissions = ("iam:GetInstanceProfile", "iam:ListInstanceProfilesForRole",
+    permissions = (*revocation.PROFILE_PERMISSIONS, "iam:ListInstanceProfilesForRole",
                    "ec2:DescribeIamInstanceProfileAssociations", *revocation.INVOKE_PERMISSIONS)
-    undo_permissions = ("iam:GetInstanceProfile", *revocation.INVOKE_PERMISSIONS)
+    undo_permissions = (*revocation.PROFILE_PERMISSIONS, *revocation.INVOKE_PERMISSIONS)
     on_release = OnRelease.UNDONE
 
     def _role(self, target):
         profile_arn = target.pre_state.get("instance_profile")
-        if not profile_arn:
-            return None
-        profile = target.client("iam").get_instance_profile(
-            InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]
-        return profile["Roles"][0]["RoleName"] if profile["Roles"] else None
+        return revocation.profile_role(target.client("iam"), profile_arn) if profile_arn else None
 
     def _sharing(self, target, role):
         """Other instances whose profile carries `role`."""
@@ -138,7 +136,8 @@ class RevokeRoleSessions(Action):
                 "instance_arn": revocation.instance_arn(incident["region"],
                                                         incident["account_id"],
                                                         target.instance_id),
-                "incident_id": incident["incident_id"], "scope": scope}
+                "incident_id": incident["incident_id"], "scope": scope,
+                "seal": incident["seal"]}
 
     def plan(self, target):
         role = self._role(target)

@@ -129,7 +129,11 @@ OPERATIONS = [
     # contain asks the revoking function, which alone writes the role policy
     Op("lambda", "Invoke", "contain", ("revoke-role-sessions",),
        resource=names.function("dev", "revoke_sessions")),
-    *_ops("iam", ["PutRolePolicy"], "revoke_sessions", ("revoke-role-sessions",)),
+    # which reads the incident, verifies its seal and resolves the profile's role first
+    *_ops("dynamodb", ["GetItem"], "revoke_sessions", ("revoke-role-sessions",)),
+    *_ops("kms", ["VerifyMac"], "revoke_sessions", ("revoke-role-sessions",)),
+    *_ops("iam", ["GetInstanceProfile", "PutRolePolicy"], "revoke_sessions",
+          ("revoke-role-sessions",)),
     # shutdown behaviour reads "stop" already on this shape: nothing to change, only to read
     *_ops("ec2", ["DescribeInstanceAttribute"], "contain",
           ("termination-protection", "shutdown-behaviour")),

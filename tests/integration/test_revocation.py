@@ -1,5 +1,7 @@
 """Session revocation under moto's IAM enforcement: the revoking function alone writes role
-policies, the Deny it writes is its own, and a compromised step can make it write nothing else.
+policies, the Deny it writes is its own, and a compromised step can make it write nothing else:
+no role but the one of the profile a sealed incident's instance had, no scope wider than the
+revoker's own settings, and no lift in the name of an incident that is not that instance's.
 
 IAM has no condition on a policy's content, so a function that may write a role policy may
 grant itself anything on any role it reaches; here every other function tries, with its own
@@ -11,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import revocation
+from chalicelib import incidents, revocation
 from deploy import names, permissions
 from local import iam, provision
 from tests.helpers import (
@@ -26,6 +28,7 @@ from tests.helpers import (
 
 REVOKER = "revoke_sessions"
 OTHERS = sorted(set(permissions.needs()) - {REVOKER})
+READS = {"dynamodb:GetItem", "kms:VerifyMac", "iam:GetInstanceProfile"}  # the revoker's checks
 GRANT_ALL = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 
@@ -164,7 +167,7 @@ def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
         assert (f"it also hits: {sibling}" if scope == "role" else
                 f"the other instances sharing the role keep working ({sibling})") in report[
             "Message"]
-        assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy"}
+        assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy", *READS}
 
         status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
                                                          "reason": "cleared"})
@@ -173,7 +176,7 @@ def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
         stack.bridge.wait_idle()
     assert _policies(stack, role) == []
     assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy",
-                                                        "iam:DeleteRolePolicy"}
+                                                        "iam:DeleteRolePolicy", *READS}
     writers = {d.principal for d in iam.authorizations.decisions()
                if d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")}
     assert writers == {revoker_role}
@@ -181,3 +184,72 @@ def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
             if i.function_name == names.function(stack.stage, REVOKER)] == [
         (names.function(stack.stage, "contain"), "revoke"),
         (names.function(stack.stage, "release"), "lift")]
+
+
+def _invoke(stack, function: str, request: dict) -> dict:
+    """The revoker's answer to `request`, asked with `function`'s own role's credentials."""
+    answer = _as(stack, function, "lambda").invoke(
+        FunctionName=names.function(stack.stage, REVOKER), Payload=json.dumps(request).encode())
+    return json.load(answer["Payload"])
+
+
+def test_a_compromised_step_cannot_point_the_revoker_at_another_role_or_incident(stack):
+    """After a real containment of A (revocation on, scope instance): as contain, the revoker
+    refuses to revoke an unrelated role, or A's own role-wide; as contain and as release, it
+    refuses to lift on A's role for an incident that is not A's sealed one (none, or a record of
+    the attacker's making). Nothing is written or deleted."""
+    stack.configure(REVOKE_ROLE_SESSIONS="true")
+    web = _instance_role(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    profile = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    role = profile.rsplit("/", 1)[-1]  # make_victim names role and profile alike
+    arn = revocation.instance_arn(stack.region, stack.account, victim["instance_id"])
+    revoker_role = names.function_role(stack.stage, REVOKER)
+
+    with stack.enforce_iam():
+        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+        wait_execution(stack, started["execution_arn"], timeout=90)
+        stack.bridge.wait_idle()
+        own = revocation.policy_name(started["incident_id"])
+        assert _policies(stack, role) == [own]
+        writes = len([d for d in iam.authorizations.decisions() if d.principal == revoker_role
+                      and d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")])
+
+        revoke = {"operation": "revoke", "account_id": stack.account, "region": stack.region,
+                  "instance_arn": arn, "incident_id": started["incident_id"],
+                  "issued_before": revocation.now()}
+        for asked, why in (({**revoke, "role_name": web, "scope": "role"}, "wider than"),
+                           ({**revoke, "role_name": web, "scope": "instance"},
+                            f"role {web} is not the role of"),
+                           ({**revoke, "role_name": role, "scope": "role"}, "wider than")):
+            answer = _invoke(stack, "contain", asked)
+            assert (answer["status"], answer["code"]) == ("refused", "RevocationRefused"), answer
+            assert why in answer["message"], answer
+
+        forged = incidents.new_id()  # contain may update the table: it writes a record of A
+        _as(stack, "contain", "dynamodb").update_item(
+            TableName=stack.names["INCIDENTS_TABLE"], Key={"pk": {"S": forged}},
+            UpdateExpression="SET incident_id = :i, instance_id = :n, account_id = :a, "
+                             "home_account = :a, #r = :r, pre_state = :p",
+            ExpressionAttributeNames={"#r": "region"},
+            ExpressionAttributeValues={
+                ":i": {"S": forged}, ":n": {"S": victim["instance_id"]},
+                ":a": {"S": stack.account}, ":r": {"S": stack.region},
+                ":p": {"M": {"instance_profile": {"S": profile}}}})
+        lift = {"operation": "lift", "account_id": stack.account, "region": stack.region,
+                "instance_arn": arn, "role_name": role, "scope": "instance"}
+        for function in ("contain", "release"):
+            for incident_id, why in ((incidents.new_id(), "no incident"),
+                                     (forged, "carries no seal")):
+                answer = _invoke(stack, function, {**lift, "incident_id": incident_id})
+                assert (answer["status"], answer["code"]) == ("refused", "RevocationRefused"), (
+                    function, answer)
+                assert why in answer["message"], answer
+        stack.bridge.wait_idle()
+
+    assert _policies(stack, web) == ["own"]
+    assert _policies(stack, role) == [own]
+    assert len([d for d in iam.authorizations.decisions() if d.principal == revoker_role
+                and d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")]) == writes

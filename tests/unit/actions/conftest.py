@@ -81,7 +81,47 @@ def fleet(world):
 
 
 @pytest.fixture
-def revoker(world, monkeypatch):
+def deployment(monkeypatch):
+    """`deployment(NAME=value)`: the environment a deployed function reads its own settings
+    from (`settings.get()`: the revoking function's, not a step's frozen options)."""
+    from chalicelib import settings
+
+    def configure_deployment(**environ):
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        settings.get.cache_clear()
+
+    yield configure_deployment
+    settings.get.cache_clear()
+
+
+@pytest.fixture
+def ledger(world, deployment):
+    """The incidents table and records key of a deployment (revocation on), in this moto
+    account; `ledger(incident)` records an incident sealed, as the entry function opens it, and
+    every target the world makes meanwhile is recorded so."""
+    from chalicelib import aws, bindings, incidents
+
+    world.client("dynamodb").create_table(TableName="incidents", **incidents.TABLE_DEFINITION)
+    key = world.client("kms").create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")[
+        "KeyMetadata"]["Arn"]
+    deployment(INCIDENTS_TABLE="incidents", RECORDS_KEY_ARN=key, REVOKE_ROLE_SESSIONS="true",
+               AWS_DEFAULT_REGION="us-east-1")
+    aws.reset()
+
+    def record(incident: dict) -> dict:
+        incident["seal"] = bindings.seal_incident(incident)
+        incidents.put({**incident, "status": "OPEN"})
+        return incident
+
+    world.ledger = record
+    yield record
+    world.ledger = None
+    aws.reset()
+
+
+@pytest.fixture
+def revoker(world, ledger):
     """The revoking function, in process: a step's Invoke (as `contain` of stage dev) reaches
     its handler as Lambda delivers it, JSON in and out, acting on this moto account; an Invoke
     of any other function is answered as Lambda answers an unknown name. Answered first, before
@@ -109,8 +149,7 @@ def revoker(world, monkeypatch):
         return AWSResponse("http://lambda.local", 200, {}, None), {
             "StatusCode": 200, "Payload": StreamingBody(io.BytesIO(data), len(data))}
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the functions' region, as in Lambda
-    aws.reset()
+    aws.reset()  # the ledger set the functions' region, as in Lambda
     accounts.forget()
     with aws.acting_as(names.function("dev", "contain")):
         aws.client("lambda").meta.events.register_first("before-call.lambda.Invoke", answer)

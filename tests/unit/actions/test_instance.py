@@ -169,7 +169,8 @@ def test_revoke_apply_denies_the_instances_earlier_sessions_and_undo_lifts_it(
 
 
 def test_role_wide_revocation_names_every_instance_it_hits(world, victim, sharing, configure,
-                                                            revoker):
+                                                            revoker, deployment):
+    deployment(REVOKE_SCOPE="role")  # the revoker's own setting: a step cannot widen it
     target = world.target(victim["instance_id"], configure(REVOKE_SCOPE="role"))
 
     [record] = RevokeRoleSessions().apply(target)

@@ -1,36 +1,80 @@
 """The revoking function (chalicelib/revocation.py) on moto in process: the Deny it writes, what
-"lift" removes, and every request it refuses, answered as a record with IAM left unchanged."""
+"lift" removes, and every request it refuses, answered as a record with IAM left unchanged:
+invalid fields, a scope wider than its own settings, and any request that is not about a sealed
+incident's own instance and the role of the profile that instance had."""
 
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib import revocation
+from chalicelib import bindings, incidents, revocation
 from chalicelib.incidents import new_id
 from tests.unit.actions.world import ACCOUNT, REGION
 
 INSTANCE = "i-0123456789abcdef0"
+OTHER_INSTANCE = "i-0fedcba9876543210"
 ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE}"
+MEMBER = "111111111111"
+PROFILE = f"arn:aws:iam::{ACCOUNT}:instance-profile/app-server"
+INCIDENT = "inc-0123456789ab"  # the instance's sealed incident
+# Incidents on record that a request may name but the revoker must not act for:
+UNSEALED = "inc-00000000000a"  # the instance's, written to the table with no seal
+MOVED = "inc-00000000000b"  # sealed for another instance, then its record says this one
+IN_MEMBER = "inc-00000000000c"  # sealed, an instance of that id in an allowed member account
+IN_REGION = "inc-00000000000d"  # sealed, an instance of that id in another region
+NO_PROFILE = "inc-00000000000e"  # sealed, the instance had no instance profile
+ABSENT = "inc-00000000000f"  # not on record at all
+
+
+def _incident(incident_id, instance=INSTANCE, account=ACCOUNT, region=REGION, profile=PROFILE):
+    return {"incident_id": incident_id, "instance_id": instance, "account_id": account,
+            "home_account": ACCOUNT, "region": region, "opened_at": incidents.now(),
+            "pre_state": {"instance_profile": profile} if profile else {}}
+
+
+def _role(iam, name):
+    """An instance's role, with an inline policy of its own that revocation must leave alone."""
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    iam.put_role_policy(RoleName=name, PolicyName="own", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                "Resource": "*"}]}))
+    return name
 
 
 @pytest.fixture
-def role(world):
-    """An instance's role, with an inline policy of its own that revocation must leave alone."""
+def role(world, ledger, deployment):
+    """The role of the profile the instance of INCIDENT had, a role `web` of no incident's, and
+    the incidents above on record."""
     iam = world.client("iam")
-    iam.create_role(RoleName="app-server", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
-    iam.put_role_policy(RoleName="app-server", PolicyName="own", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
-                                                "Resource": "*"}]}))
+    _role(iam, "app-server")
+    _role(iam, "web")
+    iam.create_instance_profile(InstanceProfileName="app-server")
+    iam.add_role_to_instance_profile(InstanceProfileName="app-server", RoleName="app-server")
+    deployment(MEMBER_ACCOUNTS=MEMBER)
+    ledger(_incident(INCIDENT))
+    ledger(_incident(IN_MEMBER, account=MEMBER))
+    ledger(_incident(IN_REGION, region="eu-west-1"))
+    ledger(_incident(NO_PROFILE, profile=None))
+    incidents.put(_incident(UNSEALED))
+    ledger(_incident(MOVED, instance=OTHER_INSTANCE))
+    world.client("dynamodb").update_item(  # as anyone who may write the table could
+        TableName="incidents", Key={"pk": {"S": MOVED}},
+        UpdateExpression="SET instance_id = :i", ExpressionAttributeValues={":i": {"S": INSTANCE}})
     return "app-server"
 
 
 def _request(**changes):
     return {"operation": "revoke", "account_id": ACCOUNT, "region": REGION,
             "role_name": "app-server", "instance_arn": ARN, "issued_before": revocation.now(),
-            "incident_id": "inc-0123456789ab", **changes}
+            "incident_id": INCIDENT, **changes}
+
+
+def _lift(**changes):
+    return {k: v for k, v in _request(operation="lift", **changes).items()
+            if k != "issued_before"}
 
 
 def _policies(world, role):
@@ -52,7 +96,9 @@ def test_revoke_writes_a_deny_scoped_to_the_instance_by_default(world, role):
                 "DateLessThan": {"aws:TokenIssueTime": request["issued_before"]}}}]}
 
 
-def test_role_wide_revocation_is_asked_for_and_has_no_instance_condition(world, role):
+def test_role_wide_revocation_is_asked_for_and_has_no_instance_condition(world, role,
+                                                                          deployment):
+    deployment(REVOKE_SCOPE="role")
     request = _request(scope="role")
 
     assert revocation.handle(request, ACCOUNT)["status"] == "revoked"
@@ -62,12 +108,12 @@ def test_role_wide_revocation_is_asked_for_and_has_no_instance_condition(world, 
             "DateLessThan": {"aws:TokenIssueTime": request["issued_before"]}}}]
 
 
-def test_lift_removes_only_that_incidents_policy(world, role):
-    other = new_id()
+def test_lift_removes_only_that_incidents_policy(world, role, ledger):
+    other = ledger(_incident(new_id()))["incident_id"]  # an earlier incident of the instance
     revocation.handle(_request(), ACCOUNT)
     revocation.handle(_request(incident_id=other), ACCOUNT)
 
-    lift = {k: v for k, v in _request(operation="lift").items() if k != "issued_before"}
+    lift = _lift()
     assert revocation.handle(lift, ACCOUNT)["status"] == "lifted"
 
     assert sorted(_policies(world, role)) == [f"ec2-quarantine-revoke-{other}", "own"]
@@ -89,8 +135,8 @@ FUTURE = (datetime.now(timezone.utc) + timedelta(minutes=10)).strftime("%Y-%m-%d
      "instance_arn"),
     ({"instance_arn": f"arn:aws:ec2:{REGION}:111111111111:instance/{INSTANCE}"}, "not in account"),
     ({"instance_arn": f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/{INSTANCE}"}, "not in account"),
-    ({"account_id": "111111111111",
-      "instance_arn": f"arn:aws:ec2:{REGION}:111111111111:instance/{INSTANCE}"}, "may act in"),
+    ({"account_id": "222222222222",
+      "instance_arn": f"arn:aws:ec2:{REGION}:222222222222:instance/{INSTANCE}"}, "may act in"),
     ({"account_id": "12345678901"}, "account_id"),
     ({"issued_before": FUTURE}, "in the future"),
     ({"issued_before": "2026-01-31 12:00:00"}, "UTC time"),
@@ -116,10 +162,92 @@ def test_a_request_that_is_no_object_is_refused(world):
 
 
 def test_an_iam_failure_is_answered_as_a_record(world, role):
-    result = revocation.handle(_request(role_name="no-such-role"), ACCOUNT)
+    from botocore.exceptions import ClientError
 
-    assert (result["status"], result["code"]) == ("failed", "NoSuchEntity"), result
+    from chalicelib import aws
+
+    def refuse(model, **_):  # IAM refuses the revoking function's write, as AWS answers
+        if model.name == "PutRolePolicy":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, model.name)
+    aws.client("iam", REGION).meta.events.register_first("before-call", refuse)
+
+    result = revocation.handle(_request(), ACCOUNT)
+
+    assert (result["status"], result["code"]) == ("failed", "AccessDenied"), result
     assert _policies(world, role).keys() == {"own"}
+
+
+NOT_ITS_INCIDENT = [  # each request names what is not a sealed incident's instance and role
+    ({"incident_id": ABSENT}, f"no incident {ABSENT}"),
+    ({"incident_id": UNSEALED}, "carries no seal"),
+    ({"incident_id": MOVED}, "seal does not match"),
+    ({"seal": "AAAA"}, "seal does not match"),  # a seal of the caller's making
+    ({"instance_arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{OTHER_INSTANCE}"},
+     f"is not incident {INCIDENT}'s"),
+    ({"incident_id": IN_MEMBER}, f"is not incident {IN_MEMBER}'s"),  # its account is another
+    ({"incident_id": IN_REGION}, f"is not incident {IN_REGION}'s"),  # its region is another
+    ({"incident_id": NO_PROFILE}, "had no instance profile"),
+    ({"role_name": "web"}, f"role web is not the role of {PROFILE}"),
+]
+EVERY_INCIDENT = (INCIDENT, UNSEALED, MOVED, IN_MEMBER, IN_REGION, NO_PROFILE, ABSENT)
+
+
+def _every_role_policy(world):
+    return {role: sorted(_policies(world, role)) for role in ("app-server", "web")}
+
+
+@pytest.mark.parametrize("changes, why", [
+    *NOT_ITS_INCIDENT,
+    ({"scope": "role"}, "scope role is wider than this deployment's REVOKE_SCOPE (instance)"),
+])
+def test_a_revocation_not_of_a_sealed_incidents_instance_and_role_is_refused(
+        world, role, changes, why):
+    result = revocation.handle(_request(**changes), ACCOUNT)
+
+    assert (result["status"], result["code"]) == ("refused", "RevocationRefused"), result
+    assert why in result["message"], result
+    assert _every_role_policy(world) == {"app-server": ["own"], "web": ["own"]}
+
+
+@pytest.mark.parametrize("changes, why", NOT_ITS_INCIDENT)
+def test_a_lift_not_of_a_sealed_incidents_instance_and_role_is_refused(
+        world, role, changes, why):
+    iam = world.client("iam")
+    for name in ("app-server", "web"):  # what a lift wrongly let through would delete
+        for incident_id in EVERY_INCIDENT:
+            iam.put_role_policy(RoleName=name, PolicyName=revocation.policy_name(incident_id),
+                                PolicyDocument=json.dumps(revocation.policy(
+                                    _request(incident_id=incident_id, scope="instance"))))
+    before = _every_role_policy(world)
+
+    result = revocation.handle(_lift(**changes), ACCOUNT)
+
+    assert (result["status"], result["code"]) == ("refused", "RevocationRefused"), result
+    assert why in result["message"], result
+    assert _every_role_policy(world) == before
+
+
+def test_with_revocation_off_it_revokes_nothing_and_still_lifts(world, role, deployment):
+    assert revocation.handle(_request(), ACCOUNT)["status"] == "revoked"
+    deployment(REVOKE_ROLE_SESSIONS="false")
+
+    refused = revocation.handle(_request(), ACCOUNT)
+    role_wide = revocation.handle(_request(scope="role"), ACCOUNT)
+
+    assert all(r["status"] == "refused" and "REVOKE_ROLE_SESSIONS=false" in r["message"]
+               for r in (refused, role_wide)), (refused, role_wide)
+    assert revocation.handle(_lift(), ACCOUNT)["status"] == "lifted"
+    assert _every_role_policy(world) == {"app-server": ["own"], "web": ["own"]}
+
+
+def test_a_step_may_narrow_the_scope_to_the_instance_never_widen_it(world, role, deployment):
+    deployment(REVOKE_SCOPE="role")
+
+    result = revocation.handle(_request(scope="instance"), ACCOUNT)
+
+    assert (result["status"], result["scope"]) == ("revoked", "instance"), result
+    [statement] = _policies(world, role)[revocation.policy_name(INCIDENT)]["Statement"]
+    assert statement["Condition"]["StringEquals"] == {"ec2:SourceInstanceARN": ARN}
 
 
 def test_the_revoker_is_named_after_the_running_functions_stage():

@@ -24,6 +24,7 @@ class World:
 
     def __init__(self):
         self._hooks = []
+        self.ledger = None  # records each new incident, sealed (the `ledger` fixture)
 
     def client(self, service, region=None, account=None):
         assert region in (None, REGION) and account in (None, ACCOUNT), "one account and region"
@@ -63,12 +64,16 @@ class World:
 
     def target(self, instance_id: str, settings) -> Target:
         """The target a step would build for a new incident on `instance_id` (the pre-incident
-        state read now, as `workflow.new_incident` does)."""
-        return Target(client=self.client, home_client=self.client, settings=settings, incident={
+        state read now, as `workflow.new_incident` does), recorded when a ledger is kept."""
+        incident = {
             "incident_id": new_id(), "instance_id": instance_id, "account_id": ACCOUNT,
             "home_account": ACCOUNT, "region": REGION,
             "finding": {"type": "UnauthorizedAccess:EC2/SSHBruteForce"},
-            "pre_state": pre_state(self.instance(instance_id))})
+            "pre_state": pre_state(self.instance(instance_id))}
+        if self.ledger:
+            self.ledger(incident)
+        return Target(client=self.client, home_client=self.client, settings=settings,
+                      incident=incident)
 
 
 @functools.cache
