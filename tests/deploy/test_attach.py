@@ -91,3 +91,13 @@ def test_compliance_locked_evidence_cannot_be_purged_and_the_refusal_says_so(aws
     with pytest.raises(DeployError, match="COMPLIANCE mode: nobody, the account root included"):
         retained._purge_bucket(bucket)
     assert s3.list_object_versions(Bucket=bucket)["Versions"]  # the evidence is all there
+
+
+def test_the_rest_api_is_found_in_chalices_deployed_record():
+    deployed = {"schema_version": "2.0", "resources": [  # the shape Chalice records
+        {"name": "api_handler", "resource_type": "lambda_function",
+         "lambda_arn": "arn:aws:lambda:us-east-1:123456789012:function:ec2-quarantine-prod"},
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
+         "rest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com/api/"}]}
+    assert attach._rest_api(deployed) == "abc123"
+    assert attach._rest_api({"resources": deployed["resources"][:1]}) is None  # a rehearsal
