@@ -54,7 +54,7 @@ stage-given:
 	@test -n "$(STAGE)" || { echo "STAGE is required: make $(MAKECMDGOALS) STAGE=dev|prod"; exit 2; }
 
 deploy: install stage-given
-	$(BIN)/python -m deploy deploy --stage $(STAGE)$(if $(ALERT_EMAIL), --alert-email $(ALERT_EMAIL))$(if $(EVIDENCE_RETENTION_DAYS), --evidence-retention-days $(EVIDENCE_RETENTION_DAYS))
+	$(BIN)/python -m deploy deploy --stage $(STAGE)$(if $(ALERT_EMAIL), --alert-email $(ALERT_EMAIL))$(if $(EVIDENCE_RETENTION_DAYS), --evidence-retention-days $(EVIDENCE_RETENTION_DAYS))$(if $(EVIDENCE_LOCK_MODE), --evidence-lock-mode $(EVIDENCE_LOCK_MODE))
 
 destroy: install stage-given
 	$(BIN)/python -m deploy destroy --stage $(STAGE)$(if $(filter 1 true yes,$(PURGE)), --purge)$(if $(filter 1 true yes,$(FORCE)), --force)

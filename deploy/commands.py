@@ -2,7 +2,9 @@
 
 deploy: (1) the resources stack (deploy/resources.py) is created or updated and waited for;
 (2) its outputs are written into the stage's environment in `.chalice/config.json`; (3) Chalice
-deploys the functions, the API and the EventBridge rule. Nothing of the app is deployed before
+deploys the functions, the API and the EventBridge rule; (4) what Chalice cannot set is set on
+what it made (deploy/attach.py: the API's access logs, the GuardDuty function's failure
+destination and its rule's dead-letter queue). Nothing of the app is deployed before
 its resources exist, and an app left half-deployed has its rule disabled, so no finding reaches
 it until a rerun finishes the job. Every run converges: a second one changes nothing.
 
@@ -14,7 +16,8 @@ the REST API is left out: moto cannot import Chalice's Swagger 2.0 (`make packag
 import argparse
 import os
 
-from deploy import application, package, permissions, project, retained, stack
+from deploy import (application, attach, package, permissions, project, resources, retained,
+                    stack)
 from deploy.session import DeployError, say
 
 
@@ -26,6 +29,8 @@ def deploy(stage: str, parameters: dict[str, str]) -> dict:
     outputs = stack.converge(stage, parameters, os.path.join(project_dir, "build", stage))
     project.wire_settings(project_dir, stage, outputs)
     deployed = application.deploy(project_dir, stage)
+    api_stage = project.read_config(project_dir)["stages"][stage].get("api_gateway_stage", "api")
+    attach.attach(stage, api_stage, deployed, outputs)
     say(f"done: stage {stage} is deployed")
     return {"outputs": outputs, "deployed": deployed}
 
@@ -51,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", required=True, choices=permissions.STAGES)
     parser.add_argument("--alert-email", default=None)
     parser.add_argument("--evidence-retention-days", default=None)
+    parser.add_argument("--evidence-lock-mode", default=None, type=str.upper,
+                        choices=resources.LOCK_MODES)
     parser.add_argument("--purge", action="store_true",
                         help="destroy: delete the incidents table and evidence bucket too")
     parser.add_argument("--force", action="store_true",
@@ -61,7 +68,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "deploy":
             deploy(args.stage, {"AlertEmail": args.alert_email,
-                                "EvidenceRetentionDays": args.evidence_retention_days})
+                                "EvidenceRetentionDays": args.evidence_retention_days,
+                                "EvidenceLockMode": args.evidence_lock_mode})
         elif args.command == "destroy":
             destroy(args.stage, args.purge, args.force)
         else:

@@ -70,8 +70,17 @@ def evidence_bucket(region: str, account: str, stage: str) -> str:
     return f"{evidence_bucket_prefix(stage)}{account}-{region}"
 
 
+def access_logs_bucket(region: str, account: str, stage: str) -> str:
+    """Where S3 delivers the evidence bucket's server access logs."""
+    return f"{APP_NAME}-{stage}-access-logs-{account}-{region}"
+
+
 def rule(stage: str, handler: str) -> str:
     return f"{function(stage, handler)}-event"
+
+
+def rule_arn(region: str, account: str, stage: str, handler: str) -> str:
+    return f"arn:aws:events:{region}:{account}:rule/{rule(stage, handler)}"
 
 
 def deny_all_profile(stage: str) -> str:

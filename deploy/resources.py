@@ -24,7 +24,8 @@ SETTINGS_FROM_OUTPUTS = {
     "RecordsKeyArn": "RECORDS_KEY_ARN",
 }
 # Outlive the stack: evidence is never lost, and sealed records stay verifiable.
-RETAINED = ("IncidentsTable", "EvidenceBucket", "RecordsKey", "RecordsKeyAlias")
+RETAINED = ("IncidentsTable", "EvidenceBucket", "AccessLogsBucket", "RecordsKey",
+            "RecordsKeyAlias")
 EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 # The role of the instance profile that CREDENTIALS_MODE=deny-all swaps in.
@@ -60,43 +61,152 @@ def _state_machine_role_policy(stage: str) -> dict:
     return document
 
 
+FINDING_HANDLER = "on_guardduty_finding"  # the function EventBridge invokes asynchronously
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# Retained like the evidence: the access logs say who read or changed it.
+KEPT = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
+        "UpdateReplacePolicy": "Retain"}
+PRIVATE = {
+    "PublicAccessBlockConfiguration": {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True, "RestrictPublicBuckets": True},
+    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+}
+
+
+def _skip(*checks: tuple[str, str]) -> dict:
+    """A resource's checkov suppressions, each (check id, why it does not apply)."""
+    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in checks]}}
+
+
 def _evidence_bucket(stage: str) -> dict:
-    """Versioned, KMS-encrypted, private, owner-enforced; object lock when asked for."""
+    """Versioned, KMS-encrypted, private, owner-enforced, object-locked (governance by default),
+    its server access logged to the access logs bucket."""
     return {
-        "Type": "AWS::S3::Bucket",
-        "DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
-        "UpdateReplacePolicy": "Retain",
+        "Type": "AWS::S3::Bucket", **KEPT,
+        "DependsOn": "AccessLogsBucketPolicy",  # S3 may deliver logs as soon as it exists
         "Properties": {
             "BucketName": _sub(names.evidence_bucket(REGION, ACCOUNT, stage)),
             "VersioningConfiguration": {"Status": "Enabled"},
             "BucketEncryption": {"ServerSideEncryptionConfiguration": [
                 {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"},
                  "BucketKeyEnabled": True}]},
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True, "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True, "RestrictPublicBuckets": True},
-            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-            "ObjectLockEnabled": {"Fn::If": ["LockEvidence", True, {"Ref": "AWS::NoValue"}]},
-            "ObjectLockConfiguration": {"Fn::If": ["LockEvidence", {
+            **PRIVATE,
+            "ObjectLockEnabled": True,
+            "ObjectLockConfiguration": {
                 "ObjectLockEnabled": "Enabled",
-                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE",
+                "Rule": {"DefaultRetention": {"Mode": {"Ref": "EvidenceLockMode"},
                                               "Days": {"Ref": "EvidenceRetentionDays"}}}},
-                {"Ref": "AWS::NoValue"}]},
+            "LoggingConfiguration": {"DestinationBucketName": {"Ref": "AccessLogsBucket"},
+                                     "LogFilePrefix": "evidence/"},
         },
     }
 
 
-def _tls_only_policy() -> dict:
+def _access_logs_bucket(stage: str) -> dict:
+    """The evidence bucket's server access logs. Not itself logged (it would log its own log
+    deliveries), not object-locked and SSE-S3, not KMS: S3 delivers no logs to a bucket with
+    either."""
+    return {
+        "Type": "AWS::S3::Bucket", **KEPT,
+        "Metadata": _skip(
+            ("CKV_AWS_18", "the log target: logging it would log each delivery of its own logs")),
+        "Properties": {
+            "BucketName": _sub(names.access_logs_bucket(REGION, ACCOUNT, stage)),
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            **PRIVATE,
+        },
+    }
+
+
+def _tls_only(bucket: str) -> dict:
+    return {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [{"Fn::GetAtt": [bucket, "Arn"]}, _sub(f"${{{bucket}.Arn}}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def _bucket_policy(bucket: str, *statements: dict) -> dict:
     return {
         "Type": "AWS::S3::BucketPolicy",
-        "Properties": {
-            "Bucket": {"Ref": "EvidenceBucket"},
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": [{"Fn::GetAtt": ["EvidenceBucket", "Arn"]},
-                             _sub("${EvidenceBucket.Arn}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]},
+        "Properties": {"Bucket": {"Ref": bucket}, "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [_tls_only(bucket), *statements]}},
+    }
+
+
+def _log_delivery(stage: str) -> dict:
+    """S3's logging service may write the evidence bucket's logs, and nothing else."""
+    return {
+        "Sid": "EvidenceAccessLogs", "Effect": "Allow",
+        "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+        "Resource": _sub("${AccessLogsBucket.Arn}/evidence/*"),
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": _sub(
+                f"arn:aws:s3:::{names.evidence_bucket(REGION, ACCOUNT, stage)}")},
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}
+
+
+def _failures_queue_policy(stage: str) -> dict:
+    """Who may send to the failed-findings queue: EventBridge for the app's rule (its DLQ), and
+    the finding function's role (Lambda sends a failed asynchronous invocation with the
+    function's own role; granted here, so the function's policy gains nothing). The role is
+    named by condition: Chalice creates it after this stack."""
+    queue = {"Fn::GetAtt": ["FindingFailures", "Arn"]}
+    return {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {"Queues": [{"Ref": "FindingFailures"}], "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "RuleDeadLetters", "Effect": "Allow",
+                 "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+                 "Resource": queue, "Condition": {"ArnEquals": {"aws:SourceArn": _sub(
+                     names.rule_arn(REGION, ACCOUNT, stage, FINDING_HANDLER))}}},
+                {"Sid": "FailedInvocations", "Effect": "Allow",
+                 "Principal": {"AWS": _sub(f"arn:aws:iam::{ACCOUNT}:root")},
+                 "Action": "sqs:SendMessage", "Resource": queue,
+                 "Condition": {"ArnEquals": {"aws:PrincipalArn": _sub(
+                     f"arn:aws:iam::{ACCOUNT}:role/"
+                     f"{names.function_role(stage, FINDING_HANDLER)}")}}},
+                {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
+                 "Resource": queue, "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}},
+    }
+
+
+def _app_resources(stage: str) -> dict:
+    """What `make deploy` attaches to Chalice's resources after Chalice (deploy/attach.py): the
+    REST API's access log group (and the role API Gateway logs with), and the queue that keeps
+    findings the GuardDuty function failed on or never received."""
+    return {
+        "ApiAccessLogs": {  # kept, like the execution history
+            "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Metadata": _skip(("CKV_AWS_158", "request metadata only, encrypted at rest by "
+                                              "CloudWatch Logs; a customer key adds a key "
+                                              "policy for the logs service and nothing read "
+                                              "here is secret")),
+            "Properties": {"RetentionInDays": {"Ref": "ExecutionLogRetentionDays"}},
         },
+        "ApiGatewayLogsRole": {  # kept: it may become the region's API Gateway logging role
+            "Type": "AWS::IAM::Role", "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+                    "Action": "sts:AssumeRole"}]},
+                "ManagedPolicyArns": [
+                    "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
+            },
+        },
+        "FindingFailures": {
+            "Type": "AWS::SQS::Queue",
+            "Metadata": _skip(("CKV_AWS_27", "encrypted with SSE-SQS (SqsManagedSseEnabled), "
+                                             "which checkov does not read; EventBridge cannot "
+                                             "send dead letters to a queue under the AWS "
+                                             "managed key alias/aws/sqs")),
+            "Properties": {"SqsManagedSseEnabled": True,
+                           "MessageRetentionPeriod": 14 * 24 * 3600},  # SQS's longest
+        },
+        "FindingFailuresPolicy": _failures_queue_policy(stage),
     }
 
 
@@ -110,16 +220,18 @@ def template(stage: str) -> dict:
         "Parameters": {
             "AlertEmail": {"Type": "String", "Default": "",
                            "Description": "an address subscribed to the reports (optional)"},
-            "EvidenceRetentionDays": {"Type": "Number", "Default": 0, "MinValue": 0,
-                                      "Description": "S3 object lock (governance) on evidence, "
-                                                     "in days; 0 = none; set at first deploy"},
+            "EvidenceRetentionDays": {"Type": "Number", "Default": 365, "MinValue": 1,
+                                      "Description": "days S3 object lock keeps each evidence "
+                                                     "object version"},
+            "EvidenceLockMode": {"Type": "String", "Default": "GOVERNANCE",
+                                 "AllowedValues": list(LOCK_MODES),
+                                 "Description": "GOVERNANCE (s3:BypassGovernanceRetention may "
+                                                "delete early) or COMPLIANCE (nobody may)"},
             "ExecutionLogRetentionDays": {"Type": "Number", "Default": 365,
                                           "AllowedValues": [30, 90, 180, 365, 731, 1827, 3653]},
         },
         "Conditions": {
             "HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]},
-            "LockEvidence": {"Fn::Not": [{"Fn::Equals": [{"Ref": "EvidenceRetentionDays"},
-                                                         "0"]}]},
         },
         "Resources": {
             "IncidentsTable": {
@@ -145,7 +257,10 @@ def template(stage: str) -> dict:
                                "Endpoint": {"Ref": "AlertEmail"}},
             },
             "EvidenceBucket": _evidence_bucket(stage),
-            "EvidenceBucketPolicy": _tls_only_policy(),
+            "EvidenceBucketPolicy": _bucket_policy("EvidenceBucket"),
+            "AccessLogsBucket": _access_logs_bucket(stage),
+            "AccessLogsBucketPolicy": _bucket_policy("AccessLogsBucket", _log_delivery(stage)),
+            **_app_resources(stage),
             "ExecutionLogs": {  # execution history: kept, like the incidents it tells of
                 "Type": "AWS::Logs::LogGroup",
                 "DeletionPolicy": "Retain",
@@ -198,5 +313,9 @@ def template(stage: str) -> dict:
             "EvidenceBucket": {"Value": {"Ref": "EvidenceBucket"}},
             "DenyAllProfileArn": {"Value": {"Fn::GetAtt": ["DenyAllProfile", "Arn"]}},
             "RecordsKeyArn": {"Value": {"Fn::GetAtt": ["RecordsKey", "Arn"]}},
+            "AccessLogsBucket": {"Value": {"Ref": "AccessLogsBucket"}},
+            "ApiAccessLogsArn": {"Value": {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}},
+            "ApiGatewayLogsRoleArn": {"Value": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
+            "FindingFailuresArn": {"Value": {"Fn::GetAtt": ["FindingFailures", "Arn"]}},
         },
     }

@@ -1,5 +1,6 @@
-"""The incidents table, the evidence bucket and the records key, which outlive the stack
-(evidence is never lost by accident, and sealed records stay verifiable): found by their
+"""The incidents table, the evidence bucket, its access logs bucket and the records key, which
+outlive the stack (evidence is never lost by accident, nor the record of who touched it, and
+sealed records stay verifiable): found by their
 deterministic names (the key by its alias), refused in the way of a new stack, purged only when
 asked, and checked for incidents that still hold an instance."""
 
@@ -14,6 +15,7 @@ def _kept(stage: str) -> dict[str, str]:
     region = client("cloudformation").meta.region_name
     return {"table": names.incidents_table(stage),
             "bucket": names.evidence_bucket(region, account, stage),
+            "logs bucket": names.access_logs_bucket(region, account, stage),
             "key": names.records_key_alias(stage)}
 
 
@@ -21,14 +23,15 @@ def _existing(kept: dict[str, str]) -> dict[str, str]:
     """Which of the kept resources exist now."""
     from botocore.exceptions import ClientError
 
+    checks = {"table": lambda name: client("dynamodb").describe_table(TableName=name),
+              "bucket": lambda name: client("s3").head_bucket(Bucket=name),
+              "logs bucket": lambda name: client("s3").head_bucket(Bucket=name),
+              "key": lambda name: client("kms").describe_key(KeyId=name)}
     found = {}
-    for kind, check in (("table", lambda: client("dynamodb").describe_table(
-                             TableName=kept["table"])),
-                        ("bucket", lambda: client("s3").head_bucket(Bucket=kept["bucket"])),
-                        ("key", lambda: client("kms").describe_key(KeyId=kept["key"]))):
+    for kind, name in kept.items():
         try:
-            check()
-            found[kind] = kept[kind]
+            checks[kind](name)
+            found[kind] = name
         except ClientError:
             pass
     return found
@@ -80,30 +83,50 @@ def keep_or_purge(stage: str, purge: bool) -> None:
     _purge(found)
 
 
-def _purge(found: dict[str, str]) -> None:
-    """The evidence first, the records last, their key after them: if object lock keeps
-    evidence, the incidents that name it stay too, and so does the key that verifies them."""
+def _lock_mode(bucket: str) -> str | None:
+    """The bucket's default object lock mode (None: no lock)."""
+    configuration = aws.tolerate("ObjectLockConfigurationNotFoundError",
+                                 client("s3").get_object_lock_configuration, Bucket=bucket)
+    rule = ((configuration or {}).get("ObjectLockConfiguration") or {}).get("Rule") or {}
+    return rule.get("DefaultRetention", {}).get("Mode")
+
+
+def _purge_bucket(bucket: str) -> None:
+    """Every version and delete marker, governance retention bypassed (the caller needs
+    s3:BypassGovernanceRetention); what compliance mode keeps cannot be deleted by anyone
+    until its retention ends: the bucket stays, and so does what names it."""
     from botocore.exceptions import ClientError
 
-    if "bucket" in found:
-        s3, bucket = client("s3"), found["bucket"]
-        say(f"purging bucket {bucket} (every version)")
-        kept = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            if doomed:
-                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed,
-                                                                  "Quiet": True})
-                kept += [e["Key"] for e in answer.get("Errors", [])]
-        try:
-            if kept:
-                raise DeployError(f"{len(kept)} object version(s) were not deleted")
-            s3.delete_bucket(Bucket=bucket)
-        except (ClientError, DeployError) as error:
-            raise DeployError(f"bucket {bucket} was not deleted ({error}; object lock keeps "
-                              "evidence until its retention ends); the incidents table is "
-                              "kept with it") from None
+    s3, kept = client("s3"), []
+    say(f"purging bucket {bucket} (every version; governance retention bypassed)")
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if doomed:
+            answer = s3.delete_objects(Bucket=bucket, BypassGovernanceRetention=True,
+                                       Delete={"Objects": doomed, "Quiet": True})
+            kept += [e["Key"] for e in answer.get("Errors", [])]
+    try:
+        if kept:
+            raise DeployError(f"{len(kept)} object version(s) were not deleted")
+        s3.delete_bucket(Bucket=bucket)
+    except (ClientError, DeployError) as error:
+        why = ("its objects are in COMPLIANCE mode: nobody, the account root included, can "
+               "delete them before their retention ends; purge again after that"
+               if _lock_mode(bucket) == "COMPLIANCE" else
+               "object lock keeps evidence until its retention ends unless the caller may "
+               "s3:BypassGovernanceRetention")
+        raise DeployError(f"bucket {bucket} was not deleted ({error}; {why}); the access logs, "
+                          "the incidents table and the records key are kept with it") from None
+
+
+def _purge(found: dict[str, str]) -> None:
+    """The evidence first, then its access logs, the records last, their key after them: if
+    object lock keeps evidence, the logs of who touched it stay, and the incidents that name it,
+    and the key that verifies them."""
+    for kind in ("bucket", "logs bucket"):
+        if kind in found:
+            _purge_bucket(found[kind])
     if "table" in found:
         say(f"purging table {found['table']}")
         client("dynamodb").delete_table(TableName=found["table"])

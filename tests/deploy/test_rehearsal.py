@@ -4,6 +4,7 @@ resources, same names, no errors); destroy keeps the evidence and the key that v
 records unless told otherwise. The REST
 API is the one part left out (moto cannot import Chalice's Swagger 2.0): test_package covers it."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -17,12 +18,36 @@ from deploy import permissions, project, resources
 STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)
 
 
+def _environ(stack):
+    return {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": stack.region}
+
+
 def _run(stack, *arguments):
-    environ = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "AWS_ACCESS_KEY_ID": "x",
-               "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": stack.region}
     return subprocess.run([sys.executable, "-m", "deploy", *arguments, "--stage", STAGE],
-                          cwd=project.PROJECT_DIR, env=environ, capture_output=True,
+                          cwd=project.PROJECT_DIR, env=_environ(stack), capture_output=True,
                           text=True, timeout=300)
+
+
+def _chalice_deploy(stack):
+    """A bare `chalice deploy` of the rehearsal's copy (what an operator runs after the first
+    `make deploy`): Chalice alone, none of what `make deploy` adds after it."""
+    script = ("import sys; sys.dont_write_bytecode = True\n"
+              "from deploy import application, project\n"
+              f"application.deploy(project.working_copy({STAGE!r}), {STAGE!r})")
+    return subprocess.run([sys.executable, "-c", script], cwd=project.PROJECT_DIR,
+                          env=_environ(stack), capture_output=True, text=True, timeout=300)
+
+
+def _failures_go_to(stack):
+    """Where the GuardDuty function's failed invocations and its rule's undelivered events go."""
+    handler = resources.FINDING_HANDLER
+    config = stack.client("lambda").get_function_event_invoke_config(
+        FunctionName=names.function(STAGE, handler))
+    targets = stack.client("events").list_targets_by_rule(Rule=names.rule(STAGE, handler))[
+        "Targets"]
+    return (config["DestinationConfig"]["OnFailure"]["Destination"],
+            [t.get("DeadLetterConfig", {}).get("Arn") for t in targets])
 
 
 def _deployed(stack):
@@ -58,10 +83,15 @@ def _deployed(stack):
 
 @pytest.fixture
 def rehearsal_dir():
+    """The rehearsal's copy of the project, one test at a time: two workers rehearsing the same
+    stage would share it (and wire each other's ARNs)."""
     path = os.path.join(project.PROJECT_DIR, "build", "rehearsal", STAGE)
-    shutil.rmtree(path, ignore_errors=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(path, ignore_errors=True)
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_dir):
@@ -87,11 +117,29 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
         after_first["keys"][0], "HMAC_256", "GENERATE_VERIFY_MAC")
     with open(os.path.join(project.CHALICE_DIR, "config.json")) as handle:
         assert after_first["machines"][0] not in handle.read()  # the real stage is untouched
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.client(
+        "cloudformation").describe_stacks(StackName=resources.stack_name(STAGE))["Stacks"][0][
+        "Outputs"]}
+    queue = outputs["FindingFailuresArn"]
+    assert _failures_go_to(stack) == (queue, [queue])
+    assert stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.client("sqs").get_queue_url(QueueName=queue.rsplit(":", 1)[-1])[
+            "QueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"] == queue
+    assert outputs["AccessLogsBucket"] in [b["Name"] for b in stack.client(
+        "s3").list_buckets()["Buckets"]]
 
     second = _run(stack, "deploy")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "is up to date" in second.stdout and "already point at the stack" in second.stdout
     assert _deployed(stack) == after_first
+    assert _failures_go_to(stack) == (queue, [queue])
+
+    bare = _chalice_deploy(stack)  # keeps the invoke config; its PutTargets drops the DLQ
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    assert _failures_go_to(stack) == (queue, [None])
+    again = _run(stack, "deploy")  # which `make deploy` sets again
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _failures_go_to(stack) == (queue, [queue])
 
     table = names.incidents_table(STAGE)  # an instance still under an incident: kept running
     stack.client("dynamodb").put_item(TableName=table, Item={
@@ -110,6 +158,8 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     left = _deployed(stack)
     assert (left["stack"], left["functions"], left["rules"], left["machines"]) == ([], [], [], [])
     assert left["tables"] == after_first["tables"] and left["buckets"] == after_first["buckets"]
+    assert outputs["AccessLogsBucket"] in [b["Name"] for b in stack.client(
+        "s3").list_buckets()["Buckets"]]  # who touched the evidence stays with it
     assert left["keys"] == after_first["keys"]  # the records stay verifiable
 
     refused = _run(stack, "deploy")  # the kept table and bucket cannot be created again
@@ -121,6 +171,8 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     assert purged.returncode == 0, purged.stdout + purged.stderr
     purged_left = _deployed(stack)
     assert (purged_left["tables"], purged_left["buckets"], purged_left["keys"]) == ([], [], [])
+    assert outputs["AccessLogsBucket"] not in [b["Name"] for b in stack.client(
+        "s3").list_buckets()["Buckets"]]
     assert stack.client("kms").describe_key(KeyId=after_first["keys"][0])["KeyMetadata"][
         "KeyState"] == "PendingDeletion"
 

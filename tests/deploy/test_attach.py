@@ -1,0 +1,103 @@
+"""What `make deploy` sets after Chalice and what `make destroy --purge` does to locked evidence,
+on moto in process. The REST API cannot be rehearsed (moto does not import Chalice's Swagger), so
+its access logs are set here on a REST API made directly. Whether a bare `chalice deploy` keeps
+them cannot be shown on moto: its CreateDeployment on an existing stage replaces the stage and
+its settings, so here `make deploy`'s own rerun is what restores them."""
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from deploy import attach, retained
+from deploy.session import DeployError
+
+LOGS = "arn:aws:logs:us-east-1:123456789012:log-group:api-access"
+ROLE = "arn:aws:iam::123456789012:role/api-gateway-logs"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        import boto3
+
+        yield boto3.session.Session()
+
+
+def _rest_api(gateway) -> str:
+    api = gateway.create_rest_api(name="ec2-quarantine")["id"]
+    root = gateway.get_resources(restApiId=api)["items"][0]["id"]
+    gateway.put_method(restApiId=api, resourceId=root, httpMethod="GET",
+                       authorizationType="AWS_IAM")
+    gateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    gateway.create_deployment(restApiId=api, stageName="api")
+    return api
+
+
+def test_the_stages_access_logs_are_set_and_set_again_after_a_redeploy(aws):
+    gateway = aws.client("apigateway")
+    api = _rest_api(gateway)
+    assert not gateway.get_stage(restApiId=api, stageName="api").get("accessLogSettings")
+
+    attach.api_access_logs(api, "api", LOGS + ":*", ROLE)
+    settings = gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"]
+    assert settings["destinationArn"] == LOGS  # API Gateway refuses CloudFormation's ":*"
+    assert {"caller", "userArn", "sourceIp", "httpMethod", "resourcePath", "status"} <= set(
+        json.loads(settings["format"]))
+    assert gateway.get_account()["cloudwatchRoleArn"] == ROLE  # it was unset
+
+    gateway.create_deployment(restApiId=api, stageName="api")  # Chalice's redeploy
+    attach.api_access_logs(api, "api", LOGS + ":*", ROLE)  # make deploy's step after it
+    assert gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"] == settings
+
+
+def test_an_accounts_own_api_gateway_logging_role_is_kept(aws):
+    gateway = aws.client("apigateway")
+    theirs = "arn:aws:iam::123456789012:role/their-logging-role"
+    gateway.update_account(patchOperations=[
+        {"op": "replace", "path": "/cloudwatchRoleArn", "value": theirs}])
+    attach.api_access_logs(_rest_api(gateway), "api", LOGS, ROLE)
+    assert gateway.get_account()["cloudwatchRoleArn"] == theirs
+
+
+def _locked_bucket(s3, mode: str) -> str:
+    bucket = "ec2-quarantine-prod-evidence-123456789012-us-east-1"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": 1}}})
+    s3.put_object(Bucket=bucket, Key="inc-1/manifest.json", Body=b"{}")
+    return bucket
+
+
+def test_governance_locked_evidence_resists_a_plain_delete_and_is_purged_with_bypass(aws):
+    s3 = aws.client("s3")
+    bucket = _locked_bucket(s3, "GOVERNANCE")
+    version = s3.list_object_versions(Bucket=bucket)["Versions"][0]
+    refused = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": version["Key"], "VersionId": version["VersionId"]}]})
+    assert refused.get("Errors")  # the lock holds against a delete that does not bypass it
+
+    retained._purge_bucket(bucket)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_compliance_locked_evidence_cannot_be_purged_and_the_refusal_says_so(aws):
+    s3 = aws.client("s3")
+    bucket = _locked_bucket(s3, "COMPLIANCE")
+    with pytest.raises(DeployError, match="COMPLIANCE mode: nobody, the account root included"):
+        retained._purge_bucket(bucket)
+    assert s3.list_object_versions(Bucket=bucket)["Versions"]  # the evidence is all there
+
+
+def test_the_rest_api_is_found_in_chalices_deployed_record():
+    deployed = {"schema_version": "2.0", "resources": [  # the shape Chalice records
+        {"name": "api_handler", "resource_type": "lambda_function",
+         "lambda_arn": "arn:aws:lambda:us-east-1:123456789012:function:ec2-quarantine-prod"},
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
+         "rest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com/api/"}]}
+    assert attach._rest_api(deployed) == "abc123"
+    assert attach._rest_api({"resources": deployed["resources"][:1]}) is None  # a rehearsal
