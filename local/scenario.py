@@ -1,8 +1,8 @@
 """Scenario switches: facts about the imaginary fleet that tests set and the patches read.
 
-In AWS an instance is SSM-managed when its agent is online, and a snapshot stays `pending` for a
-while, and an agent may hang; the embedded AWS has none of these, so a test says so here (through `Stack` or directly, in
-process under `mock_aws`). `reset()` forgets them.
+In AWS an instance is SSM-managed when its agent is online, a snapshot stays `pending` for a
+while, and an agent may hang; the embedded AWS has none of these, so a test says so here (through
+`Stack` or directly, in process under `mock_aws`). `reset()` forgets them.
 """
 
 ssm_managed: set = set()  # instance ids with an (imaginary) online SSM agent

@@ -39,6 +39,7 @@ class CaptureMemory(Action):
 
     @staticmethod
     def object_key(target) -> str:
+        """The one object the image becomes, under the incident's prefix."""
         return f"{target.incident['incident_id']}/memory/{target.instance_id}.mem"
 
     def plan(self, target):
@@ -48,8 +49,8 @@ class CaptureMemory(Action):
 
     def apply(self, target):
         self._check_managed(target)
-        s3, bucket, key = target.home_client("s3"), target.settings.evidence_bucket, \
-            self.object_key(target)
+        s3 = target.home_client("s3")  # the evidence bucket is the app's, in its own account
+        bucket, key = target.settings.evidence_bucket, self.object_key(target)
         upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
         try:
             command = self._run(target, s3, bucket, key, upload)

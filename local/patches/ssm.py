@@ -62,8 +62,7 @@ def _run_agents(response, command_id):
     urls = parameters.get("UploadUrls")
     if not urls:
         return
-    part_size = int(parameters.get("PartSize", [str(len(scenario.MEMORY_IMAGE))])[0])
-    image = scenario.MEMORY_IMAGE
+    part_size, image = int(parameters["PartSize"][0]), scenario.MEMORY_IMAGE
     pieces = [image[i:i + part_size] for i in range(0, len(image), part_size)]
     command = ssm_backends[response.current_account][response.region].get_command_by_id(
         command_id)

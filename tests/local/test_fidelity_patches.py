@@ -225,7 +225,8 @@ def _upload(s3, bucket, key):
 
 
 def test_an_agent_uploads_to_the_urls_it_is_given_and_a_command_can_be_cancelled(stack):
-    """Plain moto's agent uploads nothing, never hangs, and moto has no CancelCommand."""
+    """Plain moto's agent uploads nothing, never fails nor hangs, and moto has no
+    CancelCommand."""
     from local import scenario
 
     ec2, ssm, s3 = stack.client("ec2"), stack.client("ssm"), stack.client("s3")
@@ -240,6 +241,10 @@ def test_an_agent_uploads_to_the_urls_it_is_given_and_a_command_can_be_cancelled
                                       InstanceId=managed)["Status"] == "Success"
     [part] = s3.list_parts(Bucket="memory-out", Key="image", UploadId=upload)["Parts"]
     assert part["Size"] == len(scenario.MEMORY_IMAGE)
+    refused = ssm.send_command(InstanceIds=[managed], DocumentName="Capture", Parameters={
+        "UploadUrls": [url.replace(upload, "no-such-upload")], "PartSize": ["1048576"]})
+    assert ssm.get_command_invocation(CommandId=refused["Command"]["CommandId"],
+                                      InstanceId=managed)["Status"] == "Failed"
 
     scenario.hang_ssm_commands()
     hung = ssm.send_command(InstanceIds=[managed], DocumentName="Capture",
