@@ -81,6 +81,7 @@ def _make_client(service, region, credentials, function):
         user_agent_extra=f"{APP_NAME}/{function}",
         connect_timeout=5,
         read_timeout=30,
+        signature_version="s3v4" if service == "s3" else None,  # presigned URLs too (SSE-KMS)
     )
     keys = {}
     if credentials is not None:

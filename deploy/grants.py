@@ -120,10 +120,10 @@ def product_roles(current) -> tuple[str, ...]:
                                 f"arn:aws:iam::*:role/{deny_all}")))
 
 
-def instance_grants(current, stage: str) -> tuple[Grant, ...]:
+def instance_grants(current) -> tuple[Grant, ...]:
     """Instance-facing actions (home and member accounts), by resource type and condition,
     under the settings `current` (the memory document, the forensic account, the deny-all
-    profile are theirs) for `stage` (its evidence bucket)."""
+    profile are theirs)."""
     deny_all = current.deny_all_profile_arn.rsplit("/", 1)[-1]
     deny_all_profile = current.deny_all_profile_arn.split(":instance-profile/", 1)[-1]
     return (
@@ -203,10 +203,9 @@ def instance_grants(current, stage: str) -> tuple[Grant, ...]:
         Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",), EC2_ONLY),
         Grant("IamPassDenyAllToEc2", (narrowed("iam:PassRole", instance_actions.DENY_ALL),),
               (f"arn:aws:iam::*:role/{deny_all}",), EC2_ONLY),
-        # The document, and the evidence bucket its output goes to (SendCommand names both).
+        # The document only: it uploads to presigned URLs, SendCommand names no bucket.
         Grant("SsmMemoryDocument", ("ssm:SendCommand",),
-              (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",
-               f"arn:aws:s3:::{names.evidence_bucket_prefix(stage)}*")),
+              (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",)),
         # Capture runs before isolation and the tags: any instance, but that document only.
         Grant("SsmMemoryCaptureInstances", ("ssm:SendCommand",), _ec2("instance")),
     )

@@ -134,7 +134,7 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})
             placed.update(actions)
-    for grant in (*grants.instance_grants(current, stage), grants.ORGANIZATION_ACCOUNTS,
+    for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
                   grants.records_key_grant(stage), grants.revoker_grant(stage)):
         statement = grant.statement(wanted)
         if statement:

@@ -196,12 +196,21 @@ def identify(headers, method: str, path: str, query: str, body: str):
         if action:
             return service, action[0]
     if service == "s3":
-        return service, _s3_action(method, path)
+        return service, _s3_action(method, path, parse_qs(query, keep_blank_values=True))
     return service, None
 
 
-def _s3_action(method: str, path: str) -> str:
-    """The S3 REST operation, enough to tell object writes and reads apart."""
+_S3_MULTIPART = {("POST", "uploads"): "CreateMultipartUpload", ("PUT", "uploadId"): "UploadPart",
+                 ("GET", "uploadId"): "ListParts", ("POST", "uploadId"): "CompleteMultipartUpload",
+                 ("DELETE", "uploadId"): "AbortMultipartUpload"}
+
+
+def _s3_action(method: str, path: str, query: dict) -> str:
+    """The S3 REST operation, enough to tell object writes, reads and a multipart upload's
+    steps apart."""
+    for parameter in ("uploads", "uploadId"):
+        if parameter in query and (method, parameter) in _S3_MULTIPART:
+            return _S3_MULTIPART[(method, parameter)]
     if path.strip("/").count("/") >= 1:
         return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
                 "DELETE": "DeleteObject"}.get(method, method)

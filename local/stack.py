@@ -130,6 +130,10 @@ class Stack:
         """Make the instance look SSM-managed (an online agent), as the SSM agent would."""
         scenario.manage_with_ssm(instance_id)
 
+    def hang_ssm_commands(self) -> None:
+        """Commands sent from now on never finish (their agents upload, then hang)."""
+        scenario.hang_ssm_commands()
+
     def hold_snapshots(self, polls: int) -> None:
         """New snapshots read `pending` for their first `polls` DescribeSnapshots calls."""
         scenario.hold_snapshots(polls)

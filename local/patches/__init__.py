@@ -41,6 +41,7 @@ STACK = (
     iam.patch_conditions,
     iam.patch_json_errors,
     iam.patch_trust,
+    iam.patch_presigned_s3,
 )
 
 _lock = threading.Lock()

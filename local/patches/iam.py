@@ -346,3 +346,68 @@ def patch_trust():
 
     IAMRequestBase._is_assuming_role_operation = _is_assuming_role_operation
     IAMRequestBase._check_role_trust_relationship = _check_role_trust_relationship
+
+
+def patch_presigned_s3():
+    """moto reads a request's keys from its Authorization header only, so under enforcement a
+    presigned S3 request (SigV4 in the query string, no header) fails (a KeyError, 500). AWS
+    authorizes it as its signer, for that one request (method, bucket, key, query) until it
+    expires: check its signature and expiry, then the signer's policies, as for any request."""
+    import datetime
+    from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import S3IAMRequest
+
+    from local.iam import enforcing
+
+    class PresignedS3IAMRequest(S3IAMRequest):
+        query: dict = {}  # the request's, set on a subclass made per request (threads)
+        url = ""
+
+        def check_signature(self):
+            query = self.query
+            signed = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+            expires = signed + datetime.timedelta(seconds=int(query["X-Amz-Expires"]))
+            if datetime.datetime.utcnow() > expires:
+                self._raise_access_denied()  # "Request has expired", in AWS's words
+            auth = S3SigV4QueryAuth(self._access_key.create_credentials(), "s3", self._region,
+                                    expires=int(query["X-Amz-Expires"]))
+            parts = urlparse(self.url)
+            unsigned = urlencode([(k, v) for k, v in parse_qs(parts.query,
+                                                               keep_blank_values=True).items()
+                                  if not k.startswith("X-Amz-")], doseq=True)
+            request = AWSRequest(self._method, urlunparse(parts._replace(query=unsigned)),
+                                 headers={"Host": self._headers.get("Host", parts.netloc)})
+            request.context["timestamp"] = query["X-Amz-Date"]
+            auth._modify_request_before_signing(request)
+            canonical = auth.canonical_request(request)
+            if auth.signature(auth.string_to_sign(request, canonical),
+                              request) != query["X-Amz-Signature"]:
+                self._raise_signature_does_not_match()
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
+
+    def _authenticate_and_authorize_s3_action(self, bucket_name=None, key_name=None):
+        query = {k: v[0] for k, v in parse_qs(urlparse(self.uri).query).items()}
+        if (not enforcing() or "Authorization" in self.headers
+                or "X-Amz-Credential" not in query):
+            return original(self, bucket_name, key_name)
+        headers = self.headers
+        self.headers = {**dict(headers), "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
+            f"SignedHeaders={query.get('X-Amz-SignedHeaders', '')}, "
+            f"Signature={query.get('X-Amz-Signature', '')}")}
+        if "X-Amz-Security-Token" in query:
+            self.headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+        presigned = type("Presigned", (PresignedS3IAMRequest,), {"query": query, "url": self.uri})
+        arn = f"{bucket_name or '*'}/{key_name}" if key_name else (bucket_name or "*")
+        try:
+            self._authenticate_and_authorize_action(presigned, f"arn:aws:s3:::{arn}")
+        finally:
+            self.headers = headers
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = (
+        _authenticate_and_authorize_s3_action)

@@ -4,8 +4,9 @@ from local import scenario
 
 
 def patch_ssm():
-    """moto has no DescribeInstanceInformation (500) and its SendCommand succeeds for any
-    instance; in AWS only instances with an online agent are listed and can run commands.
+    """moto has no DescribeInstanceInformation (500) nor CancelCommand, and its SendCommand
+    succeeds for any instance; in AWS only instances with an online agent are listed and can
+    run commands, and their agents run the document (`_run_agents`).
     Which instances have one is the scenario's (`local.scenario.manage_with_ssm`)."""
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
@@ -29,22 +30,47 @@ def patch_ssm():
             raise JsonRESTError("InvalidInstanceId",
                                 f"Instances {unmanaged} not in a valid state for account")
         result = original_send(self)
-        _write_agent_output(self, result.result["Command"]["CommandId"])
+        _run_agents(self, result.result["Command"]["CommandId"])
         return result
+
+    def cancel_command(self):
+        """moto has no CancelCommand; AWS cancels the named instances' invocations."""
+        from moto.ssm.models import ssm_backends
+
+        command = ssm_backends[self.current_account][self.region].get_command_by_id(
+            self._get_param("CommandId"))
+        wanted = set(self._get_param("InstanceIds", []) or command.instance_ids)
+        for invocation in command.invocations:
+            if invocation["InstanceId"] in wanted:
+                invocation.update(Status="Cancelled", StatusDetails="Cancelled")
+        return ActionResult({})
 
     SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
     SimpleSystemManagerResponse.send_command = send_command
+    SimpleSystemManagerResponse.cancel_command = cancel_command
 
 
-def _write_agent_output(response, command_id):
-    """The agent writes each instance's output under OutputS3KeyPrefix, as in AWS."""
-    from moto.s3.models import s3_backends
+def _run_agents(response, command_id):
+    """Each instance's agent runs the document: given `UploadUrls` (the memory capture's
+    contract, README), it PUTs a memory image, `PartSize` bytes a part, to those URLs over
+    HTTP with no credentials of its own (the URLs are its only authorization); a refused PUT
+    fails its invocation. With `scenario.ssm_hold` set the agent uploads, then never finishes."""
+    import requests
+    from moto.ssm.models import ssm_backends
 
-    bucket = response._get_param("OutputS3BucketName")
-    if not bucket:
+    parameters = response._get_param("Parameters", {}) or {}
+    urls = parameters.get("UploadUrls")
+    if not urls:
         return
-    prefix = response._get_param("OutputS3KeyPrefix", "").rstrip("/")
-    backend = s3_backends[response.current_account]["aws"]
-    for instance in response._get_param("InstanceIds", []):
-        key = f"{prefix}/{command_id}/{instance}/awsrunShellScript/0.awsrunShellScript/stdout"
-        backend.put_object(bucket, key.lstrip("/"), b"memory image")
+    part_size, image = int(parameters["PartSize"][0]), scenario.MEMORY_IMAGE
+    pieces = [image[i:i + part_size] for i in range(0, len(image), part_size)]
+    command = ssm_backends[response.current_account][response.region].get_command_by_id(
+        command_id)
+    for invocation in command.invocations:
+        refused = [r.status_code for url, piece in zip(urls, pieces)
+                   if not (r := requests.put(url, data=piece, timeout=30)).ok]
+        if scenario.ssm_hold["hang"]:
+            invocation.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
+        elif refused or len(pieces) > len(urls):
+            invocation.update(Status="Failed", StatusDetails="Failed", ResponseCode=1,
+                              StandardErrorContent=f"upload refused: {refused}")

@@ -107,8 +107,11 @@ OPERATIONS = [
     *_ops("kms", ["GenerateMac"], "capture_memory", ("capture-memory-step",), ()),
     *_ops("ssm", ["DescribeInstanceInformation", "SendCommand"], "capture_memory",
           ("capture-memory",)),
-    # the agent ran and wrote its output; only the command's status could not be read
-    *_ops("ssm", ["GetCommandInvocation"], "capture_memory", ("capture-memory",), ()),
+    # the agent uploaded its part, but the command's status could not be read: the upload is
+    # aborted (so are the ones whose parts cannot be listed or that cannot be completed)
+    *_ops("ssm", ["GetCommandInvocation"], "capture_memory", ("capture-memory",)),
+    *_ops("s3", ["CreateMultipartUpload", "ListParts", "CompleteMultipartUpload"],
+          "capture_memory", ("capture-memory",)),
     *_ops("dynamodb", ["UpdateItem"], "capture_memory", ("capture-memory-step",), ()),
     *_ops("ec2", ["DescribeSecurityGroups", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
                   "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress",

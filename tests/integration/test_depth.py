@@ -4,7 +4,7 @@ IP, credentials, preservation, the evidence store with hashes, memory capture.""
 import hashlib
 import json
 
-from local import recording
+from local import recording, scenario
 from local.victims import make_fleet_member
 from tests.helpers import (
     deliver_finding,
@@ -210,9 +210,10 @@ def test_the_manifest_lists_what_the_memory_capture_wrote(stack):
     victim = make_victim(stack, interfaces=1, volumes=1)
     stack.manage_with_ssm(victim["instance_id"])
     s3, bucket = stack.client("s3"), stack.names["EVIDENCE_BUCKET"]
-    record, _ = _contain(stack, victim["instance_id"])  # the agent writes under memory/ first
+    record, _ = _contain(stack, victim["instance_id"])  # the image is under memory/ first
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{record['incident_id']}/manifest.json")[
         "Body"].read())
     memory = [o for o in manifest["objects"] if "/memory/" in o["key"]]
-    assert [(o["size"], o["written_by"]) for o in memory] == [(12, "ssm-agent")]
+    assert [(o["size"], o["written_by"]) for o in memory] == [
+        (len(scenario.MEMORY_IMAGE), "ssm-agent")]
     assert len({o["key"] for o in manifest["objects"]}) == len(manifest["objects"])

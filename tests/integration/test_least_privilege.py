@@ -30,7 +30,8 @@ MEMBER = "111111111111"
 FORENSIC = "210987654321"
 # Declared, but used only where a run here cannot reach cheaply; each says when it is used.
 NOT_EXERCISED = {
-    "capture_memory": {"ssm:CancelCommand"},  # a capture outliving its timeout (>= 10 s)
+    # a capture outliving its timeout (>= 10 s): test_a_memory_capture_outliving_its_timeout…
+    "capture_memory": {"ssm:CancelCommand", "s3:AbortMultipartUpload"},
     "report": {"kms:GenerateMac"},  # seals the changes of a Contain that could not record them
 }
 
@@ -45,6 +46,67 @@ def _give_profile(stack, instance_ids):
     for instance_id in instance_ids:
         ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": "web"},
                                            InstanceId=instance_id)
+
+
+def _host_with_nothing_on_s3(stack) -> tuple[str, str]:
+    """An SSM-managed instance whose profile's role is denied every S3 action: its id, and
+    that role's name."""
+    victim = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+    role = _profiles(stack, victim)[0]  # the role has the profile's name
+    stack.client("iam").put_role_policy(RoleName=role, PolicyName="no-s3", PolicyDocument=(
+        json.dumps({"Version": "2012-10-17",
+                    "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]})))
+    stack.manage_with_ssm(victim)
+    return victim, role
+
+
+def _memory_in_bucket(stack, incident_id):
+    s3, bucket = stack.client("s3"), stack.names["EVIDENCE_BUCKET"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{incident_id}/memory/")
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return {o["Key"]: o["Size"] for o in listed.get("Contents", [])}, uploads
+
+
+def test_the_memory_image_lands_in_the_bucket_with_no_right_of_the_host_on_it(stack):
+    """The agent PUTs to presigned part URLs with no credentials at all (the embedded AWS's
+    agent), its instance's role may do nothing on S3: the image is there, complete."""
+    from local import scenario
+
+    stack.configure(MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture")
+    victim, role = _host_with_nothing_on_s3(stack)
+
+    with stack.enforce_iam():
+        record = _finish(stack, deliver_finding(stack, guardduty_event(victim)))
+        objects, uploads = _memory_in_bucket(stack, record["incident_id"])
+
+    key = f"{record['incident_id']}/memory/{victim}.mem"
+    assert record["memory"]["outcome"] == "captured" and record["status"] == "CONTAINED"
+    assert objects == {key: len(scenario.MEMORY_IMAGE)} and uploads == []
+    [change] = [c for c in record["changes"] if c["action"] == "capture-memory"]
+    assert (change["after"]["object"], change["after"]["size"]) == (
+        f"s3://{stack.names['EVIDENCE_BUCKET']}/{key}", len(scenario.MEMORY_IMAGE))
+    assert change["after"]["version_id"]
+    assert not [d for d in iam.authorizations.decisions() if d.principal == role]
+    # The parts' PUTs were authorized as the step that signed them (one upload, one object).
+    assert {"s3:PutObject", "s3:ListMultipartUploadParts"} <= iam.authorizations.allowed(
+        names.function_role(stack.stage, "capture_memory"))
+
+
+def test_a_memory_capture_outliving_its_timeout_is_cancelled_and_leaves_no_upload(stack):
+    stack.configure(MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture",
+                    MEMORY_CAPTURE_TIMEOUT_SECONDS="10")
+    victim, _ = _host_with_nothing_on_s3(stack)
+    stack.hang_ssm_commands()
+
+    with stack.enforce_iam():
+        record = _finish(stack, deliver_finding(stack, guardduty_event(victim)))
+        objects, uploads = _memory_in_bucket(stack, record["incident_id"])
+
+    assert record["memory"]["outcome"] == "failed" and record["status"] == "CONTAINED"
+    assert "TimedOut" in str(record["errors"])
+    assert objects == {} and uploads == []
+    role = names.function_role(stack.stage, "capture_memory")
+    assert {"ssm:CancelCommand", "s3:AbortMultipartUpload"} <= iam.authorizations.allowed(role)
 
 
 def _tampered_isolation_group(stack, vpc_id):

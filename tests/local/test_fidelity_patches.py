@@ -211,14 +211,88 @@ def test_ssm_lists_and_commands_only_managed_instances(stack):
         ssm.send_command(InstanceIds=[unmanaged], DocumentName="AWS-RunShellScript",
                          Parameters={"commands": ["true"]})
     assert raised.value.response["Error"]["Code"] == "InvalidInstanceId"
-    s3 = stack.client("s3")
-    s3.create_bucket(Bucket="output")
-    sent = ssm.send_command(InstanceIds=[managed], DocumentName="AWS-RunShellScript",
-                            Parameters={"commands": ["true"]}, OutputS3BucketName="output",
-                            OutputS3KeyPrefix="runs/")["Command"]["CommandId"]
-    assert ssm.get_command_invocation(CommandId=sent, InstanceId=managed)["Status"] == "Success"
-    written = [o["Key"] for o in s3.list_objects_v2(Bucket="output")["Contents"]]
-    assert written == [f"runs/{sent}/{managed}/awsrunShellScript/0.awsrunShellScript/stdout"]
+    ran = ssm.send_command(InstanceIds=[managed], DocumentName="AWS-RunShellScript",
+                           Parameters={"commands": ["true"]})["Command"]["CommandId"]
+    assert ssm.get_command_invocation(CommandId=ran, InstanceId=managed)["Status"] == "Success"
+
+
+def _upload(s3, bucket, key):
+    s3.create_bucket(Bucket=bucket)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    url = s3.generate_presigned_url("upload_part", ExpiresIn=60, Params={
+        "Bucket": bucket, "Key": key, "UploadId": upload, "PartNumber": 1})
+    return upload, url
+
+
+def test_an_agent_uploads_to_the_urls_it_is_given_and_a_command_can_be_cancelled(stack):
+    """Plain moto's agent uploads nothing, never fails nor hangs, and moto has no
+    CancelCommand."""
+    from local import scenario
+
+    ec2, ssm, s3 = stack.client("ec2"), stack.client("ssm"), stack.client("s3")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    managed = _launch(ec2, subnet, [group])["InstanceId"]
+    stack.manage_with_ssm(managed)
+    upload, url = _upload(s3, "memory-out", "image")
+
+    sent = ssm.send_command(InstanceIds=[managed], DocumentName="Capture",
+                            Parameters={"UploadUrls": [url], "PartSize": ["1048576"]})
+    assert ssm.get_command_invocation(CommandId=sent["Command"]["CommandId"],
+                                      InstanceId=managed)["Status"] == "Success"
+    [part] = s3.list_parts(Bucket="memory-out", Key="image", UploadId=upload)["Parts"]
+    assert part["Size"] == len(scenario.MEMORY_IMAGE)
+    refused = ssm.send_command(InstanceIds=[managed], DocumentName="Capture", Parameters={
+        "UploadUrls": [url.replace(upload, "no-such-upload")], "PartSize": ["1048576"]})
+    assert ssm.get_command_invocation(CommandId=refused["Command"]["CommandId"],
+                                      InstanceId=managed)["Status"] == "Failed"
+
+    scenario.hang_ssm_commands()
+    hung = ssm.send_command(InstanceIds=[managed], DocumentName="Capture",
+                            Parameters={"UploadUrls": [url], "PartSize": ["1048576"]})
+    hung_id = hung["Command"]["CommandId"]
+    assert ssm.get_command_invocation(CommandId=hung_id, InstanceId=managed)[
+        "Status"] == "InProgress"
+    ssm.cancel_command(CommandId=hung_id, InstanceIds=[managed])
+    assert ssm.get_command_invocation(CommandId=hung_id, InstanceId=managed)[
+        "Status"] == "Cancelled"
+
+
+def _s3_user(stack, iam, name, action):
+    """An S3 client (SigV4, as the product's) of a new user allowed `action` only."""
+    import boto3
+    from botocore.config import Config
+
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return boto3.session.Session().client(
+        "s3", region_name=stack.region, endpoint_url=stack.endpoint,
+        config=Config(signature_version="s3v4"), aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"])
+
+
+def test_a_presigned_request_is_authorized_as_its_signer_for_that_request_only(stack,
+                                                                               iam_enforced):
+    """Under plain moto's enforcement a presigned request (no Authorization header) fails with
+    a 500; AWS allows it as its signer, and refuses it once changed or signed by one who may
+    not make it."""
+    import requests
+
+    iam = iam_enforced("iam")
+    s3 = _s3_user(stack, iam, "writer", "s3:*")
+    upload, url = _upload(s3, "presigned-out", "image")
+
+    assert requests.put(url.replace("partNumber=1", "partNumber=2"), data=b"x",
+                        timeout=10).status_code == 403  # not what was signed
+    assert requests.put(url, data=b"image", timeout=10).status_code == 200
+    reader = _s3_user(stack, iam, "reader", "s3:GetObject")
+    not_allowed = reader.generate_presigned_url("upload_part", ExpiresIn=60, Params={
+        "Bucket": "presigned-out", "Key": "image", "UploadId": upload, "PartNumber": 3})
+    assert requests.put(not_allowed, data=b"x", timeout=10).status_code == 403
+    parts = s3.list_parts(Bucket="presigned-out", Key="image", UploadId=upload)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5)]
 
 
 def test_console_screenshot_is_a_jpeg(stack):
