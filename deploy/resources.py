@@ -10,7 +10,7 @@ functions to these resources (their names and environment).
 import json
 
 from chalicelib import incidents
-from deploy import names, records_key, statemachine
+from deploy import names, records_key, signing_key, statemachine
 
 REGION, ACCOUNT = "${AWS::Region}", "${AWS::AccountId}"  # resolved by Fn::Sub
 
@@ -22,9 +22,12 @@ SETTINGS_FROM_OUTPUTS = {
     "EvidenceBucket": "EVIDENCE_BUCKET",
     "DenyAllProfileArn": "DENY_ALL_PROFILE_ARN",
     "RecordsKeyArn": "RECORDS_KEY_ARN",
+    "EvidenceSigningKeyArn": "EVIDENCE_SIGNING_KEY_ARN",
 }
-# Outlive the stack: evidence is never lost, and sealed records stay verifiable.
-RETAINED = ("IncidentsTable", "EvidenceBucket", "RecordsKey", "RecordsKeyAlias")
+# Outlive the stack: evidence is never lost, and sealed records and signed manifests stay
+# verifiable.
+RETAINED = ("IncidentsTable", "EvidenceBucket", "RecordsKey", "RecordsKeyAlias",
+            "EvidenceSigningKey", "EvidenceSigningKeyAlias")
 EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 # The role of the instance profile that CREDENTIALS_MODE=deny-all swaps in.
@@ -190,6 +193,7 @@ def template(stage: str) -> dict:
                                "Roles": [{"Ref": "DenyAllRole"}]},
             },
             **records_key.resources(stage, ACCOUNT),
+            **signing_key.resources(stage, ACCOUNT),
         },
         "Outputs": {
             "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
@@ -198,5 +202,7 @@ def template(stage: str) -> dict:
             "EvidenceBucket": {"Value": {"Ref": "EvidenceBucket"}},
             "DenyAllProfileArn": {"Value": {"Fn::GetAtt": ["DenyAllProfile", "Arn"]}},
             "RecordsKeyArn": {"Value": {"Fn::GetAtt": ["RecordsKey", "Arn"]}},
+            # the public key: `ec2-quarantine evidence public-key --key-id <this ARN>`
+            "EvidenceSigningKeyArn": {"Value": {"Fn::GetAtt": ["EvidenceSigningKey", "Arn"]}},
         },
     }

@@ -1,7 +1,8 @@
-"""The incidents table, the evidence bucket and the records key, which outlive the stack
-(evidence is never lost by accident, and sealed records stay verifiable): found by their
-deterministic names (the key by its alias), refused in the way of a new stack, purged only when
-asked, and checked for incidents that still hold an instance."""
+"""The incidents table, the evidence bucket, the records key and the evidence signing key,
+which outlive the stack (evidence is never lost by accident, sealed records and signed
+manifests stay verifiable): found by their deterministic names (the keys by their aliases),
+refused in the way of a new stack, purged only when asked, and checked for incidents that
+still hold an instance."""
 
 from chalicelib import aws
 from deploy import names, records_key
@@ -14,7 +15,8 @@ def _kept(stage: str) -> dict[str, str]:
     region = client("cloudformation").meta.region_name
     return {"table": names.incidents_table(stage),
             "bucket": names.evidence_bucket(region, account, stage),
-            "key": names.records_key_alias(stage)}
+            "key": names.records_key_alias(stage),
+            "signing key": names.evidence_signing_key_alias(stage)}
 
 
 def _existing(kept: dict[str, str]) -> dict[str, str]:
@@ -25,7 +27,9 @@ def _existing(kept: dict[str, str]) -> dict[str, str]:
     for kind, check in (("table", lambda: client("dynamodb").describe_table(
                              TableName=kept["table"])),
                         ("bucket", lambda: client("s3").head_bucket(Bucket=kept["bucket"])),
-                        ("key", lambda: client("kms").describe_key(KeyId=kept["key"]))):
+                        ("key", lambda: client("kms").describe_key(KeyId=kept["key"])),
+                        ("signing key", lambda: client("kms").describe_key(
+                            KeyId=kept["signing key"]))):
         try:
             check()
             found[kind] = kept[kind]
@@ -81,8 +85,8 @@ def keep_or_purge(stage: str, purge: bool) -> None:
 
 
 def _purge(found: dict[str, str]) -> None:
-    """The evidence first, the records last, their key after them: if object lock keeps
-    evidence, the incidents that name it stay too, and so does the key that verifies them."""
+    """The evidence first, the records last, the keys after them: if object lock keeps
+    evidence, the incidents that name it stay too, and so do the keys that verify them."""
     from botocore.exceptions import ClientError
 
     if "bucket" in found:
@@ -107,8 +111,9 @@ def _purge(found: dict[str, str]) -> None:
     if "table" in found:
         say(f"purging table {found['table']}")
         client("dynamodb").delete_table(TableName=found["table"])
-    if "key" in found:
-        _purge_key(found["key"])
+    for kind in ("key", "signing key"):
+        if kind in found:
+            _purge_key(found[kind])
 
 
 def _purge_key(alias: str) -> None:
