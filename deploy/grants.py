@@ -3,9 +3,9 @@ evidence signing key may act, and which actions IAM cannot scope at all.
 
 Instance-facing actions are scoped to the resource types they touch, with a condition where IAM
 supports one (the product's own groups, its own tag keys, its own snapshots). The records key's
-MAC actions are scoped to that key by its alias, `kms:Sign` to the signing key by its. What IAM cannot scope is listed in UNSCOPABLE
-with the reason. deploy/permissions.py places every action a function declares by these
-decisions, or stops the build.
+MAC actions are scoped to that key by its alias, `kms:Sign` to the evidence signing key by its
+own. What IAM cannot scope is listed in UNSCOPABLE with the reason. deploy/permissions.py places
+every action a function declares by these decisions, or stops the build.
 """
 
 from dataclasses import dataclass

@@ -85,5 +85,6 @@ def records_key_alias(stage: str) -> str:
 
 
 def evidence_signing_key_alias(stage: str) -> str:
-    """The alias of the KMS asymmetric key that signs evidence manifests (chalicelib/manifests.py)."""
+    """The alias of the KMS asymmetric key that signs evidence manifests
+    (chalicelib/manifests.py)."""
     return f"alias/{APP_NAME}-{stage}-evidence-signing"

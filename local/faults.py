@@ -196,15 +196,18 @@ def identify(headers, method: str, path: str, query: str, body: str):
         if action:
             return service, action[0]
     if service == "s3":
-        return service, _s3_action(method, path)
+        return service, _s3_action(method, path, query)
     return service, None
 
 
-def _s3_action(method: str, path: str) -> str:
-    """The S3 REST operation, enough to tell object writes and reads apart."""
+def _s3_action(method: str, path: str, query: str) -> str:
+    """The S3 REST operation, enough to tell object writes and reads apart, and a bucket's
+    version listing from its object listing."""
     if path.strip("/").count("/") >= 1:
         return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
                 "DELETE": "DeleteObject"}.get(method, method)
+    if method == "GET" and "versions" in parse_qs(query, keep_blank_values=True):
+        return "ListObjectVersions"
     return {"PUT": "CreateBucket", "GET": "ListObjectsV2", "HEAD": "HeadBucket",
             "DELETE": "DeleteBucket"}.get(method, method)
 

@@ -95,7 +95,8 @@ def evidence_signing_key(stack) -> str:
     policy)."""
     kms = stack.client("kms")
     arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
-                         Description="ec2-quarantine: signs evidence manifests")["KeyMetadata"]["Arn"]
+                         Description="ec2-quarantine: signs evidence manifests")[
+        "KeyMetadata"]["Arn"]
     kms.create_alias(AliasName=names.evidence_signing_key_alias(stack.stage), TargetKeyId=arn)
     return arn
 

@@ -50,6 +50,8 @@ def patch_key_arns():
         setattr(KmsBackend, name, by_id)
 
 
+# Whether the request being answered said MessageType=DIGEST: the response knows, the key
+# object that signs does not (moto passes only the message and the algorithm down).
 _DIGEST = contextvars.ContextVar("kms_message_is_a_digest", default=False)
 
 
@@ -99,9 +101,10 @@ def patch_digests():
     ecdsa = lambda key, algorithm: (ec.ECDSA(_prehashed(algorithm)),)  # noqa: E731
     rsa = lambda key, algorithm: (  # noqa: E731
         key._RSAPrivateKey__padding_and_hash_algorithm(algorithm)[0], _prehashed(algorithm))
+    rsa_algorithms = lambda key: utils.SigningAlgorithm.rsa_signing_algorithms()  # noqa: E731
     for cls, arguments, valid in (
             (utils.ECDSAPrivateKey, ecdsa, lambda key: key.valid_signing_algorithms),
-            (utils.RSAPrivateKey, rsa, lambda key: utils.SigningAlgorithm.rsa_signing_algorithms())):
+            (utils.RSAPrivateKey, rsa, rsa_algorithms)):
         plain_sign, plain_verify = cls.sign, cls.verify
 
         def sign(self, message, algorithm, _plain=plain_sign, _arguments=arguments, _valid=valid):
