@@ -167,6 +167,9 @@ class Settings(Options):
     records_key_arn: str = setting("", verbatim, "the KMS HMAC key that seals incident records, "
                                    "executions and page tokens (the app refuses to act without "
                                    "it)", deployed=True)
+    evidence_signing_key_arn: str = setting(
+        "", verbatim, "the KMS asymmetric key (ECC_NIST_P256) that signs each incident's "
+        "evidence manifest", deployed=True)
 
 
 def variable(declared) -> str:

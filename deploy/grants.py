@@ -1,16 +1,16 @@
-"""Where each instance-facing action and each MAC with the records key may act, and which
-actions IAM cannot scope at all.
+"""Where each instance-facing action, each MAC with the records key and each signature with the
+evidence signing key may act, and which actions IAM cannot scope at all.
 
 Instance-facing actions are scoped to the resource types they touch, with a condition where IAM
 supports one (the product's own groups, its own tag keys, its own snapshots). The records key's
-MAC actions are scoped to that key by its alias. What IAM cannot scope is listed in UNSCOPABLE
-with the reason. deploy/permissions.py places every action a function declares by these
-decisions, or stops the build.
+MAC actions are scoped to that key by its alias, `kms:Sign` to the evidence signing key by its
+own. What IAM cannot scope is listed in UNSCOPABLE with the reason. deploy/permissions.py places
+every action a function declares by these decisions, or stops the build.
 """
 
 from dataclasses import dataclass
 
-from chalicelib import revocation, seals
+from chalicelib import manifests, revocation, seals
 from chalicelib.actions import narrowed
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
@@ -227,6 +227,14 @@ def records_key_grant(stage: str) -> Grant:
     return Grant("RecordsKeyMacs", RECORDS_KEY_ACTIONS, ("arn:aws:kms:*:*:key/*",),
                  {"ForAnyValue:StringEquals": {
                      "kms:ResourceAliases": [names.records_key_alias(stage)]}})
+
+
+def evidence_signing_grant(stage: str) -> Grant:
+    """Signs with the stage's evidence signing key only (deploy/signing_key.py), found by its
+    alias as the records key is."""
+    return Grant("EvidenceSigningKeySigns", manifests.SIGN_PERMISSIONS, ("arn:aws:kms:*:*:key/*",),
+                 {"ForAnyValue:StringEquals": {
+                     "kms:ResourceAliases": [names.evidence_signing_key_alias(stage)]}})
 
 
 def revoker_grant(stage: str) -> Grant:

@@ -91,3 +91,9 @@ def deny_all_profile(stage: str) -> str:
 def records_key_alias(stage: str) -> str:
     """The alias of the KMS HMAC key that seals incident records (chalicelib/seals.py)."""
     return f"alias/{APP_NAME}-{stage}-records"
+
+
+def evidence_signing_key_alias(stage: str) -> str:
+    """The alias of the KMS asymmetric key that signs evidence manifests
+    (chalicelib/manifests.py)."""
+    return f"alias/{APP_NAME}-{stage}-evidence-signing"

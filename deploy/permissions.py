@@ -135,7 +135,8 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
                           "Resource": resources})
             placed.update(actions)
     for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
-                  grants.records_key_grant(stage), grants.revoker_grant(stage)):
+                  grants.records_key_grant(stage), grants.evidence_signing_grant(stage),
+                  grants.revoker_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

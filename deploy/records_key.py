@@ -31,22 +31,26 @@ ADMINISTRATION = (
 )
 
 
-def users(stage: str) -> dict[str, list[str]]:
-    """Per MAC action, the roles (by name) of the functions that declare it."""
+def users(stage: str, actions=grants.RECORDS_KEY_ACTIONS) -> dict[str, list[str]]:
+    """Per action on the key (default: the MACs), the roles (by name) of the functions that
+    declare it."""
     from deploy import permissions  # late: permissions -> project -> resources -> here
 
     declared = permissions.needs(permissions.stage_settings(stage))
     return {action: sorted(names.function_role(stage, function)
                            for function, wanted in declared.items() if action in wanted)
-            for action in grants.RECORDS_KEY_ACTIONS}
+            for action in actions}
 
 
-def policy(stage: str, account: str) -> dict:
-    """The key policy (`account` may be CloudFormation's `${AWS::AccountId}`)."""
+def policy(stage: str, account: str, actions=grants.RECORDS_KEY_ACTIONS,
+           account_actions: tuple[str, ...] = ()) -> dict:
+    """The key policy (`account` may be CloudFormation's `${AWS::AccountId}`): the account
+    administers the key (and may make `account_actions`), each of `actions` is allowed to the
+    roles that declare it."""
     root = {"AWS": {"Fn::Sub": f"arn:aws:iam::{account}:root"}}
     statements = [{"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": root,
-                   "Action": list(ADMINISTRATION), "Resource": "*"}]
-    for action, roles in users(stage).items():
+                   "Action": list(ADMINISTRATION) + list(account_actions), "Resource": "*"}]
+    for action, roles in users(stage, actions).items():
         if roles:
             statements.append({
                 "Sid": f"{action.split(':')[1]}ByTheProductsFunctions", "Effect": "Allow",

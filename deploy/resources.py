@@ -10,7 +10,7 @@ functions to these resources (their names and environment).
 import json
 
 from chalicelib import incidents
-from deploy import names, records_key, statemachine
+from deploy import names, records_key, signing_key, statemachine
 
 REGION, ACCOUNT = "${AWS::Region}", "${AWS::AccountId}"  # resolved by Fn::Sub
 
@@ -22,10 +22,12 @@ SETTINGS_FROM_OUTPUTS = {
     "EvidenceBucket": "EVIDENCE_BUCKET",
     "DenyAllProfileArn": "DENY_ALL_PROFILE_ARN",
     "RecordsKeyArn": "RECORDS_KEY_ARN",
+    "EvidenceSigningKeyArn": "EVIDENCE_SIGNING_KEY_ARN",
 }
-# Outlive the stack: evidence is never lost, and sealed records stay verifiable.
+# Outlive the stack: evidence is never lost, nor the record of who touched it, and sealed
+# records and signed manifests stay verifiable.
 RETAINED = ("IncidentsTable", "EvidenceBucket", "AccessLogsBucket", "RecordsKey",
-            "RecordsKeyAlias")
+            "RecordsKeyAlias", "EvidenceSigningKey", "EvidenceSigningKeyAlias")
 EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 # The role of the instance profile that CREDENTIALS_MODE=deny-all swaps in.
@@ -305,6 +307,7 @@ def template(stage: str) -> dict:
                                "Roles": [{"Ref": "DenyAllRole"}]},
             },
             **records_key.resources(stage, ACCOUNT),
+            **signing_key.resources(stage, ACCOUNT),
         },
         "Outputs": {
             "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
@@ -317,5 +320,7 @@ def template(stage: str) -> dict:
             "ApiAccessLogsArn": {"Value": {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}},
             "ApiGatewayLogsRoleArn": {"Value": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
             "FindingFailuresArn": {"Value": {"Fn::GetAtt": ["FindingFailures", "Arn"]}},
+            # the public key: `ec2-quarantine evidence public-key --key-id <this ARN>`
+            "EvidenceSigningKeyArn": {"Value": {"Fn::GetAtt": ["EvidenceSigningKey", "Arn"]}},
         },
     }

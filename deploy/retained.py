@@ -1,8 +1,8 @@
-"""The incidents table, the evidence bucket, its access logs bucket and the records key, which
-outlive the stack (evidence is never lost by accident, nor the record of who touched it, and
-sealed records stay verifiable): found by their
-deterministic names (the key by its alias), refused in the way of a new stack, purged only when
-asked, and checked for incidents that still hold an instance."""
+"""The incidents table, the evidence bucket, its access logs bucket, the records key and the
+evidence signing key, which outlive the stack (evidence is never lost by accident, nor the record
+of who touched it; sealed records and signed manifests stay verifiable): found by their
+deterministic names (the keys by their aliases), refused in the way of a new stack, purged only
+when asked, and checked for incidents that still hold an instance."""
 
 from chalicelib import aws
 from deploy import names, records_key
@@ -16,7 +16,8 @@ def _kept(stage: str) -> dict[str, str]:
     return {"table": names.incidents_table(stage),
             "bucket": names.evidence_bucket(region, account, stage),
             "logs bucket": names.access_logs_bucket(region, account, stage),
-            "key": names.records_key_alias(stage)}
+            "key": names.records_key_alias(stage),
+            "signing key": names.evidence_signing_key_alias(stage)}
 
 
 def _existing(kept: dict[str, str]) -> dict[str, str]:
@@ -26,7 +27,8 @@ def _existing(kept: dict[str, str]) -> dict[str, str]:
     checks = {"table": lambda name: client("dynamodb").describe_table(TableName=name),
               "bucket": lambda name: client("s3").head_bucket(Bucket=name),
               "logs bucket": lambda name: client("s3").head_bucket(Bucket=name),
-              "key": lambda name: client("kms").describe_key(KeyId=name)}
+              "key": lambda name: client("kms").describe_key(KeyId=name),
+              "signing key": lambda name: client("kms").describe_key(KeyId=name)}
     found = {}
     for kind, name in kept.items():
         try:
@@ -130,8 +132,9 @@ def _purge(found: dict[str, str]) -> None:
     if "table" in found:
         say(f"purging table {found['table']}")
         client("dynamodb").delete_table(TableName=found["table"])
-    if "key" in found:
-        _purge_key(found["key"])
+    for kind in ("key", "signing key"):
+        if kind in found:
+            _purge_key(found[kind])
 
 
 def _purge_key(alias: str) -> None:

@@ -3,7 +3,8 @@
 Builds a VPC with an instance that looks like a real one (launched with security groups, two
 interfaces carrying different groups, two volumes, an instance profile), fires a GuardDuty
 finding at it with PutEvents, follows the execution step by step, prints the final report, and
-exits 0 only if the instance really ended isolated with its snapshots completed.
+exits 0 only if the instance really ended isolated with its snapshots completed and its evidence
+verifies against its signed manifest (as `ec2-quarantine evidence verify` checks it).
 """
 
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 
 from local import drive, stack
+from quarantine_cli import evidence
 from local.victims import make_victim
 
 DEMO_SETTINGS = {"SNAPSHOT_POLL_SECONDS": "1", "SNAPSHOT_DEADLINE_SECONDS": "60"}
@@ -84,10 +86,19 @@ def main() -> int:
             body = message["Message"].split("\n--- incident (JSON) ---")[0]
             print("   " + body.replace("\n", "\n   "))
 
+        print("\n4. ec2-quarantine evidence verify " + decided["incident_id"])
+        checked = evidence.verify(running.client("s3"), running.names["EVIDENCE_BUCKET"],
+                                  decided["incident_id"], evidence.load_public_key(
+                                      evidence.public_key_pem(running.client("kms"), running.names[
+                                          "EVIDENCE_SIGNING_KEY_ARN"])))
+        print("   " + evidence.render(checked).replace("\n", "\n   "))
+
         problems = verify(running, victim, decided["incident_id"])
+        if not checked["verified"]:
+            problems.append("the evidence does not verify against its signed manifest")
         print("\nChecked on the embedded AWS: " + ("; ".join(problems) if problems else
               "every interface reads back exactly the rule-free isolation group; "
-              "both snapshots completed."))
+              "both snapshots completed; the evidence verifies against its signed manifest."))
         ok = status == "SUCCEEDED" and not problems
         print("Demo " + ("succeeded." if ok else "FAILED."))
         return 0 if ok else 1

@@ -206,14 +206,16 @@ _S3_MULTIPART = {("POST", "uploads"): "CreateMultipartUpload", ("PUT", "uploadId
 
 
 def _s3_action(method: str, path: str, query: dict) -> str:
-    """The S3 REST operation, enough to tell object writes, reads and a multipart upload's
-    steps apart."""
+    """The S3 REST operation, enough to tell object writes, reads, a multipart upload's steps
+    and a bucket's version listing from its object listing apart."""
     for parameter in ("uploads", "uploadId"):
         if parameter in query and (method, parameter) in _S3_MULTIPART:
             return _S3_MULTIPART[(method, parameter)]
     if path.strip("/").count("/") >= 1:
         return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
                 "DELETE": "DeleteObject"}.get(method, method)
+    if method == "GET" and "versions" in query:
+        return "ListObjectVersions"
     return {"PUT": "CreateBucket", "GET": "ListObjectsV2", "HEAD": "HeadBucket",
             "DELETE": "DeleteBucket"}.get(method, method)
 

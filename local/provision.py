@@ -28,6 +28,7 @@ def provision(stack) -> dict:
     evidence_bucket(stack, created["EVIDENCE_BUCKET"])
     deny_all_profile(stack)
     created["RECORDS_KEY_ARN"] = records_key(stack)
+    created["EVIDENCE_SIGNING_KEY_ARN"] = evidence_signing_key(stack)
 
     dynamodb = stack.client("dynamodb")
     dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION)
@@ -86,6 +87,17 @@ def records_key(stack) -> str:
     arn = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC",
                          Description="ec2-quarantine: seals incident records")["KeyMetadata"]["Arn"]
     kms.create_alias(AliasName=names.records_key_alias(stack.stage), TargetKeyId=arn)
+    return arn
+
+
+def evidence_signing_key(stack) -> str:
+    """The asymmetric key that signs evidence manifests (the deployed stack's key, without its
+    policy)."""
+    kms = stack.client("kms")
+    arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+                         Description="ec2-quarantine: signs evidence manifests")[
+        "KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=names.evidence_signing_key_alias(stack.stage), TargetKeyId=arn)
     return arn
 
 

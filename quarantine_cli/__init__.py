@@ -1,7 +1,8 @@
 """`ec2-quarantine`: the operator's command line for the ec2-quarantine API.
 
 Requests are signed with the caller's AWS credentials (SigV4, service `execute-api`, through
-botocore), so the API's IAM authorization decides who may quarantine and release.
+botocore), so the API's IAM authorization decides who may quarantine and release. `evidence`
+reads the evidence bucket and KMS directly, with the same credentials (quarantine_cli/evidence.py).
 """
 
 import argparse
@@ -104,7 +105,76 @@ def _release_steps(incident: dict) -> int:
     return sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
 
 
+def _aws_client(args, service: str, region: str | None = None):
+    import botocore.session
+
+    session = botocore.session.get_session()
+    if session.get_credentials() is None:
+        raise CliError("no AWS credentials found (environment, profile or instance role)")
+    return session.create_client(service, region_name=region or args.region
+                                 or session.get_config_variable("region") or "us-east-1")
+
+
+def _evidence_bucket(args) -> str:
+    """--bucket, or where the API says the incident's evidence is stored."""
+    if args.bucket:
+        return args.bucket
+    if not args.api_url:
+        raise CliError(f"give --bucket, or --api-url (or ${API_URL_VARIABLE}) to ask the API")
+    status, incident = call(args, "GET", f"/incidents/{urllib.parse.quote(args.incident_id)}")
+    if status != 200:
+        raise CliError(f"{incident.get('error')}: {incident.get('message')}")
+    store = (incident.get("evidence") or {}).get("store") or ""
+    if not store.startswith("s3://"):
+        raise CliError(f"incident {args.incident_id} has no evidence store")
+    return store[len("s3://"):].split("/", 1)[0]
+
+
+def _signing_key_region(key_id: str) -> str | None:
+    return key_id.split(":")[3] if key_id.startswith("arn:") else None
+
+
+def run_evidence(args, out=sys.stdout) -> int:
+    """`evidence public-key` prints the signing key's public key (PEM); `evidence verify`
+    checks an incident's evidence and exits 0 only if everything verified."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from quarantine_cli import evidence
+
+    try:
+        if args.evidence_command == "public-key":
+            kms = _aws_client(args, "kms", _signing_key_region(args.key_id))
+            print(evidence.public_key_pem(kms, args.key_id).decode(), end="", file=out)
+            return 0
+        if "/" in args.incident_id or not args.incident_id.strip():
+            raise CliError(f"{args.incident_id!r} is not an incident id")
+        if args.public_key:
+            try:
+                with open(args.public_key, "rb") as handle:
+                    pem = handle.read()
+            except OSError as error:
+                raise CliError(f"cannot read {args.public_key}: {error.strerror}") from None
+        elif args.key_id:
+            kms = _aws_client(args, "kms", _signing_key_region(args.key_id))
+            pem = evidence.public_key_pem(kms, args.key_id)
+        else:
+            raise CliError("give --public-key PEM or --key-id (the stack's "
+                           "EvidenceSigningKeyArn): never the key the signature names")
+        public_key = evidence.load_public_key(pem)
+        report = evidence.verify(_aws_client(args, "s3"), _evidence_bucket(args),
+                                 args.incident_id, public_key)
+    except (ClientError, BotoCoreError) as error:
+        raise CliError(str(error)) from None
+    except evidence.EvidenceError as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else evidence.render(report),
+          file=out)
+    return 0 if report["verified"] else 1
+
+
 def run(args, out=sys.stdout) -> int:
+    if args.command == "evidence":
+        return run_evidence(args, out)
     if args.command == "quarantine":
         status, body = call(args, "POST", "/quarantine",
                             _instance_payload(args, ("force", "dry_run")))
@@ -166,12 +236,25 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--status")
     listing.add_argument("--since")
     listing.add_argument("--limit", type=int)
+    evidence = commands.add_parser("evidence", help="check an incident's evidence")
+    checks = evidence.add_subparsers(dest="evidence_command", required=True)
+    verify = checks.add_parser("verify", help="the manifest's signature (offline), then every "
+                               "object's SHA-256 and version; exit 0 only if all verify")
+    verify.add_argument("incident_id")
+    verify.add_argument("--bucket", help="the evidence bucket (default: the API's incident "
+                        "says where its evidence is)")
+    verify.add_argument("--public-key", help="the signing key's public key, a PEM file "
+                        "(`evidence public-key` prints it)")
+    verify.add_argument("--key-id", help="the signing key (the stack's EvidenceSigningKeyArn): "
+                        "its public key is fetched (kms:GetPublicKey)")
+    public = checks.add_parser("public-key", help="print the signing key's public key (PEM)")
+    public.add_argument("--key-id", required=True, help="the stack's EvidenceSigningKeyArn")
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if not args.api_url:
+    if not args.api_url and args.command != "evidence":
         print(f"error: give --api-url or set {API_URL_VARIABLE}", file=sys.stderr)
         return 2
     try:

@@ -3,7 +3,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
-from chalicelib import aws
+from chalicelib import aws, manifests
 from chalicelib.actions import Action, OnRelease, PartialFailure, apply_each, change
 from chalicelib.actions.instance import TAG_INCIDENT
 
@@ -45,13 +45,15 @@ class StoreEvidence(Action):
     """The evidence store: one prefix per incident in the evidence bucket, holding the instance's
     description, its interfaces with their (pre-incident) security groups, the subnet's route
     table and network ACL, the decoded console output, a console screenshot where the API gives
-    one, and manifest.json with every object's SHA-256 and size and the snapshot ids."""
+    one, and the manifest (chalicelib/manifests.py): every object's SHA-256, size and version id
+    and the snapshot ids, signed with the stage's signing key."""
 
     name = "evidence-store"
     permissions = ("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
                    "ec2:DescribeSecurityGroups", "ec2:DescribeRouteTables",
                    "ec2:DescribeNetworkAcls", "ec2:GetConsoleOutput", "ec2:GetConsoleScreenshot",
-                   "s3:PutObject", "s3:ListBucket")
+                   "s3:PutObject", "s3:ListBucketVersions",
+                   *manifests.SIGN_PERMISSIONS)
     on_release = OnRelease.KEPT
 
     def __init__(self, snapshot_ids=()):
@@ -109,23 +111,36 @@ class StoreEvidence(Action):
         s3 = target.home_client("s3")  # the evidence bucket is the app's, in its own account
         others = self._written_by_others(s3, bucket, prefix)  # before the app adds its own
         pieces, notes = self._collect(target)
+        own = {prefix + name for name in (*(p[0] for p in pieces), manifests.MANIFEST,
+                                          manifests.SIGNATURE)}
+        others = [o for o in others if o["key"] not in own]  # a retry writes its own anew
         listed = []
         for name, data, content_type in pieces:
             digest = hashlib.sha256(data).hexdigest()
-            s3.put_object(Bucket=bucket, Key=prefix + name, Body=data, ContentType=content_type,
-                          Metadata={"sha256": digest}, ChecksumAlgorithm="SHA256")
-            listed.append({"key": prefix + name, "sha256": digest, "size": len(data)})
-        manifest = json.dumps({"incident_id": target.incident["incident_id"],
-                               "instance_id": target.instance_id,
-                               "objects": listed + others,
-                               "snapshot_ids": self.snapshot_ids, "not_captured": notes},
-                              indent=2, sort_keys=True).encode()
-        s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=manifest,
+            written = s3.put_object(Bucket=bucket, Key=prefix + name, Body=data,
+                                    ContentType=content_type, Metadata={"sha256": digest},
+                                    ChecksumAlgorithm="SHA256")
+            listed.append({"key": prefix + name, "sha256": digest, "size": len(data),
+                           "version_id": written.get("VersionId")})
+        manifest = manifests.encode({"incident_id": target.incident["incident_id"],
+                                     "instance_id": target.instance_id,
+                                     "objects": listed + others,
+                                     "snapshot_ids": self.snapshot_ids, "not_captured": notes})
+        digest = hashlib.sha256(manifest).hexdigest()
+        s3.put_object(Bucket=bucket, Key=prefix + manifests.MANIFEST, Body=manifest,
                       ContentType="application/json", ChecksumAlgorithm="SHA256",
-                      Metadata={"sha256": hashlib.sha256(manifest).hexdigest()})
+                      Metadata={"sha256": digest})
         stored = [change(self.name, f"s3://{bucket}/{o['key']}", "sha256", None, o["sha256"])
-                  for o in listed + [{"key": prefix + "manifest.json",
-                                      "sha256": hashlib.sha256(manifest).hexdigest()}]]
+                  for o in listed + [{"key": prefix + manifests.MANIFEST, "sha256": digest}]]
+        try:  # after the manifest: a signature names the bytes already stored
+            signature = json.dumps(manifests.sign(target.settings.evidence_signing_key_arn,
+                                                  manifest), indent=2, sort_keys=True).encode()
+            s3.put_object(Bucket=bucket, Key=prefix + manifests.SIGNATURE, Body=signature,
+                          ContentType="application/json", ChecksumAlgorithm="SHA256")
+            stored.append(change(self.name, f"s3://{bucket}/{prefix}{manifests.SIGNATURE}",
+                                 "signature", None, f"{manifests.ALGORITHM} {digest}"))
+        except Exception as error:  # the evidence stays stored; its missing signature is told
+            notes.append(f"{manifests.SIGNATURE}: {aws.error_code(error) or error}")
         if notes:  # stored, and reported: a missing piece is a failure someone must see
             raise PartialFailure(stored, EvidenceNotCaptured("; ".join(notes)))
         return stored
@@ -133,14 +148,16 @@ class StoreEvidence(Action):
     @staticmethod
     def _written_by_others(s3, bucket, prefix):
         """Objects already under the incident's prefix that the app did not write (the memory
-        capture's output, written by the SSM agent): listed with S3's own size and checksum,
-        since a memory image is too large to hash here."""
+        capture's output, written by the SSM agent): listed with S3's own size, checksum and
+        current version, since a memory image is too large to hash here."""
         found = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                found.append({"key": item["Key"], "size": item["Size"],
-                              "etag": item.get("ETag", "").strip('"'),
-                              "sha256": None, "written_by": "ssm-agent"})
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                      Prefix=prefix):
+            for item in page.get("Versions", []):
+                if item.get("IsLatest"):  # a deleted object's latest is a delete marker
+                    found.append({"key": item["Key"], "size": item["Size"],
+                                  "etag": item.get("ETag", "").strip('"'), "sha256": None,
+                                  "version_id": item["VersionId"], "written_by": "ssm-agent"})
         return found
 
     def undo(self, target, record):

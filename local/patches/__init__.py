@@ -27,6 +27,7 @@ BACKEND = (
     events.patch_event_envelope,
     kms.patch_message_limits,
     kms.patch_key_arns,
+    kms.patch_digests,
     cloudformation.patch_retain_except_on_create,
     cloudformation.patch_kms_keys,
 )

@@ -1,5 +1,7 @@
 """KMS fidelity: a message is at most 4,096 bytes, and a key is named by its id or its ARN,
-as AWS's API says."""
+as AWS's API says, and a DIGEST message is signed as a digest."""
+
+import contextvars
 
 # The operations whose `Message` AWS bounds (1 to 4,096 bytes; Encrypt's Plaintext moto checks).
 _BOUNDED = ("generate_mac", "verify_mac", "sign", "verify")
@@ -46,3 +48,81 @@ def patch_key_arns():
             return _original(self, self.get_key_id(key_id), *args)
 
         setattr(KmsBackend, name, by_id)
+
+
+# Whether the request being answered said MessageType=DIGEST: the response knows, the key
+# object that signs does not (moto passes only the message and the algorithm down).
+_DIGEST = contextvars.ContextVar("kms_message_is_a_digest", default=False)
+
+
+def _hash(signing_algorithm: str):
+    """The hash an algorithm names (`ECDSA_SHA_256`, `RSASSA_PSS_SHA_384`...), or None."""
+    from cryptography.hazmat.primitives import hashes
+
+    return {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}.get(
+        signing_algorithm.rsplit("_", 1)[-1], lambda: None)()
+
+
+def _prehashed(signing_algorithm: str):
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    return Prehashed(_hash(signing_algorithm))
+
+
+def patch_digests():
+    """moto ignores `MessageType=DIGEST`: it hashes the digest it is given again, so its
+    signature holds over SHA-256(digest) and fails an offline check with the public key (a
+    prehashed verify), where AWS's passes. Sign and verify a DIGEST message as the digest it is;
+    AWS refuses one whose length is not the algorithm's hash's."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from moto.kms import utils
+    from moto.kms.exceptions import ValidationException
+    from moto.kms.responses import KmsResponse
+
+    for name in ("sign", "verify"):
+        original = getattr(KmsResponse, name)
+
+        def with_message_type(self, _original=original):
+            digest = self._get_param("MessageType") == "DIGEST"
+            algorithm = self._get_param("SigningAlgorithm") or ""
+            expected = _hash(algorithm)
+            if digest and expected and len(self._get_param("Message") or b"") != (
+                    expected.digest_size):
+                raise ValidationException(f"Digest is invalid length for algorithm {algorithm}.")
+            token = _DIGEST.set(digest)
+            try:
+                return _original(self)
+            finally:
+                _DIGEST.reset(token)
+
+        setattr(KmsResponse, name, with_message_type)
+
+    ecdsa = lambda key, algorithm: (ec.ECDSA(_prehashed(algorithm)),)  # noqa: E731
+    rsa = lambda key, algorithm: (  # noqa: E731
+        key._RSAPrivateKey__padding_and_hash_algorithm(algorithm)[0], _prehashed(algorithm))
+    rsa_algorithms = lambda key: utils.SigningAlgorithm.rsa_signing_algorithms()  # noqa: E731
+    for cls, arguments, valid in (
+            (utils.ECDSAPrivateKey, ecdsa, lambda key: key.valid_signing_algorithms),
+            (utils.RSAPrivateKey, rsa, rsa_algorithms)):
+        plain_sign, plain_verify = cls.sign, cls.verify
+
+        def sign(self, message, algorithm, _plain=plain_sign, _arguments=arguments, _valid=valid):
+            if not _DIGEST.get():
+                return _plain(self, message, algorithm)
+            utils.validate_signing_algorithm(algorithm, _valid(self))
+            return self.private_key.sign(message, *_arguments(self, algorithm))
+
+        def verify(self, message, signature, algorithm, _plain=plain_verify,
+                   _arguments=arguments, _valid=valid):
+            if not _DIGEST.get():
+                return _plain(self, message, signature, algorithm)
+            utils.validate_signing_algorithm(algorithm, _valid(self))
+            try:
+                self.private_key.public_key().verify(signature, message,
+                                                     *_arguments(self, algorithm))
+            except InvalidSignature:
+                return False
+            return True
+
+        cls.sign, cls.verify = sign, verify

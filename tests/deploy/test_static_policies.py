@@ -152,16 +152,49 @@ def test_macs_are_granted_on_the_stages_records_key_only(stage):
 
 @pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
                          if isinstance(v, str) else "")
-def test_kms_actions_appear_only_in_the_records_key_statement(name, policy):
-    """Whichever function declares a MAC gets exactly the scoped statement; the member role
-    and the state machine get none."""
+def test_kms_actions_appear_only_in_the_records_and_signing_key_statements(name, policy):
+    """Whichever function declares a MAC or kms:Sign gets exactly the scoped statement; the
+    member role and the state machine get none; only the evidence function signs."""
     stage = name.split("/")[0]
     for statement in policy["Statement"]:
         kms = [a for a in _listed(statement["Action"]) if a.startswith("kms:")]
         if kms:
             assert stage in permissions.STAGES, f"{name} may not use the records key"
+            if kms == ["kms:Sign"]:
+                assert name.split("/")[1] == "collect_evidence", name
+                assert statement == grants.evidence_signing_grant(stage).statement(set(kms))
+                continue
             assert set(kms) <= set(grants.RECORDS_KEY_ACTIONS), (name, kms)
             assert statement == grants.records_key_grant(stage).statement(set(kms)), name
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_signing_is_granted_on_the_stages_signing_key_only(stage):
+    assert permissions.statements({"kms:Sign"}, stage) == [{
+        "Sid": "EvidenceSigningKeySigns", "Effect": "Allow", "Action": ["kms:Sign"],
+        "Resource": ["arn:aws:kms:*:*:key/*"],
+        "Condition": {"ForAnyValue:StringEquals": {
+            "kms:ResourceAliases": [names.evidence_signing_key_alias(stage)]}}}]
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_the_signing_key_signs_for_the_evidence_function_only_and_outlives_the_stack(stage):
+    template = resources.template(stage)
+    key = template["Resources"]["EvidenceSigningKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    statements = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
+    administration = statements.pop("AccountAdministersTheKey")
+    assert "Condition" not in administration and "kms:GetPublicKey" in administration["Action"]
+    assert not {"kms:Sign", "kms:CreateGrant"} & set(administration["Action"])
+    (sign,) = statements.values()
+    assert sign["Action"] == ["kms:Sign"] and _role_arns(sign) == [
+        "arn:aws:iam::${AWS::AccountId}:role/" + names.function_role(stage, "collect_evidence")]
+    alias = template["Resources"]["EvidenceSigningKeyAlias"]["Properties"]
+    assert alias["AliasName"] == names.evidence_signing_key_alias(stage)
+    assert {"EvidenceSigningKey", "EvidenceSigningKeyAlias"} <= set(resources.RETAINED)
+    assert template["Outputs"]["EvidenceSigningKeyArn"] == {
+        "Value": {"Fn::GetAtt": ["EvidenceSigningKey", "Arn"]}}
+    assert resources.SETTINGS_FROM_OUTPUTS["EvidenceSigningKeyArn"] == "EVIDENCE_SIGNING_KEY_ARN"
 
 
 def _key_policy(stage):

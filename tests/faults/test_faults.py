@@ -152,7 +152,8 @@ OPERATIONS = [
     *_ops("ec2", ["DescribeInstances", "DescribeNetworkInterfaces", "DescribeSecurityGroups",
                   "DescribeRouteTables", "DescribeNetworkAcls", "GetConsoleOutput",
                   "GetConsoleScreenshot"], "collect_evidence", ("evidence-store",)),
-    *_ops("s3", ["ListObjectsV2", "PutObject"], "collect_evidence", ("evidence-store",)),
+    *_ops("s3", ["ListObjectVersions", "PutObject"], "collect_evidence", ("evidence-store",)),
+    *_ops("kms", ["Sign"], "collect_evidence", ("evidence-store",)),  # kept, but unsigned
     *_ops("dynamodb", ["UpdateItem"], "collect_evidence", ("evidence-step",), AFTER_SNAPSHOTS,
           stops=("check_snapshots",)),
     *_ops("kms", ["VerifyMac"], "collect_evidence", ("evidence-step",),
@@ -343,7 +344,7 @@ def _applied(stack, victim, incident_id) -> dict:
         "quarantine-tags": instance_tags(stack, instance_id).get("QuarantineIncident") == incident_id,
         "snapshots": bool(snapshots),
         "evidence-store": bool(manifest) and not manifest["not_captured"] and len(
-            manifest["objects"]) >= 5,
+            manifest["objects"]) >= 5 and "manifest.sig.json" in keys,
         "share-snapshots": bool(shared),
         "stop-instance": described["State"]["Name"] in ("stopping", "stopped"),
     }

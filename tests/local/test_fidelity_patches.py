@@ -501,3 +501,32 @@ def test_a_cross_account_trust_is_read_as_aws_reads_it(stack):
         assert assume("other", "by-role", ExternalId="shared") == "AccessDenied"
         assert assume("trusted", "by-role") == "AccessDenied"  # the condition's key is absent
         assert assume("other", "by-account", ExternalId="shared") == "ok"
+
+
+def test_kms_signs_a_digest_as_a_digest(stack):
+    """Plain moto hashes a DIGEST message again: its signature fails the offline check with the
+    public key that AWS's signature passes (ECDSA over the given SHA-256, prehashed)."""
+    import hashlib
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    kms = stack.client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    digest = hashlib.sha256(b"manifest").digest()
+    signature = kms.sign(KeyId=key, Message=digest, MessageType="DIGEST",
+                         SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    public = serialization.load_der_public_key(kms.get_public_key(KeyId=key)["PublicKey"])
+
+    public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    with pytest.raises(InvalidSignature):
+        public.verify(signature, hashlib.sha256(b"other").digest(),
+                      ec.ECDSA(Prehashed(hashes.SHA256())))
+    assert kms.verify(KeyId=key, Message=digest, MessageType="DIGEST", Signature=signature,
+                      SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
+    assert kms.verify(KeyId=key, Message=b"manifest", Signature=signature,  # RAW: hashed first
+                      SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
+    assert _kms_code(lambda: kms.sign(KeyId=key, Message=digest[:31], MessageType="DIGEST",
+                                      SigningAlgorithm="ECDSA_SHA_256")) == "ValidationException"

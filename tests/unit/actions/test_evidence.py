@@ -1,13 +1,14 @@
 """Evidence: snapshots tagged with the incident, the evidence store with its hashes, sharing with
 the forensic account, stopping the instance. Evidence is kept on release: undo leaves it."""
 
+import base64
 import hashlib
 import json
 
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import actions
+from chalicelib import actions, manifests
 from chalicelib.actions.evidence import (
     EvidenceNotCaptured,
     ShareSnapshots,
@@ -65,11 +66,28 @@ def test_snapshots_failure_takes_none_and_is_recorded(world, victim, settings):
 # -- StoreEvidence ----------------------------------------------------------------------------
 PIECES = ["console-output.txt", "console-screenshot.jpg", "instance.json", "interfaces.json",
           "manifest.json", "network.json"]
+SIGNED = sorted(PIECES + ["manifest.sig.json"])
+
+
+@pytest.fixture
+def signing_key(world):
+    """The stage's evidence signing key, as the stack makes it (deploy/signing_key.py)."""
+    return world.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")[
+        "KeyMetadata"]["Arn"]
+
+
+@pytest.fixture
+def settings(configure, signing_key):
+    return configure(EVIDENCE_SIGNING_KEY_ARN=signing_key)
 
 
 @pytest.fixture
 def bucket(world, settings):
-    world.client("s3").create_bucket(Bucket=settings.evidence_bucket)
+    """Versioned, as the stack makes it: each write makes a version the manifest names."""
+    s3 = world.client("s3")
+    s3.create_bucket(Bucket=settings.evidence_bucket)
+    s3.put_bucket_versioning(Bucket=settings.evidence_bucket,
+                             VersioningConfiguration={"Status": "Enabled"})
     return settings.evidence_bucket
 
 
@@ -100,12 +118,16 @@ def test_store_apply_writes_every_piece_with_its_hash_and_undo_keeps_them(world,
     made = StoreEvidence(snapshot_ids).apply(target)
 
     stored = _stored(world, bucket, prefix)
-    assert sorted(stored) == PIECES
-    for data, digest in stored.values():
-        assert digest == hashlib.sha256(data).hexdigest()
-    assert sorted(made, key=lambda r: r["resource"]) == [
+    assert sorted(stored) == SIGNED
+    for name, (data, digest) in stored.items():
+        assert digest == (None if name == "manifest.sig.json"
+                          else hashlib.sha256(data).hexdigest())
+    by_resource = lambda r: r["resource"]  # noqa: E731
+    assert sorted(made, key=by_resource) == sorted([
         actions.change("evidence-store", f"s3://{bucket}/{prefix}{name}", "sha256", None,
-                       stored[name][1]) for name in PIECES]
+                       stored[name][1]) for name in PIECES] + [
+        actions.change("evidence-store", f"s3://{bucket}/{prefix}manifest.sig.json", "signature",
+                       None, f"ECDSA_SHA_256 {stored['manifest.json'][1]}")], key=by_resource)
     manifest = json.loads(stored["manifest.json"][0])
     assert manifest["snapshot_ids"] == snapshot_ids and manifest["not_captured"] == []
     assert {o["key"]: o["sha256"] for o in manifest["objects"]} == {
@@ -116,7 +138,54 @@ def test_store_apply_writes_every_piece_with_its_hash_and_undo_keeps_them(world,
     assert stored["console-screenshot.jpg"][0].startswith(b"\xff\xd8")  # a JPEG
     for record in made:
         StoreEvidence().undo(target, record)
-    assert sorted(_stored(world, bucket, prefix)) == PIECES
+    assert sorted(_stored(world, bucket, prefix)) == SIGNED
+
+
+def test_the_manifest_names_each_version_and_its_signature_verifies_offline(
+        world, victim, bucket, settings, signing_key):
+    """The public key from GetPublicKey alone checks the signature (cryptography, no KMS call):
+    over the manifest's stored bytes, which are its canonical JSON; a byte changed fails."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    target = world.target(victim["instance_id"], settings)
+    prefix = f"{target.incident['incident_id']}/"
+    StoreEvidence().apply(target)
+
+    s3 = world.client("s3")
+    data = s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read()
+    manifest = json.loads(data)
+    assert data == manifests.encode(manifest)  # canonical: sorted keys, no spaces
+    for listed in manifest["objects"]:
+        current = s3.head_object(Bucket=bucket, Key=listed["key"])["VersionId"]
+        assert listed["version_id"] == current
+    signature = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.sig.json")[
+        "Body"].read())
+    assert (signature["key_id"], signature["signing_algorithm"], signature["message_type"],
+            signature["manifest_sha256"]) == (signing_key, "ECDSA_SHA_256", "DIGEST",
+                                              hashlib.sha256(data).hexdigest())
+    public = serialization.load_der_public_key(
+        world.client("kms").get_public_key(KeyId=signing_key)["PublicKey"])
+    blob = base64.b64decode(signature["signature"])
+    algorithm = ec.ECDSA(Prehashed(hashes.SHA256()))
+    public.verify(blob, hashlib.sha256(data).digest(), algorithm)
+    with pytest.raises(InvalidSignature):
+        public.verify(blob, hashlib.sha256(data.replace(b'"size":', b'"size": ')).digest(),
+                      algorithm)
+
+
+def test_store_without_a_signing_key_keeps_the_evidence_and_fails_partially(
+        world, victim, bucket, configure):
+    settings = configure()  # EVIDENCE_SIGNING_KEY_ARN unset
+    target = world.target(victim["instance_id"], settings)
+
+    with pytest.raises(actions.PartialFailure) as raised:
+        StoreEvidence().apply(target)
+
+    assert sorted(_stored(world, bucket, f"{target.incident['incident_id']}/")) == PIECES
+    assert "manifest.sig.json: EVIDENCE_SIGNING_KEY_ARN=''" in str(raised.value.error)
 
 
 def test_store_lists_what_the_ssm_agent_wrote_under_the_prefix(world, victim, bucket, settings):
@@ -142,14 +211,14 @@ def test_store_piece_not_captured_keeps_the_others_and_fails_partially(world, vi
         StoreEvidence().apply(target)
 
     stored = _stored(world, bucket, prefix)
-    assert sorted(stored) == [p for p in PIECES if p != "console-output.txt"]
+    assert sorted(stored) == [p for p in SIGNED if p != "console-output.txt"]
     assert sorted(r["resource"] for r in raised.value.made) == [
         f"s3://{bucket}/{prefix}{name}" for name in sorted(stored)]
     assert isinstance(raised.value.error, EvidenceNotCaptured)
     assert json.loads(stored["manifest.json"][0])["not_captured"] == [
         "console-output.txt: UnauthorizedOperation"]
     changes, errors = actions.run([StoreEvidence()], world.target(victim["instance_id"], settings))
-    assert len(changes) == 5 and [(e["action"], e["code"]) for e in errors] == [
+    assert len(changes) == 6 and [(e["action"], e["code"]) for e in errors] == [
         ("evidence-store", "EvidenceNotCaptured")]
 
 

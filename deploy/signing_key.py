@@ -1,0 +1,40 @@
+"""The KMS asymmetric key that signs evidence manifests (chalicelib/manifests.py), and who may
+use it.
+
+Its policy is made as the records key's is (deploy/records_key.py): the account administers
+it, and `kms:Sign` is allowed only to the roles of the functions that declare it (the evidence
+function's), whose IAM policy must allow it too (deploy/grants.py). The account may also read
+the public key (`kms:GetPublicKey`: public by nature, IAM then says who), so that an analyst
+verifies manifests offline.
+
+The public key is not a stack output (CloudFormation has no attribute for it): the output is
+the key's ARN, and `ec2-quarantine evidence public-key` fetches the PEM once. The key is
+retained with the stack: evidence outlives the stack, and its signatures name this key.
+"""
+
+from chalicelib import manifests
+from deploy import names, records_key
+
+PUBLIC = ("kms:GetPublicKey",)
+
+
+def resources(stage: str, account: str) -> dict:
+    """The key and its alias (the IAM grant finds the key by the alias), both retained."""
+    kept = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
+            "UpdateReplacePolicy": "Retain"}
+    return {
+        "EvidenceSigningKey": {
+            "Type": "AWS::KMS::Key", **kept,
+            "Properties": {
+                "Description": f"{names.APP_NAME} ({stage}): signs evidence manifests",
+                "KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY",
+                "KeyPolicy": records_key.policy(stage, account, manifests.SIGN_PERMISSIONS,
+                                                PUBLIC),
+            },
+        },
+        "EvidenceSigningKeyAlias": {
+            "Type": "AWS::KMS::Alias", **kept,
+            "Properties": {"AliasName": names.evidence_signing_key_alias(stage),
+                           "TargetKeyId": {"Ref": "EvidenceSigningKey"}},
+        },
+    }
