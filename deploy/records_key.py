@@ -60,22 +60,27 @@ def policy(stage: str, account: str, actions=grants.RECORDS_KEY_ACTIONS,
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def resources(stage: str, account: str) -> dict:
-    """The key and its alias (the IAM grants find the key by the alias), both retained."""
+def retained_key(logical_id: str, description: str, spec: str, usage: str, key_policy: dict,
+                 alias: str) -> dict:
+    """A key and its alias (the IAM grants find the key by the alias), both retained: what
+    the key made (seals, signatures) outlives the stack."""
     kept = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
             "UpdateReplacePolicy": "Retain"}
     return {
-        "RecordsKey": {
+        logical_id: {
             "Type": "AWS::KMS::Key", **kept,
-            "Properties": {
-                "Description": f"{names.APP_NAME} ({stage}): seals incident records",
-                "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC",
-                "KeyPolicy": policy(stage, account),
-            },
+            "Properties": {"Description": description, "KeySpec": spec, "KeyUsage": usage,
+                           "KeyPolicy": key_policy},
         },
-        "RecordsKeyAlias": {
+        f"{logical_id}Alias": {
             "Type": "AWS::KMS::Alias", **kept,
-            "Properties": {"AliasName": names.records_key_alias(stage),
-                           "TargetKeyId": {"Ref": "RecordsKey"}},
+            "Properties": {"AliasName": alias, "TargetKeyId": {"Ref": logical_id}},
         },
     }
+
+
+def resources(stage: str, account: str) -> dict:
+    """The records key and its alias."""
+    return retained_key("RecordsKey", f"{names.APP_NAME} ({stage}): seals incident records",
+                        "HMAC_256", "GENERATE_VERIFY_MAC", policy(stage, account),
+                        names.records_key_alias(stage))

@@ -19,22 +19,9 @@ PUBLIC = ("kms:GetPublicKey",)
 
 
 def resources(stage: str, account: str) -> dict:
-    """The key and its alias (the IAM grant finds the key by the alias), both retained."""
-    kept = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
-            "UpdateReplacePolicy": "Retain"}
-    return {
-        "EvidenceSigningKey": {
-            "Type": "AWS::KMS::Key", **kept,
-            "Properties": {
-                "Description": f"{names.APP_NAME} ({stage}): signs evidence manifests",
-                "KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY",
-                "KeyPolicy": records_key.policy(stage, account, manifests.SIGN_PERMISSIONS,
-                                                PUBLIC),
-            },
-        },
-        "EvidenceSigningKeyAlias": {
-            "Type": "AWS::KMS::Alias", **kept,
-            "Properties": {"AliasName": names.evidence_signing_key_alias(stage),
-                           "TargetKeyId": {"Ref": "EvidenceSigningKey"}},
-        },
-    }
+    """The signing key and its alias."""
+    return records_key.retained_key(
+        "EvidenceSigningKey", f"{names.APP_NAME} ({stage}): signs evidence manifests",
+        "ECC_NIST_P256", "SIGN_VERIFY",
+        records_key.policy(stage, account, manifests.SIGN_PERMISSIONS, PUBLIC),
+        names.evidence_signing_key_alias(stage))
