@@ -3,14 +3,12 @@ that brings rights switched on) under moto's IAM enforcement, with the embedded 
 the conditions the policies put on instance mutations (local/patches/iam.py). Each move a wide
 grant used to allow fails; the product's own use of the same action still works beside it."""
 
-import json
-
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from deploy import names, permissions
-from local.victims import make_victim
+from local.victims import make_instance_profile, make_victim
 from tests.helpers import instance_attribute
 
 ATTACKER = "666666666666"
@@ -64,17 +62,11 @@ def test_contain_sets_only_the_attributes_it_protects_never_user_data(every_opti
 def test_contain_hands_out_the_deny_all_profile_and_no_other(every_option):
     stack = every_option
     victim = make_victim(stack, interfaces=1, volumes=1)
-    iam_admin = stack.client("iam")
-    iam_admin.create_role(RoleName="admin-role", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
-    iam_admin.create_instance_profile(InstanceProfileName="admin-profile")
-    iam_admin.add_role_to_instance_profile(InstanceProfileName="admin-profile",
-                                           RoleName="admin-role")
+    other = make_instance_profile(stack.client("iam"))  # any profile but deny-all
     (association,) = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
         {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
         "IamInstanceProfileAssociations"]
-    admin = f"arn:aws:iam::{stack.account}:instance-profile/admin-profile"
+    admin = f"arn:aws:iam::{stack.account}:instance-profile/{other}"
     deny_all = stack.names["DENY_ALL_PROFILE_ARN"]
     with stack.enforce_iam():
         ec2 = _as(stack, "contain", "ec2")
