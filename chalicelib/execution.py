@@ -26,6 +26,8 @@ class QuarantineInput(TypedDict):
     notice: dict  # the detection notice NotifyDetected publishes: subject, message
     options: Frozen
     memory: dict  # CaptureMemory's result, once it ran
+    cut: dict  # the entry function's first cut (workflow.first_cut); without one, only
+    # {"containment": None} (the state machine reads that key when Contain crashed)
 
 
 class ReleaseRequest(TypedDict):
@@ -47,13 +49,15 @@ def freeze(current: settings.Settings, dry_run: bool) -> Frozen:
     return {**frozen, "dry_run": dry_run, "memory_capture": bool(current.memory_capture_document)}
 
 
-def quarantine(incident: dict, current: settings.Settings) -> QuarantineInput:
+def quarantine(incident: dict, current: settings.Settings,
+               cut_made: dict | None = None) -> QuarantineInput:
     return {
         "mode": "quarantine",
         "incident": {key: value for key, value in incident.items() if key != "findings"},
         "notice": report.detection(incident),
         "options": freeze(current, dry_run=incident["status"] == "DRY_RUN"),
         "memory": {},
+        "cut": cut_made or {"containment": None},
     }
 
 

@@ -1,8 +1,13 @@
 """The live instance an incident is about: described once, and its pre-incident state (what
 containment will change, as it was), which release restores and the incident's seal covers."""
 
+import logging
+from typing import NamedTuple
+
 from chalicelib import accounts, aws, findings, outcomes
-from chalicelib.actions import instance as instance_actions, traffic
+from chalicelib.actions import instance as instance_actions, isolation, traffic
+
+log = logging.getLogger(__name__)
 
 # The tags containment reads from the pre-incident state: no others are kept (50 tags of up
 # to 384 characters would otherwise travel with every record, execution and report).
@@ -10,13 +15,32 @@ PRE_STATE_TAGS = (traffic.ASG_TAG, instance_actions.TAG_INCIDENT, instance_actio
                   instance_actions.TAG_FINDING)
 
 
-
 def describe(request: findings.QuarantineRequest, home_account: str) -> dict:
     """The live instance; refusals for one that does not exist or is terminated."""
+    return observe(request, home_account).instance
+
+
+class Observed(NamedTuple):
+    instance: dict  # DescribeInstances' answer
+    groups: dict | None  # the product's groups in every VPC (isolation.find_groups), if read
+    attributes: dict  # the preservation attributes' values read beside (name: value)
+
+
+def observe(request: findings.QuarantineRequest, home_account: str,
+            attributes: tuple[str, ...] = (), groups: bool = False) -> Observed:
+    """The live instance (refusals for one that does not exist or is terminated), and beside it,
+    in the same round trip, what the first cut needs that DescribeInstances does not say: the
+    product's groups (with `groups`) and the `attributes`' values before the incident."""
     ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
-    found = aws.tolerate(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
-                         ec2.describe_instances, InstanceIds=[request.instance_id])
-    reservations = (found or {}).get("Reservations")
+    reads = [lambda: isolation.find_groups(ec2)] if groups else []
+    reads += [lambda name=name: ec2.describe_instance_attribute(
+        InstanceId=request.instance_id, Attribute=name) for name in attributes]
+    described, *beside = aws.settled([lambda: aws.tolerate(
+        ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"), ec2.describe_instances,
+        InstanceIds=[request.instance_id]), *reads])
+    if isinstance(described, Exception):
+        raise described
+    reservations = (described or {}).get("Reservations")
     if not reservations:
         raise outcomes.InstanceNotFound(f"instance {request.instance_id} not found in "
                                         f"{request.region}")
@@ -24,17 +48,24 @@ def describe(request: findings.QuarantineRequest, home_account: str) -> dict:
     if instance["State"]["Name"] in ("shutting-down", "terminated"):
         raise outcomes.InstanceTerminated(f"instance {request.instance_id} is "
                                           f"{instance['State']['Name']}")
-    return instance
+    found = beside.pop(0) if groups else None
+    values = {name: answer[name[0].upper() + name[1:]]["Value"]
+              for name, answer in zip(attributes, beside) if not isinstance(answer, Exception)}
+    for failed in (b for b in (found, *beside) if isinstance(b, Exception)):  # read again later
+        log.warning("read beside %s failed: %s", request.instance_id, failed)
+    return Observed(instance, None if isinstance(found, Exception) else found, values)
 
 
-def pre_state(instance: dict) -> dict:
-    """What containment will change, as it was: release restores exactly this."""
+def pre_state(instance: dict, attributes: dict | None = None) -> dict:
+    """What containment will change, as it was: release restores exactly this. `attributes`:
+    instance attributes read beside DescribeInstances (which lacks them), by name."""
     interfaces = sorted(instance.get("NetworkInterfaces", []),
                         key=lambda n: n.get("Attachment", {}).get("DeviceIndex", 0))
     return {
         "interfaces": [{"id": n["NetworkInterfaceId"], "vpc_id": n["VpcId"],
                         "device_index": n.get("Attachment", {}).get("DeviceIndex", 0),
-                        "groups": [g["GroupId"] for g in n.get("Groups", [])]}
+                        "groups": [g["GroupId"] for g in n.get("Groups", [])],
+                        "tracking": n.get("ConnectionTrackingConfiguration")}
                        for n in interfaces],
         "instance_profile": (instance.get("IamInstanceProfile") or {}).get("Arn"),
         "volumes": [{"id": m["Ebs"]["VolumeId"], "device": m["DeviceName"],
@@ -44,4 +75,5 @@ def pre_state(instance: dict) -> dict:
         "subnet_id": instance.get("SubnetId"),
         "state": instance["State"]["Name"],
         "tags": [t for t in instance.get("Tags", []) if t["Key"] in PRE_STATE_TAGS],
+        "attributes": dict(attributes or {}),
     }

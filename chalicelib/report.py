@@ -75,19 +75,23 @@ def revocations(changes: list) -> list[str]:
 
 
 def final(incident: dict) -> dict:
-    """The report at the end: outcome, what changed, what failed, evidence, how to release."""
+    """The report at the end: outcome, what failed (first: it is what needs a person), what
+    changed, evidence, how to release."""
     status = incident.get("status", "FAILED")
     outcome = incidents.OUTCOMES.get(status, incidents.OUTCOMES["FAILED"])
-    lines = [f"Incident {incident['incident_id']}: {_describe(incident)} is {outcome.upper()}.",
-             f"Trigger: {_trigger(incident)}", "", "Changes made:"]
+    errors = incident.get("errors") or []
+    headline = f"{outcome}, with {len(errors)} error{'s' if len(errors) != 1 else ''}" \
+        if errors and status == "CONTAINED" else outcome  # contained: yet something failed
+    lines = [f"Incident {incident['incident_id']}: {_describe(incident)} is {headline.upper()}.",
+             f"Trigger: {_trigger(incident)}", "", "Not done (errors):"]
+    lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
+              for e in errors] or ["  (none)"]
+    lines += ["", "Changes made:"]
     changes = incident.get("changes") or []
     lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> {c['after']}"
               for c in changes] or ["  (none)"]
     lines += revocations(changes)
-    errors = incident.get("errors") or []
-    lines += ["", "Not done (errors):"]
-    lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
-              for e in errors] or ["  (none)"]
+    lines += first_cut(incident.get("first_cut") or {})
     snapshots = (incident.get("evidence") or {}).get("snapshots") or {}
     lines += ["", "Evidence (EBS snapshots, tagged QuarantineIncident="
               f"{incident['incident_id']}):"]
@@ -99,8 +103,20 @@ def final(incident: dict) -> dict:
               "\"reason\": \"...\"}  (or: ec2-quarantine release "
               f"{incident['instance_id']} --reason ...)",
               f"Incident record: GET /incidents/{incident['incident_id']}"]
-    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {outcome}"),
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {headline}"),
             "message": _with_json("\n".join(lines), incident), "outcome": outcome}
+
+
+def first_cut(made: dict) -> list[str]:
+    """When the entry function isolated the instance, and what it could not do (Contain
+    finished or restored it: the changes and errors above say how it ended)."""
+    if not made:
+        return []
+    lines = ["", f"First cut (the entry function, {made.get('start')} to {made.get('end')}): "
+             f"isolated {', '.join(made.get('isolated') or []) or 'no interface'}"]
+    lines += [f"  - then not done: {f['action']} {f['resource']}: {f['message']}"
+              for f in made.get("failures") or []]
+    return lines
 
 
 def plan(incident: dict) -> dict:

@@ -1,10 +1,14 @@
-"""Start incidents: describe the instance, claim it atomically, start the execution.
+"""Start incidents: describe the instance, claim it atomically, make the first cut, start the
+execution.
 
-The critical path is three requests: DescribeInstances (which yields the exempt tag and the
-pre-incident state, written with the claim), the claim (one conditional write), StartExecution
-(named after the incident, so a retry cannot run twice). A further finding for an instance under
-an active incident is recorded on it and announced, not re-run; a claim whose execution never
-started is started by the next request for that instance.
+The critical path to isolation is four round trips after the invoke: DescribeInstances (which
+yields the exempt tag and the pre-incident state, written with the claim; the product's groups
+and the preservation attributes are read beside it), the claim (one conditional write, sealed
+beside it), and the two swaps of the first cut (chalicelib/cut.py: every interface at once,
+preservation and tracking beside the first). StartExecution follows (named after the incident,
+so a retry cannot run twice). A further finding for an instance under an active incident is
+recorded on it and announced, not re-run; a claim whose execution never started is started by
+the next request for that instance.
 """
 
 import json
@@ -13,8 +17,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import (accounts, aws, bindings, execution, findings, incidents, instances,
-                        outcomes, report, settings)
+from chalicelib import (accounts, actions, aws, bindings, cut, execution, findings, incidents,
+                        instances, outcomes, report, settings)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,12 @@ def start(request: findings.QuarantineRequest,
           home_account: str) -> outcomes.Outcome | outcomes.ExemptAnnounced:
     """Open an incident for `request` (or record it on the active one): the outcome."""
     current = admit(request, home_account)
-    instance = instances.describe(request, home_account)
-    if findings.is_exempt(instance.get("Tags"), current.exempt_tag):
+    dry_run = request.dry_run or current.dry_run
+    observed = instances.observe(request, home_account, attributes=() if dry_run else cut.AHEAD,
+                                 groups=cut.skipped(request, current, False) is None)
+    instance = observed.instance
+    exempt = findings.is_exempt(instance.get("Tags"), current.exempt_tag)
+    if exempt:
         if request.source == "guardduty":
             announce(report.not_acted_on(request.to_dict(), "exempt"))
             log.info("not acted on %s: exempt (%s=true)", request.instance_id, current.exempt_tag)
@@ -57,27 +65,64 @@ def start(request: findings.QuarantineRequest,
             raise outcomes.InstanceExempt(
                 f"instance {request.instance_id} carries {current.exempt_tag}=true; "
                 'send "force": true to quarantine it anyway')
-    incident = new_incident(request, instance, home_account)
-    if request.dry_run or current.dry_run:
+    incident = new_incident(request, instance, home_account, observed.attributes)
+    if dry_run:
         incident["status"] = "DRY_RUN"
         _, incident["seal"] = aws.concurrently(
             [lambda: incidents.put(incident), lambda: bindings.seal_incident(incident)])
         log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
                  request.source)
         return outcomes.DryRun(begin(incident))
-    try:  # the seal is made beside the claim: nothing new stands in front of the swap
-        _, incident["seal"] = aws.concurrently(
-            [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident)])
+    why_not = cut.skipped(request, current, exempt)
+    target = None if why_not else cut.entry_target(incident, current)
+    if target:
+        cut.remember(target, instance, observed.groups, observed.attributes)
+    try:  # the seal (and the groups a new VPC needs) beside the claim: nothing new in front
+        _, incident["seal"], _ = aws.concurrently(
+            [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident),
+             lambda: target and cut.prepare(target)])
     except incidents.AlreadyActive as active:
         return further(active.incident_id, request, instance, home_account)
     except Exception:  # claimed but not sealed: the next request starts it (no-op unclaimed)
         _mark_start_failed(incident["incident_id"])
         raise
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
-    return outcomes.Opened(begin(incident))
+    if why_not:
+        log.info("no first cut on %s: %s", request.instance_id, why_not)
+        return outcomes.Opened(begin(incident))
+    return outcomes.Opened(begin(incident, first_cut(target)))
 
 
-def new_incident(request: findings.QuarantineRequest, instance: dict, home_account: str) -> dict:
+def first_cut(target) -> dict:
+    """Isolate the claimed instance from here (chalicelib/cut.py) and record what the cut made
+    on the incident (sealed, before the execution starts: should Contain never run, release
+    still undoes it); what the execution's Contain step is told of it: when, which interfaces
+    ended isolated, what failed, which changes are recorded already."""
+    incident = target.incident
+    started = incidents.now()
+    failures = cut.make(target)
+    isolated = sorted(eni for eni, why in target.cache.get("isolated", {}).items() if not why)
+    made = {"start": started, "end": incidents.now(), "isolated": isolated,
+            "failures": failures, "containment": cut.containment(target)}
+    log.info("first cut on %s for %s: %d of %d interfaces isolated, %d failures",
+             incident["instance_id"], incident["incident_id"], len(isolated),
+             len(incident["pre_state"]["interfaces"]), len(failures))
+    changes = cut.changes(target)
+    try:
+        incidents.record_step(incident["incident_id"], "cut", started,
+                              "isolated" if len(isolated) == len(target.pre_state["interfaces"])
+                              else "partly isolated", changes,
+                              fields={"first_cut": made, "seal": incident["seal"],
+                                      **({"containment": made["containment"]}
+                                         if made["containment"] else {})})
+        made["recorded"] = sorted({actions.change_key(c) for c in changes})
+    except Exception:  # Contain records them instead
+        log.exception("could not record the first cut on %s", incident["incident_id"])
+    return made
+
+
+def new_incident(request: findings.QuarantineRequest, instance: dict, home_account: str,
+                 attributes: dict | None = None) -> dict:
     incident_id = incidents.new_id()
     opened = incidents.now()
     return {
@@ -95,7 +140,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "opened_at": opened,
         "updated_at": opened,
         "execution_arn": execution_arn(incident_id),
-        "pre_state": instances.pre_state(instance),
+        "pre_state": instances.pre_state(instance, attributes),
         "findings": [],
     }
 
@@ -116,12 +161,13 @@ def _arn_of(name: str) -> str:
     return machine.replace(":stateMachine:", ":execution:") + ":" + name
 
 
-def begin(incident: dict) -> dict:
-    """Start the incident's execution (its name makes a repeated start a no-op); the incident."""
+def begin(incident: dict, cut_made: dict | None = None) -> dict:
+    """Start the incident's execution (its name makes a repeated start a no-op), telling it of
+    the first cut made; the incident."""
     from botocore.exceptions import ClientError
 
     current = settings.get()
-    execution_input = execution.quarantine(incident, current)
+    execution_input = execution.quarantine(incident, current, cut_made)
     machine_region = aws.region_of(current.state_machine_arn)
     try:
         aws.tolerate(
@@ -132,7 +178,7 @@ def begin(incident: dict) -> dict:
         )
     except ClientError as error:
         log.error("execution of %s did not start: %s", incident["incident_id"], error)
-        _mark_start_failed(incident["incident_id"])
+        _mark_start_failed(incident["incident_id"], incident.get("seal"))
         raise outcomes.ExecutionNotStarted(
             f"incident {incident['incident_id']} is claimed but its execution did not start; "
             "repeat the request to start it") from None
@@ -157,9 +203,17 @@ def further(incident_id: str, request: findings.QuarantineRequest, instance: dic
 
 
 def _rebound(incident: dict, request, instance: dict, home_account: str) -> dict:
-    """A claimed incident that never started, bound anew to what was just described: the
-    table's copy is not trusted (anyone who may write the table could have written it), and
-    nothing has changed the instance yet, so its state now is its pre-incident state."""
+    """A claimed incident that never started: as the claim wrote it when its seal holds (its
+    start failed after the first cut, which changed the instance); otherwise bound anew to
+    what was just described: the table's copy is not trusted (anyone who may write the table
+    could have written it). Without a seal the entry function stopped before starting the
+    execution, before its cut unless it was killed during it; in that rare case an interface
+    already isolated is taken as it is, and release keeps it isolated (the safe side)."""
+    try:
+        return bindings.verified_incident(incident)
+    except bindings.Refused as unsealed:
+        log.info("incident %s is rebound to the instance as it is: %s", incident["incident_id"],
+                 unsealed)
     fresh = new_incident(request, instance, home_account)
     bound = {**incident, **{name: fresh[name] for name in bindings.BINDING_FIELDS
                             if name not in ("incident_id", "opened_at", "execution_arn")},
@@ -189,10 +243,12 @@ def _execution_exists(incident_id: str) -> bool:
         "stepfunctions", aws.region_of(arn)).describe_execution, executionArn=arn) is not None
 
 
-def _mark_start_failed(incident_id: str) -> None:
+def _mark_start_failed(incident_id: str, seal: str | None = None) -> None:
+    """Mark the claim as not started, with its seal when it has one: the restart then acts on
+    the pre-incident state the claim wrote (the first cut may have changed the instance)."""
     try:
         incidents.record_step(incident_id, "start", incidents.now(), "failed",
-                              fields={"start_failed": True})
+                              fields={"start_failed": True, **({"seal": seal} if seal else {})})
     except Exception:  # the age check still finds the lost start
         log.exception("could not mark %s as not started", incident_id)
 

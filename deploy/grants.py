@@ -55,6 +55,12 @@ def _ec2(*types: str) -> tuple[str, ...]:
 
 PRODUCT_GROUPS = {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": sorted(
     isolation.GROUP_NAMES)}}
+
+
+def _product_group(role: str) -> dict:
+    return {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": role}}
+
+
 INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
                             instance_actions.TAG_FINDING})
 PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
@@ -86,8 +92,10 @@ OTHER_ATTRIBUTES = _settable("ModifyInstanceAttribute", "BlockDeviceMappings")
 # those the product never sets are denied outright (a Deny on a key a request lacks is inert).
 NEVER_SET = sorted(set(_input("ModifyInstanceAttribute")["Attribute"].enum) - {
     name[0].lower() + name[1:] for name in SET_ATTRIBUTES} - {"blockDeviceMapping"})
-# ModifyNetworkInterfaceAttribute: the product changes an interface's groups and nothing else.
+# ModifyNetworkInterfaceAttribute: the product changes an interface's groups, or its
+# connection tracking, and nothing else.
 INTERFACE_ATTRIBUTES = _settable("ModifyNetworkInterfaceAttribute", "Groups")
+TRACKING = "ConnectionTrackingSpecification"
 
 
 def _attribute_grants() -> tuple[Grant, ...]:
@@ -131,11 +139,15 @@ def instance_grants(current) -> tuple[Grant, ...]:
               {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
                   isolation.GROUP_NAMES)}}),
         Grant("Ec2ProductGroupsInVpc", ("ec2:CreateSecurityGroup",), _ec2("vpc")),
-        Grant("Ec2ProductGroupsRules",
-              ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress",
-               "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
-              _ec2("security-group"), PRODUCT_GROUPS),
-        Grant("Ec2TagOnCreate", ("ec2:CreateTags",), _ec2("security-group", "snapshot"),
+        # Rules are only ever added to the all-open group and taken from the isolation group.
+        Grant("Ec2OpenGroupRules",
+              ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress"),
+              _ec2("security-group"), _product_group("open")),
+        Grant("Ec2IsolationGroupRules",
+              ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+              _ec2("security-group"), _product_group("isolation")),
+        Grant("Ec2TagOnCreate", ("ec2:CreateTags", isolation.TAGS_ON_CREATE),
+              _ec2("security-group", "snapshot"),
               {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),
         Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
               {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
@@ -149,8 +161,13 @@ def instance_grants(current) -> tuple[Grant, ...]:
               _ec2("network-interface"),
               {"Null": {f"ec2:Attribute/{name}": "true" for name in INTERFACE_ATTRIBUTES}}),
         Grant("Ec2InterfacesOfInstances", ("ec2:ModifyNetworkInterfaceAttribute",
-                                           isolation.PRODUCT_GROUPS_ONLY),
+                                           isolation.PRODUCT_GROUPS_ONLY,
+                                           isolation.TRACKING_ONLY),
               _ec2("instance", "vpc")),
+        # Connection tracking: the timeouts alone, never the groups or anything else.
+        Grant("Ec2InterfacesTrackingOnly", (isolation.TRACKING_ONLY,), _ec2("network-interface"),
+              {"Null": {f"ec2:Attribute/{name}": "false" if name == TRACKING else "true"
+                        for name in (*INTERFACE_ATTRIBUTES, "Groups")}}),
         Grant("Ec2InterfacesAnyGroup", ("ec2:ModifyNetworkInterfaceAttribute",),
               _ec2("security-group")),
         Grant("Ec2InterfacesProductGroups", (isolation.PRODUCT_GROUPS_ONLY,),

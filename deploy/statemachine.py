@@ -184,12 +184,23 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
     contain_branch = {
         "StartAt": "Contain",
         "States": {
-            "Contain": {**_task(function_arns["contain"], incident_only, "$.result", None,
+            "Contain": {**_task(function_arns["contain"], {**incident_only, "cut.$": "$.cut"},
+                                "$.result", None,
                                 catch={"ResultPath": "$.error", "Next": "ContainCrashed"}),
                         "OutputPath": "$.result"},
-            "ContainCrashed": {"Type": "Pass",
-                               "Parameters": {"status": "FAILED", "error.$": "$.error"},
-                               "End": True},
+            # Crashed, or never ran: the entry function's cut may have isolated the instance
+            # (and recorded it): the status is what the cut earned, else FAILED.
+            "ContainCrashed": {"Type": "Choice",
+                               "Choices": [{"Variable": "$.cut.containment", "IsString": True,
+                                            "Next": "ContainCrashedAfterCut"}],
+                               "Default": "ContainCrashedNothingCut"},
+            "ContainCrashedAfterCut": {"Type": "Pass",
+                                       "Parameters": {"status.$": "$.cut.containment",
+                                                      "error.$": "$.error"},
+                                       "End": True},
+            "ContainCrashedNothingCut": {"Type": "Pass",
+                                         "Parameters": {"status": "FAILED", "error.$": "$.error"},
+                                         "End": True},
         },
     }
     return {

@@ -46,6 +46,12 @@ def change(action: str, resource: str, attribute: str, before, after) -> dict:
             "before": before, "after": after}
 
 
+def change_key(record: dict) -> str:
+    """Which change a record is: its action, resource and attribute (two records of one change,
+    made at different times, share it)."""
+    return f"{record['action']}|{record['resource']}|{record['attribute']}"
+
+
 class OnRelease(enum.Enum):
     """What release does with an action's changes."""
 

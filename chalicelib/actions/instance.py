@@ -189,11 +189,20 @@ class KeepVolumesOnTermination(Action):
         devices = {v["id"]: v["device"] for v in target.pre_state["volumes"]}
         target.ec2.modify_instance_attribute(InstanceId=target.instance_id, BlockDeviceMappings=[
             {"DeviceName": devices[v], "Ebs": {"DeleteOnTermination": value}} for v in volumes])
+        target.cache.setdefault("live_volumes", {}).update({v: value for v in volumes})
+
+    def early(self, target) -> list:
+        """The request sent with the first swap: a power-off then keeps the disks."""
+        live = target.cache.get("live_volumes", {})
+        volumes = [r["resource"] for r in self.plan(target) if live.get(r["resource"], True)]
+        return [lambda: self._set(target, volumes, False)] if volumes else []
 
     def apply(self, target):
         made = self.plan(target)
-        if made:
-            self._set(target, [r["resource"] for r in made], False)
+        live = target.cache.get("live_volumes", {})  # as last read or set; unknown: set it
+        still = [r["resource"] for r in made if live.get(r["resource"], True)]
+        if still:
+            self._set(target, still, False)
         return made
 
     def undo(self, target, record):
@@ -222,17 +231,39 @@ class InstanceAttribute(Action):
     def _set(self, target, value):
         target.ec2.modify_instance_attribute(InstanceId=target.instance_id,
                                              **{self._key: {"Value": value}})
+        target.cache.setdefault("attributes", {})[self.attribute] = value
+
+    def _live(self, target):
+        """The attribute as last read or set in this step (read now if neither)."""
+        live = target.cache.setdefault("attributes", {})
+        if self.attribute not in live:
+            live[self.attribute] = target.ec2.describe_instance_attribute(
+                InstanceId=target.instance_id, Attribute=self.attribute)[self._key]["Value"]
+        return live[self.attribute]
+
+    def _before(self, target):
+        """The value before the incident: read with the instance when it opened (the entry
+        function's cut may have changed it since), else now."""
+        known = target.pre_state.get("attributes") or {}
+        return known[self.attribute] if self.attribute in known else self._live(target)
+
+    def early(self, target) -> list:
+        """The request sent with the first swap, when the value before is known and differs."""
+        known = target.pre_state.get("attributes") or {}
+        live = target.cache.get("attributes", {})
+        if self.value in (known.get(self.attribute, self.value), live.get(self.attribute)):
+            return []
+        return [lambda: self._set(target, self.value)]
 
     def plan(self, target):
-        current = target.ec2.describe_instance_attribute(
-            InstanceId=target.instance_id, Attribute=self.attribute)[self._key]["Value"]
-        if current == self.value:
+        before = self._before(target)
+        if before == self.value:
             return []
-        return [change(self.name, target.instance_id, self.attribute, current, self.value)]
+        return [change(self.name, target.instance_id, self.attribute, before, self.value)]
 
     def apply(self, target):
         made = self.plan(target)
-        if made:
+        if self._live(target) != self.value:
             self._set(target, self.value)
         return made
 

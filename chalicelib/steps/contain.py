@@ -1,9 +1,12 @@
-"""Contain: isolate every interface (first, nothing in front of it), then cut the credentials,
-protect against termination, make shutdown stop the instance, and tag it."""
+"""Contain: verify the first cut and finish it (every interface isolated, preservation and
+short connection tracking beside the first swap: chalicelib/cut.py), then leave the Auto
+Scaling group and load balancers, cut the credentials, and tag the instance. Each change is
+recorded against the sealed pre-incident state, whether the entry function's cut made it or
+this step did."""
 
 import logging
 
-from chalicelib import actions, aws, bindings, incidents
+from chalicelib import actions, aws, bindings, cut, incidents
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
@@ -14,7 +17,7 @@ from chalicelib.actions.instance import (
     SwapToDenyAllProfile,
     TerminationProtection,
 )
-from chalicelib.actions.isolation import IsolateInterface, prefetch
+from chalicelib.actions.isolation import IsolateInterface, ShortenConnectionTracking
 from chalicelib.actions.traffic import (
     DisassociateElasticIp,
     LeaveAutoScalingGroup,
@@ -26,19 +29,20 @@ from chalicelib.steps import is_dry_run, refused, target_for
 log = logging.getLogger(__name__)
 
 
-ACTION_CLASSES = (IsolateInterface, LeaveAutoScalingGroup, LeaveTargetGroups,
+ACTION_CLASSES = (IsolateInterface, ShortenConnectionTracking, LeaveAutoScalingGroup,
+                  LeaveTargetGroups,
                   LeaveClassicLoadBalancers, DisassociateElasticIp, DetachInstanceProfile,
                   SwapToDenyAllProfile, RevokeRoleSessions, TerminationProtection,
                   ShutdownBehaviourStop, KeepVolumesOnTermination, DisableApiStop, QuarantineTags)
 PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
-               *bindings.VERIFY_PERMISSIONS)
+               *bindings.VERIFY_PERMISSIONS, *cut.OBSERVE_PERMISSIONS)
 
 
 def containment_classes(options) -> tuple[type[actions.Action], ...]:
     """The action classes containment runs under `options`, in order; the contain function's
     policy is made of these and no others (deploy/permissions.py)."""
-    return (IsolateInterface, LeaveAutoScalingGroup, LeaveTargetGroups,
-            LeaveClassicLoadBalancers,
+    return (IsolateInterface, ShortenConnectionTracking, LeaveAutoScalingGroup,
+            LeaveTargetGroups, LeaveClassicLoadBalancers,
             *((DisassociateElasticIp,) if options.disassociate_elastic_ip else ()),
             SwapToDenyAllProfile if options.credentials_mode == "deny-all"
             else DetachInstanceProfile,
@@ -49,30 +53,35 @@ def containment_classes(options) -> tuple[type[actions.Action], ...]:
 
 def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
     """The ordered containment actions (the tags come after them, with the outcome). Isolation
-    first: nothing stands in front of the swap. Leaving the Auto Scaling group and the load
-    balancers follows at once, well inside any health-check window; then credentials and
-    preservation."""
+    first (the cut made it already: these record it): nothing stands in front of the swap.
+    Leaving the Auto Scaling group and the load balancers follows at once, well inside any
+    health-check window; then credentials and preservation."""
     ordered: list[actions.Action] = []
     for cls in containment_classes(settings):
-        if cls is IsolateInterface:
-            ordered += [IsolateInterface(i) for i in pre_state["interfaces"]]
+        if cls in (IsolateInterface, ShortenConnectionTracking):
+            ordered += [cls(i) for i in pre_state["interfaces"]]
         elif cls is not QuarantineTags:
             ordered.append(cls())
     return ordered
 
 
+# What containment is: every interface isolated and the credentials cut. The rest (Auto Scaling,
+# load balancers, preservation, tracking, tags) is reported, and does not decide the status.
+CRITICAL = (IsolateInterface.name, DetachInstanceProfile.name, SwapToDenyAllProfile.name)
+
+
 def status(changes: list, errors: list) -> str:
-    """CONTAINED: every action applied; FAILED: nothing changed; PARTIAL: in between.
-    The quarantine tags are a label, not containment: they never count as a change."""
-    if not errors:
+    """CONTAINED: no critical action failed, whatever else did; FAILED: critical actions failed
+    and none applied; PARTIAL: in between."""
+    if not any(e["action"] in CRITICAL for e in errors):
         return "CONTAINED"
-    return "PARTIAL" if changes else "FAILED"
+    return "PARTIAL" if any(c["action"] in CRITICAL for c in changes) else "FAILED"
 
 
 def _verified(event: dict):
     """The execution's incident and its target, once verified. The seal's check goes beside
-    the read of the VPCs' isolation groups (a read, in an allowed account only), so the swap
-    waits for no request more than before."""
+    the read of the instance as it is now and the VPCs' isolation groups (reads, in an allowed
+    account only), so finishing the cut waits for no request more."""
     incident = event.get("incident")
     if not isinstance(incident, dict):
         raise bindings.Refused("the execution names no incident")
@@ -81,11 +90,19 @@ def _verified(event: dict):
 
     def read_ahead():
         try:
-            prefetch(target, {i["vpc_id"] for i in incident["pre_state"]["interfaces"]})
-        except Exception:  # the isolation step reads them itself
-            log.warning("could not read the isolation groups ahead", exc_info=True)
+            cut.observe(target)
+        except Exception:  # the actions read what they need themselves
+            log.warning("could not read the instance and its groups ahead", exc_info=True)
     verified, _ = aws.concurrently([lambda: bindings.execution_incident(event), read_ahead])
     return verified, target
+
+
+def _recorded_by_the_cut(event: dict) -> set[str]:
+    """The changes the entry function's cut recorded already (`actions.change_key`): Contain
+    records them again only if the cut could not. (Were this forged, a change would go
+    unrecorded and release would leave it in place: the isolated side.)"""
+    made = event.get("cut") if isinstance(event.get("cut"), dict) else {}
+    return {key for key in made.get("recorded") or [] if isinstance(key, str)}
 
 
 def run(event: dict) -> dict:
@@ -95,6 +112,8 @@ def run(event: dict) -> dict:
     except bindings.Refused as refusal:
         return {"status": "REFUSED", "refused": refused(event, "contain", refusal)}
     dry_run = is_dry_run(event)
+    if not dry_run:  # what the entry function's cut left to do (its failures: the actions')
+        cut.make(target, restore=True)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),
                                   target, dry_run)
     if dry_run:
@@ -105,7 +124,9 @@ def run(event: dict) -> dict:
         return {"status": "DRY_RUN", "planned": len(changes + tag_changes)}
     tag_changes, tag_errors = actions.run([QuarantineTags(status(changes, errors))], target)
     outcome = status(changes, errors + tag_errors)
-    changes, errors = changes + tag_changes, errors + tag_errors
+    recorded = _recorded_by_the_cut(event)
+    changes = [c for c in changes if actions.change_key(c) not in recorded] + tag_changes
+    errors = errors + tag_errors
     log.info("contained %s for %s: %s (%d changes, %d errors)", incident["instance_id"],
              incident["incident_id"], outcome, len(changes), len(errors))
     try:

@@ -24,11 +24,6 @@ PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS)
 
 
-def _key(record: dict) -> str:
-    """Which change a record is (its undo is recorded under the same key)."""
-    return f"{record['action']}|{record['resource']}|{record['attribute']}"
-
-
 def undo_permissions() -> set[str]:
     """Release may undo any action's changes, whatever the settings are today: an option
     switched off after an incident opened must not strand that incident (it undoes only
@@ -42,7 +37,7 @@ def to_undo(changes: list[dict], restored: set[str], reregister: bool):
     undo, notes = [], []
     for record in reversed(changes):
         on_release = BY_NAME[record["action"]].on_release
-        if on_release is OnRelease.KEPT or _key(record) in restored:
+        if on_release is OnRelease.KEPT or actions.change_key(record) in restored:
             continue
         if on_release is OnRelease.NOT_REATTACHED:
             if record["after"] == "in standby":
@@ -130,7 +125,7 @@ def run(event: dict) -> dict:
             "reason": asked.get("reason", ""), "notes": notes,
             "requested_by": asked.get("requested_by", ""), "restored_changes": (
                 (incident.get("release") or {}).get("restored_changes", []) + undone),
-            "restored": sorted(restored | {_key(r) for r in undone})}})
+            "restored": sorted(restored | {actions.change_key(r) for r in undone})}})
     if not errors:
         incidents.release_claim(incident)  # a new finding may open a new incident
     log.info("release of %s: %s (%d undone, %d errors)", incident_id, final, len(undone),

@@ -43,10 +43,11 @@ OPTIONS = {"DISASSOCIATE_ELASTIC_IP": "true", "REVOKE_ROLE_SESSIONS": "true",
            "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture"}
 STATE_MACHINE = "state machine"  # the caller of the definition's own tasks (Lambda, SNS)
 ADMISSION = ("admission",)  # a denial here means no incident can start
-CONTAIN = ("isolate-interface", "leave-autoscaling-group", "leave-target-groups",
+CONTAIN = ("isolate-interface", "connection-tracking", "leave-autoscaling-group", "leave-target-groups",
            "leave-classic-load-balancers", "disassociate-elastic-ip", "detach-instance-profile",
            "revoke-role-sessions", "termination-protection", "keep-volumes-on-termination",
            "quarantine-tags")
+CRITICAL = ("isolate-interface", "detach-instance-profile")  # what the status is about
 EVIDENCE = ("snapshots", "evidence-store")
 AFTER_SNAPSHOTS = ("share-snapshots", "stop-instance")
 DETECTION = "incident+opened"  # in the detection notice's request (its subject), not the report's
@@ -101,6 +102,8 @@ OPERATIONS = [
     *_ops("states", ["StartExecution"], "on_guardduty_finding", ADMISSION),
     # the incident's binding cannot be sealed: nothing may act on it (the claim is marked)
     *_ops("kms", ["GenerateMac"], "on_guardduty_finding", ADMISSION),
+    # read beside DescribeInstances for the pre-incident state: denied, Contain reads them
+    *_ops("ec2", ["DescribeInstanceAttribute"], "on_guardduty_finding", ()),
     # a step that cannot verify its execution does nothing (it fails closed); one that cannot
     # seal its change records cannot record them (as if its write were denied)
     *_ops("kms", ["VerifyMac"], "capture_memory", ("capture-memory-step",), ("capture-memory",)),
@@ -113,9 +116,14 @@ OPERATIONS = [
     *_ops("s3", ["CreateMultipartUpload", "ListParts", "CompleteMultipartUpload"],
           "capture_memory", ("capture-memory",)),
     *_ops("dynamodb", ["UpdateItem"], "capture_memory", ("capture-memory-step",), ()),
+    # the instance as it is now, read beside the seal's check: denied, each action reads
+    *_ops("ec2", ["DescribeInstances"], "contain", ()),
     *_ops("ec2", ["DescribeSecurityGroups", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
-                  "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress",
-                  "ModifyNetworkInterfaceAttribute"], "contain", ("isolate-interface",)),
+                  "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress"], "contain",
+          ("isolate-interface",)),
+    # the swaps and the connection-tracking change are the same operation
+    *_ops("ec2", ["ModifyNetworkInterfaceAttribute"], "contain",
+          ("isolate-interface", "connection-tracking")),
     *_ops("autoscaling", ["SetInstanceProtection", "DetachInstances"], "contain",
           ("leave-autoscaling-group",)),
     *_ops("elasticloadbalancing", ["DescribeTargetGroups", "DescribeTargetHealth",
@@ -351,12 +359,22 @@ def _applied(stack, victim, incident_id) -> dict:
 
 
 def _expected_status(ops) -> str:
-    """FAILED only when containment changed nothing; PARTIAL when a containment action failed."""
+    """About containment (isolation, credentials): FAILED when neither applied, PARTIAL when one
+    of them failed, CONTAINED otherwise, whatever else failed."""
     not_applied = set().union(*(op.not_applied for op in ops))
     failed = set().union(*(op.fails for op in ops))
-    if set(CONTAIN) <= not_applied:
+    if set(CRITICAL) <= not_applied:
         return "FAILED"
-    return "PARTIAL" if failed & (set(CONTAIN) | {"shutdown-behaviour"}) else "CONTAINED"
+    return "PARTIAL" if failed & set(CRITICAL) else "CONTAINED"
+
+
+def _subject_says(subject: str, status: str, errors: int) -> bool:
+    """The report's subject: the outcome, and with errors under CONTAINED, how many."""
+    outcome = {"CONTAINED": "contained", "PARTIAL": "partially contained",
+               "FAILED": "failed"}[status]
+    if errors and status == "CONTAINED":
+        outcome += f", with {errors} error" + ("s" if errors != 1 else "")
+    return subject.endswith(f": {outcome}")
 
 
 DENIAL_ROUNDS = _rounds(ACTING)
@@ -382,8 +400,7 @@ def test_a_denied_operation_fails_its_action_and_the_rest_proceed(stack, ops):
     applied = _applied(stack, victim, record["incident_id"])
     assert {name for name, done in applied.items() if not done} == not_applied & set(applied)
     report = _report(stack, queue)
-    assert report["Subject"].endswith({"CONTAINED": ": contained", "PARTIAL": ": partially contained",
-                                       "FAILED": ": failed"}[status])
+    assert _subject_says(report["Subject"], status, len(record["errors"])), report["Subject"]
     for op in ops:
         assert denied(op.service) in report["Message"], f"{op} is not in the report"
 
@@ -503,7 +520,7 @@ def test_an_instance_terminated_mid_run_ends_in_a_report(stack):
     assert [e["action"] for e in record["errors"]] == ["stop-instance"], record["errors"]
     assert len(snapshots_of(stack, record["incident_id"])) == 1
     report = _report(stack, queue)
-    assert "stop-instance" in report["Message"] and report["Subject"].endswith(": contained")
+    assert "stop-instance" in report["Message"] and _subject_says(report["Subject"], "CONTAINED", 1)
 
 
 def test_snapshot_limit_exceeded_is_reported_and_containment_stands(stack):

@@ -266,27 +266,47 @@ def _remove_action(stack, role: str, action: str) -> None:
     iam_client.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
 
 
-@pytest.mark.parametrize("role, action, decision, reports", [
-    (names.function_role("dev", "contain"), "ec2:ModifyNetworkInterfaceAttribute", "acted",
-     ["incident opened", "partially contained"]),
-    (names.function_role("dev", "on_guardduty_finding"), "states:StartExecution", "refused", []),
-    (names.state_machine_role("dev"), "lambda:InvokeFunction", "acted",
-     ["incident opened", "report step failed"]),
-])
-def test_without_one_action_the_instance_is_not_contained(stack, role, action, decision,
-                                                          reports):
+ENTRY = names.function_role("dev", "on_guardduty_finding")
+CONTAIN = names.function_role("dev", "contain")
+MACHINE = names.state_machine_role("dev")
+SWAP = "ec2:ModifyNetworkInterfaceAttribute"
+
+
+@pytest.mark.parametrize("removed, decision, reports, isolated, status", [
+    # neither the entry function's cut nor Contain can swap: the credentials are cut all the same
+    ({ENTRY: SWAP, CONTAIN: SWAP}, "acted", ["incident opened", "partially contained"], False,
+     "PARTIAL"),
+    # the cut cannot swap: Contain isolates
+    ({ENTRY: SWAP}, "acted", ["incident opened", "contained"], True, "CONTAINED"),
+    # the execution cannot start: the cut isolated the instance; the claim waits for the next
+    # request for it, which starts the execution
+    ({ENTRY: "states:StartExecution"}, "refused", [], True, "OPEN"),
+    # no step runs: the cut isolated it (and recorded that), Step Functions settles what it earned
+    ({MACHINE: "lambda:InvokeFunction"}, "acted", ["incident opened", "report step failed"], True,
+     "PARTIAL"),
+], ids=["no-swap-anywhere", "no-swap-in-the-cut", "no-start", "no-invoke"])
+def test_without_one_action_containment_is_what_is_left(stack, removed, decision, reports,
+                                                        isolated, status):
     queue = subscribe_queue(stack)
     victim = make_victim(stack, interfaces=1, volumes=1)
     with stack.enforce_iam():
-        _remove_action(stack, role, action)
+        for role, action in removed.items():
+            _remove_action(stack, role, action)
         started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
         assert started["decision"] == decision, started
         if decision == "acted":
-            assert _finish(stack, started)["status"] != "CONTAINED"
+            _finish(stack, started)
+        isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
         for eni, groups in victim["interfaces"].items():
-            assert interface_groups(stack, eni) == groups  # never isolated
-    assert iam.authorizations.denied(role) == {action}
+            assert interface_groups(stack, eni) == ([isolation] if isolated else groups)
+    for role, action in removed.items():
+        assert iam.authorizations.denied(role) == {action}
     assert [m["Subject"].split(": ", 1)[1] for m in messages(stack, queue)] == reports
-    if role == names.state_machine_role("dev"):  # no step ran: Step Functions settled it
-        assert "dynamodb:UpdateItem" in iam.authorizations.allowed(role)
-        assert incidents.get(started["incident_id"])["status"] == "FAILED"
+    incident_id = started.get("incident_id") or incidents.active_for(
+        stack.account, "us-east-1", victim["instance_id"])
+    assert incidents.get(incident_id)["status"] == status
+    if MACHINE in removed:  # no step ran: Step Functions settled it, from the cut's record
+        assert "dynamodb:UpdateItem" in iam.authorizations.allowed(MACHINE)
+        record = incidents.get(incident_id)
+        assert {c["action"] for c in record["changes"]} >= {"isolate-interface",
+                                                            "termination-protection"}

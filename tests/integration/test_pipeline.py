@@ -42,12 +42,14 @@ def _assert_contained(stack, victim, record):
 
 
 def _swaps(calls):
-    """(interface, group) of every ModifyNetworkInterfaceAttribute, in the order made."""
+    """(interface, group, function) of every ModifyNetworkInterfaceAttribute that sets groups,
+    in the order made."""
     found = []
     for call in calls:
-        if call.name == "ec2:ModifyNetworkInterfaceAttribute":
-            fields = parse_qs(call.body)
-            found.append((fields["NetworkInterfaceId"][0], fields["SecurityGroupId.1"][0]))
+        fields = parse_qs(call.body)
+        if call.name == "ec2:ModifyNetworkInterfaceAttribute" and "SecurityGroupId.1" in fields:
+            found.append((fields["NetworkInterfaceId"][0], fields["SecurityGroupId.1"][0],
+                          call.caller))
     return found
 
 
@@ -63,10 +65,16 @@ def test_guardduty_finding_contains_preserves_and_reports(stack):
     assert decided["decision"] == "acted" and execution["status"] == "SUCCEEDED"
     assert record["status"] == "CONTAINED" and record["errors"] == []
     isolation, open_group = _assert_contained(stack, victim, record)
-    swaps = _swaps(recording.calls(stack))
+    calls = recording.calls(stack)
+    swaps = _swaps(calls)
     for eni in victim["interfaces"]:
-        mine = [group for interface, group in swaps if interface == eni]
-        assert mine == [open_group, isolation], "all-open group first, then isolation"
+        mine = [(group, by) for interface, group, by in swaps if interface == eni]
+        entry = "ec2-quarantine-dev-on_guardduty_finding"
+        assert mine == [(open_group, entry), (isolation, entry)], \
+            "the entry function's cut: all-open group first, then isolation (Contain verifies)"
+    started = next(n for n, c in enumerate(calls) if c.name == "states:StartExecution")
+    assert max(n for n, c in enumerate(calls) if c.name == "ec2:ModifyNetworkInterfaceAttribute"
+               and "SecurityGroupId.1" in c.body) < started, "isolated before the execution"
     snapshots = snapshots_of(stack, record["incident_id"])
     assert len(snapshots) == 2 and {s["State"] for s in snapshots} == {"completed"}
     assert all({"Key": "QuarantineInstance", "Value": victim["instance_id"]} in s["Tags"]
@@ -101,7 +109,7 @@ def test_http_request_contains_the_same_way(stack):
     assert status == 200 and fetched["status"] == "CONTAINED"
     assert fetched["reason"] == "analyst saw beaconing"
     assert [step["step"] for step in fetched["timeline"]] == [
-        "contain", "evidence", "wait-snapshots", "report"]
+        "cut", "contain", "evidence", "wait-snapshots", "report"]
     assert len(messages(stack, queue)) == 2
 
 
@@ -167,19 +175,71 @@ def test_containment_that_changes_nothing_fails_the_execution(stack):
     finish(stack, again)
 
 
-def test_a_failed_isolation_step_never_leaves_an_interface_all_open(stack):
+def _second_victim(stack):
+    """A victim in a VPC whose groups exist, and that VPC's isolation group."""
     first = make_victim(stack, interfaces=1, volumes=1)  # makes the VPC's pair of groups
     finish(stack, deliver_finding(stack, guardduty_event(first["instance_id"])))
     isolation = product_groups(stack, first["vpc_id"])["isolation"]["GroupId"]
     victim = make_victim(stack, interfaces=1, volumes=1,
                          vpc={"vpc_id": first["vpc_id"], "subnet_id": first["subnet_id"]})
+    return victim, isolation
+
+
+def _contains_writes(calls):
+    """Contain's requests that change something, in order (its reads and MACs left out)."""
+    return [c for c in calls if (c.caller or "").endswith("-contain")
+            and not c.action.startswith(("Describe", "Get", "List", "VerifyMac", "GenerateMac"))]
+
+
+def _first_action(writes):
+    """Contain's writes up to its second action: its first (the cut: swaps, with preservation
+    and tracking beside them) ends where a request of another kind is made."""
+    cut = ("ec2:ModifyNetworkInterfaceAttribute", "ec2:ModifyInstanceAttribute")
+    end = next((n for n, c in enumerate(writes) if c.name not in cut), len(writes))
+    return [c for c in writes[:end] if "SecurityGroupId.1" in c.body], writes[end:]
+
+
+def test_a_half_cut_left_by_the_entry_function_is_finished_first_by_contain(stack):
+    """The entry function's second swap fails, and its retry: the interface is left on the
+    all-open group, and Contain's very first change puts it on the isolation group."""
+    victim, isolation = _second_victim(stack)
     (eni, groups), = victim["interfaces"].items()
-    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation",
-                     resource=isolation)  # the all-open step works, the isolation step fails
+    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation", count=2,
+                     resource=isolation, caller="on_guardduty_finding")
+    recording.start(stack)
 
     record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    recording.stop(stack)
+
+    assert interface_groups(stack, eni) == [isolation]
+    assert record["status"] == "CONTAINED" and record["errors"] == []
+    (failure,) = record["first_cut"]["failures"]
+    assert failure["resource"] == eni and "LEFT ON THE ALL-OPEN GROUP" in failure["message"]
+    swaps, after = _first_action(_contains_writes(recording.calls(stack)))
+    assert [isolation in c.body for c in swaps] == [True], "straight to the isolation group"
+    assert after and not any("SecurityGroupId.1" in c.body for c in after)
+
+
+def test_a_failed_isolation_step_never_leaves_an_interface_all_open(stack):
+    """The second swap fails for the entry function and for Contain, each with its retry:
+    Contain's first action gives the interface its own groups back."""
+    victim, isolation = _second_victim(stack)
+    (eni, groups), = victim["interfaces"].items()
+    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation", count=4,
+                     resource=isolation)  # the all-open step works, the isolation step fails
+    recording.start(stack)
+
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    recording.stop(stack)
 
     assert interface_groups(stack, eni) == groups  # back on its own groups, not all-open
     (error,) = [e for e in record["errors"] if e["action"] == "isolate-interface"]
     assert "original groups were restored" in error["message"]
     assert record["status"] == "PARTIAL"
+    # the refused swaps never reach moto: each function's two tries are the faults fired
+    assert [f["caller"].rsplit("-", 1)[-1] for f in stack.faults.fired] == [
+        "on_guardduty_finding"] * 2 + ["contain"] * 2
+    swaps, after = _first_action(_contains_writes(recording.calls(stack)))
+    assert len(swaps) == 1 and all(g in swaps[0].body for g in groups), \
+        "restored before anything else is done"
+    assert after and not any("SecurityGroupId.1" in c.body for c in after)

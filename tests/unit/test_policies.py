@@ -149,7 +149,14 @@ def test_member_role_templates_are_what_the_code_declares():
     current = permissions.profiles("prod")["every-option"]
     actions = {grants.iam_action(a) for a in permissions.member_role_actions("contain", current)}
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
-    assert permissions.member_role_actions("api_handler", current) == ["ec2:DescribeInstances"]
+    # with memory captured first the entry functions make no cut: they only describe
+    assert permissions.member_role_actions("api_handler", current) == [
+        "ec2:DescribeInstanceAttribute", "ec2:DescribeInstances"]
+    cutting = {grants.iam_action(a) for a in permissions.member_role_actions(
+        "on_guardduty_finding", permissions.profiles("prod")["settings"])}
+    assert {"ec2:ModifyNetworkInterfaceAttribute", "ec2:CreateSecurityGroup",
+            "ec2:ModifyInstanceAttribute"} <= cutting
+    assert not {"ec2:DisassociateIamInstanceProfile", "iam:PassRole"} & cutting
 
 
 def test_cross_region_forwarder_carries_the_apps_pattern():

@@ -91,19 +91,19 @@ def test_undo_puts_each_interfaces_own_groups_back(world, victim, settings):
 def test_a_failed_isolation_swap_restores_the_interfaces_own_groups(world, victim, settings):
     target = world.target(victim["instance_id"], settings)
     primary = target.pre_state["interfaces"][0]
-    failed = world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(2,))
+    failed = world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(2, 3))  # and its retry
 
     with pytest.raises(RuntimeError, match="its original groups were restored"):
         IsolateInterface(primary).apply(target)
 
-    assert failed == [2]
+    assert failed == [2, 3]
     assert interface_groups(world.client("ec2"), primary["id"]) == sorted(primary["groups"])
 
 
 def test_an_interface_that_cannot_be_restored_is_named_on_the_open_group(world, victim, settings):
     target = world.target(victim["instance_id"], settings)
     primary = target.pre_state["interfaces"][0]
-    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(2, 3))
+    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(2, 3, 4))
 
     with pytest.raises(RuntimeError, match="LEFT ON THE ALL-OPEN GROUP"):
         IsolateInterface(primary).apply(target)
@@ -116,8 +116,8 @@ def test_a_failure_on_the_second_interface_keeps_the_first_isolated(world, victi
     target = world.target(victim["instance_id"], settings)
     first, second = target.pre_state["interfaces"]
     ec2 = world.client("ec2")
-    # calls: first open, first isolation, second open, second isolation (fails)
-    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(4,))
+    # calls: first open, first isolation, second open, second isolation (fails, and again)
+    world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(4, 5))
 
     made, errors = actions.run(_isolators(target), target)
 

@@ -47,15 +47,34 @@ class World:
                                              f"call {seen[0]}"}}, operation)
             return None
 
-        events = self.client(service).meta.events
-        events.register("before-call", before_call)
-        self._hooks.append((events, before_call))
+        self._hook(service, "before-call", before_call)
         return failed
+
+    def refuse(self, service: str, operation: str, when, count: int | None = None,
+               code: str = "UnauthorizedOperation") -> list:
+        """Refuse the requests of `operation` whose parameters satisfy `when(params)` (the
+        first `count` of them), as AWS answers a refusal (the order of concurrent requests does
+        not matter). Returns the parameters of the refused ones, filled as they happen."""
+        refused = []
+
+        def provide(params, **_):
+            if when(params) and (count is None or len(refused) < count):
+                refused.append(dict(params))
+                raise ClientError({"Error": {"Code": code, "Message": f"injected: {operation}"}},
+                                  operation)
+
+        self._hook(service, f"provide-client-params.{service}.{operation}", provide)
+        return refused
+
+    def _hook(self, service, event, hook):
+        events = self.client(service).meta.events
+        events.register(event, hook)
+        self._hooks.append((events, event, hook))
 
     def close(self):
         """Take the injected failures away (the clients serve the next test)."""
-        for events, hook in self._hooks:
-            events.unregister("before-call", hook)
+        for events, event, hook in self._hooks:
+            events.unregister(event, hook)
         self._hooks.clear()
 
     def instance(self, instance_id: str) -> dict:
@@ -98,7 +117,7 @@ def quarantine_groups(ec2, vpc_id: str) -> dict:
     """The product's groups in `vpc_id` by role, as described (rules included)."""
     from chalicelib.actions.isolation import find_groups
 
-    return find_groups(ec2, vpc_id)
+    return find_groups(ec2, {vpc_id}).get(vpc_id, {})
 
 
 def associated_profiles(ec2, instance_id: str) -> list[str]:
