@@ -15,7 +15,9 @@ API_LOGICAL_ID = "APIHandler"
 
 def merge_template(stage: str) -> dict:
     """The resources stack plus what wires Chalice's functions to it: their deterministic
-    names (the state machine invokes them by name) and their settings (from the resources)."""
+    names (the state machine invokes them by name), their roles' names (the key and queue
+    policies grant the roles by name, as `chalice deploy` names them) and their settings (from
+    the resources)."""
     from chalice.utils import to_cfn_resource_name
 
     template = resources.template(stage)
@@ -28,6 +30,8 @@ def merge_template(stage: str) -> dict:
             logical_id, name = to_cfn_resource_name(function), names.function(stage, function)
         template["Resources"][logical_id] = {"Properties": {
             "FunctionName": name, "Environment": {"Variables": dict(settings)}}}
+        template["Resources"][to_cfn_resource_name(f"{function}_role")] = {
+            "Properties": {"RoleName": names.function_role(stage, function)}}
     return template
 
 

@@ -80,6 +80,32 @@ def test_functions_carry_the_names_the_state_machine_invokes_and_the_stacks_sett
         assert variables["EVIDENCE_BUCKET"] == {"Ref": "EvidenceBucket"}
 
 
+def _granted_roles(document) -> set[str]:
+    """The role names a key or queue policy grants through `aws:PrincipalArn` conditions."""
+    found = set()
+    for statement in document["Statement"]:
+        arns = statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", [])
+        for arn in arns if isinstance(arns, list) else [arns]:
+            found.add(arn["Fn::Sub"].rsplit(":role/", 1)[1])
+    return found
+
+
+def test_the_roles_the_key_and_queue_policies_grant_are_the_functions_roles(packaged):
+    """The policies name the roles (they cannot be principals before the roles exist): a role
+    CloudFormation named would be refused by the records key, the signing key and the queue."""
+    _, template = packaged
+    found = template["Resources"]
+    roles = {found[f["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"].get("RoleName")
+             for f in found.values() if f["Type"] == "AWS::Serverless::Function"}
+    assert roles == {names.function_role(STAGE, f) for f in permissions.needs()}
+    granted = set()
+    for logical_id, field in (("RecordsKey", "KeyPolicy"), ("EvidenceSigningKey", "KeyPolicy"),
+                              ("FindingFailuresPolicy", "PolicyDocument")):
+        granted |= _granted_roles(found[logical_id]["Properties"][field])
+    assert names.function_role(STAGE, "collect_evidence") in granted  # the walk saw them
+    assert granted <= roles, granted - roles
+
+
 def test_the_zip_holds_only_the_app(packaged):
     out_dir, _ = packaged
     with zipfile.ZipFile(os.path.join(out_dir, "deployment.zip")) as archive:
