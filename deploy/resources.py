@@ -76,7 +76,7 @@ PRIVATE = {
 }
 
 
-def _skip(*checks: tuple[str, str]) -> dict:
+def checkov_skip(*checks: tuple[str, str]) -> dict:
     """A resource's checkov suppressions, each (check id, why it does not apply)."""
     return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in checks]}}
 
@@ -111,7 +111,7 @@ def _access_logs_bucket(stage: str) -> dict:
     either."""
     return {
         "Type": "AWS::S3::Bucket", **KEPT,
-        "Metadata": _skip(
+        "Metadata": checkov_skip(
             ("CKV_AWS_18", "the log target: logging it would log each delivery of its own logs")),
         "Properties": {
             "BucketName": _sub(names.access_logs_bucket(REGION, ACCOUNT, stage)),
@@ -182,10 +182,10 @@ def _app_resources(stage: str) -> dict:
         "ApiAccessLogs": {  # kept, like the execution history
             "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
-            "Metadata": _skip(("CKV_AWS_158", "request metadata only, encrypted at rest by "
-                                              "CloudWatch Logs; a customer key adds a key "
-                                              "policy for the logs service and nothing read "
-                                              "here is secret")),
+            "Metadata": checkov_skip(("CKV_AWS_158", "request metadata only, encrypted at rest "
+                                                     "by CloudWatch Logs; a customer key adds a "
+                                                     "key policy for the logs service and "
+                                                     "nothing read here is secret")),
             "Properties": {"RetentionInDays": {"Ref": "ExecutionLogRetentionDays"}},
         },
         "ApiGatewayLogsRole": {  # kept: it may become the region's API Gateway logging role
@@ -201,10 +201,11 @@ def _app_resources(stage: str) -> dict:
         },
         "FindingFailures": {
             "Type": "AWS::SQS::Queue",
-            "Metadata": _skip(("CKV_AWS_27", "encrypted with SSE-SQS (SqsManagedSseEnabled), "
-                                             "which checkov does not read; EventBridge cannot "
-                                             "send dead letters to a queue under the AWS "
-                                             "managed key alias/aws/sqs")),
+            "Metadata": checkov_skip(("CKV_AWS_27", "encrypted with SSE-SQS "
+                                                    "(SqsManagedSseEnabled), which checkov does "
+                                                    "not read; EventBridge cannot send dead "
+                                                    "letters to a queue under the AWS managed "
+                                                    "key alias/aws/sqs")),
             "Properties": {"SqsManagedSseEnabled": True,
                            "MessageRetentionPeriod": 14 * 24 * 3600},  # SQS's longest
         },
