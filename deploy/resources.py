@@ -65,6 +65,9 @@ def _state_machine_role_policy(stage: str) -> dict:
 
 FINDING_HANDLER = "on_guardduty_finding"  # the function EventBridge invokes asynchronously
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# A memory capture's multipart upload is completed or aborted within the step's 15 minutes; one
+# left by a step that died (its parts are stored and billed, but no object) goes after this.
+ABANDONED_UPLOAD_DAYS = 3
 # Retained like the evidence: the access logs say who read or changed it.
 KEPT = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
         "UpdateReplacePolicy": "Retain"}
@@ -83,7 +86,8 @@ def checkov_skip(*checks: tuple[str, str]) -> dict:
 
 def _evidence_bucket(stage: str) -> dict:
     """Versioned, KMS-encrypted, private, owner-enforced, object-locked (governance by default),
-    its server access logged to the access logs bucket."""
+    its server access logged to the access logs bucket; abandoned multipart uploads aborted (no
+    object, nor any version, ever expires)."""
     return {
         "Type": "AWS::S3::Bucket", **KEPT,
         "DependsOn": "AccessLogsBucketPolicy",  # S3 may deliver logs as soon as it exists
@@ -101,6 +105,10 @@ def _evidence_bucket(stage: str) -> dict:
                                               "Days": {"Ref": "EvidenceRetentionDays"}}}},
             "LoggingConfiguration": {"DestinationBucketName": {"Ref": "AccessLogsBucket"},
                                      "LogFilePrefix": "evidence/"},
+            "LifecycleConfiguration": {"Rules": [{
+                "Id": "AbortAbandonedUploads", "Status": "Enabled",
+                "AbortIncompleteMultipartUpload": {
+                    "DaysAfterInitiation": ABANDONED_UPLOAD_DAYS}}]},
         },
     }
 
