@@ -1,9 +1,11 @@
 """What Chalice cannot set on what it creates, set by `make deploy` after each Chalice deploy
-with the operator's credentials (no function gains a right): the REST API stage's access logs,
-and for the GuardDuty function its asynchronous on-failure destination and its rule target's
-dead-letter queue (both the stack's FindingFailures queue).
+with the operator's credentials (no function gains a right): the REST API stage's access logs
+and X-Ray tracing, and for the GuardDuty function its asynchronous on-failure destination and
+its rule target's dead-letter queue (both the stack's FindingFailures queue).
 
-A later bare `chalice deploy` keeps the stage's access logs (it deploys to the stage, it does
+`make package` writes the same into its template (deploy/package.py).
+
+A later bare `chalice deploy` keeps the stage's settings (it deploys to the stage, it does
 not recreate it) and the function's invoke config, but its PutTargets replaces the rule target
 and so drops the dead-letter queue: `make deploy` sets it again.
 """
@@ -30,10 +32,12 @@ def _log_group(arn: str) -> str:
     return arn[:-2] if arn.endswith(":*") else arn
 
 
-def api_access_logs(rest_api_id: str, stage_name: str, log_group_arn: str,
-                    logs_role_arn: str) -> None:
-    """Access logs of the REST API's stage to `log_group_arn`. API Gateway writes them with the
-    region's account-wide logging role: `logs_role_arn` becomes it only when none is set."""
+def rest_api_stage(rest_api_id: str, stage_name: str, log_group_arn: str,
+                   logs_role_arn: str) -> None:
+    """Access logs of the REST API's stage to `log_group_arn`, and X-Ray tracing (where a
+    request's time went: API Gateway's share and the function's). API Gateway writes the logs
+    with the region's account-wide logging role: `logs_role_arn` becomes it only when none is
+    set."""
     gateway = client("apigateway")
     if not gateway.get_account().get("cloudwatchRoleArn"):
         gateway.update_account(patchOperations=[
@@ -42,8 +46,10 @@ def api_access_logs(rest_api_id: str, stage_name: str, log_group_arn: str,
     gateway.update_stage(restApiId=rest_api_id, stageName=stage_name, patchOperations=[
         {"op": "replace", "path": "/accessLogSettings/destinationArn",
          "value": _log_group(log_group_arn)},
-        {"op": "replace", "path": "/accessLogSettings/format", "value": ACCESS_LOG_FORMAT}])
-    say(f"REST API {rest_api_id} stage {stage_name}: access logs to {_log_group(log_group_arn)}")
+        {"op": "replace", "path": "/accessLogSettings/format", "value": ACCESS_LOG_FORMAT},
+        {"op": "replace", "path": "/tracingEnabled", "value": "true"}])
+    say(f"REST API {rest_api_id} stage {stage_name}: access logs to {_log_group(log_group_arn)}, "
+        "X-Ray tracing")
 
 
 def finding_failures(stage: str, queue_arn: str) -> None:
@@ -72,6 +78,6 @@ def attach(stage: str, api_stage: str, deployed: dict, outputs: dict[str, str]) 
     if rest_api is None:
         say("no REST API deployed (a rehearsal leaves it out): no access logs to set")
     else:
-        api_access_logs(rest_api, api_stage, outputs["ApiAccessLogsArn"],
-                        outputs["ApiGatewayLogsRoleArn"])
+        rest_api_stage(rest_api, api_stage, outputs["ApiAccessLogsArn"],
+                       outputs["ApiGatewayLogsRoleArn"])
     finding_failures(stage, outputs["FindingFailuresArn"])

@@ -65,6 +65,9 @@ def _state_machine_role_policy(stage: str) -> dict:
 
 FINDING_HANDLER = "on_guardduty_finding"  # the function EventBridge invokes asynchronously
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# A memory capture's multipart upload is completed or aborted within the step's 15 minutes; one
+# left by a step that died (its parts are stored and billed, but no object) goes after this.
+ABANDONED_UPLOAD_DAYS = 3
 # Retained like the evidence: the access logs say who read or changed it.
 KEPT = {"DeletionPolicy": "RetainExceptOnCreate",  # a failed create leaves nothing
         "UpdateReplacePolicy": "Retain"}
@@ -76,14 +79,15 @@ PRIVATE = {
 }
 
 
-def _skip(*checks: tuple[str, str]) -> dict:
+def checkov_skip(*checks: tuple[str, str]) -> dict:
     """A resource's checkov suppressions, each (check id, why it does not apply)."""
     return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in checks]}}
 
 
 def _evidence_bucket(stage: str) -> dict:
     """Versioned, KMS-encrypted, private, owner-enforced, object-locked (governance by default),
-    its server access logged to the access logs bucket."""
+    its server access logged to the access logs bucket; abandoned multipart uploads aborted (no
+    object, nor any version, ever expires)."""
     return {
         "Type": "AWS::S3::Bucket", **KEPT,
         "DependsOn": "AccessLogsBucketPolicy",  # S3 may deliver logs as soon as it exists
@@ -101,6 +105,10 @@ def _evidence_bucket(stage: str) -> dict:
                                               "Days": {"Ref": "EvidenceRetentionDays"}}}},
             "LoggingConfiguration": {"DestinationBucketName": {"Ref": "AccessLogsBucket"},
                                      "LogFilePrefix": "evidence/"},
+            "LifecycleConfiguration": {"Rules": [{
+                "Id": "AbortAbandonedUploads", "Status": "Enabled",
+                "AbortIncompleteMultipartUpload": {
+                    "DaysAfterInitiation": ABANDONED_UPLOAD_DAYS}}]},
         },
     }
 
@@ -111,7 +119,7 @@ def _access_logs_bucket(stage: str) -> dict:
     either."""
     return {
         "Type": "AWS::S3::Bucket", **KEPT,
-        "Metadata": _skip(
+        "Metadata": checkov_skip(
             ("CKV_AWS_18", "the log target: logging it would log each delivery of its own logs")),
         "Properties": {
             "BucketName": _sub(names.access_logs_bucket(REGION, ACCOUNT, stage)),
@@ -182,10 +190,10 @@ def _app_resources(stage: str) -> dict:
         "ApiAccessLogs": {  # kept, like the execution history
             "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
-            "Metadata": _skip(("CKV_AWS_158", "request metadata only, encrypted at rest by "
-                                              "CloudWatch Logs; a customer key adds a key "
-                                              "policy for the logs service and nothing read "
-                                              "here is secret")),
+            "Metadata": checkov_skip(("CKV_AWS_158", "request metadata only, encrypted at rest "
+                                                     "by CloudWatch Logs; a customer key adds a "
+                                                     "key policy for the logs service and "
+                                                     "nothing read here is secret")),
             "Properties": {"RetentionInDays": {"Ref": "ExecutionLogRetentionDays"}},
         },
         "ApiGatewayLogsRole": {  # kept: it may become the region's API Gateway logging role
@@ -201,10 +209,11 @@ def _app_resources(stage: str) -> dict:
         },
         "FindingFailures": {
             "Type": "AWS::SQS::Queue",
-            "Metadata": _skip(("CKV_AWS_27", "encrypted with SSE-SQS (SqsManagedSseEnabled), "
-                                             "which checkov does not read; EventBridge cannot "
-                                             "send dead letters to a queue under the AWS "
-                                             "managed key alias/aws/sqs")),
+            "Metadata": checkov_skip(("CKV_AWS_27", "encrypted with SSE-SQS "
+                                                    "(SqsManagedSseEnabled), which checkov does "
+                                                    "not read; EventBridge cannot send dead "
+                                                    "letters to a queue under the AWS managed "
+                                                    "key alias/aws/sqs")),
             "Properties": {"SqsManagedSseEnabled": True,
                            "MessageRetentionPeriod": 14 * 24 * 3600},  # SQS's longest
         },

@@ -5,7 +5,9 @@ manifest bytes) is checked offline with a public key the operator gives: a PEM f
 signing key's ARN, whose public key is fetched once (kms:GetPublicKey). Never with a key the
 signature file names: whoever could rewrite the manifest could name a key of their own. Then
 each listed object is read at its listed version and hashed, and its current version must be
-the listed one (a write to the same key makes a new version in the versioned bucket).
+the listed one (a write to the same key makes a new version in the versioned bucket). Last, any
+object under the incident's prefix that the manifest does not list is reported: evidence planted
+after the manifest was signed.
 """
 
 import base64
@@ -14,7 +16,7 @@ import json
 
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig.json"  # chalicelib/manifests.py
 ALGORITHM = "ECDSA_SHA_256"
-OK, CHANGED, MISSING = "OK", "CHANGED", "MISSING"
+OK, CHANGED, MISSING, UNLISTED = "OK", "CHANGED", "MISSING", "UNLISTED"
 _ABSENT = ("404", "NoSuchKey", "NoSuchVersion", "InvalidArgument")  # a version id S3 never made
 
 
@@ -120,8 +122,16 @@ def check_object(s3, bucket: str, listed: dict) -> tuple[str, str]:
     return OK, f"version {version}"
 
 
+def _unlisted(s3, bucket: str, prefix: str, listed: set) -> list[str]:
+    """The keys of the current objects under `prefix` that are not in `listed`."""
+    return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix) for item in page.get("Contents", [])
+        if item["Key"] not in listed]
+
+
 def verify(s3, bucket: str, incident_id: str, public_key) -> dict:
-    """The check of an incident's evidence: the signature, then each listed object."""
+    """The check of an incident's evidence: the signature, each listed object, then what is
+    under the incident's prefix and not listed."""
     prefix = f"{incident_id}/"
     manifest = _read(s3, bucket, prefix + MANIFEST)
     if manifest is None:
@@ -145,13 +155,18 @@ def verify(s3, bucket: str, incident_id: str, public_key) -> dict:
     except (ValueError, KeyError, TypeError, AttributeError):
         report["signature"] = "FAILED: the manifest is not a manifest"
         objects, problem = [], "not a manifest"
+    own = {prefix + MANIFEST, prefix + SIGNATURE}
     for item in objects if isinstance(objects, list) else []:
         item = item if isinstance(item, dict) else {}
+        own.add(item.get("key"))
         if not str(item.get("key", "")).startswith(prefix):
             status, why = CHANGED, "listed outside the incident's prefix"
         else:
             status, why = check_object(s3, bucket, item)
         report["objects"].append({"key": item.get("key"), "status": status, "detail": why})
+    report["objects"] += [{"key": key, "status": UNLISTED,
+                           "detail": "under the incident's prefix, not in the manifest"}
+                          for key in _unlisted(s3, bucket, prefix, own)]
     report["verified"] = problem is None and bool(report["objects"]) and all(
         o["status"] == OK for o in report["objects"])
     return report

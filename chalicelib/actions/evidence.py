@@ -4,7 +4,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 import json
 
 from chalicelib import aws, manifests
-from chalicelib.actions import Action, OnRelease, PartialFailure, apply_each, change
+from chalicelib.actions import Action, OnRelease, PartialFailure, apply_each, change, memory
 from chalicelib.actions.instance import TAG_INCIDENT
 
 TAG_INSTANCE = "QuarantineInstance"
@@ -109,7 +109,8 @@ class StoreEvidence(Action):
 
         bucket, prefix = target.settings.evidence_bucket, self._prefix(target)
         s3 = target.home_client("s3")  # the evidence bucket is the app's, in its own account
-        others = self._written_by_others(s3, bucket, prefix)  # before the app adds its own
+        memory_key = memory.CaptureMemory.object_key(target)
+        others = self._written_by_others(s3, bucket, prefix, memory_key)  # before the app's own
         pieces, notes = self._collect(target)
         own = {prefix + name for name in (*(p[0] for p in pieces), manifests.MANIFEST,
                                           manifests.SIGNATURE)}
@@ -146,10 +147,11 @@ class StoreEvidence(Action):
         return stored
 
     @staticmethod
-    def _written_by_others(s3, bucket, prefix):
-        """Objects already under the incident's prefix that the app did not write (the memory
-        capture's output, written by the SSM agent): listed with S3's own size, checksum and
-        current version, since a memory image is too large to hash here."""
+    def _written_by_others(s3, bucket, prefix, memory_key):
+        """Objects already under the incident's prefix, before the step writes its own: the
+        memory image at `memory_key` (written by the instance through presigned URLs) and
+        anything else (`written_by` "unknown"), listed with S3's own size, checksum and current
+        version, since a memory image is too large to hash here."""
         found = []
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
                                                                       Prefix=prefix):
@@ -157,7 +159,9 @@ class StoreEvidence(Action):
                 if item.get("IsLatest"):  # a deleted object's latest is a delete marker
                     found.append({"key": item["Key"], "size": item["Size"],
                                   "etag": item.get("ETag", "").strip('"'), "sha256": None,
-                                  "version_id": item["VersionId"], "written_by": "ssm-agent"})
+                                  "version_id": item["VersionId"],
+                                  "written_by": memory.WRITTEN_BY if item["Key"] == memory_key
+                                  else "unknown"})
         return found
 
     def undo(self, target, record):

@@ -17,6 +17,9 @@ GIB = 1024 ** 3
 PART_BYTES = 2 * GIB  # one PUT of a part (S3 takes up to 5 GiB): few URLs to hand over
 MAX_IMAGE_BYTES = 64 * GIB  # the largest image the URLs cover
 PARTS = MAX_IMAGE_BYTES // PART_BYTES
+# Who wrote the image, for the manifest: its parts are PUT by the instance, through the URLs the
+# step presigned, and the step completes it.
+WRITTEN_BY = "instance via presigned upload"
 
 
 class NotManaged(Skipped):

@@ -1,8 +1,8 @@
 """What `make deploy` sets after Chalice and what `make destroy --purge` does to locked evidence,
 on moto in process. The REST API cannot be rehearsed (moto does not import Chalice's Swagger), so
-its access logs are set here on a REST API made directly. Whether a bare `chalice deploy` keeps
-them cannot be shown on moto: its CreateDeployment on an existing stage replaces the stage and
-its settings, so here `make deploy`'s own rerun is what restores them."""
+its access logs and tracing are set here on a REST API made directly. Whether a bare `chalice
+deploy` keeps them cannot be shown on moto: its CreateDeployment on an existing stage replaces the
+stage and its settings, so here `make deploy`'s own rerun is what restores them."""
 
 import json
 
@@ -38,12 +38,14 @@ def _rest_api(gateway) -> str:
     return api
 
 
-def test_the_stages_access_logs_are_set_and_set_again_after_a_redeploy(aws):
+def test_the_stages_access_logs_and_tracing_are_set_and_set_again_after_a_redeploy(aws):
     gateway = aws.client("apigateway")
     api = _rest_api(gateway)
-    assert not gateway.get_stage(restApiId=api, stageName="api").get("accessLogSettings")
+    before = gateway.get_stage(restApiId=api, stageName="api")
+    assert not before.get("accessLogSettings") and not before.get("tracingEnabled")
 
-    attach.api_access_logs(api, "api", LOGS + ":*", ROLE)
+    attach.rest_api_stage(api, "api", LOGS + ":*", ROLE)
+    assert gateway.get_stage(restApiId=api, stageName="api")["tracingEnabled"] is True
     settings = gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"]
     assert settings["destinationArn"] == LOGS  # API Gateway refuses CloudFormation's ":*"
     assert {"caller", "userArn", "sourceIp", "httpMethod", "resourcePath", "status"} <= set(
@@ -51,7 +53,7 @@ def test_the_stages_access_logs_are_set_and_set_again_after_a_redeploy(aws):
     assert gateway.get_account()["cloudwatchRoleArn"] == ROLE  # it was unset
 
     gateway.create_deployment(restApiId=api, stageName="api")  # Chalice's redeploy
-    attach.api_access_logs(api, "api", LOGS + ":*", ROLE)  # make deploy's step after it
+    attach.rest_api_stage(api, "api", LOGS + ":*", ROLE)  # make deploy's step after it
     assert gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"] == settings
 
 
@@ -60,7 +62,7 @@ def test_an_accounts_own_api_gateway_logging_role_is_kept(aws):
     theirs = "arn:aws:iam::123456789012:role/their-logging-role"
     gateway.update_account(patchOperations=[
         {"op": "replace", "path": "/cloudwatchRoleArn", "value": theirs}])
-    attach.api_access_logs(_rest_api(gateway), "api", LOGS, ROLE)
+    attach.rest_api_stage(_rest_api(gateway), "api", LOGS, ROLE)
     assert gateway.get_account()["cloudwatchRoleArn"] == theirs
 
 

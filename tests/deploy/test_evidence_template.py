@@ -1,6 +1,6 @@
-"""The resources stack's evidence bucket, its access logs and the GuardDuty function's failure
-queue, read from the template (the embedded AWS's CloudFormation ignores a bucket's lock, logging
-and policies, so the rehearsal cannot show them)."""
+"""The resources stack's evidence bucket (its lock, access logs and lifecycle) and the GuardDuty
+function's failure queue, read from the template (the embedded AWS's CloudFormation ignores a
+bucket's lock, logging, lifecycle and policies, so the rehearsal cannot show them)."""
 
 import pytest
 
@@ -65,6 +65,18 @@ def test_only_the_rule_and_the_finding_functions_role_may_send_to_the_failures_q
         f"arn:aws:iam::{ACCOUNT}:role/"
         f"{names.function_role(stage, resources.FINDING_HANDLER)}")}}}
     assert set(allows) == {"RuleDeadLetters", "FailedInvocations"}
+
+
+@pytest.mark.parametrize("stage", permissions.STAGES)
+def test_abandoned_multipart_uploads_are_aborted_and_no_evidence_ever_expires(stage):
+    """A memory capture whose step died leaves an open multipart upload (parts billed, no
+    object): aborted after a few days, bucket-wide; the rule expires nothing else."""
+    (rule,) = _resources(stage)["EvidenceBucket"]["Properties"]["LifecycleConfiguration"][
+        "Rules"]
+    assert rule["Status"] == "Enabled"
+    assert 1 <= rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] <= 7
+    # no filter (every prefix), no Expiration, NoncurrentVersionExpiration or Transition
+    assert set(rule) == {"Id", "Status", "AbortIncompleteMultipartUpload"}
 
 
 @pytest.mark.parametrize("stage", permissions.STAGES)

@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from deploy import names, package, permissions, project, statemachine
+from deploy import attach, names, package, permissions, project, resources, statemachine
 
 STAGE = "prod"
 RUNTIME = {"chalice/__init__.py", "chalice/app.py"}  # Chalice's runtime, bundled by design
@@ -78,6 +78,88 @@ def test_functions_carry_the_names_the_state_machine_invokes_and_the_stacks_sett
         assert variables["TOPIC_ARN"] == {"Ref": "ReportsTopic"}
         assert variables["INCIDENTS_TABLE"] == {"Ref": "IncidentsTable"}
         assert variables["EVIDENCE_BUCKET"] == {"Ref": "EvidenceBucket"}
+
+
+def _granted_roles(document) -> set[str]:
+    """The role names a key or queue policy grants through `aws:PrincipalArn` conditions."""
+    found = set()
+    for statement in document["Statement"]:
+        arns = statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", [])
+        for arn in arns if isinstance(arns, list) else [arns]:
+            found.add(arn["Fn::Sub"].rsplit(":role/", 1)[1])
+    return found
+
+
+def test_the_roles_the_key_and_queue_policies_grant_are_the_functions_roles(packaged):
+    """The policies name the roles (they cannot be principals before the roles exist): a role
+    CloudFormation named would be refused by the records key, the signing key and the queue."""
+    _, template = packaged
+    found = template["Resources"]
+    roles = {found[f["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"].get("RoleName")
+             for f in found.values() if f["Type"] == "AWS::Serverless::Function"}
+    assert roles == {names.function_role(STAGE, f) for f in permissions.needs()}
+    granted = set()
+    for logical_id, field in (("RecordsKey", "KeyPolicy"), ("EvidenceSigningKey", "KeyPolicy"),
+                              ("FindingFailuresPolicy", "PolicyDocument")):
+        granted |= _granted_roles(found[logical_id]["Properties"][field])
+    assert names.function_role(STAGE, "collect_evidence") in granted  # the walk saw them
+    assert granted <= roles, granted - roles
+
+
+def test_every_checkov_suppression_in_the_package_says_why(packaged):
+    """What checkov still reports on the packaged API and functions is suppressed, each with
+    its reason; nothing else is (access logs, tracing and the failure queue are set instead)."""
+    _, template = packaged
+    skips = [(logical, skip) for logical, resource in template["Resources"].items()
+             for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    functions = [logical for logical, resource in template["Resources"].items()
+                 if resource["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) == len(permissions.needs())
+    assert {(logical, skip["id"]) for logical, skip in skips} == {
+        ("AccessLogsBucket", "CKV_AWS_18"), ("ApiAccessLogs", "CKV_AWS_158"),
+        ("FindingFailures", "CKV_AWS_27"), ("RestAPI", "CKV_AWS_120")} | {
+        (logical, check) for logical in functions
+        for check in ("CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")}
+    assert all(len(skip["comment"].split()) >= 8 for _, skip in skips)
+
+
+def test_the_api_stage_logs_each_request_to_the_retained_group_and_traces(packaged):
+    _, template = packaged
+    found = template["Resources"]
+    api = found["RestAPI"]
+    logging = api["Properties"]["AccessLogSetting"]
+    assert logging["DestinationArn"] == {"Fn::Sub": "arn:aws:logs:${AWS::Region}:"
+                                                    "${AWS::AccountId}:log-group:${ApiAccessLogs}"}
+    assert found["ApiAccessLogs"]["Type"] == "AWS::Logs::LogGroup"
+    assert found["ApiAccessLogs"]["DeletionPolicy"] == "Retain"
+    assert logging["Format"] == attach.ACCESS_LOG_FORMAT  # what make deploy sets
+    assert api["Properties"]["TracingEnabled"] is True
+    # API Gateway logs with the region's logging role, set before the stage is
+    account = found[api["DependsOn"]]
+    assert account == {"Type": "AWS::ApiGateway::Account", "Properties": {
+        "CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}}}
+    assert found["ApiGatewayLogsRole"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_finding_functions_failures_reach_the_queue_whose_policy_admits_them(packaged):
+    _, template = packaged
+    found = template["Resources"]
+    function = found["OnGuarddutyFinding"]["Properties"]
+    queue = {"Fn::GetAtt": ["FindingFailures", "Arn"]}
+    assert function["EventInvokeConfig"] == {
+        "MaximumRetryAttempts": attach.RETRIES,
+        "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": queue}}}
+    (event,) = function["Events"].values()
+    assert event["Type"] == "EventBridgeRule"  # SAM names and dead-letters only this type
+    assert event["Properties"]["DeadLetterConfig"] == {"Arn": queue}
+    assert event["Properties"]["Pattern"]["source"] == ["aws.guardduty"]  # Chalice's, kept
+    statements = {s["Sid"]: s for s in found["FindingFailuresPolicy"]["Properties"][
+        "PolicyDocument"]["Statement"]}
+    rule_arn = statements["RuleDeadLetters"]["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert rule_arn["Fn::Sub"].endswith(f":rule/{event['Properties']['RuleName']}")
+    role = found[function["Role"]["Fn::GetAtt"][0]]["Properties"]["RoleName"]
+    assert _granted_roles({"Statement": [statements["FailedInvocations"]]}) == {role}
+    assert resources.FINDING_HANDLER in role
 
 
 def test_the_zip_holds_only_the_app(packaged):

@@ -218,5 +218,5 @@ def test_the_manifest_lists_what_the_memory_capture_wrote(stack):
         "Body"].read())
     memory = [o for o in manifest["objects"] if "/memory/" in o["key"]]
     assert [(o["size"], o["written_by"]) for o in memory] == [
-        (len(scenario.MEMORY_IMAGE), "ssm-agent")]
+        (len(scenario.MEMORY_IMAGE), "instance via presigned upload")]
     assert len({o["key"] for o in manifest["objects"]}) == len(manifest["objects"])

@@ -1,6 +1,6 @@
 """`ec2-quarantine evidence verify` against the embedded AWS: an incident's evidence verifies,
-and each tampering is caught (an object overwritten, an object deleted, the manifest edited, a
-manifest signed by another key), with exit 1 and no stack trace."""
+and each tampering is caught (an object overwritten, an object deleted, an object planted, the
+manifest edited, a manifest signed by another key), with exit 1 and no stack trace."""
 
 import json
 import os
@@ -38,7 +38,7 @@ def _statuses(done) -> dict[str, str]:
     found = {}
     for line in done.stdout.splitlines():
         status, _, rest = line.partition(" ")
-        if status in ("OK", "CHANGED", "MISSING"):
+        if status in ("OK", "CHANGED", "MISSING", "UNLISTED"):
             found[rest.split()[0].split("/", 1)[1]] = status
     return found
 
@@ -93,6 +93,23 @@ def test_an_object_overwritten_or_deleted_is_caught(stack):
         "console-output.txt": "CHANGED", "interfaces.json": "OK"}
     assert "NOT verified (3 of 5 objects not OK, signature OK)" in deleted.stdout
     _no_trace(deleted)
+
+
+def test_an_object_planted_under_the_incidents_prefix_is_caught(stack):
+    """Evidence added after the manifest was signed (a second memory image, say) is not the
+    incident's evidence: reported, and the incident does not verify."""
+    incident_id = _incident(stack)
+    s3, bucket = stack.client("s3"), stack.names["EVIDENCE_BUCKET"]
+    s3.put_object(Bucket=bucket, Key=f"{incident_id}/memory/i-0planted.mem", Body=b"\0" * 64)
+    s3.put_object(Bucket=bucket, Key=f"{incident_id}x/beside.txt", Body=b"another prefix")
+
+    planted = _verify(stack, incident_id, "--key-id", stack.names["EVIDENCE_SIGNING_KEY_ARN"])
+    assert planted.returncode == 1 and "signature: OK" in planted.stdout
+    statuses = _statuses(planted)
+    assert statuses.pop("memory/i-0planted.mem") == "UNLISTED"
+    assert set(statuses.values()) == {"OK"} and len(statuses) == 5  # beside.txt is not its
+    assert "NOT verified (1 of 6 objects not OK, signature OK)" in planted.stdout
+    _no_trace(planted)
 
 
 def test_an_edited_manifest_or_another_keys_signature_fails(stack):

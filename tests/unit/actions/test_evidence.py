@@ -188,17 +188,23 @@ def test_store_without_a_signing_key_keeps_the_evidence_and_fails_partially(
     assert "manifest.sig.json: EVIDENCE_SIGNING_KEY_ARN=''" in str(raised.value.error)
 
 
-def test_store_lists_what_the_ssm_agent_wrote_under_the_prefix(world, victim, bucket, settings):
+def test_store_lists_what_others_wrote_under_the_prefix_and_who(world, victim, bucket, settings):
+    """The memory image is the instance's, uploaded through the capture step's presigned URLs;
+    whoever wrote anything else there, the step does not know."""
     target = world.target(victim["instance_id"], settings)
-    key = f"{target.incident['incident_id']}/memory/cmd/{victim['instance_id']}/stdout"
-    world.client("s3").put_object(Bucket=bucket, Key=key, Body=b"memory image")
+    image = f"{target.incident['incident_id']}/memory/{victim['instance_id']}.mem"
+    other = f"{target.incident['incident_id']}/memory/cmd/{victim['instance_id']}/stdout"
+    for key, body in ((image, b"memory image"), (other, b"output")):
+        world.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
     StoreEvidence().apply(target)
 
     manifest = json.loads(_stored(world, bucket, f"{target.incident['incident_id']}/")[
         "manifest.json"][0])
-    [agent] = [o for o in manifest["objects"] if o["key"] == key]
-    assert (agent["written_by"], agent["size"], agent["sha256"]) == ("ssm-agent", 12, None)
+    found = {o["key"]: (o["written_by"], o["size"], o["sha256"]) for o in manifest["objects"]
+             if "written_by" in o}  # the step's own pieces name nobody: they are hashed
+    assert found[image] == ("instance via presigned upload", 12, None)
+    assert found[other] == ("unknown", 6, None)
 
 
 def test_store_piece_not_captured_keeps_the_others_and_fails_partially(world, victim, bucket,
