@@ -9,14 +9,19 @@ AWS request:
   which every request of the app and of the embedded Step Functions passes through. Round trips
   are counted on these: moto answers some requests within a millisecond, before a request sent
   beside it even arrives, so at the server concurrent requests can look sequential.
+Both keep the answer's HTTP status and a query-protocol request's parameters (EC2's), so that a
+swap to the isolation group can be told from the swap to the all-open group, a
+connection-tracking change or a refused request.
 """
 
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from local.faults import identify, identify_request
+from local.faults import identify, identify_request, read_body
+
+FORM = "application/x-www-form-urlencoded"  # the query protocol's body: EC2, SNS, STS
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class Stamp:
     action: str | None
     arrived: float  # time.monotonic()
     answered: float
+    status: int  # HTTP status of the answer
+    params: dict[str, str]  # a query-protocol request's parameters; empty for other protocols
 
     @property
     def name(self) -> str:
@@ -37,6 +44,16 @@ class Flight:
     name: str  # service:action
     sent: float  # time.monotonic()
     answered: float
+    status: int  # HTTP status of the answer; 0 when none came (the connection failed)
+    params: dict[str, str]  # a query-protocol request's parameters; empty for other protocols
+
+
+def form_parameters(content_type: str | None, body: str) -> dict[str, str]:
+    """The parameters of a query-protocol request (`NetworkInterfaceId`, `SecurityGroupId.1`…),
+    each name once; empty for any other body (JSON, XML, S3's objects)."""
+    if not (content_type or "").startswith(FORM):
+        return {}
+    return {name: values[0] for name, values in parse_qs(body).items()}
 
 
 def round_trips(flights: list[Flight]) -> int:
@@ -67,12 +84,20 @@ class Clock:
             return self.app(environ, start_response)
         arrived = time.monotonic()
         service, action, _, _ = identify_request(environ)
-        answer = self.app(environ, start_response)
+        params = form_parameters(environ.get("CONTENT_TYPE"), read_body(environ))
+        statuses = []
+
+        def answer_with(status, headers, exc_info=None):
+            statuses.append(int(status.split()[0]))
+            return start_response(status, headers, exc_info)
+
+        answer = self.app(environ, answer_with)
         with self._lock:
-            self._stamps.append(Stamp(service, action, arrived, time.monotonic()))
+            self._stamps.append(Stamp(service, action, arrived, time.monotonic(), statuses[-1],
+                                      params))
         return answer
 
-    def flown(self, request, sent: float, answered: float) -> None:
+    def flown(self, request, sent: float, answered: float, status: int) -> None:
         """Keep one request botocore sent (an `AWSPreparedRequest`, signed)."""
         headers = {key: value.decode() if isinstance(value, bytes) else value
                    for key, value in request.headers.items()}
@@ -80,8 +105,9 @@ class Clock:
         body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         url = urlsplit(request.url)
         service, action = identify(headers, request.method, url.path, url.query, body)
+        params = form_parameters(headers.get("Content-Type"), body)
         with self._lock:
-            self._flights.append(Flight(f"{service}:{action}", sent, answered))
+            self._flights.append(Flight(f"{service}:{action}", sent, answered, status, params))
 
     def reset(self) -> None:
         with self._lock:
@@ -116,10 +142,12 @@ def _time_sends(clock: Clock) -> None:
     send = Endpoint._send
 
     def timed_send(endpoint, request):
-        sent = time.monotonic()
+        sent, status = time.monotonic(), 0
         try:
-            return send(endpoint, request)
+            response = send(endpoint, request)
+            status = response.status_code
+            return response
         finally:
-            clock.flown(request, sent, time.monotonic())
+            clock.flown(request, sent, time.monotonic(), status)
 
     Endpoint._send = timed_send

@@ -19,11 +19,13 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(BENCH_DIR, ".venv-c7n")
 PYTHON = os.path.join(VENV, "bin", "python")
 POLICY = os.path.join(BENCH_DIR, "custodian-policy.yml")
+SWAP = "ec2:ModifyNetworkInterfaceAttribute"  # Custodian's only one per interface: to its group
 
 
 @dataclass
 class CustodianRun:
     calls: list[str]  # service:action of every request, in order
+    until_swap: int  # requests made up to its last swap
     seconds_to_isolation: float  # from the process's start to the swap answered
     seconds_first_request_to_isolation: float  # without the interpreter's start and imports
     seconds_total: float  # from the process's start to its exit
@@ -74,7 +76,8 @@ def run(stack, clock, victim: dict) -> CustodianRun:
         raise RuntimeError(f"custodian failed ({finished.returncode}): {finished.stderr[-2000:]}")
 
     stamps = clock.stamps()
-    swap = [s for s in stamps if s.name == "ec2:ModifyNetworkInterfaceAttribute"][-1]
+    swap = [s for s in stamps if s.name == SWAP][-1]
+    calls = [call.name for call in recording.calls(stack)]
     ec2 = stack.client("ec2")
     left = sorted({g["GroupId"] for eni in ec2.describe_network_interfaces(
         NetworkInterfaceIds=list(victim["interfaces"]))["NetworkInterfaces"]
@@ -85,7 +88,8 @@ def run(stack, clock, victim: dict) -> CustodianRun:
     snapshots = ec2.describe_snapshots(Filters=[{"Name": "volume-id", "Values": volumes}])[
         "Snapshots"]
     return CustodianRun(
-        calls=[call.name for call in recording.calls(stack)],
+        calls=calls,
+        until_swap=max(n for n, call in enumerate(calls, 1) if call == SWAP),
         seconds_to_isolation=swap.answered - started,
         seconds_first_request_to_isolation=swap.answered - stamps[0].arrived,
         seconds_total=ended - started,

@@ -4,12 +4,16 @@ same kind of instance handed to Cloud Custodian.
 
 Requests are what moto's recorder saw, less the PutEvents that brings the finding (GuardDuty's
 request, not ours), plus the Lambda invocations the in-process bridge answered (the handler and
-every step). "Until isolated" ends with the last ModifyNetworkInterfaceAttribute (the swap to the
-isolation group on the last interface); the invocations before it are the handler and Contain.
-The critical path leaves out the detection notice, which Step Functions sends beside Contain. In
-round trips, requests in flight at the same time count once (`bench.clock.round_trips`, on times
-at the client); each invocation counts as one, since its function's requests come between its
-call and its answer.
+every step). The victim is isolated when the last of its interfaces is answered (HTTP 200) a swap
+to its VPC's isolation group alone (the group tagged ec2-quarantine=isolation): told by the
+request's parameters, not by being the last ModifyNetworkInterfaceAttribute, since the swap to
+the all-open group, the connection-tracking change and Contain's verifying swaps are that action
+too, and an interface's later swaps do not move the moment. Made before isolation: the requests
+sent and the functions invoked before that answer. The critical path is the requests sent up to
+the isolating swap's sending, less the detection notice (not ours to wait for). In round trips,
+requests in flight at the same time count once (`bench.clock.round_trips`, on times at the
+client); each invocation before isolation counts as one, since its function's requests come
+between its call and its answer.
 Times run from the finding's arrival (PutEvents at the embedded AWS) to the moment the embedded
 AWS answered the isolating swap, and the report's publish.
 """
@@ -25,10 +29,10 @@ from local.victims import make_fleet_member, make_victim
 from bench import custodian
 from bench.clock import Flight, round_trips
 
-ISOLATING = "ec2:ModifyNetworkInterfaceAttribute"
+SWAP = "ec2:ModifyNetworkInterfaceAttribute"
 FINDING_ARRIVAL = "events:PutEvents"
-BEFORE_ISOLATION = ("on_guardduty_finding", "contain")  # the invocations in front of the swap
-DETECTION_NOTICE = "sns:Publish"  # NotifyDetected, in parallel with Contain (or after it)
+DETECTION_NOTICE = "sns:Publish"  # NotifyDetected, beside Contain or after it
+ISOLATION_TAG = {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}
 
 @dataclass(frozen=True)
 class Shape:
@@ -57,11 +61,16 @@ def _other_member(stack, first: dict) -> dict:
                            for n in described["NetworkInterfaces"]}}
 
 
+INTERFACES = (1, 2, 4, 8)  # shapes "N interface(s), 1 volume"
+
+
+def interfaces_shape(count: int) -> str:
+    return f"{count} interface{'s' if count > 1 else ''}, 1 volume"
+
+
 SHAPES = {
-    "1 interface, 1 volume": Shape(*_victims(1, 1), custodian=True),
+    **{interfaces_shape(n): Shape(*_victims(n, 1), custodian=True) for n in INTERFACES},
     "1 interface, 8 volumes": Shape(*_victims(1, 8), custodian=True),
-    "3 interfaces, 1 volume": Shape(*_victims(3, 1), custodian=True),
-    "3 interfaces, 8 volumes": Shape(*_victims(3, 8), custodian=True),
     "Auto Scaling group, target group": Shape(
         lambda stack: make_fleet_member(stack, target_groups=1), _other_member, custodian=False),
 }
@@ -72,17 +81,53 @@ CONTAINMENT_SHAPE = "1 interface, 1 volume"  # timed over many runs, beside Cust
 class Remediation:
     calls: list[str]  # service:action of every request after the finding's arrival, in order
     invocations: list[str]  # functions the bridge answered, in order
-    until_isolated: int  # requests and invocations made up to the isolating swap
-    critical_path: int  # those the swap waits for: less the detection notice sent beside it
+    requested_before: list[str]  # requests sent before isolation, in the order sent
+    invoked_before: list[str]  # functions invoked before isolation
+    critical_path: int  # requests and invocations the isolating swap waits for
     round_trips: int  # the critical path in sequential round trips
     total: int
     seconds_to_isolation: float  # from the finding's arrival at the embedded AWS
     seconds_to_report: float  # to the final report's publish answered
 
+    @property
+    def until_isolated(self) -> int:
+        """Requests and invocations made before isolation."""
+        return len(self.requested_before) + len(self.invoked_before)
 
-def until_isolated(calls: list[str]) -> int:
-    """How many of `calls` were made up to and including the last isolating swap."""
-    return max(n for n, call in enumerate(calls, 1) if call == ISOLATING)
+
+def isolating(request, group: str) -> bool:
+    """A swap of one interface to `group` alone, accepted (a `Stamp` or a `Flight`)."""
+    swapped = [value for name, value in request.params.items()
+               if name.startswith("SecurityGroupId.")]
+    return request.name == SWAP and request.status == 200 and swapped == [group]
+
+
+def isolation(requests: list, interfaces, group: str):
+    """The isolating swap of `requests` that isolated the victim: of the first each of its
+    `interfaces` was answered, the last answered."""
+    first = {}
+    for request in sorted(requests, key=lambda r: r.answered):
+        if isolating(request, group):
+            first.setdefault(request.params.get("NetworkInterfaceId"), request)
+    missing = set(interfaces) - set(first)
+    if missing:
+        raise RuntimeError(f"no swap to {group} answered for {sorted(missing)}")
+    return max((first[interface] for interface in interfaces), key=lambda r: r.answered)
+
+
+def before_isolation(flights: list[Flight], invocations: list, swap: Flight) -> tuple[list, list]:
+    """The requests (less the finding's arrival) sent and the invocations started before `swap`
+    was answered: what was made before isolation."""
+    requested = [f.name for f in sorted(flights, key=lambda f: f.sent)
+                 if f.sent < swap.answered and f.name != FINDING_ARRIVAL]
+    return requested, [i for i in invocations if i.started < swap.answered]
+
+
+def critical_path(flights: list[Flight], swap: Flight) -> list[Flight]:
+    """The requests `swap` may have waited for: sent up to its sending, less the finding's
+    arrival and the detection notice (not ours to wait for)."""
+    return [f for f in flights if f.sent <= swap.sent
+            and f.name not in (FINDING_ARRIVAL, DETECTION_NOTICE)]
 
 
 def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
@@ -107,26 +152,22 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
         raise RuntimeError(f"the clock saw {len(stamps)} requests arrive, {len(flights)} sent; "
                            f"the recorder {len(calls) + 1}")
     prefix = names.function(stack.stage, "")
-    invocations = [i.function_name.removeprefix(prefix) for i in stack.bridge.invocations]
+    invoked = list(stack.bridge.invocations)
+    group = isolation_group(stack, victim["vpc_id"])
+    _check_outcome(stack, victim, group, decided["incident_id"], volumes, queue)
+
     arrival = next(s for s in stamps if s.name == FINDING_ARRIVAL).arrived
-    swap = [s for s in stamps if s.name == ISOLATING][-1]
     report = [s for s in stamps if s.name == "sns:Publish"][-1]
-    _check_outcome(stack, victim, decided["incident_id"], volumes, queue)
-    invoked = sum(1 for name in invocations if name in BEFORE_ISOLATION)
-    front = until_isolated(calls) + invoked
-    beside = calls[:until_isolated(calls)].count(DETECTION_NOTICE)
-    return Remediation(calls, invocations, front, front - beside,
-                       invoked + round_trips_to_isolation(flights),
-                       len(calls) + len(invocations), swap.answered - arrival,
-                       report.answered - arrival)
-
-
-def round_trips_to_isolation(flights: list[Flight]) -> int:
-    """Round trips of the requests sent up to the last isolating swap, less the finding's arrival
-    and the detection notice (not ours to wait for)."""
-    swap = max(f.sent for f in flights if f.name == ISOLATING)
-    return round_trips([f for f in flights if f.sent <= swap
-                        and f.name not in (FINDING_ARRIVAL, DETECTION_NOTICE)])
+    swap = isolation(flights, victim["interfaces"], group)
+    requested, invoked_before = before_isolation(flights, invoked, swap)
+    path = critical_path(flights, swap)
+    return Remediation(
+        calls, [i.function_name.removeprefix(prefix) for i in invoked], requested,
+        [i.function_name.removeprefix(prefix) for i in invoked_before],
+        len(path) + len(invoked_before), round_trips(path) + len(invoked_before),
+        len(calls) + len(invoked),
+        isolation(stamps, victim["interfaces"], group).answered - arrival,
+        report.answered - arrival)
 
 
 def _wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
@@ -141,15 +182,19 @@ def _wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
         time.sleep(0.01)
 
 
-def _check_outcome(stack, victim: dict, incident_id: str, volumes: int, queue: str) -> None:
+def isolation_group(stack, vpc_id: str) -> str:
+    """The VPC's isolation group, which the app made (tagged ec2-quarantine=isolation)."""
+    return stack.client("ec2").describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]}, ISOLATION_TAG])["SecurityGroups"][0]["GroupId"]
+
+
+def _check_outcome(stack, victim: dict, group: str, incident_id: str, volumes: int,
+                   queue: str) -> None:
     """A benchmark of a remediation that did not work would measure nothing: check it did."""
     ec2 = stack.client("ec2")
-    isolation = ec2.describe_security_groups(Filters=[
-        {"Name": "vpc-id", "Values": [victim["vpc_id"]]},
-        {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}])["SecurityGroups"][0]["GroupId"]
     for eni in ec2.describe_network_interfaces(
             NetworkInterfaceIds=list(victim["interfaces"]))["NetworkInterfaces"]:
-        if [g["GroupId"] for g in eni["Groups"]] != [isolation]:
+        if [g["GroupId"] for g in eni["Groups"]] != [group]:
             raise RuntimeError(f"{eni['NetworkInterfaceId']} is not isolated: {eni['Groups']}")
     snapshots = ec2.describe_snapshots(Filters=[
         {"Name": "tag:QuarantineIncident", "Values": [incident_id]}])["Snapshots"]

@@ -169,7 +169,7 @@ class FaultMiddleware:
         method = environ["REQUEST_METHOD"]
         try:
             if method == "POST":
-                spec = json.loads(_read_body(environ) or "{}")
+                spec = json.loads(read_body(environ) or "{}")
                 self.registry.arm(**spec)
             elif method == "DELETE":
                 self.registry.reset()
@@ -251,7 +251,7 @@ def error_response(fault: Fault, service: str, environ) -> tuple[str, list, byte
 def identify_request(environ):
     """(service, action, headers, path?query+body) of a WSGI request; the body stays readable
     for the app behind."""
-    body = _read_body(environ)
+    body = read_body(environ)
     headers = {
         "Authorization": environ.get("HTTP_AUTHORIZATION", ""),
         "X-Amz-Target": environ.get("HTTP_X_AMZ_TARGET", ""),
@@ -262,7 +262,7 @@ def identify_request(environ):
     return service, action, headers, f"{path}?{query}{body}"
 
 
-def _read_body(environ) -> str:
+def read_body(environ) -> str:
     """Read the request body and put it back for the app behind us."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     data = environ["wsgi.input"].read(length) if length else b""

@@ -4,7 +4,8 @@ from bench.clock import Flight, round_trips
 
 
 def flights(*intervals):
-    return [Flight(f"svc:Call{n}", sent, answered) for n, (sent, answered) in enumerate(intervals)]
+    return [Flight(f"svc:Call{n}", sent, answered, 200, {})
+            for n, (sent, answered) in enumerate(intervals)]
 
 
 def test_sequential_requests_are_one_round_trip_each():
