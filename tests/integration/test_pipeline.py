@@ -243,3 +243,34 @@ def test_a_failed_isolation_step_never_leaves_an_interface_all_open(stack):
     assert len(swaps) == 1 and all(g in swaps[0].body for g in groups), \
         "restored before anything else is done"
     assert after and not any("SecurityGroupId.1" in c.body for c in after)
+
+
+def test_a_guest_powering_off_at_the_second_swap_stops_the_instance_and_keeps_its_volumes(stack):
+    """A dead-man switch: the host powers itself off when its network drops. Launched with
+    shutdown behaviour `terminate` and a root volume deleted on termination, it would be gone
+    with its disk; the preservation sent beside the first swap makes it stop instead."""
+    first = make_victim(stack, interfaces=1, volumes=1)
+    finish(stack, deliver_finding(stack, guardduty_event(first["instance_id"])))
+    isolation = product_groups(stack, first["vpc_id"])["isolation"]["GroupId"]
+    victim = make_victim(stack, interfaces=2, volumes=2, shutdown_behaviour="terminate",
+                         vpc={"vpc_id": first["vpc_id"], "subnet_id": first["subnet_id"]})
+    ec2 = stack.client("ec2")
+    mappings = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
+        "Instances"][0]["BlockDeviceMappings"]
+    volumes = [m["Ebs"]["VolumeId"] for m in mappings]
+    assert any(m["Ebs"]["DeleteOnTermination"] for m in mappings)  # the trap is armed
+    states = []
+    stack.faults.when("ec2", "ModifyNetworkInterfaceAttribute", resource=isolation,
+                      run=lambda: states.append(stack.power_off(victim["instance_id"])))
+
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    assert states and states[0] in ("stopping", "stopped"), states  # it fired, and stopped
+    described = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
+        "Instances"][0]
+    assert described["State"]["Name"] in ("stopping", "stopped")
+    assert sorted(v["VolumeId"] for v in ec2.describe_volumes(VolumeIds=volumes)["Volumes"]) == \
+        sorted(volumes)
+    assert record["status"] == "CONTAINED"
+    assert {c["action"] for c in record["changes"]} >= {"shutdown-behaviour",
+                                                        "keep-volumes-on-termination"}
