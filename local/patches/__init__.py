@@ -18,6 +18,7 @@ from local.patches.stepfunctions import forget_credentials
 
 BACKEND = (
     ec2.patch_interface_groups,
+    ec2.patch_connection_tracking,
     ec2.patch_instance_attributes,
     ec2.patch_console,
     ec2.patch_snapshots,
