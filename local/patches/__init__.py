@@ -42,6 +42,7 @@ STACK = (
     iam.patch_implied_actions,
     iam.patch_conditions,
     iam.patch_json_errors,
+    iam.patch_ec2_denials,
     iam.patch_trust,
     iam.patch_presigned_s3,
 )

@@ -151,6 +151,33 @@ def patch_json_errors():
         _authenticate_and_authorize_normal_action)
 
 
+def patch_ec2_denials():
+    """moto answers an EC2 request IAM denies with `AccessDenied`; EC2 answers
+    `UnauthorizedOperation` (status 403), its message opening "You are not authorized to
+    perform this operation."."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError
+
+    class UnauthorizedOperation(AccessDeniedError):
+        def __init__(self, message: str):
+            super(AccessDeniedError, self).__init__("UnauthorizedOperation", message)
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def _authenticate_and_authorize_normal_action(self, resource="*"):
+        try:
+            original(self, resource)
+        except AccessDeniedError as error:
+            if getattr(self, "service_name", None) != "ec2" or isinstance(
+                    error, UnauthorizedOperation):
+                raise
+            raise UnauthorizedOperation("You are not authorized to perform this operation. "
+                                        + error.message) from error
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
+        _authenticate_and_authorize_normal_action)
+
+
 # -- conditions ---------------------------------------------------------------------------------
 # moto ignores the Condition of an identity policy's statement (a conditioned Allow allows
 # everything). AWS evaluates it against the request's context. The keys below are the ones the

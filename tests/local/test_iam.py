@@ -44,13 +44,21 @@ def _role_client(stack, service, actions, name="probe", keys=None):
 
 
 def _denied(call) -> bool:
-    """Whether `call` is refused as AWS refuses: AccessDenied (query protocol) or
-    AccessDeniedException (JSON protocol)."""
+    """Whether `call` is refused as AWS refuses: AccessDenied (query protocol),
+    AccessDeniedException (JSON protocol) or UnauthorizedOperation (EC2)."""
     try:
         call()
     except ClientError as error:
-        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException",
+                                                   "UnauthorizedOperation")
     return False
+
+
+def _refusal(call) -> tuple[str, str]:
+    """The error code and message `call` is refused with."""
+    with pytest.raises(ClientError) as refused:
+        call()
+    return refused.value.response["Error"]["Code"], refused.value.response["Error"]["Message"]
 
 
 def test_enforcement_is_on_only_inside_the_block(stack):
@@ -345,8 +353,11 @@ def test_an_interface_change_is_authorized_on_the_interface_and_each_group(stack
     detached = _interface_client(stack, "detached", "arn:aws:ec2:*:*:network-interface/*")
     with stack.enforce_iam():
         for groups in ([untagged], [tagged, untagged]):
-            assert _denied(lambda: ours.modify_network_interface_attribute(
+            code, message = _refusal(lambda: ours.modify_network_interface_attribute(
                 NetworkInterfaceId=eni, Groups=groups))
+            assert code == "UnauthorizedOperation", message  # EC2's code (moto: AccessDenied)
+            assert message.startswith("You are not authorized to perform this operation.")
+            assert message.endswith(f":security-group/{untagged}"), message
         assert _groups_of(stack, eni) == [own]
         for client in (other, detached):  # not that interface; not its instance
             assert _denied(lambda: client.modify_network_interface_attribute(
