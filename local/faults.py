@@ -6,6 +6,10 @@ fault's error, in the service's own wire format, so botocore raises exactly what
 raised. A fault can be limited to calls made by one of the app's functions (its clients name it
 in their user agent). Tests use the Python API (`FaultRegistry.arm`); anything else (`make local`, another
 process) uses the HTTP control at `/_local/faults` on the embedded AWS's port.
+
+A trigger (`FaultRegistry.when`, Python only) matches requests as a fault does and runs something
+when the N-th match arrives, before that request is answered: what happens in the world while a
+request is on its way (an instance's guest powers it off: `local.scenario.power_off`).
 """
 
 import io
@@ -13,6 +17,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import parse_qs
 
@@ -74,8 +79,27 @@ def caller(headers) -> str | None:
     return match.group(1) if match else None
 
 
+class RequestMatch:
+    """Which requests a fault or a trigger applies to: those of `service` and `action`, and when
+    set, only those that mention `resource` and those sent by the app's function `caller`."""
+
+    service: str
+    action: str
+    resource: str | None
+    caller: str | None
+
+    def matches(self, service: str, action: str, text: str, function: str | None = None) -> bool:
+        return (
+            self.service == service
+            and self.action == action
+            and (self.resource is None or self.resource in text)
+            and (self.caller is None or function is not None and (
+                function == self.caller or function.endswith("-" + self.caller)))
+        )
+
+
 @dataclass
-class Fault:
+class Fault(RequestMatch):
     service: str  # signing name, as in the credential scope: ec2, sns, states, dynamodb, lambda…
     action: str  # API action: ModifyNetworkInterfaceAttribute, Publish, PutItem, Invoke…
     error: str  # error code returned: AccessDenied, Throttling, RequestLimitExceeded…
@@ -93,14 +117,22 @@ class Fault:
         self.status = self.status or STATUS.get(self.error, 400)
         self.message = self.message or f"Injected fault: {self.error} on {self.service}:{self.action}"
 
-    def matches(self, service: str, action: str, text: str, function: str | None = None) -> bool:
-        return (
-            self.service == service
-            and self.action == action
-            and (self.resource is None or self.resource in text)
-            and (self.caller is None or function is not None and (
-                function == self.caller or function.endswith("-" + self.caller)))
-        )
+
+@dataclass
+class Trigger(RequestMatch):
+    """Something that happens in the world when the nth matching request arrives."""
+
+    service: str
+    action: str
+    run: Callable[[], object]  # what happens when the nth matching request arrives
+    nth: int = 1
+    resource: str | None = None
+    caller: str | None = None
+    seen: int = 0  # matching requests so far: it ran when seen == nth
+
+    def __post_init__(self):
+        if self.nth < 1:
+            raise ValueError(f"nth must be at least 1, not {self.nth}")
 
 
 class FaultRegistry:
@@ -109,6 +141,7 @@ class FaultRegistry:
     def __init__(self):
         self._lock = threading.Lock()
         self._armed: list[Fault] = []
+        self._triggers: list[Trigger] = []
         self.fired: list[dict] = []  # every injected failure, for tests to read
 
     def arm(self, service, action, error, count=1, resource=None, caller=None, message="",
@@ -118,9 +151,19 @@ class FaultRegistry:
             self._armed.append(fault)
         return fault
 
+    def when(self, service, action, run, nth=1, resource=None, caller=None) -> Trigger:
+        """Call `run()` when the `nth` request matching (as `arm`'s faults match) reaches the
+        embedded AWS's port, before it is answered or failed; then forget it. Lambda
+        invocations, answered in process by the bridge, are not seen."""
+        trigger = Trigger(service, action, run, nth, resource, caller)
+        with self._lock:
+            self._triggers.append(trigger)
+        return trigger
+
     def reset(self) -> None:
         with self._lock:
             self._armed.clear()
+            self._triggers.clear()
             self.fired.clear()
 
     def armed(self) -> list[Fault]:
@@ -128,7 +171,22 @@ class FaultRegistry:
             return list(self._armed)
 
     def active(self) -> bool:
-        return bool(self._armed)
+        return bool(self._armed or self._triggers)
+
+    def arrive(self, service: str, action: str, text: str = "",
+               function: str | None = None) -> None:
+        """Count this request against the triggers it matches; run those it is the nth of
+        (outside the lock: what they run may send requests)."""
+        with self._lock:
+            due = []
+            for trigger in list(self._triggers):
+                if trigger.matches(service, action, text, function):
+                    trigger.seen += 1
+                    if trigger.seen == trigger.nth:
+                        self._triggers.remove(trigger)
+                        due.append(trigger)
+        for trigger in due:
+            trigger.run()
 
     def take(self, service: str, action: str, text: str = "",
              function: str | None = None) -> Fault | None:
@@ -157,8 +215,10 @@ class FaultMiddleware:
             return self._control(environ, start_response)
         if self.registry.active():
             service, action, headers, text = identify_request(environ)
-            fault = (self.registry.take(service, action, text, caller(headers))
-                     if service and action else None)
+            fault, function = None, caller(headers)
+            if service and action:
+                self.registry.arrive(service, action, text, function)
+                fault = self.registry.take(service, action, text, function)
             if fault is not None:
                 status, headers, payload = error_response(fault, service, environ)
                 start_response(status, headers)

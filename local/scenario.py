@@ -1,8 +1,9 @@
 """Scenario switches: facts about the imaginary fleet that tests set and the patches read.
 
 In AWS an instance is SSM-managed when its agent is online, a snapshot stays `pending` for a
-while, and an agent may hang; the embedded AWS has none of these, so a test says so here (through
-`Stack` or directly, in process under `mock_aws`). `reset()` forgets them.
+while, an agent may hang and a guest may power its instance off; the embedded AWS has none of
+these, so a test says so here (through `Stack` or directly, in process under `mock_aws`).
+`reset()` forgets them.
 """
 
 ssm_managed: set = set()  # instance ids with an (imaginary) online SSM agent
@@ -24,6 +25,28 @@ def hold_snapshots(polls: int) -> None:
 def hang_ssm_commands(hang: bool = True) -> None:
     """Commands sent from now on never finish (the agent uploads, then hangs)."""
     ssm_hold["hang"] = hang
+
+
+def power_off(instance_id: str, account: str, region: str) -> str:
+    """The instance's guest powers it off (`poweroff`), and EC2 applies its
+    instanceInitiatedShutdownBehavior as AWS does: `stop` stops it; `terminate` terminates it,
+    deleting each volume whose mapping has DeleteOnTermination (the others are detached and
+    stay), whatever its termination and stop protection (they guard API calls only). An
+    instance that is not running has no guest to do it. Returns the instance's state after."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    instance = ec2_backends[account][region].get_instance(instance_id)
+    if instance.state != "running":
+        return instance.state
+    if instance.instance_initiated_shutdown_behavior == "terminate":
+        instance.terminate()
+    else:
+        instance.stop()
+    instance.state_reason = StateReason(
+        "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+        "Client.InstanceInitiatedShutdown")
+    return instance.state
 
 
 def reset() -> None:

@@ -134,6 +134,12 @@ class Stack:
         """Commands sent from now on never finish (their agents upload, then hang)."""
         scenario.hang_ssm_commands()
 
+    def power_off(self, instance_id: str) -> str:
+        """The instance's guest powers it off now: stopped or terminated, as its
+        instanceInitiatedShutdownBehavior says (`local.scenario.power_off`); returns its state.
+        At a given request: `stack.faults.when(..., run=lambda: stack.power_off(instance_id))`."""
+        return scenario.power_off(instance_id, self.account, self.region)
+
     def hold_snapshots(self, polls: int) -> None:
         """New snapshots read `pending` for their first `polls` DescribeSnapshots calls."""
         scenario.hold_snapshots(polls)

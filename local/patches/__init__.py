@@ -18,6 +18,7 @@ from local.patches.stepfunctions import forget_credentials
 
 BACKEND = (
     ec2.patch_interface_groups,
+    ec2.patch_connection_tracking,
     ec2.patch_instance_attributes,
     ec2.patch_console,
     ec2.patch_snapshots,
@@ -41,6 +42,7 @@ STACK = (
     iam.patch_implied_actions,
     iam.patch_conditions,
     iam.patch_json_errors,
+    iam.patch_ec2_denials,
     iam.patch_trust,
     iam.patch_presigned_s3,
 )

@@ -1,4 +1,5 @@
-"""EC2 fidelity: interface groups, instance attributes, the console, snapshots that take time."""
+"""EC2 fidelity: interface groups and connection tracking, instance attributes, the console,
+snapshots that take time."""
 
 from local import scenario
 
@@ -8,6 +9,10 @@ TINY_JPEG = (
     "////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQAB"
     "PxA="
 )
+# Each connection-tracking timeout's bounds in seconds (EC2 API reference,
+# ConnectionTrackingSpecificationRequest).
+TRACKING_BOUNDS = {"TcpEstablishedTimeout": (60, 432000), "UdpStreamTimeout": (60, 180),
+                   "UdpTimeout": (30, 60)}
 
 
 def patch_interface_groups():
@@ -42,10 +47,45 @@ def patch_interface_groups():
     InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
 
 
+def patch_connection_tracking():
+    """moto accepts `ModifyNetworkInterfaceAttribute ConnectionTrackingSpecification=` and drops
+    it. AWS refuses a timeout outside its bounds (`TRACKING_BOUNDS`), keeps the timeouts set per
+    interface (each request changes the ones it names) and returns them as the interface's
+    `ConnectionTrackingConfiguration` in DescribeNetworkInterfaces and DescribeInstances."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+    from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+
+    NetworkInterface.connection_tracking_configuration = None  # until a request sets one
+
+    original = ElasticNetworkInterfaces.modify_network_interface_attribute
+
+    def modify_network_interface_attribute(self):
+        given = self._get_param("ConnectionTrackingSpecification") or {}
+        for name, value in given.items():
+            low, high = TRACKING_BOUNDS[name]
+            if not low <= int(value) <= high:
+                raise EC2ClientError("InvalidParameterValue", f"The value {value} for {name} "
+                                     f"is not between {low} and {high} seconds.")
+        if given:
+            self.error_on_dryrun()
+            eni = self.ec2_backend.get_network_interface(self._get_param("NetworkInterfaceId"))
+            eni.connection_tracking_configuration = {
+                **(eni.connection_tracking_configuration or {}),
+                **{name: int(value) for name, value in given.items()}}
+        return original(self)
+
+    ElasticNetworkInterfaces.modify_network_interface_attribute = (
+        modify_network_interface_attribute)
+
+
 def patch_instance_attributes():
     """moto ignores `ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=` and, worse, falls
     through to its groups handler with no groups, wiping the instance's security groups. AWS sets
-    the attribute and leaves the groups alone."""
+    the attribute and leaves the groups alone. moto's `DescribeInstanceAttribute
+    Attribute=blockDeviceMapping` answers no mappings; AWS lists each volume's (its
+    DeleteOnTermination among them)."""
+    from moto.core.responses import ActionResult
     from moto.ec2.responses.instances import InstanceResponse
 
     original_dot_value = InstanceResponse._dot_value_instance_attribute_handler
@@ -63,8 +103,18 @@ def patch_instance_attributes():
     def groups(self):
         return bool(self._get_param("Groups", [])) and original_groups(self)
 
+    original_describe = InstanceResponse.describe_instance_attribute
+
+    def describe_instance_attribute(self):
+        if self._get_param("Attribute") != "blockDeviceMapping":
+            return original_describe(self)
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        return ActionResult({"InstanceId": instance.id,
+                             "BlockDeviceMappings": instance.block_device_mappings})
+
     InstanceResponse._dot_value_instance_attribute_handler = dot_value
     InstanceResponse._security_grp_instance_attribute_handler = groups
+    InstanceResponse.describe_instance_attribute = describe_instance_attribute
 
 
 def patch_console():

@@ -58,24 +58,51 @@ def implied_actions(action: str, data, body) -> list[str]:
     return implied
 
 
-def request_resource(action: str, data, body, region: str, account: str) -> str | None:
-    """The resource AWS authorizes a request on, where moto knows none and a product policy
-    scopes it: SendCommand's document (the instances it names are not checked here), the
-    interface ModifyNetworkInterfaceAttribute changes (its groups are not checked here)."""
+def request_resources(action: str, data, body, region: str, account: str) -> list[str]:
+    """The resources AWS authorizes a request on, each apart, where moto knows none and a
+    product policy scopes it: SendCommand's document (the instances it names are not checked
+    here); ModifyNetworkInterfaceAttribute's interface, the instance it is attached to and each
+    group it sets (the Service Authorization Reference also lists the subnet: not checked
+    here). Empty: the resource moto knows."""
     if action == "ec2:ModifyNetworkInterfaceAttribute":
-        interface = _parameters(data).get("NetworkInterfaceId", "")
-        return f"arn:aws:ec2:{region}:{account}:network-interface/{interface}"
+        given = _parameters(data)
+        interface = given.get("NetworkInterfaceId", "")
+        instance = _attached_instance(account, region, interface)
+        groups = [value for key, value in given.items() if key.startswith("SecurityGroupId.")]
+        return [f"arn:aws:ec2:{region}:{account}:{kind}/{name}" for kind, name in (
+            ("network-interface", interface), *([("instance", instance)] if instance else []),
+            *(("security-group", group) for group in groups))]
     if action == "ssm:SendCommand":
         document = json.loads(body or b"{}").get("DocumentName", "")
         owner = "" if document.startswith("AWS") else account  # AWS owns the AWS* names
-        return f"arn:aws:ssm:{region}:{owner}:document/{document}"
-    return None
+        return [f"arn:aws:ssm:{region}:{owner}:document/{document}"]
+    return []
+
+
+def _attached_instance(account: str, region: str, interface: str) -> str | None:
+    """The instance `interface` is attached to on moto (None: none, or no such interface)."""
+    from moto.ec2.models import ec2_backends
+
+    eni = ec2_backends[account][region].enis.get(interface)
+    return eni.instance.id if eni is not None and eni.instance is not None else None
+
+
+def resource_tags(arn: str, account: str, region: str) -> dict[str, str]:
+    """The tags moto's EC2 holds for the resource `arn` names (none for other services)."""
+    from moto.ec2.models import ec2_backends
+
+    if not arn.startswith("arn:aws:ec2:"):
+        return {}
+    return dict(ec2_backends[account][region].tags.get(arn.rsplit("/", 1)[-1], {}))
 
 
 def patch_implied_actions():
-    """moto authorizes only the action a request names; AWS authorizes every action the request
-    implies (`implied_actions`). Check each, and record every decision in
-    `local.iam.authorizations` (what a function's role was actually allowed to do)."""
+    """moto authorizes only the action a request names, on one resource; AWS authorizes every
+    action the request implies (`implied_actions`), on every resource it names
+    (`request_resources`), each apart: each must be allowed, with that resource's tags as
+    `aws:ResourceTag/<key>`. Record every decision in `local.iam.authorizations` (what a
+    function's role was actually allowed to do)."""
+    from moto.core.exceptions import AccessDeniedError
     from moto.iam.access_control import IAMRequestBase
 
     original = IAMRequestBase.check_action_permitted
@@ -83,14 +110,19 @@ def patch_implied_actions():
     def check_action_permitted(self, resource):
         for action in implied_actions(self._action, self._data, self._body):
             self._action = action
-            try:
-                with evaluating(action, self._data, self.account_id):
-                    original(self, request_resource(action, self._data, self._body,
-                                                    self._region, self.account_id) or resource)
-            except Exception:
-                authorizations.record(self._access_key.arn, action, resource, allowed=False)
-                raise
-            authorizations.record(self._access_key.arn, action, resource, allowed=True)
+            for arn in request_resources(action, self._data, self._body, self._region,
+                                         self.account_id) or [resource]:
+                tags = resource_tags(arn, self.account_id, self._region)
+                try:
+                    with evaluating(action, self._data, self.account_id, arn, tags):
+                        original(self, arn)
+                except Exception as error:
+                    authorizations.record(self._access_key.arn, action, arn, allowed=False)
+                    if type(error) is AccessDeniedError and arn != "*":  # name the resource
+                        raise AccessDeniedError(self._access_key.arn,
+                                                f"{action} on resource: {arn}") from error
+                    raise
+                authorizations.record(self._access_key.arn, action, arn, allowed=True)
 
     IAMRequestBase.check_action_permitted = check_action_permitted
 
@@ -119,22 +151,54 @@ def patch_json_errors():
         _authenticate_and_authorize_normal_action)
 
 
+def patch_ec2_denials():
+    """moto answers an EC2 request IAM denies with `AccessDenied`; EC2 answers
+    `UnauthorizedOperation` (status 403), its message opening "You are not authorized to
+    perform this operation."."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError
+
+    class UnauthorizedOperation(AccessDeniedError):
+        def __init__(self, message: str):
+            super(AccessDeniedError, self).__init__("UnauthorizedOperation", message)
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def _authenticate_and_authorize_normal_action(self, resource="*"):
+        try:
+            original(self, resource)
+        except AccessDeniedError as error:
+            if getattr(self, "service_name", None) != "ec2" or isinstance(
+                    error, UnauthorizedOperation):
+                raise
+            raise UnauthorizedOperation("You are not authorized to perform this operation. "
+                                        + error.message) from error
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
+        _authenticate_and_authorize_normal_action)
+
+
 # -- conditions ---------------------------------------------------------------------------------
 # moto ignores the Condition of an identity policy's statement (a conditioned Allow allows
 # everything). AWS evaluates it against the request's context. The keys below are the ones the
 # product's policies condition instance mutations on; the embedded AWS derives them from the
-# request as AWS does. A key not derived here leaves its condition unevaluated, as on plain moto.
+# request (and the resource's tags from moto's EC2) as AWS does. A key not derived here leaves
+# its condition unevaluated, as on plain moto.
+_RESOURCE_TAG_KEYS = ("aws:ResourceTag/", "ec2:ResourceTag/")
 _DERIVED_KEYS = {
     "ec2:ModifyInstanceAttribute": ("ec2:Attribute/", "ec2:Attribute"),
-    "ec2:ModifyNetworkInterfaceAttribute": ("ec2:Attribute/",),
+    "ec2:ModifyNetworkInterfaceAttribute": ("ec2:Attribute/", *_RESOURCE_TAG_KEYS),
     "ec2:ReplaceIamInstanceProfileAssociation": ("ec2:NewInstanceProfile",),
     "ec2:AssociateIamInstanceProfile": ("ec2:NewInstanceProfile",),
     "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
     "iam:PassRole": ("iam:PassedToService",),
 }
+# Keys a resource type has no value for (the Service Authorization Reference lists the keys
+# each resource type of an action has): a condition on them reads them absent there.
+_NOT_ON_RESOURCE = {("ec2:ModifyNetworkInterfaceAttribute", "security-group"): "ec2:Attribute/"}
 # Query parameters whose name differs from the attribute IAM names.
 _ATTRIBUTE_PARAMETERS = {"BlockDeviceMapping": "BlockDeviceMappings", "GroupId": "Groups",
-                         "SecurityGroupId": "Groups"}
+                         "SecurityGroupId": "Groups", "AssociatedSubnetId": "AssociatedSubnetIds"}
 _request = threading.local()
 
 
@@ -157,8 +221,10 @@ def _parameters(data) -> dict[str, str]:
             for key, value in (data or {}).items()}
 
 
-def request_context(action: str, data, account: str) -> RequestContext:
-    """The keys of `_DERIVED_KEYS` for a request of `action` with query `data`."""
+def request_context(action: str, data, account: str, resource: str = "*",
+                    tags: dict | None = None) -> RequestContext:
+    """The keys of `_DERIVED_KEYS` for a request of `action` with query `data`, as evaluated on
+    `resource` (an ARN), whose tags are `tags`."""
     known = _DERIVED_KEYS.get(action, ())
     given = _parameters(data)
     values: dict[str, list[str]] = {}
@@ -195,6 +261,12 @@ def request_context(action: str, data, account: str) -> RequestContext:
             values.setdefault(f"ec2:{kind}/{key_name}", []).append(value)
     elif action == "iam:PassRole":  # implied by the EC2 calls that hand an instance a profile
         values["iam:PassedToService"] = ["ec2.amazonaws.com"]
+    absent = _NOT_ON_RESOURCE.get((action, resource.split(":", 5)[-1].split("/")[0]))
+    if absent:
+        values = {key: value for key, value in values.items() if not key.startswith(absent)}
+    if any(prefix in known for prefix in _RESOURCE_TAG_KEYS):
+        values.update({f"{prefix}{key}": [value] for key, value in (tags or {}).items()
+                       for prefix in _RESOURCE_TAG_KEYS})
     return RequestContext(known, values)
 
 
@@ -253,9 +325,10 @@ def patch_conditions():
 
 
 @contextlib.contextmanager
-def evaluating(action: str, data, account: str):
-    """The request context of `action` for the statements evaluated inside this block."""
-    _request.context = request_context(action, data, account)
+def evaluating(action: str, data, account: str, resource: str = "*", tags: dict | None = None):
+    """The request context of `action` on `resource` for the statements evaluated inside this
+    block."""
+    _request.context = request_context(action, data, account, resource, tags)
     try:
         yield
     finally:

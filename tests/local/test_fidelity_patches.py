@@ -174,6 +174,54 @@ def test_shutdown_behaviour_is_set_and_groups_are_left_alone(stack):
     assert _interface_groups(ec2, eni) == [group]
 
 
+def test_connection_tracking_is_kept_per_interface_within_awss_bounds(stack):
+    """Plain moto accepts ConnectionTrackingSpecification and drops it (no configuration is
+    ever read back) and takes any timeout."""
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [group])
+    eni = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    other = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+
+    def tracking(interface):
+        return ec2.describe_network_interfaces(NetworkInterfaceIds=[interface])[
+            "NetworkInterfaces"][0].get("ConnectionTrackingConfiguration")
+
+    shortest = {"TcpEstablishedTimeout": 60, "UdpStreamTimeout": 60, "UdpTimeout": 30}
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni,
+                                           ConnectionTrackingSpecification=shortest)
+    assert tracking(eni) == shortest and tracking(other) is None
+    described = ec2.describe_instances(InstanceIds=[instance["InstanceId"]])
+    (interface,) = described["Reservations"][0]["Instances"][0]["NetworkInterfaces"]
+    assert interface["ConnectionTrackingConfiguration"] == shortest
+    for name, (low, high) in {"TcpEstablishedTimeout": (60, 432000),
+                              "UdpStreamTimeout": (60, 180), "UdpTimeout": (30, 60)}.items():
+        for outside in (low - 1, high + 1):
+            with pytest.raises(ClientError) as refused:
+                ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni, ConnectionTrackingSpecification={name: outside})
+            assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert tracking(eni) == shortest
+    ec2.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, ConnectionTrackingSpecification={"TcpEstablishedTimeout": 432000})
+    assert tracking(eni) == {**shortest, "TcpEstablishedTimeout": 432000}  # the others stay
+
+
+def test_block_device_mappings_are_described_with_delete_on_termination(stack):
+    """Plain moto's DescribeInstanceAttribute blockDeviceMapping answers no mappings."""
+    ec2 = stack.client("ec2")
+    _, subnet, (group, _, _) = _vpc_with_groups(ec2)
+    instance = _launch(ec2, subnet, [group])
+    (root,) = instance["BlockDeviceMappings"]
+    ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], BlockDeviceMappings=[
+        {"DeviceName": root["DeviceName"], "Ebs": {"DeleteOnTermination": False}}])
+    described = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
+                                                Attribute="blockDeviceMapping")
+    assert [(m["DeviceName"], m["Ebs"]["VolumeId"], m["Ebs"]["DeleteOnTermination"])
+            for m in described["BlockDeviceMappings"]] == [
+        (root["DeviceName"], root["Ebs"]["VolumeId"], False)]
+
+
 def test_concurrent_updates_of_one_item_are_all_applied(stack):
     """Plain moto loses some of these concurrent list_append updates (a lost-update race)."""
     import threading

@@ -18,14 +18,18 @@ _session = boto3.session.Session()  # one session: service models are loaded onc
 
 def _role_keys(stack, actions, name):
     """Credentials of a fresh role allowed `actions` (on every resource) and nothing else."""
+    return _policy_keys(stack, name, [{"Effect": "Allow", "Action": list(actions or [
+        "cloudwatch:ListMetrics"]), "Resource": "*"}])
+
+
+def _policy_keys(stack, name, statements):
+    """Credentials of a fresh role whose one policy is `statements`."""
     iam_client = stack.client("iam")
     iam_client.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
-    statements = [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}] if actions else []
     iam_client.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": statements or [
-            {"Effect": "Allow", "Action": "cloudwatch:ListMetrics", "Resource": "*"}]}))
+        {"Version": "2012-10-17", "Statement": statements}))
     return iam.assume(f"arn:aws:iam::{stack.account}:role/{name}", stack.region, name)
 
 
@@ -40,13 +44,21 @@ def _role_client(stack, service, actions, name="probe", keys=None):
 
 
 def _denied(call) -> bool:
-    """Whether `call` is refused as AWS refuses: AccessDenied (query protocol) or
-    AccessDeniedException (JSON protocol)."""
+    """Whether `call` is refused as AWS refuses: AccessDenied (query protocol),
+    AccessDeniedException (JSON protocol) or UnauthorizedOperation (EC2)."""
     try:
         call()
     except ClientError as error:
-        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+        return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException",
+                                                   "UnauthorizedOperation")
     return False
+
+
+def _refusal(call) -> tuple[str, str]:
+    """The error code and message `call` is refused with."""
+    with pytest.raises(ClientError) as refused:
+        call()
+    return refused.value.response["Error"]["Code"], refused.value.response["Error"]["Message"]
 
 
 def test_enforcement_is_on_only_inside_the_block(stack):
@@ -254,13 +266,109 @@ def test_a_conditioned_statement_applies_only_when_its_condition_holds(stack):
 
 
 def test_send_command_is_authorized_on_its_document():
-    from local.patches.iam import request_resource
+    from local.patches.iam import request_resources
 
-    assert request_resource("ssm:SendCommand", {}, b'{"DocumentName": "AWS-RunShellScript"}',
-                            "eu-west-1", "123456789012") == (
-        "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript")
-    assert request_resource("ssm:SendCommand", {}, b'{"DocumentName": "Mine"}', "eu-west-1",
-                            "123456789012") == "arn:aws:ssm:eu-west-1:123456789012:document/Mine"
-    assert request_resource("ec2:ModifyNetworkInterfaceAttribute",
-                            {"NetworkInterfaceId": ["eni-1"]}, b"", "eu-west-1", "1") == (
-        "arn:aws:ec2:eu-west-1:1:network-interface/eni-1")
+    assert request_resources("ssm:SendCommand", {}, b'{"DocumentName": "AWS-RunShellScript"}',
+                             "eu-west-1", "123456789012") == [
+        "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"]
+    assert request_resources("ssm:SendCommand", {}, b'{"DocumentName": "Mine"}', "eu-west-1",
+                             "123456789012") == ["arn:aws:ssm:eu-west-1:123456789012:document/Mine"]
+    assert request_resources("ec2:ModifyNetworkInterfaceAttribute", {
+        "NetworkInterfaceId": ["eni-1"], "SecurityGroupId.1": ["sg-1"],
+        "SecurityGroupId.2": ["sg-2"]}, b"", "eu-west-1", "1") == [
+        "arn:aws:ec2:eu-west-1:1:network-interface/eni-1",
+        "arn:aws:ec2:eu-west-1:1:security-group/sg-1",
+        "arn:aws:ec2:eu-west-1:1:security-group/sg-2"]  # no such interface: no instance
+
+
+def test_interface_changes_derive_keys_per_resource():
+    """Each resource of ModifyNetworkInterfaceAttribute is evaluated with its own tags; the
+    `ec2:Attribute/*` keys are the interface's (and instance's), not a security group's."""
+    from local.patches.iam import conditions_met, request_context
+
+    tracking = {"NetworkInterfaceId": ["eni-1"],
+                "ConnectionTrackingSpecification.TcpEstablishedTimeout": ["60"],
+                "ConnectionTrackingSpecification.UdpTimeout": ["30"]}
+    on_interface = request_context("ec2:ModifyNetworkInterfaceAttribute", tracking, "1",
+                                   "arn:aws:ec2:r:1:network-interface/eni-1", {"team": "web"})
+    assert on_interface.values == {
+        "ec2:Attribute/ConnectionTrackingSpecification": ["60", "30"],
+        "aws:ResourceTag/team": ["web"], "ec2:ResourceTag/team": ["web"]}
+    groups_only = {"Null": {f"ec2:Attribute/{name}": "true"
+                            for name in grants.INTERFACE_ATTRIBUTES}}
+    assert not conditions_met(groups_only, on_interface)
+    subnets = request_context("ec2:ModifyNetworkInterfaceAttribute", {
+        "NetworkInterfaceId": ["eni-1"], "AssociatedSubnetId.1": ["subnet-1"]}, "1",
+        "arn:aws:ec2:r:1:network-interface/eni-1")
+    assert not conditions_met(groups_only, subnets)  # IAM's name: AssociatedSubnetIds
+    swap = {"NetworkInterfaceId": ["eni-1"], "SecurityGroupId.1": ["sg-1"]}
+    on_group = request_context("ec2:ModifyNetworkInterfaceAttribute", swap, "1",
+                               "arn:aws:ec2:r:1:security-group/sg-1", {"ec2-quarantine": "open"})
+    assert on_group.values == {"aws:ResourceTag/ec2-quarantine": ["open"],
+                               "ec2:ResourceTag/ec2-quarantine": ["open"]}
+    assert conditions_met(grants.PRODUCT_GROUPS, on_group)
+    assert not conditions_met({"Null": {"ec2:Attribute/Groups": "false"}}, on_group)
+    untagged = request_context("ec2:ModifyNetworkInterfaceAttribute", swap, "1",
+                               "arn:aws:ec2:r:1:security-group/sg-1", {})
+    assert not conditions_met(grants.PRODUCT_GROUPS, untagged)
+
+
+def _interface_and_groups(stack):
+    """An instance's interface, a group tagged as the product's isolation group, an untagged
+    one and the instance's own."""
+    ec2 = stack.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    tagged, untagged, own = [ec2.create_security_group(
+        GroupName=name, Description=name, VpcId=vpc)["GroupId"] for name in ("q", "u", "own")]
+    ec2.create_tags(Resources=[tagged], Tags=[{"Key": "ec2-quarantine", "Value": "isolation"}])
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                 SubnetId=subnet, SecurityGroupIds=[own])["Instances"][0]
+    return instance["NetworkInterfaces"][0]["NetworkInterfaceId"], tagged, untagged, own
+
+
+def _groups_of(stack, eni):
+    described = stack.client("ec2").describe_network_interfaces(NetworkInterfaceIds=[eni])
+    return [g["GroupId"] for g in described["NetworkInterfaces"][0]["Groups"]]
+
+
+def _interface_client(stack, name, *resources):
+    """EC2 as a role allowed ModifyNetworkInterfaceAttribute on `resources` and on the groups
+    tagged ec2-quarantine=open|isolation (the product's condition) only."""
+    on = {"Effect": "Allow", "Action": "ec2:ModifyNetworkInterfaceAttribute"}
+    keys = _policy_keys(stack, name, [
+        {**on, "Resource": list(resources)},
+        {**on, "Resource": "arn:aws:ec2:*:*:security-group/*", "Condition": grants.PRODUCT_GROUPS}])
+    return _role_client(stack, "ec2", None, keys=keys)
+
+
+def test_an_interface_change_is_authorized_on_the_interface_and_each_group(stack):
+    """Plain moto authorizes ModifyNetworkInterfaceAttribute once on "*": a statement on the
+    product's tagged groups would let any group be attached (or, ARN-scoped, none)."""
+    eni, tagged, untagged, own = _interface_and_groups(stack)
+    ours = _interface_client(stack, "ours", "arn:aws:ec2:*:*:network-interface/*",
+                             "arn:aws:ec2:*:*:instance/*")
+    other = _interface_client(stack, "other", "arn:aws:ec2:*:*:network-interface/eni-00000000",
+                              "arn:aws:ec2:*:*:instance/*")
+    detached = _interface_client(stack, "detached", "arn:aws:ec2:*:*:network-interface/*")
+    with stack.enforce_iam():
+        for groups in ([untagged], [tagged, untagged]):
+            code, message = _refusal(lambda: ours.modify_network_interface_attribute(
+                NetworkInterfaceId=eni, Groups=groups))
+            assert code == "UnauthorizedOperation", message  # EC2's code (moto: AccessDenied)
+            assert message.startswith("You are not authorized to perform this operation.")
+            assert message.endswith(f":security-group/{untagged}"), message
+        assert _groups_of(stack, eni) == [own]
+        for client in (other, detached):  # not that interface; not its instance
+            assert _denied(lambda: client.modify_network_interface_attribute(
+                NetworkInterfaceId=eni, Groups=[tagged]))
+        assert _groups_of(stack, eni) == [own]
+        ours.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[tagged])
+    assert _groups_of(stack, eni) == [tagged]
+    refused = {(d.principal, d.resource.rsplit(":", 1)[-1]) for d in
+               iam.authorizations.decisions() if not d.allowed}
+    instance = stack.client("ec2").describe_network_interfaces(NetworkInterfaceIds=[eni])[
+        "NetworkInterfaces"][0]["Attachment"]["InstanceId"]
+    assert refused == {("ours", f"security-group/{untagged}"),
+                       ("other", f"network-interface/{eni}"),
+                       ("detached", f"instance/{instance}")}
