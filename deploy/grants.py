@@ -57,8 +57,10 @@ PRODUCT_GROUPS = {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": sort
     isolation.GROUP_NAMES)}}
 
 
-def _product_group(role: str) -> dict:
-    return {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": role}}
+# One of the product's groups, by its role: rules are added only to "open", taken only from
+# "isolation".
+PRODUCT_GROUP = {role: {"StringEquals": {f"aws:ResourceTag/{isolation.ROLE_TAG}": role}}
+                 for role in isolation.GROUP_NAMES}
 
 
 INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_STATUS,
@@ -142,10 +144,10 @@ def instance_grants(current) -> tuple[Grant, ...]:
         # Rules are only ever added to the all-open group and taken from the isolation group.
         Grant("Ec2OpenGroupRules",
               ("ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress"),
-              _ec2("security-group"), _product_group("open")),
+              _ec2("security-group"), PRODUCT_GROUP["open"]),
         Grant("Ec2IsolationGroupRules",
               ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
-              _ec2("security-group"), _product_group("isolation")),
+              _ec2("security-group"), PRODUCT_GROUP["isolation"]),
         Grant("Ec2TagOnCreate", ("ec2:CreateTags", isolation.TAGS_ON_CREATE),
               _ec2("security-group", "snapshot"),
               {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshots"]}}),

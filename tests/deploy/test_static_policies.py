@@ -80,8 +80,11 @@ def test_instance_mutations_are_conditioned_where_iam_supports_it():
     conditioned = {a for s in contain if "Condition" in s for a in s["Action"]}
     assert {"ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress",
             "ec2:CreateSecurityGroup", "ec2:CreateTags"} <= conditioned
-    rules = next(s for s in contain if "ec2:RevokeSecurityGroupEgress" in s["Action"])
-    assert rules["Condition"] == grants.PRODUCT_GROUPS  # only the product's own groups
+    # rules only ever added to the all-open group, taken from the isolation group
+    revoking = next(s for s in contain if "ec2:RevokeSecurityGroupEgress" in s["Action"])
+    assert revoking["Condition"] == grants.PRODUCT_GROUP["isolation"]
+    authorizing = next(s for s in contain if "ec2:AuthorizeSecurityGroupEgress" in s["Action"])
+    assert authorizing["Condition"] == grants.PRODUCT_GROUP["open"]
 
 
 @pytest.mark.parametrize("name,policy", list(_every_policy()), ids=lambda v: v
@@ -267,10 +270,12 @@ def test_instance_attributes_are_granted_one_attribute_at_a_time(name, policy):
 
 @pytest.mark.parametrize("stage", permissions.STAGES)
 def test_containment_puts_only_the_products_groups_and_profile_on_an_instance(stage):
+    for entry in ("on_guardduty_finding", "api_handler"):  # the first cut: isolate only
+        policy = permissions.policy(stage, entry)
+        on_groups = [s for s in _allows(policy, "ec2:ModifyNetworkInterfaceAttribute")
+                     if any(":security-group/" in r for r in s["Resource"])]
+        assert on_groups and all(s["Condition"] == grants.PRODUCT_GROUPS for s in on_groups)
     contain = permissions.policy(stage, "contain", permissions.profiles(stage)["every-option"])
-    on_groups = [s for s in _allows(contain, "ec2:ModifyNetworkInterfaceAttribute")
-                 if any(":security-group/" in r for r in s["Resource"])]
-    assert on_groups and all(s["Condition"] == grants.PRODUCT_GROUPS for s in on_groups)
     (swap,) = _allows(contain, "ec2:ReplaceIamInstanceProfileAssociation")
     assert swap["Condition"] == {"ArnLike": {"ec2:NewInstanceProfile": (
         f"arn:aws:iam::*:instance-profile/{names.deny_all_profile(stage)}")}}
@@ -374,15 +379,23 @@ def test_the_generic_attribute_form_is_denied_for_everything_the_product_never_s
 
 @pytest.mark.parametrize("stage", permissions.STAGES)
 def test_interfaces_are_granted_their_groups_and_no_other_attribute(stage):
-    for function in ("contain", "release"):
-        policy = permissions.policy(stage, function, permissions.profiles(stage)["every-option"])
+    for function in ("contain", "release", "on_guardduty_finding"):
+        policy = permissions.policy(stage, function, permissions.profiles(stage)["settings"])
+        kinds = set()
         for statement in _allows(policy, "ec2:ModifyNetworkInterfaceAttribute"):
             if "arn:aws:ec2:*:*:network-interface/*" in statement["Resource"]:
                 assert statement["Resource"] == ["arn:aws:ec2:*:*:network-interface/*"]
                 nulls = statement["Condition"]["Null"]
                 assert {"ec2:Attribute/SourceDestCheck", "ec2:Attribute/AssociatePublicIpAddress",
                         "ec2:Attribute/Attachment"} <= set(nulls)
-                assert set(nulls.values()) == {"true"} and "ec2:Attribute/Groups" not in nulls
+                set_here = {key for key, null in nulls.items() if null == "false"}
+                assert set_here in (set(), {"ec2:Attribute/ConnectionTrackingSpecification"})
+                if set_here:  # the tracking timeouts, and never the groups with them
+                    assert nulls["ec2:Attribute/Groups"] == "true"
+                else:
+                    assert "ec2:Attribute/Groups" not in nulls
+                kinds.add("tracking" if set_here else "groups")
+        assert kinds == {"groups", "tracking"}, function
 
 
 @pytest.mark.parametrize("member_role_name", ["ec2-quarantine-member", "IRMember"])

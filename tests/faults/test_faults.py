@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from chalicelib.actions.isolation import SHORT_TRACKING
 from deploy import names, statemachine
 from local import recording
 from local.faults import denied, throttled
@@ -35,6 +36,7 @@ from tests.helpers import (
     product_groups,
     snapshots_of,
     subscribe_queue,
+    wait_execution,
 )
 
 FORENSIC_ACCOUNT = "210987654321"
@@ -334,6 +336,8 @@ def _applied(stack, victim, incident_id) -> dict:
     return {
         "capture-memory": any(k.startswith("memory/") for k in keys),
         "isolate-interface": interface_groups(stack, eni) == [isolation],
+        "connection-tracking": ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])[
+            "NetworkInterfaces"][0].get("ConnectionTrackingConfiguration") == SHORT_TRACKING,
         "leave-autoscaling-group": instance_id not in [i["InstanceId"] for i in group["Instances"]],
         "leave-target-groups": all(instance_id not in [
             t["Target"]["Id"] for t in elbv2.describe_target_health(TargetGroupArn=arn)[
@@ -424,6 +428,8 @@ def test_a_report_step_that_cannot_run_still_sends_a_message_and_settles_the_inc
 def test_a_failed_containment_whose_report_step_cannot_run_frees_the_instance(stack):
     """Settled by Step Functions as FAILED, the claim is freed: the next finding acts again."""
     victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", denied("ec2"), count=10,
+                     caller="on_guardduty_finding")  # the first cut isolates nothing
     stack.faults.arm("lambda", "Invoke", "Crash", resource=names.function("dev", "contain"))
     stack.faults.arm("lambda", "Invoke", denied("lambda"), count=10,
                      resource=names.function("dev", "report"))
@@ -437,6 +443,32 @@ def test_a_failed_containment_whose_report_step_cannot_run_frees_the_instance(st
     assert again["incident_id"] != first["incident_id"]
     record, _ = finish(stack, again)
     assert record["status"] == "CONTAINED"
+
+
+def test_a_cut_whose_contain_step_never_runs_is_partial_and_released_from_its_own_record(stack):
+    """The entry function isolated the instance and recorded it; Contain crashes and the report
+    step cannot run: Step Functions settles what the cut earned (PARTIAL: the profile is still
+    attached), the claim holds, and release undoes the cut from its sealed records."""
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    stack.faults.arm("lambda", "Invoke", "Crash", resource=names.function("dev", "contain"))
+    stack.faults.arm("lambda", "Invoke", denied("lambda"), count=10,
+                     resource=names.function("dev", "report"))
+
+    first, execution = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+
+    assert (first["status"], execution["status"]) == ("PARTIAL", "SUCCEEDED")
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    assert {interface_groups(stack, eni) == [isolation] for eni in victim["interfaces"]} == {True}
+    assert {c["action"] for c in first["changes"]} >= {"isolate-interface", "shutdown-behaviour"}
+    assert deliver_finding(stack, guardduty_event(victim["instance_id"]))["decision"] == "recorded"
+    stack.faults.reset()
+    status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                     "reason": "false positive"})
+    assert status == 202, answer
+    assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+    assert incident(stack, first["incident_id"])["status"] == "RELEASED"
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == groups
 
 
 @pytest.mark.parametrize("function,status", [

@@ -145,7 +145,7 @@ def test_a_forged_record_is_refused_and_nothing_is_restored(stack, forgery):
     context["open_group"] = product_groups(stack, victim["vpc_id"])["open"]["GroupId"]
     isolated = {eni: interface_groups(stack, eni) for eni in victim["interfaces"]}
     with stack.enforce_iam():
-        with pytest.raises(Exception, match="AccessDenied"):  # what the insider cannot do
+        with pytest.raises(Exception, match="UnauthorizedOperation"):  # the insider cannot
             insider("ec2").associate_iam_instance_profile(
                 IamInstanceProfile={"Arn": context["admin_profile"]},
                 InstanceId=victim["instance_id"])
