@@ -33,6 +33,24 @@ def seal_incident(incident: dict) -> str:
     return seals.seal("incident", binding(incident))
 
 
+def seal_restart(incident: dict) -> str:
+    """A seal saying the product wrote this binding, kept on a claim whose start failed: the
+    restart trusts that claim's pre-incident state by it. Made for its own purpose, it cannot
+    pass for the incident's seal (which, kept in the table before an execution holds the
+    incident's name, would let whoever may start the state machine start it first)."""
+    return seals.seal("restart", binding(incident))
+
+
+def verified_restart(incident: dict) -> dict:
+    """`incident`, once its restart seal matches its binding; then sealed anew for its start."""
+    try:
+        seals.verify("restart", binding(incident), incident.get("restart_seal"))
+    except seals.Unverified as unverified:
+        raise Refused(f"incident {incident.get('incident_id')!r}: {unverified}") from None
+    check_account(incident)
+    return {**incident, "seal": seal_incident(incident)}
+
+
 def verified_incident(incident: dict) -> dict:
     """`incident` once its binding's seal matches and its account is allowed today."""
     try:

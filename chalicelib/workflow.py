@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, aws, bindings, cut, execution, findings, incidents,
                         instances, outcomes, report, settings)
+from chalicelib.actions import isolation
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ def start(request: findings.QuarantineRequest,
             [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident),
              lambda: target and cut.prepare(target)])
     except incidents.AlreadyActive as active:
-        return further(active.incident_id, request, instance, home_account)
+        return further(active.incident_id, request, observed, home_account)
     except Exception:  # claimed but not sealed: the next request starts it (no-op unclaimed)
-        _mark_start_failed(incident["incident_id"])
+        _mark_start_failed(incident)
         raise
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
     if why_not:
@@ -112,9 +113,8 @@ def first_cut(target) -> dict:
         incidents.record_step(incident["incident_id"], "cut", started,
                               "isolated" if len(isolated) == len(target.pre_state["interfaces"])
                               else "partly isolated", changes,
-                              fields={"first_cut": made, "seal": incident["seal"],
-                                      **({"containment": made["containment"]}
-                                         if made["containment"] else {})})
+                              fields={"first_cut": made, **({"containment": made["containment"]}
+                                                             if made["containment"] else {})})
         made["recorded"] = sorted({actions.change_key(c) for c in changes})
     except Exception:  # Contain records them instead
         log.exception("could not record the first cut on %s", incident["incident_id"])
@@ -169,31 +169,49 @@ def begin(incident: dict, cut_made: dict | None = None) -> dict:
     current = settings.get()
     execution_input = execution.quarantine(incident, current, cut_made)
     machine_region = aws.region_of(current.state_machine_arn)
+    stepfunctions = aws.client("stepfunctions", machine_region)
     try:
-        aws.tolerate(
-            "ExecutionAlreadyExists", aws.client("stepfunctions", machine_region).start_execution,
+        started = aws.tolerate(
+            "ExecutionAlreadyExists", stepfunctions.start_execution,
             stateMachineArn=current.state_machine_arn,
             name=execution_name(incident["incident_id"]),
             input=json.dumps(execution_input, default=str),
         )
+        if started is None:
+            _check_it_is_ours(incident, execution_input, stepfunctions)
     except ClientError as error:
         log.error("execution of %s did not start: %s", incident["incident_id"], error)
-        _mark_start_failed(incident["incident_id"], incident.get("seal"))
+        _mark_start_failed(incident)
         raise outcomes.ExecutionNotStarted(
             f"incident {incident['incident_id']} is claimed but its execution did not start; "
             "repeat the request to start it") from None
     return incident
 
 
-def further(incident_id: str, request: findings.QuarantineRequest, instance: dict,
-            home_account: str) -> outcomes.Recorded:
+def _check_it_is_ours(incident: dict, execution_input: dict, stepfunctions) -> None:
+    """An execution of the incident's name exists already: AWS says so only when its input
+    differs from ours (or it has ended). One started by someone else, before us, is logged and
+    recorded as such: the steps act on its binding, never on what its options say is true."""
+    arn = execution_arn(incident["incident_id"])
+    found = json.loads(stepfunctions.describe_execution(executionArn=arn)["input"])
+    if found == json.loads(json.dumps(execution_input, default=str)):
+        return
+    message = (f"execution {arn} exists with an input the product did not give it: started by "
+               "someone else; check who (CloudTrail: states:StartExecution)")
+    log.error("incident %s: %s", incident["incident_id"], message)
+    incidents.record_step(incident["incident_id"], "start", incidents.now(), "foreign", errors=[
+        actions.failure_record("start", arn, "ForeignExecution", message)])
+
+
+def further(incident_id: str, request: findings.QuarantineRequest,
+            observed: instances.Observed, home_account: str) -> outcomes.Recorded:
     """Record a further finding or request on the active incident; start it if it never was."""
     incident = incidents.record_finding(incident_id, {
         **(_finding_ref(request) or {}), "source": request.source, "reason": request.reason,
         "at": incidents.now()})
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
-        return outcomes.Recorded(begin(_rebound(incident, request, instance, home_account)))
+        return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
     try:
         announce(report.duplicate(incident, _finding_ref(request)))
     except Exception:  # recorded already: a lost notice must not turn it into a failure
@@ -202,19 +220,31 @@ def further(incident_id: str, request: findings.QuarantineRequest, instance: dic
     return outcomes.Recorded(incident)
 
 
-def _rebound(incident: dict, request, instance: dict, home_account: str) -> dict:
-    """A claimed incident that never started: as the claim wrote it when its seal holds (its
-    start failed after the first cut, which changed the instance); otherwise bound anew to
+def _rebound(incident: dict, request, observed: instances.Observed, home_account: str) -> dict:
+    """A claimed incident that never started: as the claim wrote it when its restart seal holds
+    (its start failed after the first cut, which changed the instance); otherwise bound anew to
     what was just described: the table's copy is not trusted (anyone who may write the table
     could have written it). Without a seal the entry function stopped before starting the
-    execution, before its cut unless it was killed during it; in that rare case an interface
-    already isolated is taken as it is, and release keeps it isolated (the safe side)."""
+    execution, and before its cut unless it was killed during it: an instance on the product's
+    groups has lost its pre-incident state, and is left as it is (isolated), not rebound."""
     try:
-        return bindings.verified_incident(incident)
+        return bindings.verified_restart(incident)
     except bindings.Refused as unsealed:
         log.info("incident %s is rebound to the instance as it is: %s", incident["incident_id"],
                  unsealed)
-    fresh = new_incident(request, instance, home_account)
+    instance = observed.instance
+    cut_made = [n["NetworkInterfaceId"] for n in instance.get("NetworkInterfaces", [])
+                if any(isolation.product_group_name(g.get("GroupName", ""))
+                       for g in n.get("Groups", []))]
+    if cut_made:  # its state now is not its state before: nothing to bind it to
+        log.error("incident %s never started and cannot be rebound: %s carry the product's "
+                  "groups, its pre-incident state is unverified; release them by hand",
+                  incident["incident_id"], cut_made)
+        raise outcomes.ExecutionNotStarted(
+            f"incident {incident['incident_id']} was claimed and its instance cut, but its "
+            "execution never started and its pre-incident state cannot be verified: the "
+            f"instance stays as it is ({', '.join(cut_made)} isolated); see the logs")
+    fresh = new_incident(request, instance, home_account, observed.attributes)
     bound = {**incident, **{name: fresh[name] for name in bindings.BINDING_FIELDS
                             if name not in ("incident_id", "opened_at", "execution_arn")},
              "execution_arn": execution_arn(incident["incident_id"])}
@@ -243,14 +273,16 @@ def _execution_exists(incident_id: str) -> bool:
         "stepfunctions", aws.region_of(arn)).describe_execution, executionArn=arn) is not None
 
 
-def _mark_start_failed(incident_id: str, seal: str | None = None) -> None:
-    """Mark the claim as not started, with its seal when it has one: the restart then acts on
-    the pre-incident state the claim wrote (the first cut may have changed the instance)."""
+def _mark_start_failed(incident: dict) -> None:
+    """Mark the claim as not started, with a restart seal over its binding: the restart then
+    acts on the pre-incident state the claim wrote (the first cut may have changed the
+    instance since)."""
     try:
-        incidents.record_step(incident_id, "start", incidents.now(), "failed",
-                              fields={"start_failed": True, **({"seal": seal} if seal else {})})
+        incidents.record_step(incident["incident_id"], "start", incidents.now(), "failed",
+                              fields={"start_failed": True,
+                                      "restart_seal": bindings.seal_restart(incident)})
     except Exception:  # the age check still finds the lost start
-        log.exception("could not mark %s as not started", incident_id)
+        log.exception("could not mark %s as not started", incident["incident_id"])
 
 
 def announce(notice: dict) -> None:

@@ -89,6 +89,10 @@ def _settable(operation: str, *besides: str) -> tuple[str, ...]:
 # BlockDeviceMappings, never UserData, the kernel, the type...
 SET_ATTRIBUTES = ("DisableApiTermination", "InstanceInitiatedShutdownBehavior",
                   "DisableApiStop")
+# The value containment gives each (chalicelib/actions/instance.py's InstanceAttribute).
+PROTECTING = {cls._key: cls.value for cls in (instance_actions.TerminationProtection,
+                                              instance_actions.ShutdownBehaviourStop,
+                                              instance_actions.DisableApiStop)}
 OTHER_ATTRIBUTES = _settable("ModifyInstanceAttribute", "BlockDeviceMappings")
 # The generic form (`Attribute=userData, Value=...`) names its attribute in `ec2:Attribute`;
 # those the product never sets are denied outright (a Deny on a key a request lacks is inert).
@@ -106,6 +110,11 @@ def _attribute_grants() -> tuple[Grant, ...]:
     named = tuple(Grant(f"Ec2Set{name}", (instance_actions.sets_attribute(name),),
                         _ec2("instance"), {"Null": {f"ec2:Attribute/{name}": "false"}})
                   for name in SET_ATTRIBUTES)
+    # Containment sets each to the value that protects, no other (release sets them back).
+    protecting = tuple(Grant(f"Ec2Protect{name}", (instance_actions.preserves(name, value),),
+                             _ec2("instance"), {"StringEquals": {
+                                 f"ec2:Attribute/{name}": instance_actions.iam_value(value)}})
+                       for name, value in PROTECTING.items())
     # IAM has no key naming BlockDeviceMappings: that grant requires instead that the request
     # sets none of the other attributes.
     block_devices = Grant(
@@ -113,11 +122,13 @@ def _attribute_grants() -> tuple[Grant, ...]:
         _ec2("instance", "volume"),
         {"Null": {f"ec2:Attribute/{name}": "true" for name in OTHER_ATTRIBUTES}})
     generic = Grant("NeverTheseAttributes",
-                    tuple(instance_actions.sets_attribute(name)
-                          for name in (*SET_ATTRIBUTES, "BlockDeviceMappings")),
+                    (*(instance_actions.sets_attribute(name)
+                       for name in (*SET_ATTRIBUTES, "BlockDeviceMappings")),
+                     *(instance_actions.preserves(name, value)
+                       for name, value in PROTECTING.items())),
                     _ec2("instance"),
                     {"StringEqualsIgnoreCase": {"ec2:Attribute": NEVER_SET}}, effect="Deny")
-    return (*named, block_devices, generic)
+    return (*named, *protecting, block_devices, generic)
 
 
 def product_roles(current) -> tuple[str, ...]:

@@ -108,13 +108,16 @@ def _settle(table_name):
         "Parameters": {
             "TableName": table_name,
             "Key": {"pk": {"S.$": "$.incident.incident_id"}},
+            # the seal too: release verifies with it when no step could record it
             "UpdateExpression": "SET #status = :final, containment = :final, "
+                                "seal = if_not_exists(seal, :seal), "
                                 "#errors = list_append(if_not_exists(#errors, :none), :failed)",
             # Only this incident's own execution settles it (a crafted one names another).
             "ConditionExpression": "#status = :open AND execution_arn = :execution",
             "ExpressionAttributeNames": {"#status": "status", "#errors": "errors"},
             "ExpressionAttributeValues": {
                 ":final": {"S.$": "$.results.contain.status"}, ":open": {"S": "OPEN"},
+                ":seal": {"S.$": "$.incident.seal"},
                 ":execution": {"S.$": "$$.Execution.Id"},
                 ":none": {"L": []},
                 ":failed": {"L": [{"M": {
@@ -191,13 +194,15 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
             # Crashed, or never ran: the entry function's cut may have isolated the instance
             # (and recorded it): the status is what the cut earned, else FAILED.
             "ContainCrashed": {"Type": "Choice",
-                               "Choices": [{"Variable": "$.cut.containment", "IsString": True,
-                                            "Next": "ContainCrashedAfterCut"}],
+                               "Choices": [{"Variable": "$.cut.containment",
+                                            "StringEquals": earned,
+                                            "Next": f"ContainCrashedAfterCut{earned.title()}"}
+                                           for earned in ("CONTAINED", "PARTIAL")],
                                "Default": "ContainCrashedNothingCut"},
-            "ContainCrashedAfterCut": {"Type": "Pass",
-                                       "Parameters": {"status.$": "$.cut.containment",
-                                                      "error.$": "$.error"},
-                                       "End": True},
+            # the status only from a fixed set, whatever the input says
+            **{f"ContainCrashedAfterCut{earned.title()}": {
+                "Type": "Pass", "Parameters": {"status": earned, "error.$": "$.error"},
+                "End": True} for earned in ("CONTAINED", "PARTIAL")},
             "ContainCrashedNothingCut": {"Type": "Pass",
                                          "Parameters": {"status": "FAILED", "error.$": "$.error"},
                                          "End": True},

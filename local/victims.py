@@ -16,6 +16,8 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
         return stack.client(service, region=region, account=account or stack.account)
 
     ec2 = client("ec2")
+    if vpc is not None:  # its VPC and subnet only (another victim may be given for them)
+        vpc = {"vpc_id": vpc["vpc_id"], "subnet_id": vpc["subnet_id"]}
     if vpc is None:
         vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24",

@@ -19,6 +19,17 @@ def sets_attribute(name: str) -> str:
     return narrowed("ec2:ModifyInstanceAttribute", name)
 
 
+def preserves(name: str, value) -> str:
+    """ModifyInstanceAttribute setting attribute `name` to `value` only (containment protects;
+    setting it back is release's)."""
+    return narrowed("ec2:ModifyInstanceAttribute", f"{name}={iam_value(value)}")
+
+
+def iam_value(value) -> str:
+    """`value` as IAM compares it in `ec2:Attribute/<Name>`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 class DetachInstanceProfile(Action):
     """Cut the instance's role credentials off by disassociating its instance profile."""
 
@@ -225,7 +236,7 @@ class InstanceAttribute(Action):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._key = cls.attribute[0].upper() + cls.attribute[1:]  # as Modify… and the answer say
-        cls.permissions = ("ec2:DescribeInstanceAttribute", sets_attribute(cls._key))
+        cls.permissions = ("ec2:DescribeInstanceAttribute", preserves(cls._key, cls.value))
         cls.undo_permissions = (sets_attribute(cls._key),)
 
     def _set(self, target, value):

@@ -7,10 +7,11 @@ and VPC in one request, created race-safely, and checked for rules before every 
 """
 
 import logging
+import re
 import uuid
 
 from chalicelib import aws
-from chalicelib.actions import Action, OnRelease, change, narrowed
+from chalicelib.actions import Action, OnRelease, PartialFailure, change, narrowed
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,34 @@ GROUP_PERMISSIONS = (
 )
 
 
+def product_group_name(name: str) -> str | None:
+    """The role a group of this name plays for the product ("open", "isolation"), if the
+    product names its groups so (its own name, or that name and 8 hex digits when a squatter
+    held it); None for any other group."""
+    for role, base in GROUP_NAMES.items():
+        if re.fullmatch(rf"{base}(-[0-9a-f]{{8}})?", name):
+            return role
+    return None
+
+
 def find_groups(ec2, vpc_ids=None) -> dict:
     """The product's groups by VPC, then by role ("open", "isolation"), as described; one
     request. Without `vpc_ids`, in every VPC (the entry function reads them beside the
-    instance, before it knows the instance's VPCs)."""
+    instance, before it knows the instance's VPCs). A group counts only if its tag and its
+    name both say the role: tagging an existing group (an instance's own, say) does not make
+    it the product's; the product's own name comes first."""
     filters = [{"Name": f"tag:{ROLE_TAG}", "Values": list(GROUP_NAMES)}]
     if vpc_ids:
         filters.append({"Name": "vpc-id", "Values": sorted(vpc_ids)})
     found: dict = {}
-    for group in ec2.describe_security_groups(Filters=filters)["SecurityGroups"]:
+    described = ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
+    for group in sorted(described, key=lambda g: (g["GroupName"] not in GROUP_NAMES.values(),
+                                                  g["GroupName"])):
         role = next(t["Value"] for t in group.get("Tags", []) if t["Key"] == ROLE_TAG)
+        if product_group_name(group["GroupName"]) != role:
+            log.warning("group %s (%s) is tagged %s=%s but is not named as the product names "
+                        "it: not used", group["GroupId"], group["GroupName"], ROLE_TAG, role)
+            continue
         found.setdefault(group["VpcId"], {}).setdefault(role, group)
     return found
 
@@ -181,7 +200,7 @@ def two_step(target, interfaces: list[dict], beside=(), restore: bool = False) -
     interface); without it, it is left on the all-open group for Contain to finish."""
     groups = ready_groups(target, {i["vpc_id"] for i in interfaces})
     ec2, outcomes = target.ec2, target.cache.setdefault("isolated", {})
-    live = target.cache.get("live_groups", {})
+    live = _live_groups(target, interfaces)
 
     def swap(interface, role):
         return lambda: ec2.modify_network_interface_attribute(
@@ -208,13 +227,17 @@ def two_step(target, interfaces: list[dict], beside=(), restore: bool = False) -
         failures.update(zip((i["id"] for i in again),
                             aws.settled(swap(i, "isolation") for i in again)))
     stuck = [i for i in opened if isinstance(failures[i["id"]], Exception)]
+    left_open = target.cache.setdefault("left_open", set())
     restored = aws.settled(
         (lambda i=i: ec2.modify_network_interface_attribute(NetworkInterfaceId=i["id"],
                                                             Groups=i["groups"]))
         for i in stuck) if restore else [RuntimeError("left for Contain")] * len(stuck)
     for interface in opened:
         outcomes[interface["id"]] = None
+        left_open.discard(interface["id"])
     for interface, undone in zip(stuck, restored):
+        if isinstance(undone, Exception):
+            left_open.add(interface["id"])
         left = ("its original groups were restored" if not isinstance(undone, Exception) else
                 f"it is LEFT ON THE ALL-OPEN GROUP {groups[interface['vpc_id']]['open']}" +
                 (": fix it by hand" if restore else ": Contain finishes or restores it"))
@@ -224,6 +247,24 @@ def two_step(target, interfaces: list[dict], beside=(), restore: bool = False) -
         log.info("isolation of %s on %s: %s", interface["id"], target.instance_id,
                  outcomes[interface["id"]] or "on the isolation group alone")
     return first[len(pending):]
+
+
+def _live_groups(target, interfaces) -> dict:
+    """The groups on each interface now: as read with the instance, else read here (an
+    interface isolated already must not be put back on the all-open group). Unknown when even
+    that read fails: every interface is then taken as not yet isolated."""
+    live = target.cache.get("live_groups")
+    if live is None:
+        try:
+            described = target.ec2.describe_network_interfaces(
+                NetworkInterfaceIds=[i["id"] for i in interfaces])["NetworkInterfaces"]
+            live = {n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
+                    for n in described}
+        except Exception:
+            log.warning("could not read the groups on %s's interfaces", target.instance_id,
+                        exc_info=True)
+            return {}
+    return live
 
 
 class IsolateInterface(Action):
@@ -254,11 +295,17 @@ class IsolateInterface(Action):
         if self.resource not in target.cache.get("isolated", {}):
             two_step(target, [self.interface], restore=True)
         why_not = target.cache["isolated"][self.resource]
+        vpc = self.interface["vpc_id"]
+        groups = ready_groups(target, {vpc})[vpc]
+        if why_not and self.resource in target.cache.get("left_open", ()):
+            # on the all-open group: recorded, so that release gives it its own groups back
+            raise PartialFailure([change(self.name, self.resource, "groups",
+                                         self.interface["groups"], [groups["open"]])],
+                                 RuntimeError(why_not))
         if why_not:
             raise RuntimeError(why_not)
-        vpc = self.interface["vpc_id"]
         return [change(self.name, self.resource, "groups", self.interface["groups"],
-                       [ready_groups(target, {vpc})[vpc]["isolation"]])]
+                       [groups["isolation"]])]
 
     def undo(self, target, record):
         target.ec2.modify_network_interface_attribute(

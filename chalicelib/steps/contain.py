@@ -102,7 +102,9 @@ def _recorded_by_the_cut(event: dict) -> set[str]:
     records them again only if the cut could not. (Were this forged, a change would go
     unrecorded and release would leave it in place: the isolated side.)"""
     made = event.get("cut") if isinstance(event.get("cut"), dict) else {}
-    return {key for key in made.get("recorded") or [] if isinstance(key, str)}
+    recorded = made.get("recorded")
+    return {key for key in recorded if isinstance(key, str)} if isinstance(recorded, list) \
+        else set()
 
 
 def run(event: dict) -> dict:

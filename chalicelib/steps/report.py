@@ -48,8 +48,10 @@ def run(event: dict) -> dict:
     contained = (event.get("results") or {}).get("contain") or {}
     unrecorded = contained.get("unrecorded") or {"changes": [], "errors": []}
     stored = incidents.get(incident_id) or event["incident"]
-    # The step's own result wins over the record only when the step could not record itself.
-    final = stored.get("containment") or contained.get("status") or "FAILED"
+    # The step's own result wins over the record when the step could not record itself (the
+    # record may hold what the first cut alone earned).
+    final = (contained.get("status") if contained.get("unrecorded") else None) or \
+        stored.get("containment") or contained.get("status") or "FAILED"
     incident = incidents.record_step(incident_id, "report", started, incidents.OUTCOMES[final],
                                      unrecorded["changes"], unrecorded["errors"] + crashed,
                                      fields={"status": final, "containment": final,

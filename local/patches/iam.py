@@ -63,7 +63,9 @@ def request_resources(action: str, data, body, region: str, account: str) -> lis
     product policy scopes it: SendCommand's document (the instances it names are not checked
     here); ModifyNetworkInterfaceAttribute's interface, the instance it is attached to and each
     group it sets (the Service Authorization Reference also lists the subnet: not checked
-    here). Empty: the resource moto knows."""
+    here); a group's rules, its group; CreateSecurityGroup's new group and VPC; CreateTags'
+    and DeleteTags' resources (or, given on create, the new resource's type). Empty: the
+    resource moto knows."""
     if action == "ec2:ModifyNetworkInterfaceAttribute":
         given = _parameters(data)
         interface = given.get("NetworkInterfaceId", "")
@@ -72,6 +74,22 @@ def request_resources(action: str, data, body, region: str, account: str) -> lis
         return [f"arn:aws:ec2:{region}:{account}:{kind}/{name}" for kind, name in (
             ("network-interface", interface), *([("instance", instance)] if instance else []),
             *(("security-group", group) for group in groups))]
+    if action == "ec2:CreateSecurityGroup":  # the new group, and the VPC it is made in
+        vpc = _parameters(data).get("VpcId", "")
+        return [f"arn:aws:ec2:{region}:{account}:security-group/*",
+                f"arn:aws:ec2:{region}:{account}:vpc/{vpc}"]
+    if action in _GROUP_RULES:  # the group whose rules change
+        group = _parameters(data).get("GroupId", "")
+        return [f"arn:aws:ec2:{region}:{account}:security-group/{group}"]
+    if action in ("ec2:CreateTags", "ec2:DeleteTags"):
+        given = _parameters(data)
+        named = [value for key, value in given.items() if key.startswith("ResourceId.")]
+        if named:  # tags on resources that exist: each by its type
+            return [f"arn:aws:ec2:{region}:{account}:{_EC2_TYPES.get(name.split('-')[0], 'unknown')}"
+                    f"/{name}" for name in named]
+        created = {value for key, value in given.items()  # tags given on create
+                   if key.startswith("TagSpecification.") and key.endswith(".ResourceType")}
+        return [f"arn:aws:ec2:{region}:{account}:{kind}/*" for kind in sorted(created)]
     if action == "ssm:SendCommand":
         document = json.loads(body or b"{}").get("DocumentName", "")
         owner = "" if document.startswith("AWS") else account  # AWS owns the AWS* names
@@ -185,7 +203,16 @@ def patch_ec2_denials():
 # request (and the resource's tags from moto's EC2) as AWS does. A key not derived here leaves
 # its condition unevaluated, as on plain moto.
 _RESOURCE_TAG_KEYS = ("aws:ResourceTag/", "ec2:ResourceTag/")
+# The resource type of an EC2 id, by its prefix (tags name resources by id alone).
+_EC2_TYPES = {"i": "instance", "sg": "security-group", "snap": "snapshot", "vol": "volume",
+              "eni": "network-interface", "vpc": "vpc", "subnet": "subnet", "ami": "image"}
+_GROUP_RULES = ("ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress")
 _DERIVED_KEYS = {
+    **{action: _RESOURCE_TAG_KEYS for action in _GROUP_RULES},
+    "ec2:CreateSecurityGroup": ("aws:RequestTag/",),
+    "ec2:CreateTags": ("ec2:CreateAction", "aws:TagKeys"),
+    "ec2:DeleteTags": ("ec2:CreateAction", "aws:TagKeys"),
     "ec2:ModifyInstanceAttribute": ("ec2:Attribute/", "ec2:Attribute"),
     "ec2:ModifyNetworkInterfaceAttribute": ("ec2:Attribute/", *_RESOURCE_TAG_KEYS),
     "ec2:ReplaceIamInstanceProfileAssociation": ("ec2:NewInstanceProfile",),
@@ -259,6 +286,17 @@ def request_context(action: str, data, account: str, resource: str = "*",
                 continue
             key_name = "userId" if field == "UserId" else "group"
             values.setdefault(f"ec2:{kind}/{key_name}", []).append(value)
+    elif action == "ec2:CreateSecurityGroup":  # the tags it is created with
+        for key, value in given.items():
+            if key.startswith("TagSpecification.") and key.endswith(".Key"):
+                values[f"aws:RequestTag/{value}"] = [given.get(key[:-4] + ".Value", "")]
+    elif action in ("ec2:CreateTags", "ec2:DeleteTags"):
+        if given.get("Action") not in ("CreateTags", "DeleteTags"):  # tags given on create
+            values["ec2:CreateAction"] = [given["Action"]]
+        keys = [value for key, value in given.items()
+                if key.endswith(".Key") and (key.startswith("Tag.") or ".Tag." in key)]
+        if keys:
+            values["aws:TagKeys"] = keys
     elif action == "iam:PassRole":  # implied by the EC2 calls that hand an instance a profile
         values["iam:PassedToService"] = ["ec2.amazonaws.com"]
     absent = _NOT_ON_RESOURCE.get((action, resource.split(":", 5)[-1].split("/")[0]))

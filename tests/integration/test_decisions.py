@@ -5,6 +5,7 @@ import threading
 
 from chalicelib import findings, incidents, outcomes, workflow
 from tests.helpers import (
+    api,
     deliver_finding,
     finish,
     guardduty_event,
@@ -12,9 +13,11 @@ from tests.helpers import (
     interface_groups,
     make_victim,
     messages,
+    product_groups,
     put_event,
     sample,
     subscribe_queue,
+    wait_execution,
 )
 
 HOME = "123456789012"
@@ -129,19 +132,58 @@ def test_twenty_concurrent_starts_for_one_instance_make_one_incident(stack):
     finish(stack, answers[0].summary())
 
 
-def test_a_claim_whose_execution_never_started_is_started_by_the_next_request(stack):
+def _lost_start(stack):
+    """A victim whose first finding was claimed and cut, but whose execution did not start."""
     victim = make_victim(stack, interfaces=1, volumes=1)
     stack.faults.arm("states", "StartExecution", "AccessDeniedException")
     lost = deliver_finding(stack, guardduty_event(victim["instance_id"]))
     assert lost["decision"] == "refused" and lost["code"] == "ExecutionNotStarted"
     assert _executions(stack) == []
+    incident_id = incidents.active_for(stack.account, "us-east-1", victim["instance_id"])
+    return victim, incident_id
+
+
+def test_a_claim_whose_execution_never_started_is_started_by_the_next_request(stack):
+    """From the pre-incident state the claim wrote (under its restart seal), not from the
+    instance the first cut already isolated: release gives back the groups it had."""
+    victim, incident_id = _lost_start(stack)
+    (eni, groups), = victim["interfaces"].items()
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    assert interface_groups(stack, eni) == [isolation]  # the cut came before the start
+    status, shown = api(stack, "GET", f"/incidents/{incident_id}")
+    assert status == 200 and shown.get("start_failed") is True
+    assert not {"seal", "restart_seal", "change_seals"} & set(shown)  # nothing to start it with
 
     picked_up = deliver_finding(stack, guardduty_event(victim["instance_id"]))
 
     (execution,) = _executions(stack)
-    assert execution["name"] == picked_up["incident_id"]
+    assert execution["name"] == picked_up["incident_id"] == incident_id
     record, finished = finish(stack, picked_up)
     assert record["status"] == "CONTAINED" and finished["status"] == "SUCCEEDED"
+    status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
+                                                     "reason": "drill"})
+    assert status == 202, answer
+    assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+    assert interface_groups(stack, eni) == groups
+
+
+def test_a_lost_start_without_its_restart_seal_is_not_rebound_to_the_cut_instance(stack):
+    """Someone deletes the restart seal (or the entry function died before writing it): the
+    instance now carries the product's groups, which are not its pre-incident state. The next
+    request leaves it isolated and says why, instead of binding the incident to them."""
+    victim, incident_id = _lost_start(stack)
+    stack.client("dynamodb").update_item(TableName=stack.names["INCIDENTS_TABLE"],
+                                         Key={"pk": {"S": incident_id}},
+                                         UpdateExpression="REMOVE restart_seal")
+    (eni, _), = victim["interfaces"].items()
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+
+    again = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+
+    assert again["decision"] == "refused" and again["code"] == "ExecutionNotStarted"
+    assert "cannot be verified" in again["reason"]
+    assert _executions(stack) == [] and interface_groups(stack, eni) == [isolation]
+    assert incidents.get(incident_id)["pre_state"]["interfaces"][0]["groups"] != [isolation]
 
 
 def test_an_old_claim_whose_execution_runs_is_not_restarted_but_recorded(stack, monkeypatch):

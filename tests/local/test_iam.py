@@ -372,3 +372,39 @@ def test_an_interface_change_is_authorized_on_the_interface_and_each_group(stack
     assert refused == {("ours", f"security-group/{untagged}"),
                        ("other", f"network-interface/{eni}"),
                        ("detached", f"instance/{instance}")}
+
+
+def test_tags_groups_and_their_rules_are_authorized_on_what_they_name():
+    """CreateTags on each resource it names (by the id's type) with `aws:TagKeys`, and
+    `ec2:CreateAction` only for tags given on create; CreateSecurityGroup on its new group and
+    its VPC with `aws:RequestTag/<key>`; a group's rules on that group (its tags evaluated)."""
+    from local.patches.iam import conditions_met, request_context, request_resources
+
+    direct = {"Action": ["CreateTags"], "ResourceId.1": ["i-1"], "ResourceId.2": ["sg-2"],
+              "Tag.1.Key": ["QuarantineExempt"], "Tag.1.Value": ["true"]}
+    assert request_resources("ec2:CreateTags", direct, b"", "r", "1") == [
+        "arn:aws:ec2:r:1:instance/i-1", "arn:aws:ec2:r:1:security-group/sg-2"]
+    on_create_only = {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup"]}}
+    assert not conditions_met(on_create_only, request_context("ec2:CreateTags", direct, "1"))
+    created = {"Action": ["CreateSecurityGroup"], "VpcId": ["vpc-1"],
+               "TagSpecification.1.ResourceType": ["security-group"],
+               "TagSpecification.1.Tag.1.Key": ["ec2-quarantine"],
+               "TagSpecification.1.Tag.1.Value": ["open"]}
+    assert request_resources("ec2:CreateTags", created, b"", "r", "1") == [
+        "arn:aws:ec2:r:1:security-group/*"]
+    context = request_context("ec2:CreateTags", created, "1")
+    assert conditions_met(on_create_only, context)
+    assert context.values["aws:TagKeys"] == ["ec2-quarantine"]
+    assert request_resources("ec2:CreateSecurityGroup", created, b"", "r", "1") == [
+        "arn:aws:ec2:r:1:security-group/*", "arn:aws:ec2:r:1:vpc/vpc-1"]
+    tagged = {"StringEquals": {"aws:RequestTag/ec2-quarantine": ["open", "isolation"]}}
+    assert conditions_met(tagged, request_context("ec2:CreateSecurityGroup", created, "1"))
+    untagged = {"Action": ["CreateSecurityGroup"], "VpcId": ["vpc-1"]}
+    assert not conditions_met(tagged, request_context("ec2:CreateSecurityGroup", untagged, "1"))
+    rules = {"GroupId": ["sg-9"], "IpPermissions.1.IpProtocol": ["-1"]}
+    assert request_resources("ec2:AuthorizeSecurityGroupIngress", rules, b"", "r", "1") == [
+        "arn:aws:ec2:r:1:security-group/sg-9"]
+    open_only = {"StringEquals": {"aws:ResourceTag/ec2-quarantine": "open"}}
+    assert not conditions_met(open_only, request_context(
+        "ec2:AuthorizeSecurityGroupIngress", rules, "1", "arn:aws:ec2:r:1:security-group/sg-9",
+        {"ec2-quarantine": "isolation"}))

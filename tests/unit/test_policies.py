@@ -69,6 +69,9 @@ def _granted(current) -> dict[str, set[str]]:
         found[function] |= {key for s in statements if s["Effect"] == "Allow"
                             for key, value in s.get("Condition", {}).get("Null", {}).items()
                             if key.startswith("ec2:Attribute/") and value == "false"}
+        found[function] |= {key for s in statements if s["Effect"] == "Allow"  # to one value
+                            for key in s.get("Condition", {}).get("StringEquals", {})
+                            if key.startswith("ec2:Attribute/")}
     return found
 
 

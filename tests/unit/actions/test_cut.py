@@ -161,3 +161,61 @@ def test_connection_tracking_of_an_interface_not_the_instances_is_refused(world,
 
     assert "was not an interface of" in ShortenConnectionTracking().foreign(target, record)
     assert IsolateInterface().foreign(target, {**record, "action": "isolate-interface"})
+
+
+def test_a_group_tagged_as_the_products_but_named_otherwise_is_never_used(world, settings):
+    """The host (or an insider) tags the instance's own group ec2-quarantine=isolation: the
+    cut neither takes the interface for isolated nor strips that group's rules."""
+    from chalicelib.actions.isolation import ROLE_TAG
+
+    victim = make_victim(world, interfaces=1, volumes=1)
+    (eni, groups), = victim["interfaces"].items()
+    ec2 = world.client("ec2")
+    ec2.create_tags(Resources=groups, Tags=[{"Key": ROLE_TAG, "Value": "isolation"}])
+    own_rules = [ec2.describe_security_groups(GroupIds=[g])["SecurityGroups"][0][
+        "IpPermissionsEgress"] for g in groups]
+    target = _opened(world, victim["instance_id"], settings)
+
+    assert cut.make(target) == []
+
+    made = quarantine_groups(ec2, victim["vpc_id"])
+    assert made["isolation"]["GroupId"] not in groups
+    assert interface_groups(ec2, eni) == [made["isolation"]["GroupId"]]
+    assert [ec2.describe_security_groups(GroupIds=[g])["SecurityGroups"][0][
+        "IpPermissionsEgress"] for g in groups] == own_rules
+
+
+def test_an_interface_left_on_the_all_open_group_is_recorded_so_release_restores_it(world,
+                                                                                   settings):
+    victim = make_victim(world, interfaces=1, volumes=1)
+    cut.make(_opened(world, make_victim(world, interfaces=1, volumes=1, vpc=victim)[
+        "instance_id"], settings))
+    target = _opened(world, victim["instance_id"], settings)
+    (eni, groups), = victim["interfaces"].items()
+    open_group = quarantine_groups(world.client("ec2"), victim["vpc_id"])["open"]["GroupId"]
+    _refuse_isolation(world, victim["vpc_id"], 2)
+
+    cut.make(target)
+    made = cut.changes(target)
+
+    (record,) = [c for c in made if c["action"] == "isolate-interface"]
+    before = target.pre_state["interfaces"][0]["groups"]
+    assert record == actions.change("isolate-interface", eni, "groups", before, [open_group])
+    IsolateInterface().undo(target, record)
+    assert interface_groups(world.client("ec2"), eni) == sorted(groups)
+
+
+def test_contain_without_its_read_ahead_does_not_reopen_an_isolated_interface(world, settings):
+    victim = make_victim(world, interfaces=2, volumes=1)
+    target = _opened(world, victim["instance_id"], settings)
+    cut.make(target)
+    fresh = Target(client=target.client, home_client=target.home_client,
+                   settings=target.settings, incident=target.incident)  # observe() failed
+    made = quarantine_groups(world.client("ec2"), victim["vpc_id"])
+    reopened = world.refuse("ec2", "ModifyNetworkInterfaceAttribute",
+                            lambda params: params.get("Groups") == [made["open"]["GroupId"]])
+
+    cut.make(fresh, restore=True)
+
+    assert reopened == []  # not one swap back onto the all-open group
+    assert fresh.cache["isolated"] == {eni: None for eni in victim["interfaces"]}

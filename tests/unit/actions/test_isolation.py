@@ -105,10 +105,12 @@ def test_an_interface_that_cannot_be_restored_is_named_on_the_open_group(world, 
     primary = target.pre_state["interfaces"][0]
     world.fail("ec2", "ModifyNetworkInterfaceAttribute", calls=(2, 3, 4))
 
-    with pytest.raises(RuntimeError, match="LEFT ON THE ALL-OPEN GROUP"):
+    with pytest.raises(actions.PartialFailure, match="LEFT ON THE ALL-OPEN GROUP") as left:
         IsolateInterface(primary).apply(target)
 
     open_group = quarantine_groups(world.client("ec2"), victim["vpc_id"])["open"]["GroupId"]
+    assert left.value.made == [actions.change("isolate-interface", primary["id"], "groups",
+                                              primary["groups"], [open_group])]  # release undoes
     assert interface_groups(world.client("ec2"), primary["id"]) == [open_group]
 
 
