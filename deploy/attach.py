@@ -5,9 +5,11 @@ its rule target's dead-letter queue (both the stack's FindingFailures queue).
 
 `make package` writes the same into its template (deploy/package.py).
 
-A later bare `chalice deploy` keeps the stage's settings (it deploys to the stage, it does
-not recreate it) and the function's invoke config, but its PutTargets replaces the rule target
-and so drops the dead-letter queue: `make deploy` sets it again.
+A later bare `chalice deploy` keeps the stage's access logs (its CreateDeployment deploys to the
+stage, it does not recreate it) and the function's invoke config, but that CreateDeployment sends
+`tracingEnabled=false` (the project sets no Chalice `xray`, which would trace every function
+too), turning the stage's tracing off, and its PutTargets replaces the rule target and so drops
+the dead-letter queue: `make deploy` sets both again.
 """
 
 import json

@@ -1,15 +1,14 @@
 """What `make deploy` sets after Chalice and what `make destroy --purge` does to locked evidence,
-on moto in process. The REST API cannot be rehearsed (moto does not import Chalice's Swagger), so
-its access logs and tracing are set here on a REST API made directly. Whether a bare `chalice
-deploy` keeps them cannot be shown on moto: its CreateDeployment on an existing stage replaces the
-stage and its settings, so here `make deploy`'s own rerun is what restores them."""
+on moto. The REST API cannot be rehearsed (moto does not import Chalice's Swagger), so its access
+logs and tracing are set here on a REST API made directly, and a bare `chalice deploy` is Chalice's
+own client making its redeploy's API Gateway calls on the embedded AWS."""
 
 import json
 
 import pytest
 from moto import mock_aws
 
-from deploy import attach, retained
+from deploy import attach, project, retained
 from deploy.session import DeployError
 
 LOGS = "arn:aws:logs:us-east-1:123456789012:log-group:api-access"
@@ -38,7 +37,7 @@ def _rest_api(gateway) -> str:
     return api
 
 
-def test_the_stages_access_logs_and_tracing_are_set_and_set_again_after_a_redeploy(aws):
+def test_the_stages_access_logs_and_tracing_are_set(aws):
     gateway = aws.client("apigateway")
     api = _rest_api(gateway)
     before = gateway.get_stage(restApiId=api, stageName="api")
@@ -52,9 +51,53 @@ def test_the_stages_access_logs_and_tracing_are_set_and_set_again_after_a_redepl
         json.loads(settings["format"]))
     assert gateway.get_account()["cloudwatchRoleArn"] == ROLE  # it was unset
 
-    gateway.create_deployment(restApiId=api, stageName="api")  # Chalice's redeploy
-    attach.rest_api_stage(api, "api", LOGS + ":*", ROLE)  # make deploy's step after it
-    assert gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"] == settings
+
+def _chalice_redeploys_the_rest_api(rest_api_id: str, function_arn: str):
+    """The API Gateway calls of Chalice's plan for a REST API it deployed before
+    (`PlanStage._plan_restapi`: PutRestApi overwrite, UpdateRestApi, CreateDeployment to the
+    stage; its Lambda AddPermission changes no stage), made by Chalice's own client with the
+    project's REST API as Chalice models it (config, Swagger). Returns that model."""
+    from chalice.awsclient import TypedAWSClient
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy.appgraph import ApplicationGraphBuilder
+    from chalice.deploy.models import RestAPI
+    from chalice.deploy.swagger import SwaggerGenerator
+
+    factory = CLIFactory(project.PROJECT_DIR)
+    config = factory.create_config_obj(chalice_stage_name="prod")
+    api, = [r for r in ApplicationGraphBuilder().build(config, "prod").resources
+            if isinstance(r, RestAPI)]
+    chalice = TypedAWSClient(factory.create_botocore_session())
+    swagger = SwaggerGenerator(chalice.region_name, {"api_handler_arn": function_arn})
+    chalice.update_api_from_swagger(rest_api_id, swagger.generate_swagger(config.chalice_app, api))
+    endpoint_type = chalice.get_rest_api(rest_api_id)["endpointConfiguration"]["types"][0]
+    chalice.update_rest_api(rest_api_id, [
+        {"op": "replace", "path": "/minimumCompressionSize", "value": api.minimum_compression},
+        {"op": "replace", "path": f"/endpointConfiguration/types/{endpoint_type}",
+         "value": api.endpoint_type}])
+    chalice.deploy_rest_api(rest_api_id, api.api_gateway_stage, api.xray)
+    return api
+
+
+def test_a_bare_chalice_deploy_keeps_the_access_logs_and_turns_tracing_off(stack):
+    """On the embedded AWS, whose CreateDeployment keeps an existing stage as AWS documents.
+    Chalice sends `tracingEnabled=bool(xray)`, and the project sets no `xray` (it would trace
+    every function): tracing is off until `make deploy` sets it again."""
+    gateway = stack.client("apigateway")
+    api = _rest_api(gateway)
+    attach.rest_api_stage(api, "api", LOGS, ROLE)
+    settings = gateway.get_stage(restApiId=api, stageName="api")["accessLogSettings"]
+
+    chalices = _chalice_redeploys_the_rest_api(
+        api, f"arn:aws:lambda:{stack.region}:{stack.account}:function:ec2-quarantine-prod")
+    assert chalices.api_gateway_stage == "api" and not chalices.xray
+    assert "/quarantine" in [r["path"] for r in gateway.get_resources(restApiId=api)["items"]]
+    after = gateway.get_stage(restApiId=api, stageName="api")
+    assert after["accessLogSettings"] == settings
+    assert after["tracingEnabled"] is False
+
+    attach.rest_api_stage(api, "api", LOGS, ROLE)  # make deploy's step after Chalice
+    assert gateway.get_stage(restApiId=api, stageName="api")["tracingEnabled"] is True
 
 
 def test_an_accounts_own_api_gateway_logging_role_is_kept(aws):

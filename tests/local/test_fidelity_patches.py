@@ -578,3 +578,56 @@ def test_kms_signs_a_digest_as_a_digest(stack):
                       SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
     assert _kms_code(lambda: kms.sign(KeyId=key, Message=digest[:31], MessageType="DIGEST",
                                       SigningAlgorithm="ECDSA_SHA_256")) == "ValidationException"
+
+
+def _deployed_rest_api(gateway, stage: str) -> str:
+    api = gateway.create_rest_api(name="api")["id"]
+    root = gateway.get_resources(restApiId=api)["items"][0]["id"]
+    gateway.put_method(restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    gateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    gateway.create_deployment(restApiId=api, stageName=stage)
+    return api
+
+
+def test_a_deployment_to_an_existing_stage_keeps_the_stage_and_sets_what_it_gives(stack):
+    """Plain moto replaces the stage: its access logs, method settings and tracing are gone."""
+    gateway = stack.client("apigateway")
+    api = _deployed_rest_api(gateway, "live")
+    gateway.update_stage(restApiId=api, stageName="live", patchOperations=[
+        {"op": "replace", "path": "/accessLogSettings/destinationArn",
+         "value": "arn:aws:logs:us-east-1:123456789012:log-group:access"},
+        {"op": "replace", "path": "/accessLogSettings/format", "value": "$context.requestId"},
+        {"op": "replace", "path": "/*/*/logging/loglevel", "value": "ERROR"},
+        {"op": "replace", "path": "/tracingEnabled", "value": "true"}])
+    before = gateway.get_stage(restApiId=api, stageName="live")
+
+    deployment = gateway.create_deployment(restApiId=api, stageName="live")["id"]
+    after = gateway.get_stage(restApiId=api, stageName="live")
+    assert after["deploymentId"] == deployment != before["deploymentId"]
+    kept = ("accessLogSettings", "methodSettings", "tracingEnabled")
+    assert {k: after.get(k) for k in kept} == {k: before.get(k) for k in kept}
+
+    gateway.create_deployment(restApiId=api, stageName="live", tracingEnabled=False,
+                              stageDescription="second")
+    given = gateway.get_stage(restApiId=api, stageName="live")
+    assert (given["tracingEnabled"], given["description"]) == (False, "second")
+    assert given["accessLogSettings"] == before["accessLogSettings"]
+
+
+def test_put_rest_api_takes_a_swagger_2_definition(stack):
+    """Plain moto answers "Only OpenAPI 3.x.x are currently supported"."""
+    gateway = stack.client("apigateway")
+    api = gateway.create_rest_api(name="api")["id"]
+    function = "arn:aws:lambda:us-east-1:123456789012:function:handler"
+    swagger = {"swagger": "2.0", "info": {"version": "1.0", "title": "api"}, "paths": {
+        "/things/{id}": {"get": {"responses": {"200": {"description": "ok"}},
+                                 "x-amazon-apigateway-integration": {
+                                     "type": "aws_proxy", "httpMethod": "POST",
+                                     "uri": f"arn:aws:apigateway:us-east-1:lambda:path/"
+                                            f"2015-03-31/functions/{function}/invocations"}}}}}
+    gateway.put_rest_api(restApiId=api, mode="overwrite", body=json.dumps(swagger))
+    resources = {r["path"]: r for r in gateway.get_resources(restApiId=api)["items"]}
+    assert sorted(resources) == ["/", "/things", "/things/{id}"]
+    integration = gateway.get_integration(restApiId=api, httpMethod="GET",
+                                          resourceId=resources["/things/{id}"]["id"])
+    assert function in integration["uri"]
