@@ -43,22 +43,24 @@ def seal_restart(incident: dict) -> str:
 
 def verified_restart(incident: dict) -> dict:
     """`incident`, once its restart seal matches its binding; then sealed anew for its start."""
-    try:
-        seals.verify("restart", binding(incident), incident.get("restart_seal"))
-    except seals.Unverified as unverified:
-        raise Refused(f"incident {incident.get('incident_id')!r}: {unverified}") from None
-    check_account(incident)
+    _verify("restart", incident, "restart_seal")
     return {**incident, "seal": seal_incident(incident)}
 
 
 def verified_incident(incident: dict) -> dict:
     """`incident` once its binding's seal matches and its account is allowed today."""
+    _verify("incident", incident, "seal")
+    return incident
+
+
+def _verify(purpose: str, incident: dict, field: str) -> None:
+    """Refused unless `incident[field]` seals its binding for `purpose` and its account is
+    allowed today."""
     try:
-        seals.verify("incident", binding(incident), incident.get("seal"))
+        seals.verify(purpose, binding(incident), incident.get(field))
     except seals.Unverified as unverified:
         raise Refused(f"incident {incident.get('incident_id')!r}: {unverified}") from None
     check_account(incident)
-    return incident
 
 
 def check_account(incident: dict) -> None:
