@@ -58,7 +58,7 @@ def _launch(stack, count: int) -> list[str]:
     return [i["InstanceId"] for i in launched["Instances"]]
 
 
-def _envelope(instance_id: str, finding_id: str) -> dict:
+def envelope(instance_id: str, finding_id: str) -> dict:
     """The event as EventBridge hands it to the function."""
     event = drive.guardduty_event(instance_id, finding_id=finding_id)
     return {"version": "0", "id": finding_id, "detail-type": event["detail-type"],
@@ -96,7 +96,7 @@ def run(stack, instances: int = 250, duplicates: int = 4, workers: int = 8,
         seed: int = 7) -> Burst:
     stack.reset()
     ids = _launch(stack, instances)
-    events = [_envelope(i, f"{i}-{n}") for i in ids for n in range(duplicates)]
+    events = [envelope(i, f"{i}-{n}") for i in ids for n in range(duplicates)]
     random.Random(seed).shuffle(events)
     _count_requests_per_invocation()
     function = names.function(stack.stage, HANDLER)
