@@ -57,9 +57,10 @@ def finding_fields(incident: dict) -> dict[str, int]:
     return shown
 
 
-def api_get(stack, path: str) -> tuple[int, dict]:
+def api_get(stack, path: str, timeout: float = 60) -> tuple[int, dict]:
+    """A GET of the local API; (status, its JSON body, or {} for an error's)."""
     try:
-        with urllib.request.urlopen(f"{stack.api_url}{path}", timeout=60) as response:
+        with urllib.request.urlopen(f"{stack.api_url}{path}", timeout=timeout) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, {}
