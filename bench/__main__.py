@@ -348,7 +348,7 @@ def main(argv=None) -> int:
         print(f"race: {args.runs} rounds...", flush=True)
         race_result = race.run(stack, timer, args.runs)
         print("burst...", flush=True)
-        burst_result = burst.run(stack, instances=args.burst_instances)
+        burst_result = burst.run(stack, timer, instances=args.burst_instances)
         print(f"further findings to {args.further_at[-1]}...", flush=True)
         further_result = further.run(stack, timer, args.further_at)
         print("listing...", flush=True)
