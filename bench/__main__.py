@@ -1,8 +1,10 @@
-"""`make bench`: requests per remediation, Cloud Custodian alongside, time to containment, a burst
-of findings, cold start and package size, on the embedded AWS. Prints the figures and writes them
-into bench/RESULTS.md between its markers (the hand-written notes around them are kept).
+"""`make bench`: a race with Cloud Custodian as a GuardDuty responder, requests per remediation,
+further findings on one instance, listing by a rare status, a burst of findings, cold start and
+package size, on the embedded AWS. Prints the figures and writes them into bench/RESULTS.md
+between its markers (the hand-written notes around them are kept).
 
-    python -m bench [--runs 20] [--shape-runs 3] [--burst-instances 250]
+    python -m bench [--runs 20] [--shape-runs 3] [--cold-runs 5] [--burst-instances 250]
+                    [--further-at 1,100,1000,5000] [--incidents-at 0,1000,10000]
 """
 
 import argparse
@@ -13,10 +15,12 @@ import platform
 import re
 import statistics
 import sys
+import time
 
 from local import stack as local_stack
 
-from bench import burst, clock, coldstart, package, remediation
+from bench import (burst, clock, coldstart, custodian, further, listing, package, race,
+                   remediation)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 BEGIN, END = "<!-- measured: begin -->", "<!-- measured: end -->"
@@ -50,12 +54,11 @@ def requests_section(runs: dict[str, list]) -> list[str]:
     rows = []
     for name, shape_runs in runs.items():
         first, then = [r.first for r in shape_runs], [r.then for r in shape_runs]
-        theirs = [r.custodian for r in shape_runs if r.custodian]
         rows.append([
             name, to_isolation(then), f"{median([r.total for r in then]):g}",
             to_isolation(first), f"{median([r.total for r in first]):g}",
-            f"{median([c.until_swap for c in theirs]):g} / "
-            f"{median([len(c.calls) for c in theirs]):g}" if theirs else "n/a",
+            *(custodian_requests([r.custodian[variant] for r in shape_runs])
+              if shape_runs[0].custodian else "n/a" for variant in custodian.VARIANTS),
         ])
     one = runs[remediation.CONTAINMENT_SHAPE][0].then
 
@@ -84,7 +87,9 @@ def requests_section(runs: dict[str, list]) -> list[str]:
              "*Groups exist*: a second instance in the VPC; *first in VPC*: right after a reset, "
              "the VPC's isolation groups are created.", ""]
     lines += table(["shape", "to isolation, groups exist", "total", "to isolation, first in VPC",
-                    "total, first in VPC", "Custodian to isolation / total"], rows)
+                    "total, first in VPC",
+                    *(f"Custodian `{v}`: to its last swap / total" for v in custodian.VARIANTS)],
+                   rows)
     lines += ["",
               f"- Goal ≤ {GOAL_ROUND_TRIPS} round trips to isolation, groups exist: "
               f"{trips[fewest]:g} for {fewest} interface — "
@@ -102,50 +107,138 @@ def requests_section(runs: dict[str, list]) -> list[str]:
               f"{', '.join(one.invoked_before)}.",
               f"- Requests in all, same run: {len(one.calls)} to AWS + {len(one.invocations)} "
               f"invocations ({', '.join(one.invocations)})."]
-    custodian_run = runs[remediation.CONTAINMENT_SHAPE][0].custodian
-    lines += [f"- Custodian's requests (1 interface): {', '.join(custodian_run.calls)}.", ""]
+    lines += [f"- Custodian's columns: a responder process started for the one event (a cold "
+              f"start: its first event asks STS for the account); `remove: all` isolated in "
+              f"{isolated_runs(runs, 'remove: all')}, `remove: matched` in "
+              f"{isolated_runs(runs, 'remove: matched')} runs of all shapes.", ""]
     return lines
 
 
-def containment_section(shape_runs: list) -> list[str]:
-    first = [r.first for r in shape_runs]
-    then = [r.then for r in shape_runs]
-    theirs = [r.custodian for r in shape_runs]
-    c_iso = median([c.seconds_to_isolation for c in theirs])
-    c_req = median([c.seconds_first_request_to_isolation for c in theirs])
-    c_total = median([c.seconds_total for c in theirs])
-    isolated = sum(c.isolated for c in theirs)
+def custodian_requests(runs: list) -> str:
+    """A Custodian cell of the requests table: to its last swap / in all, how often isolated."""
+    return (f"{median([c.until_swap for c in runs]):g} / {median([len(c.calls) for c in runs]):g}"
+            f"{'' if all(c.isolated for c in runs) else ' (not isolated)'}")
 
-    def row(name, runs):
-        iso, report = median([r.seconds_to_isolation for r in runs]), median(
-            [r.seconds_to_report for r in runs])
-        return [name, f"{iso:.3f}", f"{report:.3f}", f"{iso / c_iso:.2f}", f"{report / c_total:.2f}"]
 
-    lines = [f"### Time to containment, 1 interface / 1 volume (medians of {len(shape_runs)} runs, s)",
-             "", "From the finding's arrival at the embedded AWS to the isolating swap answered, "
-             "and to the final report's publish answered (which includes one "
-             "`SNAPSHOT_POLL_SECONDS`=1 s wait: snapshots are never complete at creation in AWS). "
-             "Ratios are to Custodian's run on a twin instance: its process start to its swap "
-             "answered, and to its exit.", ""]
-    lines += table(["run", "to isolation", "to report", "÷ Custodian to isolation",
-                    "÷ Custodian total"],
-                   [row("ec2-quarantine, groups exist, clients made", then),
-                    row("ec2-quarantine, first after a reset (every client made anew)", first)])
-    lines += ["",
-              f"- Custodian (fresh process each run, imports included): to isolation {c_iso:.3f} s, "
-              f"of which {c_req:.3f} s from its first request; in all {c_total:.3f} s.",
-              f"- Custodian left the instance fully isolated in {isolated} of {len(theirs)} runs "
-              f"(interfaces afterwards: e.g. {theirs[0].groups_left}); it made "
-              f"{theirs[0].snapshots} snapshot(s).", ""]
-    return lines
+def isolated_runs(runs: dict, variant: str) -> str:
+    theirs = [r.custodian[variant] for shape_runs in runs.values() for r in shape_runs
+              if r.custodian]
+    return f"{sum(c.isolated for c in theirs)} of {len(theirs)}"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def timeline_table(timeline: list, until: float) -> list[str]:
+    """The requests of a timeline up to `until` (its isolation), times in ms after the event."""
+    return table(["request", "sent (ms)", "answered (ms)"],
+                 [[name, ms(sent), ms(answered) if answered > sent else ""]
+                  for name, sent, answered in timeline if sent <= until])
+
+
+def race_section(result: race.Race, cold: list) -> list[str]:
+    """The race (warm), with the cold figures of the 1 interface / 1 volume shape runs beside."""
+    app = result.app
+    app_iso = median([r.seconds_from_handler for r in app])
+    rows = [[f"{race.APP} (groups exist, clients made)", f"{app_iso:.3f}",
+             f"{median([r.critical_path for r in app]):g} "
+             f"({median([r.round_trips for r in app]):g} round trips) / "
+             f"{median([r.total for r in app]):g}", f"{len(app)} of {len(app)}",
+             f"{median([r.first.seconds_from_handler for r in cold]):.3f} (first after a reset: "
+             "clients made anew, groups created)", ""]]
+    for variant, runs in result.custodian.items():
+        cold_runs = [r.custodian[variant] for r in cold]
+        rows.append([f"Custodian `{variant}` (warm responder)",
+                     f"{median([r.seconds_to_swap for r in runs]):.3f}",
+                     f"{median([r.until_swap for r in runs]):g} / "
+                     f"{median([len(r.calls) for r in runs]):g}",
+                     f"{sum(r.isolated for r in runs)} of {len(runs)}",
+                     f"{median([r.seconds_to_swap for r in cold_runs]):.3f} (first event of a "
+                     "fresh responder)",
+                     f"{median([r.seconds_from_spawn for r in cold_runs]):.3f}"])
+    fastest = race.fastest_isolating(result.custodian)
+    lines = [f"### The race: time to isolation, 1 interface / 1 volume (medians of {len(app)} "
+             "rounds, s)", "",
+             "The same GuardDuty finding (its EventBridge event) for instances alike (1 "
+             "interface with two groups, 1 volume) in one VPC. ec2-quarantine: the finding put "
+             "on the bus, from its entry function's start to the isolating swap answered. "
+             "Custodian (`mode: guard-duty`, bench/custodian-policy.yml): its Lambda handler "
+             "`c7n.handler.dispatch_event` in one long-lived process (bench/c7n_responder.py) "
+             "handed the event, from the hand-over to its last swap answered, whether or not it "
+             "isolated. Warm: the app after a first remediation in the VPC, each responder "
+             "after a first event (config loaded, account asked, clients made). Each round runs "
+             "every contender once, each going first in turn. *Isolated*: every interface reads "
+             "back exactly the isolation group. Requests: to isolation (the critical path) / "
+             "in all. Cold (medians of the shape runs below): the app's first remediation after "
+             "a reset; Custodian's first event in a responder started for it, and from that "
+             "process's start (interpreter and imports).", ""]
+    lines += table(["contender", "to isolation", "requests", "isolated", "cold: to isolation",
+                    "cold: from process start"], rows)
+    if fastest is None:
+        lines += ["", "- No Custodian policy isolated in every round: no ratio.", ""]
+        return lines
+    theirs = median([r.seconds_to_swap for r in result.custodian[fastest]])
+    ratio = app_iso / theirs
+    lines += ["", f"- Goal: the app's time to isolation ≤ 1.0× the fastest Custodian policy "
+                  f"that isolates (`{fastest}`): {ratio:.2f}× — {verdict(ratio <= 1.0)}.",
+              f"- The app's final report: {median([r.seconds_to_report for r in app]):.3f} s "
+              "after the finding's arrival (one 1 s snapshot poll included); Custodian's "
+              f"handler returned (snapshot and tag made) "
+              f"{median([r.seconds_handler for r in result.custodian[fastest]]):.3f} s after "
+              "the hand-over."]
+    for variant, runs in result.custodian.items():
+        lines.append(f"- Custodian `{variant}`'s requests (warm): {', '.join(runs[0].calls)}; "
+                     f"interfaces afterwards: {runs[0].groups_left}.")
+    mine = race.median_run(app, lambda r: r.seconds_from_handler)
+    other = race.median_run(result.custodian[fastest], lambda r: r.seconds_to_swap)
+    lines += ["", "#### Where the time goes (the median run of each)", "",
+              f"ec2-quarantine, {ms(mine.seconds_from_handler)} ms to isolation, of which "
+              f"{ms(race.in_flight(mine.timeline, mine.seconds_from_handler))} ms with a request "
+              "in flight (at the client; the rest is the app's and the in-process Lambda "
+              "bridge's own work). Its critical path:", ""]
+    lines += timeline_table(mine.timeline, mine.seconds_from_handler)
+    lines += ["", f"Custodian `{fastest}`, {ms(other.seconds_to_swap)} ms to its last swap, of "
+                  f"which {ms(race.in_flight(other.timeline, other.seconds_to_swap))} ms with a "
+                  "request at the embedded AWS (the rest is c7n's own work and the way there):",
+              ""]
+    lines += timeline_table(other.timeline, other.seconds_to_swap)
+    return lines + [""]
+
+
+def further_section(result: further.Further) -> list[str]:
+    rows = [[f"{p.nth:,}", f"{p.seconds:.3f}", p.requests, p.decision] for p in result.probes]
+    listed = "no such route" if result.listed is None else f"{result.listed:,}"
+    return ["### Further findings on one contained instance", "",
+            "Through the entry function as EventBridge hands them to it; each probe delivered "
+            "alone, the findings between them 8 at a time "
+            f"({result.per_second:.1f} a second). Time: the handler's run.", "",
+            *table(["further finding", "handler (s)", "requests", "answered"], rows), "",
+            f"- Delivered {result.delivered:,}; answered other than `recorded`: {result.errors} "
+            f"— {verdict(result.errors == 0)}; held by the incident: {result.kept:,} — "
+            f"{verdict(result.kept == result.delivered)} (none lost).",
+            f"- The incident shows (GET /incidents/{{id}}): "
+            f"{', '.join(f'{k} {v:,}' for k, v in result.shown.items()) or 'nothing'}; "
+            f"GET /incidents/{{id}}/findings pages through: {listed}.", ""]
+
+
+def listing_section(listings: list) -> list[str]:
+    rows = [[f"{x.incidents:,}", x.found, x.requests, x.queries, f"{x.seconds:.3f}"]
+            for x in listings]
+    return [f"### GET /incidents?status={listing.RARE}&limit={listing.LIMIT}", "",
+            f"Through the local API; one incident in {listing.EVERY:,} is {listing.RARE}, the "
+            "others RELEASED, written straight into the table. The largest page keeps the run "
+            "short: at the default 25 a listing that reads the whole table makes 4 times the "
+            "queries. API Gateway gives up on a request after 29 s.", "",
+            *table(["incidents", "found", "requests", "of which queries", "seconds"], rows), ""]
 
 
 def burst_section(result: burst.Burst) -> list[str]:
     new, dup = result.new_requests, result.duplicate_requests
     return [f"### Burst: {result.findings} findings ({result.instances} instances × "
             f"{result.findings // result.instances}, shuffled), 8 concurrent invocations", "",
-            "The handler's work (describe, claim, start; or describe, failed claim, record, "
-            "announce) with real StartExecution calls; the embedded Step Functions does not run "
+            "The handler's work (describe, claim, first cut, start; or describe, failed claim, "
+            "record, announce) with real StartExecution calls; the embedded Step Functions does not run "
             f"the {result.instances} pipelines (see bench/burst.py). Findings per second "
             "measure moto on this machine more than the handler, which spends most of its time "
             "waiting for the embedded AWS's answers.", "",
@@ -204,17 +297,37 @@ def write_results(lines: list[str]) -> None:
         handle.write(text)
 
 
+def counts(text: str) -> tuple[int, ...]:
+    """A flag's comma-separated counts ("1,100,1000"), each a whole number ≥ 0, in order."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not numbers separated by commas") from None
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r} has a negative count")
+    return tuple(sorted(set(values)))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed runs of 1 interface/1 volume")
-    parser.add_argument("--shape-runs", type=int, default=3, help="runs of every other shape")
+    parser.add_argument("--runs", type=int, default=20, help="rounds of the race")
+    parser.add_argument("--shape-runs", type=int, default=3, help="runs of every shape")
+    parser.add_argument("--cold-runs", type=int, default=5,
+                        help="runs of the 1 interface, 1 volume shape (the race's cold figures)")
     parser.add_argument("--burst-instances", type=int, default=250)
+    parser.add_argument("--further-at", type=counts, default=(1, 100, 1000, 5000),
+                        help="further findings timed (the nth of one instance)")
+    parser.add_argument("--incidents-at", type=counts, default=(0, 1000, 10000),
+                        help="incidents in the table when listing by a rare status")
     parser.add_argument("--imports", type=int, default=15, help="repetitions of each import")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if 0 in args.further_at:
+        parser.error("--further-at counts from the 1st further finding")
     logging.disable(logging.WARNING)  # the app logs every decision: thousands of lines here
     command = "make bench" if os.environ.get("BENCH_VIA_MAKE") else \
         "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
 
     print("cold start...", flush=True)
     imports = coldstart.run(args.imports)
@@ -222,26 +335,33 @@ def main(argv=None) -> int:
     app_zip = package.app_zip()
     c7n_size = package.custodian_zip()
 
-    stack = local_stack.start(aws_port=0, api_port=0, serve_api=False,
-                              environ={**os.environ, **SETTINGS})
+    stack = local_stack.start(aws_port=0, api_port=0, environ={**os.environ, **SETTINGS})
     try:
         timer = clock.install(stack)
         runs = {}
         for name in remediation.SHAPES:
-            count = args.runs if name == remediation.CONTAINMENT_SHAPE else args.shape_runs
+            count = args.cold_runs if name == remediation.CONTAINMENT_SHAPE else args.shape_runs
             runs[name] = []
             for n in range(count):
                 print(f"{name}: run {n + 1}/{count}", flush=True)
                 runs[name].append(remediation.run_shape(stack, timer, name))
+        print(f"race: {args.runs} rounds...", flush=True)
+        race_result = race.run(stack, timer, args.runs)
         print("burst...", flush=True)
-        burst_result = burst.run(stack, instances=args.burst_instances)
+        burst_result = burst.run(stack, timer, instances=args.burst_instances)
+        print(f"further findings to {args.further_at[-1]}...", flush=True)
+        further_result = further.run(stack, timer, args.further_at)
+        print("listing...", flush=True)
+        listings = listing.run(stack, timer, args.incidents_at)
     finally:
         stack.stop()
 
     lines = [f"Measured {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}` "
-             f"on {machine_note()}.", ""]
+             f"on {machine_note()}, in {(time.monotonic() - started) / 60:.1f} minutes.", ""]
+    lines += race_section(race_result, runs[remediation.CONTAINMENT_SHAPE])
     lines += requests_section(runs)
-    lines += containment_section(runs[remediation.CONTAINMENT_SHAPE])
+    lines += further_section(further_result)
+    lines += listing_section(listings)
     lines += burst_section(burst_result)
     lines += coldstart_section(imports, args.imports)
     lines += package_section(app_zip, c7n_size)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from local.faults import identify, identify_request, read_body
 
 FORM = "application/x-www-form-urlencoded"  # the query protocol's body: EC2, SNS, STS
+SWAP = "ec2:ModifyNetworkInterfaceAttribute"  # a group swap, a connection-tracking change too
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,28 @@ def form_parameters(content_type: str | None, body: str) -> dict[str, str]:
     if not (content_type or "").startswith(FORM):
         return {}
     return {name: values[0] for name, values in parse_qs(body).items()}
+
+
+def swapped_groups(request) -> list[str] | None:
+    """The groups an accepted swap (a `Stamp` or a `Flight`) set on its interface, in order;
+    None for any other request (a connection-tracking change sets none)."""
+    if request.name != SWAP or request.status != 200:
+        return None
+    return [value for name, value in request.params.items()
+            if name.startswith("SecurityGroupId.")] or None
+
+
+def last_of_firsts(requests: list, interfaces, accepted):
+    """Of the first request `accepted` answered for each of `interfaces` (its
+    NetworkInterfaceId), the last answered: the moment every interface had one."""
+    first = {}
+    for request in sorted(requests, key=lambda r: r.answered):
+        if accepted(request):
+            first.setdefault(request.params.get("NetworkInterfaceId"), request)
+    missing = set(interfaces) - set(first)
+    if missing:
+        raise RuntimeError(f"no such swap answered for {sorted(missing)}")
+    return max((first[interface] for interface in interfaces), key=lambda r: r.answered)
 
 
 def round_trips(flights: list[Flight]) -> int:

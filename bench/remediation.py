@@ -27,9 +27,8 @@ from local import drive, recording
 from local.victims import make_fleet_member, make_victim
 
 from bench import custodian
-from bench.clock import Flight, round_trips
+from bench.clock import Flight, last_of_firsts, round_trips, swapped_groups
 
-SWAP = "ec2:ModifyNetworkInterfaceAttribute"
 FINDING_ARRIVAL = "events:PutEvents"
 DETECTION_NOTICE = "sns:Publish"  # NotifyDetected, beside Contain or after it
 ISOLATION_TAG = {"Name": "tag:ec2-quarantine", "Values": ["isolation"]}
@@ -88,6 +87,9 @@ class Remediation:
     total: int
     seconds_to_isolation: float  # from the finding's arrival at the embedded AWS
     seconds_to_report: float  # to the final report's publish answered
+    seconds_from_handler: float  # from the entry function's start to the isolation answered
+    timeline: list[tuple[str, float, float]]  # the critical path: (request or invoked function,
+    #   sent or started, answered) in seconds after the entry function's start, in order sent
 
     @property
     def until_isolated(self) -> int:
@@ -97,22 +99,13 @@ class Remediation:
 
 def isolating(request, group: str) -> bool:
     """A swap of one interface to `group` alone, accepted (a `Stamp` or a `Flight`)."""
-    swapped = [value for name, value in request.params.items()
-               if name.startswith("SecurityGroupId.")]
-    return request.name == SWAP and request.status == 200 and swapped == [group]
+    return swapped_groups(request) == [group]
 
 
 def isolation(requests: list, interfaces, group: str):
     """The isolating swap of `requests` that isolated the victim: of the first each of its
     `interfaces` was answered, the last answered."""
-    first = {}
-    for request in sorted(requests, key=lambda r: r.answered):
-        if isolating(request, group):
-            first.setdefault(request.params.get("NetworkInterfaceId"), request)
-    missing = set(interfaces) - set(first)
-    if missing:
-        raise RuntimeError(f"no swap to {group} answered for {sorted(missing)}")
-    return max((first[interface] for interface in interfaces), key=lambda r: r.answered)
+    return last_of_firsts(requests, interfaces, lambda request: isolating(request, group))
 
 
 def before_isolation(flights: list[Flight], invocations: list, swap: Flight) -> tuple[list, list]:
@@ -139,10 +132,11 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
     clock.reset()
     drive.put_event(stack, drive.guardduty_event(victim["instance_id"]))
     stack.bridge.wait_idle()
-    decided = next(i.result for i in stack.bridge.invocations if i.source == "eventbridge")
+    entry = next(i for i in stack.bridge.invocations if i.source == "eventbridge")
+    decided = entry.result
     if decided.get("decision") != "acted":
         raise RuntimeError(f"the finding was not acted on: {decided}")
-    _wait_execution(stack, decided["execution_arn"])
+    wait_execution(stack, decided["execution_arn"])
     stack.bridge.wait_idle()
     recording.stop(stack)
 
@@ -161,16 +155,23 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
     swap = isolation(flights, victim["interfaces"], group)
     requested, invoked_before = before_isolation(flights, invoked, swap)
     path = critical_path(flights, swap)
+    isolated_at = isolation(stamps, victim["interfaces"], group).answered
+    timeline = sorted([(f.name, f.sent - entry.started, f.answered - entry.started) for f in path]
+                      + [(f"invoke {name}", i.started - entry.started, i.started - entry.started)
+                         for name, i in zip(invoked_names(invoked_before, prefix), invoked_before)],
+                      key=lambda step: step[1])
     return Remediation(
-        calls, [i.function_name.removeprefix(prefix) for i in invoked], requested,
-        [i.function_name.removeprefix(prefix) for i in invoked_before],
+        calls, invoked_names(invoked, prefix), requested, invoked_names(invoked_before, prefix),
         len(path) + len(invoked_before), round_trips(path) + len(invoked_before),
-        len(calls) + len(invoked),
-        isolation(stamps, victim["interfaces"], group).answered - arrival,
-        report.answered - arrival)
+        len(calls) + len(invoked), isolated_at - arrival, report.answered - arrival,
+        isolated_at - entry.started, timeline)
 
 
-def _wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
+def invoked_names(invocations: list, prefix: str) -> list[str]:
+    return [i.function_name.removeprefix(prefix) for i in invocations]
+
+
+def wait_execution(stack, execution_arn: str, timeout: float = 120.0) -> None:
     """Wait reading moto's state in-process: polling DescribeExecution would be recorded."""
     from moto.stepfunctions.responses import get_backend
 
@@ -215,16 +216,19 @@ class ShapeRun:
     first: Remediation  # the first instance of a new VPC, right after a reset: every client
     #                     (the app's and the embedded Step Functions') made anew, groups created
     then: Remediation  # a second instance in that VPC: clients made, the VPC's groups exist
-    custodian: "custodian.CustodianRun | None"  # a third, by a fresh Custodian process
+    custodian: "dict[str, custodian.CustodianRun] | None"  # each policy on another twin, by a
+    #                     responder process started for it: its cold start, first event
 
 
 def run_shape(stack, clock, name: str) -> ShapeRun:
-    """A fresh stack, then: a first remediation, a second in the same VPC, Custodian on a third."""
+    """A fresh stack, then: a first remediation, a second in the same VPC, each Custodian policy
+    on another twin (cold)."""
     shape = SHAPES[name]
     stack.reset()
     first = shape.make(stack)
     cold = quarantine(stack, clock, first, volume_count(stack, first["instance_id"]))
     second = shape.twin(stack, first)
     warm = quarantine(stack, clock, second, volume_count(stack, second["instance_id"]))
-    theirs = custodian.run(stack, clock, shape.twin(stack, first)) if shape.custodian else None
+    theirs = {variant: custodian.cold_run(stack, clock, variant, shape.twin(stack, first))
+              for variant in custodian.VARIANTS} if shape.custodian else None
     return ShapeRun(cold, warm, theirs)
