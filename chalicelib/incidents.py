@@ -44,7 +44,7 @@ def table_definition(indexes=GLOBAL_INDEXES) -> dict:
         "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"}
                                  for name in dict.fromkeys(keys)],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [dict(index) for index in indexes],
+        **({"GlobalSecondaryIndexes": [dict(index) for index in indexes]} if indexes else {}),
         "BillingMode": "PAY_PER_REQUEST",
     }
 
