@@ -65,6 +65,12 @@ def get_incident(incident_id):
     return http.respond(lambda: http.incident(incident_id, incidents.get))
 
 
+@app.route("/incidents/{incident_id}/findings", methods=["GET"], authorizer=iam)
+def get_incident_findings(incident_id):
+    return http.respond(lambda: http.incident_findings(
+        incident_id, app.current_request.query_params, incidents.get, incidents.further_findings))
+
+
 @app.lambda_function(name="capture_memory")
 def capture_memory_step(event, context):
     return memory.run(event)

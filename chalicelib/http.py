@@ -76,8 +76,8 @@ def respond(action) -> Response:
         )
 
 
-def incident(incident_id: str, lookup) -> dict:
-    """GET /incidents/{incident_id}."""
+def _found(incident_id: str, lookup) -> dict:
+    """The incident `lookup` finds under a valid id, or the refusal that says why not."""
     if not incidents.INCIDENT_ID.match(incident_id):
         raise InvalidInput(
             "InvalidIncidentId",
@@ -92,6 +92,31 @@ def incident(incident_id: str, lookup) -> dict:
 # The product's seals: nobody reading an incident needs them, and a binding's seal shown before
 # its execution holds the incident's name would let a reader start that execution first.
 UNSHOWN = ("seal", "restart_seal", "change_seals")
+
+
+def incident(incident_id: str, lookup) -> dict:
+    """GET /incidents/{incident_id}."""
+    return incidents.shown(_found(incident_id, lookup))
+
+
+FINDINGS_PARAMETERS = ("limit", "next_token")
+
+
+def incident_findings(incident_id: str, query: dict | None, lookup, page) -> dict:
+    """GET /incidents/{incident_id}/findings?limit=&next_token=: its further findings, newest
+    first, each with its sequence number (1 is the first further finding)."""
+    query = _parameters(query, FINDINGS_PARAMETERS)
+    limit = _limit(query)
+    found = _found(incident_id, lookup)
+    count, _ = incidents.findings_summary(found)
+    listing = {"incident_id": incident_id, "of": "findings"}  # what a token continues
+    before = (_start_key(query["next_token"], listing)["before"] if query.get("next_token")
+              else count + 1)  # the token is sealed with this listing: its own key only
+    body = {"incident_id": incident_id, "findings_count": count,
+            "findings": page(found, before, limit)}
+    if before - limit > 1:
+        body["next_token"] = _page_token({"before": before - limit}, listing)
+    return body
 
 
 MAX_BODY = 64 * 1024
@@ -235,17 +260,31 @@ SINCE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\
 LIMIT = re.compile(r"\A[0-9]{1,3}\Z")  # int() would take " 25\n", "2_5" and other digits
 
 
-def list_incidents(query: dict | None, home_account: str, default_region: str, search):
-    """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
-    from chalicelib.incidents import STATUSES, instance_key
-
+def _parameters(query: dict | None, allowed) -> dict:
+    """A GET's query parameters: only those `allowed`, each given once."""
     query = query or {}
-    _only(query, LIST_PARAMETERS, "parameter")
+    _only(query, allowed, "parameter")
     values_of = getattr(query, "getlist", None)  # Chalice's MultiDict: the last value wins
     repeated = sorted(k for k in query if values_of and len(values_of(k)) > 1)
     if repeated:
         raise InvalidInput("DuplicateParameter", f"parameter(s) {', '.join(map(_shown, repeated))} "
                            "given more than once; give each once")
+    return query
+
+
+def _limit(query: dict) -> int:
+    limit = query.get("limit", "25")
+    if not LIMIT.match(limit) or not 1 <= int(limit) <= 100:
+        raise InvalidInput("InvalidLimit", f"limit {_shown(limit)} is not a number from 1 "
+                           "to 100")
+    return int(limit)
+
+
+def list_incidents(query: dict | None, home_account: str, default_region: str, search):
+    """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
+    from chalicelib.incidents import STATUSES, instance_key
+
+    query = _parameters(query, LIST_PARAMETERS)
     instance_id = query.get("instance_id")
     if instance_id is not None:
         _instance_id(instance_id)
@@ -259,18 +298,13 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
                            "time such as 2026-11-30T04:00:00Z")
     account = _account_id(query.get("account_id", home_account))
     region = _region(query.get("region", default_region), default_region)
-    limit = query.get("limit", "25")
-    if not LIMIT.match(limit) or not 1 <= int(limit) <= 100:
-        raise InvalidInput("InvalidLimit", f"limit {_shown(limit)} is not a number from 1 "
-                           "to 100")
+    limit = _limit(query)
     key = instance_key(account, region, instance_id) if instance_id else None
-    listing = {"instance_key": key, "status": status, "since": since}  # what a token continues
+    listing = {"instance_key": key, "status": status, "since": since,  # what a token continues
+               "index": incidents.listing_index(key, status)}
     start = _start_key(query["next_token"], listing) if query.get("next_token") else None
-    page, last = search(key, status, since, int(limit), start)  # ISO times compare as strings
-    body = {"incidents": [{k: i.get(k) for k in ("incident_id", "status", "instance_id",
-                                                 "account_id", "region", "opened_at",
-                                                 "updated_at", "source", "reason")}
-                          for i in page]}
+    page, last = search(key, status, since, limit, start)  # ISO times compare as strings
+    body = {"incidents": [{k: i.get(k) for k in incidents.LISTED_FIELDS} for i in page]}
     if last:
         body["next_token"] = _page_token(last, listing)
     return body
@@ -288,11 +322,15 @@ def _page_token(last: dict, listing: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps({"key": last, "seal": sealed}).encode()).decode()
 
 
+def _invalid_token() -> InvalidInput:
+    return InvalidInput("InvalidNextToken", "next_token is not one this API gave for this "
+                        "listing; start again without it")
+
+
 def _start_key(token: str, listing: dict) -> dict:
     import base64
 
-    refused = InvalidInput("InvalidNextToken", "next_token is not one this API gave for this "
-                           "listing; start again without it")
+    refused = _invalid_token()
     try:
         found = strict_json.loads(base64.urlsafe_b64decode(token.encode()))
     except (InvalidInput, ValueError):  # binascii.Error is a ValueError

@@ -1,4 +1,5 @@
-"""The incidents table: one item per incident, found by id, listed per instance or overall.
+"""The incidents table: one item per incident, found by id, listed per instance, per status or
+overall; beside it the claim items and one item per further finding.
 
 The table definition lives here, once, for the embedded AWS and for deployment.
 """
@@ -10,42 +11,55 @@ from chalicelib import aws, bindings, items, settings
 INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")  # \Z: $ would take a trailing "\n"
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
 TIME_INDEX = "time-index"  # record_type + opened_at: every incident, newest first
+STATUS_INDEX = "status-index"  # status + opened_at: the incidents of one status, newest first
+# What a listing shows of each incident; the status index holds these alone (its keys beside).
+LISTED_FIELDS = ("incident_id", "status", "instance_id", "account_id", "region", "opened_at",
+                 "updated_at", "source", "reason")
 
-TABLE_DEFINITION = {
-    "AttributeDefinitions": [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "instance_key", "AttributeType": "S"},
-        {"AttributeName": "record_type", "AttributeType": "S"},
-        {"AttributeName": "opened_at", "AttributeType": "S"},
-    ],
-    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": INSTANCE_INDEX,
-            "KeySchema": [
-                {"AttributeName": "instance_key", "KeyType": "HASH"},
-                {"AttributeName": "opened_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            "IndexName": TIME_INDEX,
-            "KeySchema": [
-                {"AttributeName": "record_type", "KeyType": "HASH"},
-                {"AttributeName": "opened_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-    ],
-    "BillingMode": "PAY_PER_REQUEST",
-}
+
+def _index(name: str, partition: str, projection: dict) -> dict:
+    return {"IndexName": name,
+            "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"},
+                          {"AttributeName": "opened_at", "KeyType": "RANGE"}],
+            "Projection": projection}
+
+
+# Only incident items carry these keys (claims and further findings carry none), so each index
+# holds incidents only. The status index projects what a listing shows: a status change moves
+# a small entry, not the whole record.
+GLOBAL_INDEXES = (
+    _index(INSTANCE_INDEX, "instance_key", {"ProjectionType": "ALL"}),
+    _index(TIME_INDEX, "record_type", {"ProjectionType": "ALL"}),
+    _index(STATUS_INDEX, "status", {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": [f for f in LISTED_FIELDS if f not in ("status", "opened_at")]}),
+)
+
+
+def table_definition(indexes=GLOBAL_INDEXES) -> dict:
+    """The table with these global secondary indexes: its attribute definitions are exactly the
+    keys they use (DynamoDB refuses any other)."""
+    keys = ["pk"] + [key["AttributeName"] for index in indexes for key in index["KeySchema"]]
+    return {
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"}
+                                 for name in dict.fromkeys(keys)],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        **({"GlobalSecondaryIndexes": [dict(index) for index in indexes]} if indexes else {}),
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+TABLE_DEFINITION = table_definition()
 
 
 # IAM actions, declared next to the code that calls them (deploy/permissions.py collects them).
 GET_PERMISSIONS = ("dynamodb:GetItem",)  # get()
 READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), search()
+FINDINGS_PERMISSIONS = ("dynamodb:BatchGetItem",)  # further_findings()
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
+# record_finding(): the incident read, then the finding put and the incident updated together.
+RECORD_PERMISSIONS = (*GET_PERMISSIONS, *CLAIM_PERMISSIONS, *UPDATE_PERMISSIONS)
 
 
 class AlreadyActive(Exception):
@@ -92,25 +106,30 @@ def claim(incident: dict) -> None:
 
     Raises AlreadyActive (with the active incident's id) when the instance has one: the claim
     item of an instance points at its incident and is free only while that incident is inactive.
+    Concurrent transactions on one claim item: DynamoDB cancels all but one with
+    TransactionConflict; the next attempt sees the winner's claim.
     """
-    import random
-    import time
-
-    for attempt in range(CLAIM_ATTEMPTS):
-        try:
-            return _claim_once(incident)
-        except _Conflict:
-            # Concurrent transactions on one claim item: DynamoDB cancels all but one with
-            # TransactionConflict. Try again: the next attempt sees the winner's claim.
-            time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
-    return _claim_once(incident)
+    return _retried(lambda: _claim_once(incident), CLAIM_ATTEMPTS)
 
 
 CLAIM_ATTEMPTS = 5
 
 
 class _Conflict(Exception):
-    pass
+    """A concurrent write won: the attempt changed nothing and may be made again."""
+
+
+def _retried(once, attempts: int):
+    """once() until it does not raise _Conflict, with jittered backoff (at most a second)."""
+    import random
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return once()
+        except _Conflict:
+            time.sleep(random.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
+    return once()
 
 
 def _claim_once(incident: dict) -> None:
@@ -145,27 +164,99 @@ def put(incident: dict) -> None:
                    ConditionExpression="attribute_not_exists(pk)")
 
 
-MAX_FURTHER_FINDINGS = 20  # kept on the item (400 KB at most); later ones are only counted
+LATEST_FINDINGS = 5  # further findings the incident item shows; every one is its own item
+FINDING_PREFIX = "finding#"  # a further finding's key: finding#<incident>#<sequence, 10 digits>
+RECORD_ATTEMPTS = 10  # concurrent findings on one incident: each attempt, one of them wins
+
+
+def _finding_key(incident_id: str, sequence: int) -> dict:
+    return {"pk": {"S": f"{FINDING_PREFIX}{incident_id}#{sequence:010d}"}}
+
+
+def findings_summary(incident: dict) -> tuple[int, list]:
+    """(further findings recorded, the latest few, oldest first), from either shape: an
+    incident written before findings became items holds them all in `findings` (and counts in
+    `findings_not_kept` those it could not keep), numbered 1.. in that order."""
+    if "findings_count" in incident:
+        return int(incident["findings_count"]), list(incident.get("latest_findings") or [])
+    legacy = list(incident.get("findings") or [])
+    return len(legacy), legacy[-LATEST_FINDINGS:]
+
+
+def shown(incident: dict) -> dict:
+    """The incident as the API shows it, of either shape: the count and the latest few further
+    findings (GET /incidents/{id}/findings pages them all), never a list that grows."""
+    count, latest = findings_summary(incident)
+    shown = {key: value for key, value in incident.items() if key != "findings"}
+    return {**shown, "findings_count": count, "latest_findings": latest}
 
 
 def record_finding(incident_id: str, finding: dict) -> dict:
-    """Append a further finding to an active incident (past MAX_FURTHER_FINDINGS, count it in
-    `findings_not_kept`); returns the incident as it now stands."""
+    """Record a further finding on an incident as an item of its own, numbered after the last,
+    and count it on the incident with the latest few: the same small writes at the first and
+    the ten-thousandth. Returns the incident as it now stands."""
+    return _retried(lambda: _record_once(incident_id, finding), RECORD_ATTEMPTS)
+
+
+def _record_once(incident_id: str, finding: dict) -> dict:
+    """One attempt: read the incident, then in one transaction put the finding under the next
+    number (absent until now) and update the incident if its count is still the one read."""
     from botocore.exceptions import ClientError
 
+    incident = get(incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id} to record a further finding on")
+    count, latest = findings_summary(incident)
+    sequence, at = count + 1, now()
+    latest = (latest + [finding])[-LATEST_FINDINGS:]
+    unchanged = (("findings_count = :count", {":count": count}) if "findings_count" in incident
+                 else ("attribute_not_exists(findings_count)", {}))
+    item = {**finding, "incident_id": incident_id, "sequence": sequence}
     try:
-        return _update(
-            incident_id,
-            "SET findings = list_append(if_not_exists(findings, :empty), :finding), "
-            "updated_at = :now",
-            {":finding": [finding], ":empty": [], ":now": now(), ":max": MAX_FURTHER_FINDINGS},
-            condition="attribute_exists(pk) AND (attribute_not_exists(findings) OR "
-                      "size(findings) < :max)")
+        _db().transact_write_items(TransactItems=[
+            {"Put": {"TableName": _table_name(),
+                     "Item": {**_finding_key(incident_id, sequence), **_serialized(item)},
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": {"TableName": _table_name(), "Key": {"pk": {"S": incident_id}},
+                        "UpdateExpression": "SET findings_count = :sequence, "
+                                            "latest_findings = :latest, updated_at = :now",
+                        "ConditionExpression": "attribute_exists(pk) AND " + unchanged[0],
+                        "ExpressionAttributeValues": _serialized({
+                            ":sequence": sequence, ":latest": latest, ":now": at,
+                            **unchanged[1]})}},
+        ])
     except ClientError as error:
-        if aws.error_code(error) != "ConditionalCheckFailedException":
-            raise
-    return _update(incident_id, "SET updated_at = :now ADD findings_not_kept :one",
-                   {":now": now(), ":one": 1})
+        codes = {reason.get("Code") for reason in
+                 error.response.get("CancellationReasons") or []}
+        if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+            raise _Conflict() from None  # another finding took this number: read again
+        raise
+    return {**incident, "findings_count": sequence, "latest_findings": latest, "updated_at": at}
+
+
+def further_findings(incident: dict, before: int, limit: int) -> list[dict]:
+    """The incident's further findings numbered below `before`, newest first, at most `limit`
+    (up to 100: one BatchGetItem), each with its `sequence`; those of an incident written
+    before findings became items come from its list."""
+    legacy = list(incident.get("findings") or [])
+    wanted = range(before - 1, max(before - 1 - limit, 0), -1)
+    found = {n: {**legacy[n - 1], "sequence": n} for n in wanted if n <= len(legacy)}
+    keys = [_finding_key(incident["incident_id"], n) for n in wanted if n > len(legacy)]
+    for _ in range(READ_ROUNDS):
+        if not keys:
+            return [found[n] for n in wanted if n in found]
+        answer = _db().batch_get_item(RequestItems={
+            _table_name(): {"Keys": keys, "ConsistentRead": True}})
+        for item in answer["Responses"].get(_table_name(), []):
+            plain = items.plain(item)
+            plain.pop("incident_id", None)
+            found[plain["sequence"]] = plain
+        keys = answer.get("UnprocessedKeys", {}).get(_table_name(), {}).get("Keys", [])
+    raise RuntimeError(f"DynamoDB left {len(keys)} findings of {incident['incident_id']} "
+                       f"unread after {READ_ROUNDS} rounds")
+
+
+READ_ROUNDS = 5  # BatchGetItem rounds for one page (DynamoDB may leave keys unprocessed)
 
 
 def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
@@ -206,13 +297,21 @@ RELEASABLE = ("CONTAINED", "PARTIAL")  # what release undoes; these and OPEN hol
 OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 
 
+def listing_index(instance_key_value: str | None, status: str | None) -> str:
+    """The index a listing reads: the instance's (any status filtered after: bounded by that
+    instance's incidents), else the status's, else every incident's."""
+    return INSTANCE_INDEX if instance_key_value else STATUS_INDEX if status else TIME_INDEX
+
+
 def search(instance_key_value: str | None, status: str | None, since: str | None, limit: int,
            start_key: dict | None) -> tuple[list[dict], dict | None]:
-    """Incidents newest first (of one instance, or all), filtered; (page, key of the next)."""
-    if instance_key_value:
-        index, key_name, key_value = INSTANCE_INDEX, "instance_key", instance_key_value
-    else:
-        index, key_name, key_value = TIME_INDEX, "record_type", "incident"
+    """Incidents newest first (of one instance, of one status, or all); (page, key of the
+    next). Only an instance's listing filters by status: the status index holds that status
+    alone, so a page of it is one Query however rare the status."""
+    index = listing_index(instance_key_value, status)
+    key_name, key_value = {INSTANCE_INDEX: ("instance_key", instance_key_value),
+                           STATUS_INDEX: ("status", status),
+                           TIME_INDEX: ("record_type", "incident")}[index]
     condition = "#k = :k" + (" AND opened_at >= :since" if since else "")
     values = {":k": {"S": key_value}}
     if since:
@@ -220,7 +319,7 @@ def search(instance_key_value: str | None, status: str | None, since: str | None
     query = {"TableName": _table_name(), "IndexName": index, "KeyConditionExpression": condition,
              "ExpressionAttributeNames": {"#k": key_name}, "ExpressionAttributeValues": values,
              "ScanIndexForward": False}
-    if status:
+    if status and index == INSTANCE_INDEX:
         query["FilterExpression"] = "#s = :s"
         query["ExpressionAttributeNames"]["#s"] = "status"
         values[":s"] = {"S": status}
@@ -255,29 +354,29 @@ def get(incident_id: str) -> dict | None:
     return items.plain(item) if item else None
 
 
-def _item(incident: dict) -> dict:
+def _serialized(values: dict) -> dict:
+    """Plain values as DynamoDB's typed ones (floats as Decimals)."""
     from boto3.dynamodb.types import TypeSerializer
 
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(items.storable(value)) for key, value in values.items()}
+
+
+def _item(incident: dict) -> dict:
     item = {**incident, "pk": incident["incident_id"], "record_type": "incident",
             "instance_key": instance_key(incident["account_id"], incident["region"],
                                          incident["instance_id"])}
-    serializer = TypeSerializer()
-    return {key: serializer.serialize(items.storable(value)) for key, value in item.items()
-            if value is not None}
+    return _serialized({key: value for key, value in item.items() if value is not None})
 
 
 def _update(incident_id: str, expression: str, values: dict, names=None,
             condition: str = "attribute_exists(pk)") -> dict:
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
     response = _db().update_item(
         TableName=_table_name(),
         Key={"pk": {"S": incident_id}},
         UpdateExpression=expression,
         ConditionExpression=condition,
-        ExpressionAttributeValues={k: serializer.serialize(items.storable(v))
-                                   for k, v in values.items()},
+        ExpressionAttributeValues=_serialized(values),
         **({"ExpressionAttributeNames": names} if names else {}),
         ReturnValues="ALL_NEW",
     )

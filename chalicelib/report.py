@@ -96,7 +96,7 @@ def final(incident: dict) -> dict:
     lines += ["", "Evidence (EBS snapshots, tagged QuarantineIncident="
               f"{incident['incident_id']}):"]
     lines += [f"  - {sid}: {state}" for sid, state in sorted(snapshots.items())] or ["  (none)"]
-    further = len(incident.get("findings") or []) + int(incident.get("findings_not_kept") or 0)
+    further = incidents.findings_summary(incident)[0] + int(incident.get("findings_not_kept") or 0)
     lines += ["", f"Further findings recorded on this incident: {further}",
               "", "The instance was not terminated. To release it after the investigation:",
               f"  POST /release {{\"instance_id\": \"{incident['instance_id']}\", "
@@ -211,7 +211,8 @@ def _with_json(text: str, incident: dict) -> str:
         return full
     summary = {k: incident[k] for k in SUMMARY_FIELDS if k in incident}
     summary.update({f"{name}_count": len(incident.get(name) or [])
-                    for name in ("changes", "errors", "findings")})
+                    for name in ("changes", "errors")})
+    summary["findings_count"] = incidents.findings_summary(incident)[0]
     where = (f"GET /incidents/{incident['incident_id']}" if "incident_id" in incident
              else "the incident record")
     tail = (f"\n\n--- incident (JSON, summarised: {where} has the whole record) ---\n"

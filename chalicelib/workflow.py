@@ -28,6 +28,7 @@ PERMISSIONS = (
     *bindings.SEAL_PERMISSIONS,
     *accounts.ORGANIZATION_PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
+    *incidents.RECORD_PERMISSIONS,
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
@@ -141,7 +142,8 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "updated_at": opened,
         "execution_arn": execution_arn(incident_id),
         "pre_state": instances.pre_state(instance, attributes),
-        "findings": [],
+        "findings_count": 0,
+        "latest_findings": [],
     }
 
 
@@ -213,7 +215,7 @@ def further(incident_id: str, request: findings.QuarantineRequest,
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
     try:
-        announce(report.duplicate(incident, _finding_ref(request)))
+        announce(report.duplicate(incidents.shown(incident), _finding_ref(request)))
     except Exception:  # recorded already: a lost notice must not turn it into a failure
         log.exception("could not announce the further %s on %s", request.source, incident_id)
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)

@@ -39,7 +39,8 @@ def needs(current=None) -> dict[str, set[str]]:
     capture = memory.capture_classes(current)
     entry = set(workflow.PERMISSIONS) | set(cut.entry_permissions(current)) | members
     declared = {
-        "api_handler": entry | {*incidents.READ_PERMISSIONS, *http.PERMISSIONS},
+        "api_handler": entry | {*incidents.READ_PERMISSIONS, *incidents.FINDINGS_PERMISSIONS,
+                                *http.PERMISSIONS},
         "release": release.undo_permissions() | set(release.PERMISSIONS) | members,
         "on_guardduty_finding": entry,
         "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members

@@ -1,11 +1,13 @@
 """The stage's resources stack (deploy/resources.py): created or updated, deleted, and waited
-for, within bounds, with what failed named when it ends badly."""
+for, within bounds, with what failed named when it ends badly. An update first brings the
+incidents table's indexes to the app's, one per update (deploy/indexes.py)."""
 
 import json
 import os
 import time
 
-from deploy import names, resources, retained
+from chalicelib import incidents
+from deploy import indexes, names, resources, retained
 from deploy.session import DeployError, client, rehearsal, say
 
 IN_PROGRESS = "_IN_PROGRESS"
@@ -83,6 +85,7 @@ def converge(stage: str, given: dict[str, str], build_dir: str) -> dict[str, str
         say(f"creating stack {name}")
         cfn.create_stack(OnFailure="ROLLBACK", **arguments)
     else:
+        _step_indexes(cfn, name, stack, stage, arguments)
         try:
             cfn.update_stack(**arguments)
             say(f"updating stack {name}")
@@ -90,6 +93,13 @@ def converge(stage: str, given: dict[str, str], build_dir: str) -> dict[str, str
             if "No updates are to be performed" not in str(error):
                 raise
             say(f"stack {name} is up to date")
+    stack = _settled(cfn, name, stage)
+    indexes.wait_active(names.incidents_table(stage))
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _settled(cfn, name: str, stage: str) -> dict:
+    """The stack once its operation ended, which must have ended well."""
     stack = _wait(cfn, name)
     if stack is None or stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         status = stack["StackStatus"] if stack else "deleted"
@@ -97,7 +107,37 @@ def converge(stage: str, given: dict[str, str], build_dir: str) -> dict[str, str
             f"stack {name} ended {status}; nothing of the app was deployed. Failures: "
             f"{_failures(cfn, name) if stack else 'see the stack events'}. Fix the cause and "
             f"rerun `make deploy STAGE={stage}` (CloudFormation rolled back what it created)")
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return stack
+
+
+def _step_indexes(cfn, name: str, stack: dict, stage: str, arguments: dict) -> None:
+    """Bring the table's indexes to the app's, one per update of the stack's current template
+    with only the table changed (each new index waited for until ACTIVE); then the stack's own
+    update changes no index. A rerun resumes where a failed step left the table."""
+    table = names.incidents_table(stage)
+    for _ in range(2 * MAX_INDEXES):  # each step deletes or adds one of at most 20 and 20
+        current = indexes.live(table)
+        step = None if current is None else indexes.next_step(current)
+        if step is None:
+            return
+        template = cfn.get_template(StackName=name)["TemplateBody"]
+        template = json.loads(template) if isinstance(template, str) else template
+        table_resource = template["Resources"]["IncidentsTable"]
+        table_resource["Properties"] = {
+            **{key: value for key, value in table_resource["Properties"].items()
+               if key != "GlobalSecondaryIndexes"}, **incidents.table_definition(step)}
+        added = {i["IndexName"] for i in step} - {i["IndexName"] for i in current}
+        removed = {i["IndexName"] for i in current} - {i["IndexName"] for i in step}
+        say(f"table {table}: " + (f"adding index {added.pop()}" if added
+                                  else f"deleting index {removed.pop()}"))
+        cfn.update_stack(**{**arguments, "TemplateBody": json.dumps(template),
+                            "Parameters": _parameters(template.get("Parameters", {}), {}, stack)})
+        _settled(cfn, name, stage)
+        indexes.wait_active(table)
+    raise DeployError(f"table {table}: its indexes did not reach the app's; see the stack events")
+
+
+MAX_INDEXES = 20  # DynamoDB's limit of global secondary indexes per table
 
 
 def delete(stage: str) -> None:

@@ -182,6 +182,9 @@ def run(args, out=sys.stdout) -> int:
         status, body = call(args, "POST", "/release", _instance_payload(args, ("reregister",)))
     elif args.command == "status":
         status, body = call(args, "GET", f"/incidents/{args.incident_id}")
+    elif args.command == "findings":
+        status, body = call(args, "GET", f"/incidents/{args.incident_id}/findings", query={
+            "limit": args.limit, "next_token": args.next_token})
     else:
         status, body = call(args, "GET", "/incidents", query={
             "instance_id": args.instance_id, "status": args.status, "since": args.since,
@@ -203,6 +206,13 @@ def run(args, out=sys.stdout) -> int:
     elif args.command == "list":
         print(_table(body["incidents"], ["incident_id", "status", "instance_id", "region",
                                          "opened_at"]), file=out)
+    elif args.command == "findings":
+        print(f"{body['findings_count']} further findings on {body['incident_id']}, newest "
+              "first", file=out)
+        print(_table(body["findings"], ["sequence", "at", "source", "type", "severity", "id"]),
+              file=out)
+        if body.get("next_token"):
+            print(f"more: --next-token {body['next_token']}", file=out)
     else:
         print(_show_incident(body), file=out)
     return 0
@@ -231,6 +241,11 @@ def parser() -> argparse.ArgumentParser:
                                  help="register with its target groups and load balancers again")
     status = commands.add_parser("status", help="one incident, with its timeline")
     status.add_argument("incident_id")
+    further = commands.add_parser("findings", help="an incident's further findings, newest "
+                                  "first")
+    further.add_argument("incident_id")
+    further.add_argument("--limit", type=int)
+    further.add_argument("--next-token", help="the next page (printed after a full one)")
     listing = commands.add_parser("list", help="incidents, newest first")
     listing.add_argument("--instance-id")
     listing.add_argument("--status")

@@ -1,6 +1,7 @@
 """CloudFormation fidelity: RetainExceptOnCreate keeps what a successful create made; a stack's
 state machines land where the Step Functions API looks for them; a stack's KMS keys are the keys
-its template declares."""
+its template declares; a stack's table gains and loses indexes as CloudFormation's does; an update
+keeps a parameter's previous value, its default too."""
 
 import json
 import threading
@@ -84,3 +85,85 @@ def patch_kms_keys():
         return key
 
     models.Key.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+BACKFILL_SECONDS = 1.0  # how long an index added to a stack's table stays CREATING
+
+
+def patch_table_indexes():
+    """moto's CloudFormation ignores every change to an `AWS::DynamoDB::Table` in a stack update
+    (an index added to the template never appears); AWS adds or deletes one global secondary
+    index per update (more fails the update) and returns before the new one is backfilled: it is
+    CREATING, and a Query on it or another index change is refused, until it turns ACTIVE.
+    Apply that (a refused change fails UpdateStack itself, where AWS fails the update and rolls
+    back)."""
+    import time
+
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+    from moto.dynamodb.models.table import GlobalSecondaryIndex, Table
+
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        table, properties = original_resource, cloudformation_json["Properties"]
+        live = {index.name: index.describe() for index in table.global_indexes}
+        wanted = {index["IndexName"]: index
+                  for index in properties.get("GlobalSecondaryIndexes", [])}
+        same = {name for name in live.keys() & wanted.keys()
+                if (live[name]["KeySchema"], live[name]["Projection"])
+                == (wanted[name]["KeySchema"], wanted[name]["Projection"])}
+        changes = ([{"Delete": {"IndexName": name}} for name in live if name not in same]
+                   + [{"Create": index} for name, index in wanted.items() if name not in same])
+        if len(changes) > 1:
+            raise ValidationError(table.name, "Cannot perform more than one GSI creation or "
+                                  f"deletion in a single update (table {table.name})")
+        backfilling = [index.name for index in table.global_indexes
+                       if settled(index).status != "ACTIVE"]
+        if changes and backfilling:
+            raise ValidationError(table.name, "Subscriber limit exceeded: Only 1 online index "
+                                  "can be created or deleted simultaneously per table (table "
+                                  f"{table.name}, index {backfilling[0]} is CREATING)")
+        table.attr = properties["AttributeDefinitions"]
+        dynamodb_backends[account_id][region_name].update_table_global_indexes(table, changes)
+        for index in table.global_indexes:
+            if index.name in wanted and index.name not in same:
+                index.status, index.active_at = "CREATING", time.monotonic() + BACKFILL_SECONDS
+        return table
+
+    def settled(index):
+        if index.status == "CREATING" and time.monotonic() >= getattr(index, "active_at", 0):
+            index.status = "ACTIVE"
+        return index
+
+    describe = GlobalSecondaryIndex.describe
+    GlobalSecondaryIndex.describe = lambda self: describe(settled(self))
+    query = DynamoDBBackend.query
+
+    def query_active(self, table_name, *args, index_name=None, **kwargs):
+        for index in self.get_table(table_name).global_indexes:
+            if index.name == index_name and settled(index).status != "ACTIVE":
+                raise MockValidationException(
+                    f"Cannot read from backfilling global secondary index: {index_name}")
+        return query(self, table_name, *args, index_name=index_name, **kwargs)
+
+    Table.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
+    DynamoDBBackend.query = query_active
+
+
+def patch_previous_parameters():
+    """moto knows a stack's previous parameter values only for those given when it was made: a
+    `UsePreviousValue` for one that took its default fails the update (KeyError, a 500); AWS
+    keeps the value the stack has. Such a parameter keeps its default (what it had, unless the
+    template's default changed)."""
+    from moto.cloudformation.models import CloudFormationBackend, Stack
+
+    original = CloudFormationBackend._resolve_update_parameters
+
+    def resolve(self, instance, incoming_params):
+        if isinstance(instance, Stack):
+            incoming_params = [p for p in incoming_params if not p.get("UsePreviousValue")
+                               or p["ParameterKey"] in instance.parameters]
+        return original(self, instance, incoming_params)
+
+    CloudFormationBackend._resolve_update_parameters = resolve

@@ -5,6 +5,7 @@ records unless told otherwise. The REST
 API is the one part left out (moto cannot import Chalice's Swagger 2.0): test_package covers it."""
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import sys
 
 import pytest
 
+from chalicelib import incidents
 from deploy import names
 from deploy import permissions, project, resources
 
@@ -201,3 +203,42 @@ def test_a_failed_deploy_says_what_exists_and_a_rerun_finishes_it(stack, rehears
     targets = stack.client("events").list_targets_by_rule(Rule=rule)["Targets"]
     assert [t["Arn"].rsplit(":", 1)[-1] for t in targets] == [
         names.function(STAGE, "on_guardduty_finding")]
+
+
+def test_a_deploy_over_an_older_table_adds_each_index_then_the_app(stack, rehearsal_dir):
+    """A stack an earlier version made, its table two indexes behind the app's (CloudFormation
+    adds one per update and does not wait for its backfill; the embedded AWS refuses a second
+    index change while one is CREATING, as DynamoDB does), with an incident written then."""
+    older = resources.template(STAGE)
+    table = older["Resources"]["IncidentsTable"]["Properties"]
+    table.pop("GlobalSecondaryIndexes")
+    table.update(incidents.table_definition(incidents.GLOBAL_INDEXES[:1]))
+    stack.client("cloudformation").create_stack(
+        StackName=resources.stack_name(STAGE), TemplateBody=json.dumps(older),
+        Capabilities=["CAPABILITY_NAMED_IAM"])
+    dynamodb, name = stack.client("dynamodb"), names.incidents_table(STAGE)
+    dynamodb.put_item(TableName=name, Item={
+        "pk": {"S": "inc-0123456789ab"}, "incident_id": {"S": "inc-0123456789ab"},
+        "record_type": {"S": "incident"}, "status": {"S": "RELEASED"},
+        "opened_at": {"S": "2026-01-01T00:00:00.000000Z"},
+        "findings": {"L": [{"M": {"id": {"S": "f" * 32}}}]}})
+
+    upgraded = _run(stack, "deploy")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    steps = [line for line in upgraded.stdout.splitlines() if "adding index" in line]
+    assert [line.rsplit(" ", 1)[-1] for line in steps] == [incidents.TIME_INDEX,
+                                                          incidents.STATUS_INDEX]
+    described = dynamodb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    assert {(i["IndexName"], i["IndexStatus"]) for i in described} == {
+        (index["IndexName"], "ACTIVE") for index in incidents.GLOBAL_INDEXES}
+    released = dynamodb.query(TableName=name, IndexName=incidents.STATUS_INDEX,
+                              KeyConditionExpression="#s = :s",
+                              ExpressionAttributeNames={"#s": "status"},
+                              ExpressionAttributeValues={":s": {"S": "RELEASED"}})["Items"]
+    assert [item["pk"]["S"] for item in released] == ["inc-0123456789ab"]  # backfilled
+    deployed = _deployed(stack)
+    assert deployed["functions"] and deployed["rules"]  # the app followed
+
+    again = _run(stack, "deploy")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "adding index" not in again.stdout and "is up to date" in again.stdout

@@ -41,6 +41,13 @@ def test_quarantine_status_list_and_release_from_the_command_line(stack):
         "INCIDENT_ID", "STATUS", "INSTANCE_ID", "REGION", "OPENED_AT"]
     shown = _cli(stack, "status", incident["incident_id"])
     assert "step" in shown.stdout and incident["incident_id"] in shown.stdout
+    again = _cli(stack, "quarantine", victim["instance_id"], "--reason", "still beaconing")
+    assert again.returncode == 0, again.stderr
+    further = _cli(stack, "findings", incident["incident_id"], "--limit", "1")
+    assert further.returncode == 0, further.stderr
+    lines = further.stdout.splitlines()
+    assert lines[0] == f"1 further findings on {incident['incident_id']}, newest first"
+    assert lines[1].split()[:3] == ["SEQUENCE", "AT", "SOURCE"] and lines[2].split()[0] == "1"
 
     released = _cli(stack, "--json", "release", victim["instance_id"], "--reason", "cleared",
                     "--wait")

@@ -210,6 +210,9 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
         status, listed = api(stack, "GET", f"/incidents?instance_id={sibling}")
         assert status == 200 and [i["incident_id"] for i in listed["incidents"]] == [
             opened["incident_id"]]
+        status, further = api(stack, "GET", f"/incidents/{opened['incident_id']}/findings")
+        assert status == 200 and further["findings_count"] == 2 and [
+            f["sequence"] for f in further["findings"]] == [2, 1], further
         status, page = api(stack, "GET", "/incidents?limit=1")  # a sealed page token
         assert status == 200 and page["next_token"], page
         status, rest = api(stack, "GET", f"/incidents?limit=1&next_token={page['next_token']}")

@@ -631,3 +631,64 @@ def test_put_rest_api_takes_a_swagger_2_definition(stack):
     integration = gateway.get_integration(restApiId=api, httpMethod="GET",
                                           resourceId=resources["/things/{id}"]["id"])
     assert function in integration["uri"]
+
+
+def test_a_stacks_table_gains_one_index_per_update_usable_once_backfilled(stack):
+    """Plain moto ignores a stack update's change to a table: the index never appears."""
+    import time
+
+    from chalicelib import incidents
+    from local.patches import cloudformation
+
+    def template(indexes):
+        return json.dumps({"Resources": {"Table": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {"TableName": "indexed", **incidents.table_definition(indexes)}}}})
+
+    cfn, dynamodb = stack.client("cloudformation"), stack.client("dynamodb")
+    one, two, three = incidents.GLOBAL_INDEXES
+    cfn.create_stack(StackName="indexed", TemplateBody=template([one]))
+    cfn.update_stack(StackName="indexed", TemplateBody=template([one, three]))
+
+    def statuses():
+        return {index["IndexName"]: index["IndexStatus"] for index in dynamodb.describe_table(
+            TableName="indexed")["Table"]["GlobalSecondaryIndexes"]}
+
+    def by_status():
+        return dynamodb.query(TableName="indexed", IndexName=incidents.STATUS_INDEX,
+                              KeyConditionExpression="#s = :s",
+                              ExpressionAttributeNames={"#s": "status"},
+                              ExpressionAttributeValues={":s": {"S": "OPEN"}})["Items"]
+
+    dynamodb.put_item(TableName="indexed", Item={"pk": {"S": "inc-1"}, "status": {"S": "OPEN"},
+                                                 "opened_at": {"S": "2026"}})
+    assert statuses() == {incidents.INSTANCE_INDEX: "ACTIVE", incidents.STATUS_INDEX: "CREATING"}
+    with pytest.raises(ClientError, match="backfilling global secondary index"):
+        by_status()
+    with pytest.raises(ClientError, match="Only 1 online index"):  # not before it is ACTIVE
+        cfn.update_stack(StackName="indexed", TemplateBody=template([one, two, three]))
+    time.sleep(cloudformation.BACKFILL_SECONDS)
+    assert statuses()[incidents.STATUS_INDEX] == "ACTIVE"
+    assert [item["pk"]["S"] for item in by_status()] == ["inc-1"]  # items from before it too
+
+    with pytest.raises(ClientError, match="more than one GSI"):  # one out, one in: two changes
+        cfn.update_stack(StackName="indexed", TemplateBody=template([two, three]))
+    assert set(statuses()) == {incidents.INSTANCE_INDEX, incidents.STATUS_INDEX}
+
+
+def test_an_update_keeps_a_parameters_previous_value_its_default_too(stack):
+    """Plain moto fails the update: it knows only the parameters given at creation."""
+    def template(topic):
+        return json.dumps({"Parameters": {"Mode": {"Type": "String", "Default": "GOVERNANCE"}},
+                           "Resources": {"Topic": {"Type": "AWS::SNS::Topic",
+                                                   "Properties": {"TopicName": topic}}},
+                           "Outputs": {"Mode": {"Value": {"Ref": "Mode"}}}})
+
+    cfn = stack.client("cloudformation")
+    cfn.create_stack(StackName="defaults", TemplateBody=template("first"))
+    cfn.update_stack(StackName="defaults", TemplateBody=template("second"),
+                     Parameters=[{"ParameterKey": "Mode", "UsePreviousValue": True}])
+    described = cfn.describe_stacks(StackName="defaults")["Stacks"][0]
+    assert described["StackStatus"] == "UPDATE_COMPLETE"
+    assert described["Parameters"] == [{"ParameterKey": "Mode", "ParameterValue": "GOVERNANCE"}]
+    assert described["Outputs"][0]["OutputValue"] == "GOVERNANCE"

@@ -155,11 +155,12 @@ def test_only_the_tags_containment_reads_are_kept_in_the_pre_incident_state():
     assert instances.pre_state(instance)["tags"] == tags[-2:]
 
 
-def test_further_findings_past_the_bound_are_counted_not_kept():
-    assert incidents.MAX_FURTHER_FINDINGS * 6_000 < 200_000  # each at most ~5.6 KB in UTF-8
-    incident = {"incident_id": "inc-0123456789ab", "instance_id": VICTIM, "status": "CONTAINED",
-                "findings": [{}] * incidents.MAX_FURTHER_FINDINGS, "findings_not_kept": 3}
-    assert "Further findings recorded on this incident: 23" in report.final(incident)["message"]
+def test_the_report_counts_further_findings_of_either_shape():
+    incident = {"incident_id": "inc-0123456789ab", "instance_id": VICTIM, "status": "CONTAINED"}
+    flat = {**incident, "findings_count": 2_000, "latest_findings": [{}] * 5}
+    legacy = {**incident, "findings": [{}] * 20, "findings_not_kept": 3}  # before they were items
+    assert "Further findings recorded on this incident: 2000" in report.final(flat)["message"]
+    assert "Further findings recorded on this incident: 23" in report.final(legacy)["message"]
 
 
 def test_a_report_on_a_huge_incident_stays_under_its_limit_and_says_where_the_rest_is():
