@@ -86,12 +86,7 @@ def _found(incident_id: str, lookup) -> dict:
     found = lookup(incident_id)
     if found is None:
         raise outcomes.IncidentNotFound(f"no incident {incident_id}")
-    return {key: value for key, value in found.items() if key not in UNSHOWN}
-
-
-# The product's seals: nobody reading an incident needs them, and a binding's seal shown before
-# its execution holds the incident's name would let a reader start that execution first.
-UNSHOWN = ("seal", "restart_seal", "change_seals")
+    return found
 
 
 def incident(incident_id: str, lookup) -> dict:

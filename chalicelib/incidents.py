@@ -187,8 +187,14 @@ def shown(incident: dict) -> dict:
     """The incident as the API shows it, of either shape: the count and the latest few further
     findings (GET /incidents/{id}/findings pages them all), never a list that grows."""
     count, latest = findings_summary(incident)
-    shown = {key: value for key, value in incident.items() if key != "findings"}
+    shown = {key: value for key, value in incident.items() if key not in UNSHOWN}
     return {**shown, "findings_count": count, "latest_findings": latest}
+
+
+# Not shown: the findings list of the old shape, and the product's seals: nobody reading an
+# incident needs them, and a binding's seal shown before its execution holds the incident's
+# name would let a reader start that execution first.
+UNSHOWN = ("findings", "seal", "restart_seal", "change_seals")
 
 
 def record_finding(incident_id: str, finding: dict) -> dict:
