@@ -13,7 +13,7 @@ when the cut succeeded), and Contain records the rest.
 
 import logging
 
-from chalicelib import accounts, actions, aws
+from chalicelib import actions, aws
 from chalicelib.actions import Target, failure_record, isolation
 from chalicelib.actions.instance import (KeepVolumesOnTermination, ShutdownBehaviourStop,
                                          TerminationProtection)
@@ -52,14 +52,6 @@ def skipped(request, current, exempt: bool) -> str | None:
     if current.memory_capture_document:
         return "memory is captured before isolation (MEMORY_CAPTURE_DOCUMENT)"
     return None
-
-
-def entry_target(incident: dict, current) -> Target:
-    """The incident's instance as the entry function acts on it (its own settings)."""
-    account, region, home = incident["account_id"], incident["region"], incident["home_account"]
-    return Target(client=lambda service: accounts.client(service, account, region, home),
-                  home_client=lambda service: accounts.client(service, home, region, home),
-                  incident=incident, settings=current)
 
 
 def remember(target: Target, instance: dict, groups: dict | None, attributes: dict,

@@ -58,8 +58,8 @@ READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), 
 FINDINGS_PERMISSIONS = ("dynamodb:BatchGetItem",)  # further_findings()
 CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
-# record_finding(): the incident read, then the finding put and the incident updated together.
-RECORD_PERMISSIONS = (*GET_PERMISSIONS, *CLAIM_PERMISSIONS, *UPDATE_PERMISSIONS)
+# record_finding(): the incident's counter updated, then the finding put beside its slot.
+RECORD_PERMISSIONS = (*CLAIM_PERMISSIONS, *UPDATE_PERMISSIONS)
 
 
 class AlreadyActive(Exception):
@@ -166,7 +166,6 @@ def put(incident: dict) -> None:
 
 LATEST_FINDINGS = 5  # further findings the incident item shows; every one is its own item
 FINDING_PREFIX = "finding#"  # a further finding's key: finding#<incident>#<sequence, 10 digits>
-RECORD_ATTEMPTS = 10  # concurrent findings on one incident: each attempt, one of them wins
 
 
 def _finding_key(incident_id: str, sequence: int) -> dict:
@@ -176,11 +175,12 @@ def _finding_key(incident_id: str, sequence: int) -> dict:
 def findings_summary(incident: dict) -> tuple[int, list]:
     """(further findings recorded, the latest few, oldest first), from either shape: an
     incident written before findings became items holds them all in `findings` (and counts in
-    `findings_not_kept` those it could not keep), numbered 1.. in that order."""
-    if "findings_count" in incident:
-        return int(incident["findings_count"]), list(incident.get("latest_findings") or [])
+    `findings_not_kept` those it could not keep), numbered 1.. in that order; those recorded
+    since are numbered after them, the latest few kept in `latest_ring` by number."""
     legacy = list(incident.get("findings") or [])
-    return len(legacy), legacy[-LATEST_FINDINGS:]
+    ring = sorted((incident.get("latest_ring") or {}).values(), key=lambda f: f["sequence"])
+    latest = (legacy + [{k: v for k, v in f.items() if k != "sequence"} for f in ring])
+    return len(legacy) + int(incident.get("findings_count") or 0), latest[-LATEST_FINDINGS:]
 
 
 def shown(incident: dict) -> dict:
@@ -194,50 +194,52 @@ def shown(incident: dict) -> dict:
 # Not shown: the findings list of the old shape, and the product's seals: nobody reading an
 # incident needs them, and a binding's seal shown before its execution holds the incident's
 # name would let a reader start that execution first.
-UNSHOWN = ("findings", "seal", "restart_seal", "change_seals")
+UNSHOWN = ("findings", "latest_ring", "seal", "restart_seal", "change_seals")
 
 
 def record_finding(incident_id: str, finding: dict) -> dict:
-    """Record a further finding on an incident as an item of its own, numbered after the last,
-    and count it on the incident with the latest few: the same small writes at the first and
-    the ten-thousandth. Returns the incident as it now stands."""
-    return _retried(lambda: _record_once(incident_id, finding), RECORD_ATTEMPTS)
-
-
-def _record_once(incident_id: str, finding: dict) -> dict:
-    """One attempt: read the incident, then in one transaction put the finding under the next
-    number (absent until now) and update the incident if its count is still the one read."""
+    """Record a further finding on an incident as an item of its own: the incident's counter
+    gives it its number (one atomic update, however many findings arrive at once), then the
+    finding's item and its slot among the latest few are written beside each other. The same
+    small writes at the first and the ten-thousandth, and no conflict to retry. Returns the
+    incident as it now stands."""
     from botocore.exceptions import ClientError
 
-    incident = get(incident_id)
-    if incident is None:
-        raise LookupError(f"no incident {incident_id} to record a further finding on")
-    count, latest = findings_summary(incident)
-    sequence, at = count + 1, now()
-    latest = (latest + [finding])[-LATEST_FINDINGS:]
-    unchanged = (("findings_count = :count", {":count": count}) if "findings_count" in incident
-                 else ("attribute_not_exists(findings_count)", {}))
-    item = {**finding, "incident_id": incident_id, "sequence": sequence}
     try:
-        _db().transact_write_items(TransactItems=[
-            {"Put": {"TableName": _table_name(),
-                     "Item": {**_finding_key(incident_id, sequence), **_serialized(item)},
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Update": {"TableName": _table_name(), "Key": {"pk": {"S": incident_id}},
-                        "UpdateExpression": "SET findings_count = :sequence, "
-                                            "latest_findings = :latest, updated_at = :now",
-                        "ConditionExpression": "attribute_exists(pk) AND " + unchanged[0],
-                        "ExpressionAttributeValues": _serialized({
-                            ":sequence": sequence, ":latest": latest, ":now": at,
-                            **unchanged[1]})}},
-        ])
+        counted = _db().update_item(
+            TableName=_table_name(), Key={"pk": {"S": incident_id}},
+            UpdateExpression="SET findings_count = if_not_exists(findings_count, :zero) + :one, "
+                             "latest_ring = if_not_exists(latest_ring, :empty), updated_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=_serialized({":zero": 0, ":one": 1, ":empty": {},
+                                                   ":now": now()}),
+            ReturnValues="ALL_NEW")["Attributes"]
     except ClientError as error:
-        codes = {reason.get("Code") for reason in
-                 error.response.get("CancellationReasons") or []}
-        if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
-            raise _Conflict() from None  # another finding took this number: read again
+        if aws.error_code(error) == "ConditionalCheckFailedException":
+            raise LookupError(f"no incident {incident_id} to record a further finding on") \
+                from None
         raise
-    return {**incident, "findings_count": sequence, "latest_findings": latest, "updated_at": at}
+    incident = items.plain(counted)
+    sequence = len(incident.get("findings") or []) + int(incident["findings_count"])
+    numbered = {**finding, "sequence": sequence}
+    slot = str(sequence % LATEST_FINDINGS)
+    aws.concurrently([
+        lambda: _db().put_item(TableName=_table_name(), Item={
+            **_finding_key(incident_id, sequence),
+            **_serialized({**numbered, "incident_id": incident_id})}),
+        lambda: aws.tolerate(  # a later finding may hold the slot already: it stays
+            "ConditionalCheckFailedException", _db().update_item,
+            TableName=_table_name(), Key={"pk": {"S": incident_id}},
+            UpdateExpression="SET latest_ring.#slot = :finding",
+            ConditionExpression="attribute_not_exists(latest_ring.#slot) OR "
+                                "latest_ring.#slot.#sequence < :sequence",
+            ExpressionAttributeNames={"#slot": slot, "#sequence": "sequence"},
+            ExpressionAttributeValues=_serialized({":finding": numbered,
+                                                   ":sequence": sequence}))])
+    ring = dict(incident.get("latest_ring") or {})
+    if sequence > int((ring.get(slot) or {}).get("sequence", 0)):
+        ring[slot] = numbered
+    return {**incident, "latest_ring": ring}
 
 
 def further_findings(incident: dict, before: int, limit: int) -> list[dict]:

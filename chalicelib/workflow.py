@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, aws, bindings, cut, execution, findings, incidents,
-                        instances, outcomes, report, settings)
+                        instances, outcomes, report, settings, steps)
 from chalicelib.actions import isolation
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def start(request: findings.QuarantineRequest,
                  request.source)
         return outcomes.DryRun(begin(incident))
     why_not = cut.skipped(request, current, exempt)
-    target = None if why_not else cut.entry_target(incident, current)
+    target = None if why_not else steps.target_acting(incident, current)
     if target:
         cut.remember(target, instance, observed.groups, observed.attributes)
     try:  # the seal (and the groups a new VPC needs) beside the claim: nothing new in front
@@ -143,7 +143,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "execution_arn": execution_arn(incident_id),
         "pre_state": instances.pre_state(instance, attributes),
         "findings_count": 0,
-        "latest_findings": [],
+        "latest_ring": {},
     }
 
 

@@ -13,11 +13,17 @@ log = logging.getLogger(__name__)
 def target_for(incident: dict, event: dict) -> Target:
     """The incident's instance, with clients in its account and region, and the settings its
     execution acts under (`event` carries its options)."""
+    return target_acting(incident, execution.acting_settings(event))
+
+
+def target_acting(incident: dict, settings) -> Target:
+    """The incident's instance, with clients in its account and region, acting under
+    `settings` (the entry function's own, for its first cut)."""
     account, region = incident["account_id"], incident["region"]
     home = incident.get("home_account", account)
     return Target(client=lambda service: accounts.client(service, account, region, home),
                   home_client=lambda service: accounts.client(service, home, region, home),
-                  incident=incident, settings=execution.acting_settings(event))
+                  incident=incident, settings=settings)
 
 
 def is_dry_run(event: dict) -> bool:

@@ -6,8 +6,12 @@ import threading
 
 def patch_atomic_writes():
     """moto's threaded server applies concurrent writes to one item without isolation, so
-    concurrent `list_append` updates lose entries; DynamoDB applies each write atomically.
-    Serialize moto's item writes."""
+    concurrent `list_append` updates lose entries; and it answers an update with the live item,
+    read after its lock is gone, so two concurrent counter updates may both answer the later
+    count. DynamoDB applies each write atomically and answers what that write left. Serialize
+    moto's item writes, and answer a copy taken inside."""
+    import copy
+
     from moto.dynamodb.models import DynamoDBBackend
 
     writes = threading.RLock()  # transact_write_items calls put_item itself
@@ -16,7 +20,7 @@ def patch_atomic_writes():
 
         def atomic(self, *args, _original=original, **kwargs):
             with writes:
-                return _original(self, *args, **kwargs)
+                return copy.deepcopy(_original(self, *args, **kwargs))
 
         setattr(DynamoDBBackend, name, atomic)
 

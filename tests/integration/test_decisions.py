@@ -97,7 +97,7 @@ def test_duplicate_finding_is_recorded_and_announced_not_rerun(stack):
 
     assert again["incident_id"] == first["incident_id"] and again["decision"] == "recorded"
     assert len(_executions(stack)) == 1
-    record = incidents.get(first["incident_id"])
+    record = incidents.shown(incidents.get(first["incident_id"]))
     assert record["findings_count"] == 1
     assert [f["id"] for f in record["latest_findings"]] == ["f" * 32]
     (notice,) = messages(stack, queue)
