@@ -16,7 +16,7 @@ import logging
 from chalicelib import actions, aws
 from chalicelib.actions import Target, failure_record, isolation
 from chalicelib.actions.instance import (KeepVolumesOnTermination, ShutdownBehaviourStop,
-                                         TerminationProtection)
+                                         TerminationProtection, attribute_value)
 from chalicelib.actions.isolation import ShortenConnectionTracking
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ def remember(target: Target, instance: dict, groups: dict | None, attributes: di
     groups in `vpcs` (default: every VPC; None: not read, `ready_groups` reads them)."""
     interfaces = instance.get("NetworkInterfaces", [])
     target.cache.update({
-        "live_groups": {n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
-                        for n in interfaces},
+        "live_groups": isolation.groups_by_interface(interfaces),
         "live_tracking": {n["NetworkInterfaceId"]: n.get("ConnectionTrackingConfiguration")
                           for n in interfaces},
         "live_volumes": {m["Ebs"]["VolumeId"]: m["Ebs"].get("DeleteOnTermination", False)
@@ -85,8 +84,7 @@ def observe(target: Target) -> None:
         *(lambda name=name: ec2.describe_instance_attribute(InstanceId=instance_id,
                                                             Attribute=name) for name in AHEAD)])
     remember(target, described, groups, {
-        name: answer[name[0].upper() + name[1:]]["Value"]
-        for name, answer in zip(AHEAD, attributes)}, vpcs)
+        name: attribute_value(answer, name) for name, answer in zip(AHEAD, attributes)}, vpcs)
 
 
 def changes(target: Target) -> list[dict]:

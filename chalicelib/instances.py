@@ -49,7 +49,7 @@ def observe(request: findings.QuarantineRequest, home_account: str,
         raise outcomes.InstanceTerminated(f"instance {request.instance_id} is "
                                           f"{instance['State']['Name']}")
     found = beside.pop(0) if groups else None
-    values = {name: answer[name[0].upper() + name[1:]]["Value"]
+    values = {name: instance_actions.attribute_value(answer, name)
               for name, answer in zip(attributes, beside) if not isinstance(answer, Exception)}
     for failed in (b for b in (found, *beside) if isinstance(b, Exception)):  # read again later
         log.warning("read beside %s failed: %s", request.instance_id, failed)

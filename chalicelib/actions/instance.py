@@ -25,6 +25,16 @@ def preserves(name: str, value) -> str:
     return narrowed("ec2:ModifyInstanceAttribute", f"{name}={iam_value(value)}")
 
 
+def attribute_key(name: str) -> str:
+    """DescribeInstanceAttribute's `name` as ModifyInstanceAttribute and the answer spell it."""
+    return name[0].upper() + name[1:]
+
+
+def attribute_value(answer: dict, name: str):
+    """The value of attribute `name` in a DescribeInstanceAttribute answer."""
+    return answer[attribute_key(name)]["Value"]
+
+
 def iam_value(value) -> str:
     """`value` as IAM compares it in `ec2:Attribute/<Name>`."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -235,7 +245,7 @@ class InstanceAttribute(Action):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._key = cls.attribute[0].upper() + cls.attribute[1:]  # as Modify… and the answer say
+        cls._key = attribute_key(cls.attribute)
         cls.permissions = ("ec2:DescribeInstanceAttribute", preserves(cls._key, cls.value))
         cls.undo_permissions = (sets_attribute(cls._key),)
 
@@ -248,8 +258,8 @@ class InstanceAttribute(Action):
         """The attribute as last read or set in this step (read now if neither)."""
         live = target.cache.setdefault("attributes", {})
         if self.attribute not in live:
-            live[self.attribute] = target.ec2.describe_instance_attribute(
-                InstanceId=target.instance_id, Attribute=self.attribute)[self._key]["Value"]
+            live[self.attribute] = attribute_value(target.ec2.describe_instance_attribute(
+                InstanceId=target.instance_id, Attribute=self.attribute), self.attribute)
         return live[self.attribute]
 
     def _before(self, target):

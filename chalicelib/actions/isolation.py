@@ -249,6 +249,13 @@ def two_step(target, interfaces: list[dict], beside=(), restore: bool = False) -
     return first[len(pending):]
 
 
+def groups_by_interface(described) -> dict:
+    """{interface id: its group ids} of interfaces as EC2 describes them (DescribeInstances'
+    or DescribeNetworkInterfaces' shape)."""
+    return {n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
+            for n in described}
+
+
 def _live_groups(target, interfaces) -> dict:
     """The groups on each interface now: as read with the instance, else read here (an
     interface isolated already must not be put back on the all-open group). Unknown when even
@@ -256,10 +263,8 @@ def _live_groups(target, interfaces) -> dict:
     live = target.cache.get("live_groups")
     if live is None:
         try:
-            described = target.ec2.describe_network_interfaces(
-                NetworkInterfaceIds=[i["id"] for i in interfaces])["NetworkInterfaces"]
-            live = {n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
-                    for n in described}
+            live = groups_by_interface(target.ec2.describe_network_interfaces(
+                NetworkInterfaceIds=[i["id"] for i in interfaces])["NetworkInterfaces"])
         except Exception:
             log.warning("could not read the groups on %s's interfaces", target.instance_id,
                         exc_info=True)
@@ -267,7 +272,15 @@ def _live_groups(target, interfaces) -> dict:
     return live
 
 
-class IsolateInterface(Action):
+class InterfaceAction(Action):
+    """An action on one interface of the instance, as the pre-incident state has it."""
+
+    def __init__(self, interface: dict | None = None):  # None: only to undo a record
+        self.interface = interface or {}  # {"id", "vpc_id", "groups", "tracking"} before
+        self.resource = self.interface.get("id", "")
+
+
+class IsolateInterface(InterfaceAction):
     """One interface: the all-open group, then the isolation group. Contain makes the two-step
     on every interface at once (`two_step`) before its actions run; each records its interface's
     outcome, and an interface found isolated already (by the entry function's cut) counts."""
@@ -278,10 +291,6 @@ class IsolateInterface(Action):
     permissions = GROUP_PERMISSIONS + (PRODUCT_GROUPS_ONLY, "ec2:ModifyNetworkInterfaceAttribute")
     undo_permissions = ("ec2:ModifyNetworkInterfaceAttribute", "ec2:DescribeNetworkInterfaces")
     on_release = OnRelease.UNDONE
-
-    def __init__(self, interface: dict | None = None):  # None: only to undo a record
-        self.interface = interface or {}  # {"id", "vpc_id", "groups"} before the incident
-        self.resource = self.interface.get("id", "")
 
     def plan(self, target):
         existing = find_groups(target.ec2, {self.interface["vpc_id"]}).get(
@@ -342,7 +351,7 @@ DEFAULT_TRACKING = {"TcpEstablishedTimeout": 432000, "UdpStreamTimeout": 180, "U
 TRACKING_ONLY = narrowed("ec2:ModifyNetworkInterfaceAttribute", "connection-tracking")
 
 
-class ShortenConnectionTracking(Action):
+class ShortenConnectionTracking(InterfaceAction):
     """The shortest idle timeouts AWS allows on one interface's tracked connections (60 s TCP
     established, 60 s UDP stream, 30 s UDP): what the two-step leaves tracked dies soon. Nitro
     instances only: elsewhere it fails, is recorded, and containment does not depend on it."""
@@ -351,10 +360,6 @@ class ShortenConnectionTracking(Action):
     permissions = (TRACKING_ONLY,)
     undo_permissions = (TRACKING_ONLY, "ec2:DescribeNetworkInterfaces")
     on_release = OnRelease.UNDONE
-
-    def __init__(self, interface: dict | None = None):  # None: only to undo a record
-        self.interface = interface or {}
-        self.resource = self.interface.get("id", "")
 
     def _set(self, target, eni, timeouts):
         target.ec2.modify_network_interface_attribute(
