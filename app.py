@@ -51,6 +51,33 @@ def release_instance():
     return http.respond(act)
 
 
+@app.route("/exemptions", methods=["POST"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def grant_exemption():
+    def act():
+        body, account, region, caller = _call()
+        request, expires = http.exemption_request(body, account, region, caller)
+        return workflow.grant_exemption(request, expires, account)
+    return http.respond(act)
+
+
+@app.route("/exemptions", methods=["GET"], authorizer=iam)
+def list_exemptions():
+    return http.respond(lambda: http.list_exemptions(app.current_request.query_params,
+                                                     workflow.list_exemptions))
+
+
+@app.route("/exemptions/{instance_id}", methods=["DELETE"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def revoke_exemption(instance_id):
+    def act():
+        body, account, region, caller = _call()
+        return workflow.revoke_exemption(http.exemption_revocation(
+            instance_id, app.current_request.query_params, body, account, region, caller),
+            account)
+    return http.respond(act)
+
+
 @app.route("/incidents", methods=["GET"], authorizer=iam)
 def list_incidents():
     def act():

@@ -43,12 +43,11 @@ def entry_permissions(current) -> tuple[str, ...]:
             *(PERMISSIONS if not current.memory_capture_document else ()))
 
 
-def skipped(request, current, exempt: bool) -> str | None:
-    """Why the entry function makes no cut for `request` (None: it makes it)."""
+def skipped(request, current) -> str | None:
+    """Why the entry function makes no cut for `request` (None: it makes it; an exempt instance
+    never gets this far unless a person forced it)."""
     if request.dry_run or current.dry_run:
         return "a dry run changes nothing"
-    if exempt:
-        return "the instance is exempt: the execution decides"
     if current.memory_capture_document:
         return "memory is captured before isolation (MEMORY_CAPTURE_DOCUMENT)"
     return None

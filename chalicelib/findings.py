@@ -140,11 +140,3 @@ def qualifies(finding: Finding, settings) -> str | None:
     if prefixes and not finding.type.startswith(prefixes):
         return f"type {finding.type!r} matches none of FINDING_TYPE_PREFIXES {list(prefixes)}"
     return None
-
-
-def is_exempt(tags, exempt_tag: str) -> bool:
-    """True when the instance carries `exempt_tag` with the value `true` (any case)."""
-    return any(
-        tag.get("Key") == exempt_tag and str(tag.get("Value", "")).strip().lower() == "true"
-        for tag in tags or ()
-    )

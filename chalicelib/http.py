@@ -37,6 +37,7 @@ class BodyTooLarge(InvalidInput):
 STATUS = {
     outcomes.Opened: 202, outcomes.DryRun: 202, outcomes.ReleaseStarted: 202,
     outcomes.Recorded: 200, outcomes.ExemptAnnounced: 200,
+    outcomes.ExemptionGranted: 201, outcomes.ExemptionRevoked: 200,
     InvalidInput: 400, BodyTooLarge: 413, outcomes.NotAllowed: 403, outcomes.NotFound: 404,
     outcomes.Conflict: 409, outcomes.Unavailable: 503,
 }
@@ -239,15 +240,62 @@ RELEASE_FIELDS = ("instance_id", "reason", "region", "account_id", "reregister")
 def release_request(body: dict, home_account: str, default_region: str, caller: str):
     """POST /release's body: (QuarantineRequest for the instance, whether to re-register)."""
     _only(body, RELEASE_FIELDS)
-    if "reason" not in body:
-        raise InvalidInput("MissingReason",
-                           "reason is required: say why the instance is released")
+    _reason_required(body, "the instance is released")
     reregister = body.get("reregister", False)
     if not isinstance(reregister, bool):
         raise InvalidInput("InvalidField",
                            f"reregister {_shown(reregister)} must be true or false")
     fields = {k: v for k, v in body.items() if k != "reregister"}
     return quarantine_request(fields, home_account, default_region, caller), reregister
+
+
+def _reason_required(body: dict, what: str) -> None:
+    if not isinstance(body.get("reason"), str) or not body["reason"].strip():
+        raise InvalidInput("MissingReason", f"reason is required: say why {what}")
+
+
+EXEMPTION_FIELDS = ("instance_id", "reason", "expires", "region", "account_id")
+
+
+def exemption_request(body: dict, home_account: str, default_region: str, caller: str):
+    """POST /exemptions' body: (QuarantineRequest naming the instance and why, its expiry)."""
+    from chalicelib import exemptions
+
+    _only(body, EXEMPTION_FIELDS)
+    _reason_required(body, "the instance is exempted")
+    try:
+        expires = exemptions.expiry(body.get("expires"))
+    except ValueError as error:
+        raise InvalidInput("InvalidExpiry", str(error)) from None
+    fields = {k: v for k, v in body.items() if k != "expires"}
+    return quarantine_request(fields, home_account, default_region, caller), expires
+
+
+def exemption_revocation(instance_id: str, query: dict | None, body: dict, home_account: str,
+                         default_region: str, caller: str):
+    """DELETE /exemptions/{instance_id}?account_id=&region= with {"reason"}: the request."""
+    query = _parameters(query, ("account_id", "region"))
+    _only(body, ("reason",))
+    _reason_required(body, "the exemption is revoked")
+    return quarantine_request({**query, "instance_id": instance_id, "reason": body["reason"]},
+                              home_account, default_region, caller)
+
+
+EXEMPTION_LIST_PARAMETERS = ("limit", "next_token")
+
+
+def list_exemptions(query: dict | None, page) -> dict:
+    """GET /exemptions?limit=&next_token=: every exemption, newest first, each saying whether
+    it stands."""
+    query = _parameters(query, EXEMPTION_LIST_PARAMETERS)
+    limit = _limit(query)
+    listing = {"of": "exemptions"}  # what a token continues
+    start = _start_key(query["next_token"], listing) if query.get("next_token") else None
+    found, last = page(limit, start)
+    body = {"exemptions": found}
+    if last:
+        body["next_token"] = _page_token(last, listing)
+    return body
 
 
 LIST_PARAMETERS = ("instance_id", "status", "since", "account_id", "region", "limit", "next_token")

@@ -56,10 +56,20 @@ TABLE_DEFINITION = table_definition()
 GET_PERMISSIONS = ("dynamodb:GetItem",)  # get()
 READ_PERMISSIONS = (*GET_PERMISSIONS, "dynamodb:Query")  # get(), active_for(), search()
 FINDINGS_PERMISSIONS = ("dynamodb:BatchGetItem",)  # further_findings()
-CLAIM_PERMISSIONS = ("dynamodb:PutItem",)  # TransactWriteItems is authorized per item; put()
+# TransactWriteItems is authorized per item: the claim puts two, checks the exemption; put()
+CLAIM_PERMISSIONS = ("dynamodb:PutItem", "dynamodb:ConditionCheckItem")
 UPDATE_PERMISSIONS = ("dynamodb:UpdateItem",)
 # record_finding(): the incident's counter updated, then the finding put beside its slot.
 RECORD_PERMISSIONS = (*CLAIM_PERMISSIONS, *UPDATE_PERMISSIONS)
+
+
+class Exempted(Exception):
+    """The instance holds an unexpired exemption item; carries it (chalicelib/exemptions.py
+    verifies it: the claim only says one is there)."""
+
+    def __init__(self, exemption: dict):
+        super().__init__(exemption.get("instance_id"))
+        self.exemption = exemption
 
 
 class AlreadyActive(Exception):
@@ -101,15 +111,26 @@ def _table_name() -> str:
     return settings.get().incidents_table
 
 
-def claim(incident: dict) -> None:
+EXEMPTION_PREFIX = "exemption#"  # an exemption's key: EXEMPTION_PREFIX + instance_key(...)
+EXEMPTION_RECORD = "exemption"  # its record_type: the time index lists them apart from incidents
+EXEMPTION_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # its expiry and grant times (compare as strings)
+
+
+def _exemption_key(account, region, instance_id) -> dict:
+    return {"pk": {"S": EXEMPTION_PREFIX + instance_key(account, region, instance_id)}}
+
+
+def claim(incident: dict, unless_exempt: bool = True) -> None:
     """Write `incident` and make it its instance's active incident, atomically, in one request.
 
     Raises AlreadyActive (with the active incident's id) when the instance has one: the claim
     item of an instance points at its incident and is free only while that incident is inactive.
-    Concurrent transactions on one claim item: DynamoDB cancels all but one with
-    TransactionConflict; the next attempt sees the winner's claim.
+    With `unless_exempt`, raises Exempted (with the item) when the instance holds an unexpired
+    exemption, checked in the same transaction. Concurrent transactions on one claim item:
+    DynamoDB cancels all but one with TransactionConflict; the next attempt sees the winner's
+    claim.
     """
-    return _retried(lambda: _claim_once(incident), CLAIM_ATTEMPTS)
+    return _retried(lambda: _claim_once(incident, unless_exempt), CLAIM_ATTEMPTS)
 
 
 CLAIM_ATTEMPTS = 5
@@ -132,10 +153,20 @@ def _retried(once, attempts: int):
     return once()
 
 
-def _claim_once(incident: dict) -> None:
+def _claim_once(incident: dict, unless_exempt: bool) -> None:
+    from datetime import datetime, timezone
+
     from botocore.exceptions import ClientError
 
-    key = _claim_key(incident["account_id"], incident["region"], incident["instance_id"])
+    where = (incident["account_id"], incident["region"], incident["instance_id"])
+    key = _claim_key(*where)
+    exemption = [{"ConditionCheck": {
+        "TableName": _table_name(), "Key": _exemption_key(*where),
+        "ConditionExpression": "attribute_not_exists(pk) OR expires_at <= :now OR "
+                               "attribute_exists(revoked_at)",
+        "ExpressionAttributeValues": {":now": {"S": datetime.now(timezone.utc).strftime(
+            EXEMPTION_TIME_FORMAT)}},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}] if unless_exempt else []
     try:
         _db().transact_write_items(TransactItems=[
             {"Put": {
@@ -147,15 +178,60 @@ def _claim_once(incident: dict) -> None:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }},
             {"Put": {"TableName": _table_name(), "Item": _item(incident)}},
+            *exemption,
         ])
     except ClientError as error:
         reasons = error.response.get("CancellationReasons") or []
         codes = [reason.get("Code") for reason in reasons]
         if codes and codes[0] == "ConditionalCheckFailed":
             raise AlreadyActive(reasons[0]["Item"]["incident_id"]["S"]) from None
+        if exemption and codes[2:3] == ["ConditionalCheckFailed"]:
+            raise Exempted(items.plain(reasons[2].get("Item") or {})) from None
         if "TransactionConflict" in codes:
             raise _Conflict() from None
         raise
+
+
+def put_exemption(exemption: dict, replacing: dict | None = None) -> dict | None:
+    """Write the instance's exemption; the time index lists it by when granted. With
+    `replacing`, only in place of that very record (a concurrent change wins: LookupError).
+    Returns the one it replaced (None: none)."""
+    from botocore.exceptions import ClientError
+
+    item = {**exemption, "pk": _exemption_key(exemption["account_id"], exemption["region"],
+                                              exemption["instance_id"])["pk"]["S"],
+            "record_type": EXEMPTION_RECORD, "opened_at": exemption["granted_at"]}
+    condition = {"ConditionExpression": "seal = :seal", "ExpressionAttributeValues": {
+        ":seal": {"S": str(replacing.get("seal"))}}} if replacing else {}
+    try:
+        old = _db().put_item(TableName=_table_name(), Item=_serialized(item),
+                             ReturnValues="ALL_OLD", **condition).get("Attributes")
+    except ClientError as error:
+        if aws.error_code(error) == "ConditionalCheckFailedException":
+            raise LookupError("the exemption changed meanwhile") from None
+        raise
+    return _exemption(old) if old else None
+
+
+def get_exemption(account: str, region: str, instance_id: str) -> dict | None:
+    item = _db().get_item(TableName=_table_name(), ConsistentRead=True,
+                          Key=_exemption_key(account, region, instance_id)).get("Item")
+    return _exemption(item) if item else None
+
+
+def exemptions_page(limit: int, start_key: dict | None) -> tuple[list[dict], dict | None]:
+    """Exemption items, newest grant first; (page, key of the next)."""
+    query = {"TableName": _table_name(), "IndexName": TIME_INDEX, "Limit": limit,
+             "KeyConditionExpression": "record_type = :r", "ScanIndexForward": False,
+             "ExpressionAttributeValues": {":r": {"S": EXEMPTION_RECORD}},
+             **({"ExclusiveStartKey": start_key} if start_key else {})}
+    page = _db().query(**query)
+    return [_exemption(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+
+def _exemption(item: dict) -> dict:
+    return {k: v for k, v in items.plain(item).items()
+            if k not in ("pk", "record_type", "opened_at")}
 
 
 def put(incident: dict) -> None:

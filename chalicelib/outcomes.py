@@ -56,6 +56,14 @@ class InstanceExempt(Conflict):
     code = "InstanceExempt"
 
 
+class ExemptionNotFound(NotFound):
+    code = "ExemptionNotFound"
+
+
+class ExemptionChanged(Conflict):
+    code = "ExemptionChanged"
+
+
 class NothingToRelease(Conflict):
     code = "NothingToRelease"
 
@@ -132,3 +140,30 @@ class ExemptAnnounced:
 
     def summary(self) -> dict:
         return {"decision": self.decision, "instance_id": self.instance_id}
+
+
+@dataclass(frozen=True)
+class ExemptionGranted:
+    """An exemption recorded (and `replaced`, the one it took the place of); `tag_error`: the
+    tag people see could not be written (the exemption stands without it)."""
+
+    exemption: dict
+    replaced: dict | None = None
+    tag_error: dict | None = None
+
+    def summary(self) -> dict:
+        return {"exemption": self.exemption, **({"replaced": self.replaced} if self.replaced
+                                                 else {}),
+                **({"tag_error": self.tag_error} if self.tag_error else {})}
+
+
+@dataclass(frozen=True)
+class ExemptionRevoked:
+    """An exemption ended now (it says by whom and why); `tag_error` as for ExemptionGranted."""
+
+    exemption: dict
+    tag_error: dict | None = None
+
+    def summary(self) -> dict:
+        return {"exemption": self.exemption,
+                **({"tag_error": self.tag_error} if self.tag_error else {})}

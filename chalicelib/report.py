@@ -7,7 +7,7 @@ characters (moto accepts them, AWS does not), so every subject goes through `sub
 import json
 import re
 
-from chalicelib import incidents
+from chalicelib import exemptions, incidents
 
 SUBJECT_LIMIT = 99  # SNS: "must be less than 100 characters long"
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
@@ -34,6 +34,13 @@ def _trigger(incident: dict) -> str:
     return f"manual request: {incident.get('reason') or 'no reason given'}"
 
 
+def notes(incident: dict) -> list[str]:
+    """What the product decided not to take at its word (an exemption tag or record it did not
+    issue, an exemption forced past): said wherever the incident is reported."""
+    found = [str(note) for note in incident.get("notes") or []]
+    return ["", "Notes:", *(f"  - {note}" for note in found)] if found else []
+
+
 def detection(incident: dict) -> dict:
     """The notice sent when an incident opens (beside containment, never in front of it)."""
     if incident.get("status") == "DRY_RUN":
@@ -48,6 +55,7 @@ def detection(incident: dict) -> dict:
         "",
         "Containment is under way: isolation on every network interface, credentials cut,",
         "termination protection, then snapshots of every volume. A report follows.",
+        *notes(incident),
     ]
     return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: incident opened"),
             "message": _with_json("\n".join(lines), incident)}
@@ -83,7 +91,7 @@ def final(incident: dict) -> dict:
     headline = f"{outcome}, with {len(errors)} error{'s' if len(errors) != 1 else ''}" \
         if errors and status == "CONTAINED" else outcome  # contained: yet something failed
     lines = [f"Incident {incident['incident_id']}: {_describe(incident)} is {headline.upper()}.",
-             f"Trigger: {_trigger(incident)}", "", "Not done (errors):"]
+             f"Trigger: {_trigger(incident)}", *notes(incident), "", "Not done (errors):"]
     lines += [f"  - {e['action']} {e['resource']}: {e['code']}: {e['message']}"
               for e in errors] or ["  (none)"]
     lines += ["", "Changes made:"]
@@ -107,6 +115,16 @@ def final(incident: dict) -> dict:
             "message": _with_json("\n".join(lines), incident), "outcome": outcome}
 
 
+def exemption(exemption: dict, event: str) -> dict:
+    """An exemption granted or revoked: a decision about containment, announced like one."""
+    lines = [f"Exemption {event} for {_describe(exemption)}.",
+             f"  {exemptions.described(exemption)}",
+             "While an exemption stands, GuardDuty findings on the instance are announced, not "
+             "acted on; a person may still quarantine it with \"force\": true."]
+    return {"subject": subject(f"[ec2-quarantine] {exemption['instance_id']}: exemption {event}"),
+            "message": "\n".join(lines)}
+
+
 def first_cut(made: dict) -> list[str]:
     """When the entry function isolated the instance, and what it could not do (Contain
     finished or restored it: the changes and errors above say how it ended)."""
@@ -124,7 +142,7 @@ def plan(incident: dict) -> dict:
     steps = (incident.get("memory_plan") or []) + (incident.get("plan") or []) + (
         incident.get("evidence_plan") or [])
     lines = [f"DRY RUN {incident['incident_id']}: nothing was changed on {_describe(incident)}.",
-             f"Trigger: {_trigger(incident)}", "", "It would, in this order:"]
+             f"Trigger: {_trigger(incident)}", *notes(incident), "", "It would, in this order:"]
     lines += [f"  {n}. {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> "
               f"{c['after']}" for n, c in enumerate(steps, 1)] or ["  (nothing)"]
     lines += revocations(steps)
@@ -178,9 +196,11 @@ def duplicate(incident: dict, finding: dict | None) -> dict:
             "message": _with_json("\n".join(lines), incident)}
 
 
-def not_acted_on(request: dict, why: str) -> dict:
-    """A qualifying finding the product deliberately left alone (an exempt instance)."""
+def not_acted_on(request: dict, why: str, detail: str = "") -> dict:
+    """A qualifying finding the product deliberately left alone (an exempt instance): `why` in
+    the subject, `detail` (who exempted it, until when, why) in the message."""
     lines = [f"A qualifying finding for {_describe(request)} was not acted on: {why}.",
+             *([f"  {detail}"] if detail else []),
              f"Trigger: {_trigger(request)}",
              "Act by hand if needed: POST /quarantine with \"force\": true."]
     return {"subject": subject(f"[ec2-quarantine] {request['instance_id']}: not acted on: {why}"),
@@ -193,7 +213,7 @@ def not_acted_on(request: dict, why: str) -> dict:
 # stays under MESSAGE_LIMIT whatever the incident holds.
 MESSAGE_LIMIT = 48 * 1024
 SUMMARY_FIELDS = ("incident_id", "status", "containment", "instance_id", "account_id", "region",
-                  "source", "reason", "finding", "requested_by", "opened_at", "updated_at",
+                  "source", "reason", "finding", "requested_by", "notes", "opened_at", "updated_at",
                   "execution_arn")
 
 

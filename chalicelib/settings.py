@@ -147,8 +147,12 @@ class Settings(Options):
         "7.0", number(0.0, 10.0), "automatic path acts on findings with at least this severity")
     finding_type_prefixes: tuple[str, ...] = setting(
         "", csv, "comma-separated finding-type prefixes the automatic path acts on (empty: all)")
-    exempt_tag: str = setting("QuarantineExempt", tag_key, "an instance with this tag set to "
-                              "`true` is never touched automatically")
+    exempt_tag: str = setting("QuarantineExempt", tag_key, "the tag that shows an exemption "
+                              "(`POST /exemptions` writes it); alone it exempts nothing unless "
+                              "`TRUST_EXEMPT_TAG`")
+    trust_exempt_tag: bool = setting(
+        "false", boolean, "honour a plain `EXEMPT_TAG=true` written by anyone: only where the "
+        "tag key is protected (deploy/guardrails-scp.json), else the host can exempt itself")
     member_accounts: tuple[str, ...] = setting(
         "", accounts, "accounts the app may act in (comma-separated, `*` = the accounts of the "
         "home account's organization, checked; empty: the home account only)")

@@ -17,8 +17,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from chalicelib import (accounts, actions, aws, bindings, cut, execution, findings, incidents,
-                        instances, outcomes, report, settings, steps)
+from chalicelib import (accounts, actions, aws, bindings, cut, execution, exemptions, findings,
+                        incidents, instances, outcomes, report, settings, steps)
 from chalicelib.actions import isolation
 
 log = logging.getLogger(__name__)
@@ -55,44 +55,96 @@ def start(request: findings.QuarantineRequest,
     current = admit(request, home_account)
     dry_run = request.dry_run or current.dry_run
     observed = instances.observe(request, home_account, attributes=() if dry_run else cut.AHEAD,
-                                 groups=cut.skipped(request, current, False) is None)
+                                 groups=cut.skipped(request, current) is None)
     instance = observed.instance
-    exempt = findings.is_exempt(instance.get("Tags"), current.exempt_tag)
-    if exempt:
-        if request.source == "guardduty":
-            announce(report.not_acted_on(request.to_dict(), "exempt"))
-            log.info("not acted on %s: exempt (%s=true)", request.instance_id, current.exempt_tag)
-            return outcomes.ExemptAnnounced(request.instance_id)
-        if not request.force:
-            raise outcomes.InstanceExempt(
-                f"instance {request.instance_id} carries {current.exempt_tag}=true; "
-                'send "force": true to quarantine it anyway')
     incident = new_incident(request, instance, home_account, observed.attributes)
+    tag = exemptions.tag_value(instance, current.exempt_tag)
+    if exemptions.trusted_tag(tag, current):
+        stopped = _exempt(request, f"{current.exempt_tag}=true (TRUST_EXEMPT_TAG=true)",
+                          incident["notes"])
+        if stopped:
+            return stopped
+    elif tag is not None and not tag.startswith(exemptions.MIRROR):
+        incident["notes"].append(
+            f"unverified exemption ignored: tag {current.exempt_tag}={tag[:64]!r} is not an "
+            "exemption the product issued (POST /exemptions; TRUST_EXEMPT_TAG is off)")
+        log.warning("%s carries %s=%r, not an exemption the product issued: ignored",
+                    request.instance_id, current.exempt_tag, tag[:64])
     if dry_run:
-        incident["status"] = "DRY_RUN"
-        _, incident["seal"] = aws.concurrently(
-            [lambda: incidents.put(incident), lambda: bindings.seal_incident(incident)])
-        log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
-                 request.source)
-        return outcomes.DryRun(begin(incident))
-    why_not = cut.skipped(request, current, exempt)
-    target = None if why_not else steps.target_acting(incident, current)
+        return _dry_run(request, incident)
+    target = None if cut.skipped(request, current) else steps.target_acting(incident, current)
     if target:
         cut.remember(target, instance, observed.groups, observed.attributes)
     try:  # the seal (and the groups a new VPC needs) beside the claim: nothing new in front
-        _, incident["seal"], _ = aws.concurrently(
-            [lambda: incidents.claim(incident), lambda: bindings.seal_incident(incident),
+        stopped, incident["seal"], _ = aws.concurrently(
+            [lambda: _claim(request, incident), lambda: bindings.seal_incident(incident),
              lambda: target and cut.prepare(target)])
     except incidents.AlreadyActive as active:
         return further(active.incident_id, request, observed, home_account)
+    except outcomes.Refusal:
+        raise
     except Exception:  # claimed but not sealed: the next request starts it (no-op unclaimed)
         _mark_start_failed(incident)
         raise
+    if stopped:
+        return stopped
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
-    if why_not:
-        log.info("no first cut on %s: %s", request.instance_id, why_not)
+    if not target:
+        log.info("no first cut on %s: %s", request.instance_id, cut.skipped(request, current))
         return outcomes.Opened(begin(incident))
     return outcomes.Opened(begin(incident, first_cut(target)))
+
+
+def _claim(request, incident: dict) -> outcomes.ExemptAnnounced | None:
+    """Claim the instance for `incident` unless an exemption the product issued stops it (the
+    check is inside the claim's transaction): the outcome that stopped it, or None (claimed)."""
+    try:
+        return incidents.claim(incident)
+    except incidents.Exempted as found:
+        stopped = _exemption_stops(request, found.exemption, incident["notes"])
+        if stopped:
+            return stopped
+    return incidents.claim(incident, unless_exempt=False)  # forced, or not the product's
+
+
+def _exemption_stops(request, exemption: dict, notes: list):
+    """What an exemption record does to `request`: nothing (noted) unless the product issued
+    it and it stands; then what `_exempt` says."""
+    why_not = exemptions.unhonoured(exemption)
+    if why_not:
+        notes.append(why_not)
+        return None
+    return _exempt(request, exemptions.described(exemption), notes)
+
+
+def _exempt(request, why: str, notes: list):
+    """An exempt instance: the automatic path announces it and acts no further; the manual path
+    needs "force" (refused without it; with it, noted). None: go on."""
+    if request.source == "guardduty":
+        announce(report.not_acted_on(request.to_dict(), "exempt", why))
+        log.info("not acted on %s: exempt (%s)", request.instance_id, why)
+        return outcomes.ExemptAnnounced(request.instance_id)
+    if not request.force:
+        raise outcomes.InstanceExempt(f"instance {request.instance_id} is exempt ({why}); "
+                                      'send "force": true to quarantine it anyway')
+    notes.append(f"forced past an exemption: {why}")
+    log.info("%s: forced past an exemption (%s)", request.instance_id, why)
+    return None
+
+
+def _dry_run(request, incident: dict):
+    """A dry run: recorded with its plan, claiming nothing; an exemption the product issued
+    stops it as it would stop the incident."""
+    exemption = incidents.get_exemption(request.account_id, request.region, request.instance_id)
+    stopped = exemption and _exemption_stops(request, exemption, incident["notes"])
+    if stopped:
+        return stopped
+    incident["status"] = "DRY_RUN"
+    _, incident["seal"] = aws.concurrently(
+        [lambda: incidents.put(incident), lambda: bindings.seal_incident(incident)])
+    log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
+             request.source)
+    return outcomes.DryRun(begin(incident))
 
 
 def first_cut(target) -> dict:
@@ -144,6 +196,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "pre_state": instances.pre_state(instance, attributes),
         "findings_count": 0,
         "latest_ring": {},
+        "notes": [],
     }
 
 
@@ -214,10 +267,7 @@ def further(incident_id: str, request: findings.QuarantineRequest,
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
-    try:
-        announce(report.duplicate(incidents.shown(incident), _finding_ref(request)))
-    except Exception:  # recorded already: a lost notice must not turn it into a failure
-        log.exception("could not announce the further %s on %s", request.source, incident_id)
+    _announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request)))
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
     return outcomes.Recorded(incident)
 
@@ -327,6 +377,79 @@ def handle_finding(detail, home_account: str) -> dict:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
     return {"decision": outcome.decision, **outcome.summary()}
+
+
+def grant_exemption(request: findings.QuarantineRequest, expires: str,
+                    home_account: str) -> outcomes.ExemptionGranted:
+    """Exempt the instance until `expires`: the sealed record (replacing any earlier one), then
+    the tag people see; announced."""
+    current = admit(request, home_account)
+    instances.describe(request, home_account)
+    exemption = exemptions.sealed({
+        "instance_id": request.instance_id, "account_id": request.account_id,
+        "region": request.region, "reason": request.reason, "expires_at": expires,
+        "granted_by": request.requested_by, "granted_at": exemptions.now()})
+    replaced = incidents.put_exemption(exemption)
+    tagged = _mirror(request, home_account, "create_tags", current.exempt_tag, expires)
+    log.info("exempted %s until %s by %s: %s", request.instance_id, expires,
+             request.requested_by, request.reason)
+    _announce_quietly(report.exemption(exemption, "granted"))
+    return outcomes.ExemptionGranted(exemptions.shown(exemption),
+                                     replaced and exemptions.shown(replaced), tagged)
+
+
+def _mirror(request, home_account: str, operation: str, key: str, expires: str):
+    """Write (`create_tags`) or take away (`delete_tags`, the product's value only: another
+    stays) the tag that shows an exemption; the failure record, if it failed (the exemption
+    record decides, the tag only shows it)."""
+    ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
+    try:
+        getattr(ec2, operation)(Resources=[request.instance_id], Tags=[
+            {"Key": key, "Value": exemptions.MIRROR + expires}])
+    except Exception as error:
+        log.warning("%s of %s on %s failed: %s", operation, key, request.instance_id, error)
+        return actions.error_record("exemption-tag", request.instance_id, error)
+    return None
+
+
+def revoke_exemption(request: findings.QuarantineRequest,
+                     home_account: str) -> outcomes.ExemptionRevoked:
+    """End the instance's standing exemption now (kept on record, sealed, with who and why), and
+    take its tag away if it is still the product's."""
+    current = admit(request, home_account)
+    found = incidents.get_exemption(request.account_id, request.region, request.instance_id)
+    why_not = exemptions.unhonoured(found) if found else "none was granted"
+    if why_not:
+        raise outcomes.ExemptionNotFound(f"instance {request.instance_id} has no standing "
+                                         f"exemption ({why_not})")
+    ended = exemptions.revoked(found, request.requested_by, request.reason)
+    try:
+        incidents.put_exemption(ended, replacing=found)
+    except LookupError:
+        raise outcomes.ExemptionChanged(f"the exemption of {request.instance_id} changed while "
+                                        "it was being revoked; look again") from None
+    untagged = _mirror(request, home_account, "delete_tags", current.exempt_tag,
+                       found["expires_at"])
+    log.info("revoked the exemption of %s by %s: %s", request.instance_id, request.requested_by,
+             request.reason)
+    _announce_quietly(report.exemption(ended, "revoked"))
+    return outcomes.ExemptionRevoked(exemptions.shown(ended), untagged)
+
+
+def list_exemptions(limit: int, start_key: dict | None) -> tuple[list[dict], dict | None]:
+    """Exemptions, newest first, each saying whether it stands (verified and unexpired)."""
+    page, last = incidents.exemptions_page(limit, start_key)
+    why_not = aws.concurrently(lambda e=e: exemptions.unhonoured(e) for e in page)
+    return [{**exemptions.shown(e), "standing": not why, **({"note": why} if why else {})}
+            for e, why in zip(page, why_not)], last
+
+
+def _announce_quietly(notice: dict) -> None:
+    """Announce a decision already made and recorded: a lost notice is logged, not an error."""
+    try:
+        announce(notice)
+    except Exception:
+        log.exception("could not announce: %s", notice["subject"])
 
 
 def release(request: findings.QuarantineRequest, home_account: str,

@@ -10,7 +10,7 @@ every action a function declares by these decisions, or stops the build.
 
 from dataclasses import dataclass
 
-from chalicelib import manifests, revocation, seals
+from chalicelib import exemptions, manifests, revocation, seals
 from chalicelib.actions import narrowed
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
@@ -165,6 +165,10 @@ def instance_grants(current) -> tuple[Grant, ...]:
         Grant("Ec2IncidentTags", ("ec2:CreateTags", "ec2:DeleteTags"), _ec2("instance"),
               {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
                "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
+        # The API's function mirrors the exemptions it issues on the instance: that key alone.
+        Grant("Ec2ExemptTag", (exemptions.TAG_PERMISSION, exemptions.UNTAG_PERMISSION),
+              _ec2("instance"), {"ForAllValues:StringEquals": {"aws:TagKeys": [
+                  current.exempt_tag]}, "Null": {"aws:TagKeys": "false"}}),
         # Release puts back the groups its verified records name (any); containment may put
         # only the product's own groups on an interface (each group is authorized apart). On
         # the interface itself, the groups only: never a public IP, source/dest check off, an

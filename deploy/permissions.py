@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, cut, http, incidents, revocation, settings, workflow
+from chalicelib import accounts, cut, exemptions, http, incidents, revocation, settings, workflow
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -37,10 +37,11 @@ def needs(current=None) -> dict[str, set[str]]:
     current = current or settings.load({})
     members = set(accounts.PERMISSIONS) if current.member_accounts else set()
     capture = memory.capture_classes(current)
-    entry = set(workflow.PERMISSIONS) | set(cut.entry_permissions(current)) | members
+    entry = (set(workflow.PERMISSIONS) | set(cut.entry_permissions(current)) | members
+             | (set(incidents.GET_PERMISSIONS) if current.dry_run else set()))  # the exemption
     declared = {
         "api_handler": entry | {*incidents.READ_PERMISSIONS, *incidents.FINDINGS_PERMISSIONS,
-                                *http.PERMISSIONS},
+                                *http.PERMISSIONS, *exemptions.PERMISSIONS},
         "release": release.undo_permissions() | set(release.PERMISSIONS) | members,
         "on_guardduty_finding": entry,
         "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members

@@ -172,10 +172,42 @@ def run_evidence(args, out=sys.stdout) -> int:
     return 0 if report["verified"] else 1
 
 
+DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def expiry(args) -> str:
+    """--until as given, or --for (30m, 12h, 7d) from now, as the API's UTC time."""
+    from datetime import datetime, timedelta, timezone
+
+    if args.until:
+        return args.until
+    amount, unit = args.for_[:-1], args.for_[-1:]
+    if not amount.isdigit() or unit not in DURATION_UNITS:
+        raise CliError(f"--for {args.for_!r} is not a duration such as 30m, 12h or 7d")
+    until = datetime.now(timezone.utc) + timedelta(seconds=int(amount) * DURATION_UNITS[unit])
+    return until.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exemption_call(args) -> tuple[int, dict]:
+    if args.exempt_command == "list":
+        return call(args, "GET", "/exemptions", query={"limit": args.limit,
+                                                       "next_token": args.next_token})
+    where = {k: v for k, v in (("region", args.instance_region),
+                               ("account_id", args.account_id)) if v}
+    if args.exempt_command == "grant":
+        return call(args, "POST", "/exemptions", {
+            "instance_id": args.instance_id, "reason": args.reason, "expires": expiry(args),
+            **where})
+    return call(args, "DELETE", f"/exemptions/{urllib.parse.quote(args.instance_id)}",
+                {"reason": args.reason}, query=where or None)
+
+
 def run(args, out=sys.stdout) -> int:
     if args.command == "evidence":
         return run_evidence(args, out)
-    if args.command == "quarantine":
+    if args.command == "exempt":
+        status, body = _exemption_call(args)
+    elif args.command == "quarantine":
         status, body = call(args, "POST", "/quarantine",
                             _instance_payload(args, ("force", "dry_run")))
     elif args.command == "release":
@@ -203,6 +235,16 @@ def run(args, out=sys.stdout) -> int:
         body = _wait(args, body["incident_id"], done, out if not args.json else sys.stderr)
     if args.json:
         print(json.dumps(body, indent=2, sort_keys=True), file=out)
+    elif args.command == "exempt" and args.exempt_command == "list":
+        print(_table(body["exemptions"], ["instance_id", "standing", "expires_at", "granted_by",
+                                          "reason", "note"]), file=out)
+    elif args.command == "exempt":
+        exemption = body["exemption"]
+        print(f"{exemption['instance_id']}: exemption "
+              f"{'revoked' if exemption.get('revoked_at') else 'granted'}, until "
+              f"{exemption['expires_at']}", file=out)
+        if body.get("tag_error"):
+            print(f"  the tag could not be changed: {body['tag_error']['message']}", file=out)
     elif args.command == "list":
         print(_table(body["incidents"], ["incident_id", "status", "instance_id", "region",
                                          "opened_at"]), file=out)
@@ -251,6 +293,22 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--status")
     listing.add_argument("--since")
     listing.add_argument("--limit", type=int)
+    exempt = commands.add_parser("exempt", help="exemptions the product issues: grant, list, "
+                                 "revoke")
+    exempting = exempt.add_subparsers(dest="exempt_command", required=True)
+    grant = exempting.add_parser("grant", help="exempt an instance until a time")
+    revoke = exempting.add_parser("revoke", help="end an instance's exemption now")
+    for command in (grant, revoke):
+        command.add_argument("instance_id")
+        command.add_argument("--reason", required=True)
+        command.add_argument("--instance-region", help="the instance's region")
+        command.add_argument("--account-id", help="the instance's account")
+    until = grant.add_mutually_exclusive_group(required=True)
+    until.add_argument("--until", help="a UTC time such as 2026-12-31T00:00:00Z")
+    until.add_argument("--for", dest="for_", help="a duration from now: 30m, 12h, 7d")
+    exemptions = exempting.add_parser("list", help="every exemption, newest first")
+    exemptions.add_argument("--limit", type=int)
+    exemptions.add_argument("--next-token")
     evidence = commands.add_parser("evidence", help="check an incident's evidence")
     checks = evidence.add_subparsers(dest="evidence_command", required=True)
     verify = checks.add_parser("verify", help="the manifest's signature (offline), then every "

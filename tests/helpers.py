@@ -83,3 +83,20 @@ def api(stack, method: str, path: str, body=None, raw: bytes | None = None) -> t
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+def principal(stack, name: str, rights) -> object:
+    """client(service) of a new IAM user allowed `rights` (IAM actions) on everything: an
+    insider with a few rights, or a host's role, as moto's IAM enforcement sees them."""
+    import boto3
+
+    iam_admin = stack.client("iam")
+    iam_admin.create_user(UserName=name)
+    iam_admin.put_user_policy(UserName=name, PolicyName="few", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": list(rights), "Resource": "*"}]}))
+    key = iam_admin.create_access_key(UserName=name)["AccessKey"]
+    session = boto3.session.Session(aws_access_key_id=key["AccessKeyId"],
+                                    aws_secret_access_key=key["SecretAccessKey"],
+                                    region_name=stack.region)
+    return lambda service: session.client(service, endpoint_url=stack.endpoint)

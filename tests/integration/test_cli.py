@@ -55,6 +55,21 @@ def test_quarantine_status_list_and_release_from_the_command_line(stack):
     assert json.loads(released.stdout)["status"] == "RELEASED"
 
 
+def test_exempt_grant_list_and_revoke_from_the_command_line(stack):
+    instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+    granted = _cli(stack, "exempt", "grant", instance, "--reason", "load test", "--for", "2h")
+    assert granted.returncode == 0, granted.stderr
+    assert granted.stdout.startswith(f"{instance}: exemption granted, until ")
+    listed = _cli(stack, "exempt", "list")
+    assert listed.stdout.splitlines()[0].split()[:3] == ["INSTANCE_ID", "STANDING", "EXPIRES_AT"]
+    assert listed.stdout.splitlines()[1].split()[:2] == [instance, "True"]
+    revoked = _cli(stack, "--json", "exempt", "revoke", instance, "--reason", "done")
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["exemption"]["revocation_reason"] == "done"
+    wrong = _cli(stack, "exempt", "grant", instance, "--reason", "x", "--for", "a week")
+    assert wrong.returncode == 1 and "--for 'a week'" in wrong.stderr
+
+
 def test_errors_are_printed_not_raised(stack):
     failed = _cli(stack, "quarantine", "i-nothex", "--reason", "x")
     assert failed.returncode == 1 and "InvalidInstanceId" in failed.stderr

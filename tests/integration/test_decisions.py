@@ -64,17 +64,6 @@ def test_non_ec2_finding_never_reaches_the_handler(stack):
     assert _executions(stack) == []
 
 
-def test_exempt_instance_is_announced_not_acted_on(stack):
-    queue = subscribe_queue(stack)
-    victim = make_victim(stack, tags={"QuarantineExempt": "True"})
-    decided = deliver_finding(stack, guardduty_event(victim["instance_id"]))
-    assert decided["decision"] == "exempt"
-    assert _executions(stack) == []
-    _untouched(stack, victim)
-    (notice,) = messages(stack, queue)
-    assert notice["Subject"].endswith("not acted on: exempt")
-
-
 def test_malformed_finding_is_dropped_not_raised(stack):
     event = guardduty_event("i-0123456789abcdef0")
     event["detail"]["severity"] = "high"

@@ -6,7 +6,6 @@ report names the refusal."""
 
 import json
 
-import boto3
 import pytest
 
 from chalicelib import incidents, items
@@ -19,6 +18,7 @@ from tests.helpers import (
     interface_groups,
     make_victim,
     messages,
+    principal,
     product_groups,
     subscribe_queue,
     wait_execution,
@@ -29,16 +29,7 @@ INSIDER_RIGHTS = ("dynamodb:PutItem", "states:StartExecution")
 
 def _insider(stack):
     """Clients of a principal holding only INSIDER_RIGHTS."""
-    iam_admin = stack.client("iam")
-    iam_admin.create_user(UserName="insider")
-    iam_admin.put_user_policy(UserName="insider", PolicyName="few", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": list(INSIDER_RIGHTS), "Resource": "*"}]}))
-    key = iam_admin.create_access_key(UserName="insider")["AccessKey"]
-    session = boto3.session.Session(aws_access_key_id=key["AccessKeyId"],
-                                    aws_secret_access_key=key["SecretAccessKey"],
-                                    region_name=stack.region)
-    return lambda service: session.client(service, endpoint_url=stack.endpoint)
+    return principal(stack, "insider", INSIDER_RIGHTS)
 
 
 def _role(stack, name: str, policy_name: str, statement: dict) -> str:

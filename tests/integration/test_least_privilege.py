@@ -6,6 +6,7 @@ are shown directly). The policies' logs:* actions are the Lambda runtime's (it w
 functions' logs), not the functions' own: `permissions.needs()` leaves them out, so does this."""
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -217,6 +218,16 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
         assert status == 200 and page["next_token"], page
         status, rest = api(stack, "GET", f"/incidents?limit=1&next_token={page['next_token']}")
         assert status == 200 and rest["incidents"], rest
+        # An exemption granted, listed and revoked: its tag mirrored, then taken away.
+        spare = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+        until = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status, granted = api(stack, "POST", "/exemptions", {"instance_id": spare,
+                                                             "reason": "test", "expires": until})
+        assert status == 201 and "tag_error" not in granted, granted
+        status, exempted = api(stack, "GET", "/exemptions")
+        assert status == 200 and exempted["exemptions"][0]["standing"] is True, exempted
+        status, revoked = api(stack, "DELETE", f"/exemptions/{spare}", {"reason": "over"})
+        assert status == 200 and "tag_error" not in revoked, revoked
         releases.append(_release(stack, sibling))
         for release in releases:
             assert wait_execution(stack, release["release_execution_arn"])["status"] == "SUCCEEDED"

@@ -55,9 +55,3 @@ def test_policy_by_severity_and_type_prefix():
     assert "below" in findings.qualifies(finding, load({"SEVERITY_THRESHOLD": "7.5"}))
     assert "matches none" in findings.qualifies(finding, load({"FINDING_TYPE_PREFIXES": "Trojan:"}))
     assert findings.qualifies(finding, load({"FINDING_TYPE_PREFIXES": "Trojan:,Backdoor:EC2"})) is None
-
-
-def test_exempt_tag_value_is_case_insensitive():
-    assert findings.is_exempt([{"Key": "QuarantineExempt", "Value": "TRUE"}], "QuarantineExempt")
-    assert not findings.is_exempt([{"Key": "QuarantineExempt", "Value": "no"}], "QuarantineExempt")
-    assert not findings.is_exempt([], "QuarantineExempt")

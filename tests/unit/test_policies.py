@@ -4,7 +4,7 @@ import json
 import os
 
 import app
-from chalicelib import settings
+from chalicelib import exemptions, settings
 from deploy import grants, member_role, names, permissions
 from local.stack import PROJECT_DIR
 
@@ -152,8 +152,10 @@ def test_member_role_templates_are_what_the_code_declares():
     current = permissions.profiles("prod")["every-option"]
     actions = {grants.iam_action(a) for a in permissions.member_role_actions("contain", current)}
     assert "ec2:ModifyNetworkInterfaceAttribute" in actions and "sts:AssumeRole" not in actions
-    # with memory captured first the entry functions make no cut: they only describe
+    # with memory captured first the entry functions make no cut: they only describe (and the
+    # API's mirrors the exemptions it issues, on that one tag key)
     assert permissions.member_role_actions("api_handler", current) == [
+        exemptions.TAG_PERMISSION, exemptions.UNTAG_PERMISSION,
         "ec2:DescribeInstanceAttribute", "ec2:DescribeInstances"]
     cutting = {grants.iam_action(a) for a in permissions.member_role_actions(
         "on_guardduty_finding", permissions.profiles("prod")["settings"])}
