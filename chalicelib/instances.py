@@ -76,4 +76,6 @@ def pre_state(instance: dict, attributes: dict | None = None) -> dict:
         "state": instance["State"]["Name"],
         "tags": [t for t in instance.get("Tags", []) if t["Key"] in PRE_STATE_TAGS],
         "attributes": dict(attributes or {}),
+        "metadata": {"HttpEndpoint": (instance.get("MetadataOptions") or {}).get(
+            "HttpEndpoint")},  # the one metadata option containment changes
     }

@@ -203,6 +203,13 @@ def instance_grants(current) -> tuple[Grant, ...]:
                                             instance_actions.DENY_ALL),), _ec2("instance"),
               {"ArnLike": {"ec2:NewInstanceProfile":
                            f"arn:aws:iam::*:instance-profile/{deny_all_profile}"}}),
+        # Containment turns the metadata endpoint off and may not turn it on; release sets it
+        # back to the value its verified records name.
+        Grant("Ec2MetadataOff", instance_actions.DisableInstanceMetadata.permissions,
+              _ec2("instance"), {"StringEquals": {
+                  "ec2:MetadataHttpEndpoint": instance_actions.DisableInstanceMetadata.value}}),
+        Grant("Ec2MetadataBack", instance_actions.DisableInstanceMetadata.undo_permissions,
+              _ec2("instance")),
         Grant("Ec2StopStartQuarantined", ("ec2:StopInstances", "ec2:StartInstances"),
               _ec2("instance"), QUARANTINED_INSTANCES),
         Grant("Ec2Addresses", ("ec2:AssociateAddress", "ec2:DisassociateAddress"),

@@ -1,6 +1,7 @@
 """Victims that look like real instances, for the demo, the tests and the benchmarks: launched
 with SecurityGroupIds, further interfaces carrying other groups, extra volumes, an instance
-profile, and shutdown behaviour `terminate` (so that containment has something to change)."""
+profile, shutdown behaviour `terminate` (so that containment has something to change) and the
+metadata options of today's AMIs (IMDSv2 required, hop limit 2: what release must keep)."""
 
 import json
 import time
@@ -28,7 +29,8 @@ def make_victim(stack, interfaces: int = 2, volumes: int = 2, profile: bool = Tr
               for n in range(interfaces + 1)]
     launch = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1, "InstanceType": instance_type,
               "SubnetId": vpc["subnet_id"], "SecurityGroupIds": groups[:2],
-              "InstanceInitiatedShutdownBehavior": shutdown_behaviour}
+              "InstanceInitiatedShutdownBehavior": shutdown_behaviour,
+              "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}}
     if profile:
         launch["IamInstanceProfile"] = {"Name": make_instance_profile(client("iam"))}
     if tags:

@@ -1,11 +1,12 @@
-"""Instance-level containment: credentials cut, preservation attributes, quarantine tags.
+"""Instance-level containment: credentials cut, metadata off, preservation attributes,
+quarantine tags.
 
 Attributes DescribeInstances does not return are read just before each is changed (after the
 network swap, never in front of it), and the value found is what release restores.
 """
 
 from chalicelib import revocation
-from chalicelib.actions import Action, OnRelease, apply_each, change, narrowed
+from chalicelib.actions import Action, OnRelease, Skipped, apply_each, change, narrowed
 
 TAG_INCIDENT = "QuarantineIncident"
 TAG_STATUS = "QuarantineStatus"
@@ -194,6 +195,65 @@ class RevokeRoleSessions(Action):
         return None
 
 
+class InstanceValue(Action):
+    """Set one value of the instance (`attribute`) to `value`, recording the value before
+    (`_before`); undo sets that one back."""
+
+    attribute = ""
+    value = None
+    on_release = OnRelease.UNDONE
+
+    def _before(self, target):
+        raise NotImplementedError
+
+    def _set(self, target, value) -> None:
+        raise NotImplementedError
+
+    def plan(self, target):
+        before = self._before(target)
+        if before == self.value:
+            return []
+        return [change(self.name, target.instance_id, self.attribute, before, self.value)]
+
+    def undo(self, target, record):
+        self._set(target, record["before"])
+
+
+class DisableInstanceMetadata(InstanceValue):
+    """Turn the instance metadata service off (`HttpEndpoint=disabled`): nothing on the host
+    fetches role credentials, user data or tags from it any more. Only the endpoint is set:
+    tokens, hop limit and tags in metadata stay as they are, and release sets the endpoint back
+    to the value the sealed pre-incident state holds (read with the instance, no request more)."""
+
+    name = "disable-instance-metadata"
+    attribute = "metadata:HttpEndpoint"
+    value = "disabled"
+    permissions = (narrowed("ec2:ModifyInstanceMetadataOptions", f"HttpEndpoint={value}"),)
+    undo_permissions = ("ec2:ModifyInstanceMetadataOptions",)
+
+    def _before(self, target) -> str:
+        before = (target.pre_state.get("metadata") or {}).get("HttpEndpoint")
+        if before is None:  # an incident opened before the pre-incident state held it
+            raise Skipped(f"the metadata endpoint of {target.instance_id} before the incident "
+                          "is not known: left as it is")
+        return before
+
+    def _set(self, target, value):
+        target.ec2.modify_instance_metadata_options(InstanceId=target.instance_id,
+                                                    HttpEndpoint=value)
+
+    def apply(self, target):
+        return apply_each(self.plan(target), lambda record: self._set(target, self.value))
+
+    def foreign(self, target, record):
+        """Only the endpoint state the instance had when the incident opened is given back."""
+        had = (target.pre_state.get("metadata") or {}).get("HttpEndpoint")
+        if record.get("attribute") != self.attribute or record.get("before") != had:
+            return (f"{record.get('attribute')!r} = {record.get('before')!r} is not the "
+                    f"metadata endpoint {target.instance_id} had ({had})")
+        return super().foreign(target, record)
+
+
 class KeepVolumesOnTermination(Action):
     """DeleteOnTermination=false on every attached volume: a termination keeps the disks."""
 
@@ -236,12 +296,9 @@ class KeepVolumesOnTermination(Action):
         return None
 
 
-class InstanceAttribute(Action):
-    """Set one instance attribute, remembering its previous value."""
-
-    attribute = ""  # DescribeInstanceAttribute's name
-    value = None
-    on_release = OnRelease.UNDONE
+class InstanceAttribute(InstanceValue):
+    """Set one instance attribute (`attribute`: DescribeInstanceAttribute's name), remembering
+    its previous value."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -276,20 +333,11 @@ class InstanceAttribute(Action):
             return []
         return [lambda: self._set(target, self.value)]
 
-    def plan(self, target):
-        before = self._before(target)
-        if before == self.value:
-            return []
-        return [change(self.name, target.instance_id, self.attribute, before, self.value)]
-
     def apply(self, target):
         made = self.plan(target)
         if self._live(target) != self.value:
             self._set(target, self.value)
         return made
-
-    def undo(self, target, record):
-        self._set(target, record["before"])
 
 
 class TerminationProtection(InstanceAttribute):

@@ -1,8 +1,8 @@
 """Contain: verify the first cut and finish it (every interface isolated, preservation and
 short connection tracking beside the first swap: chalicelib/cut.py), then leave the Auto
-Scaling group and load balancers, cut the credentials, and tag the instance. Each change is
-recorded against the sealed pre-incident state, whether the entry function's cut made it or
-this step did."""
+Scaling group and load balancers, cut the credentials, turn the metadata service off, and tag
+the instance. Each change is recorded against the sealed pre-incident state, whether the entry
+function's cut made it or this step did."""
 
 import logging
 
@@ -10,6 +10,7 @@ from chalicelib import actions, aws, bindings, cut, incidents
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
+    DisableInstanceMetadata,
     KeepVolumesOnTermination,
     QuarantineTags,
     RevokeRoleSessions,
@@ -30,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 ACTION_CLASSES = (IsolateInterface, ShortenConnectionTracking, LeaveAutoScalingGroup,
-                  LeaveTargetGroups,
-                  LeaveClassicLoadBalancers, DisassociateElasticIp, DetachInstanceProfile,
-                  SwapToDenyAllProfile, RevokeRoleSessions, TerminationProtection,
-                  ShutdownBehaviourStop, KeepVolumesOnTermination, DisableApiStop, QuarantineTags)
+                  LeaveTargetGroups, LeaveClassicLoadBalancers, DisassociateElasticIp,
+                  DetachInstanceProfile, SwapToDenyAllProfile, RevokeRoleSessions,
+                  DisableInstanceMetadata, TerminationProtection, ShutdownBehaviourStop,
+                  KeepVolumesOnTermination, DisableApiStop, QuarantineTags)
 PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS, *cut.OBSERVE_PERMISSIONS)
 
@@ -47,7 +48,8 @@ def containment_classes(options) -> tuple[type[actions.Action], ...]:
             SwapToDenyAllProfile if options.credentials_mode == "deny-all"
             else DetachInstanceProfile,
             *((RevokeRoleSessions,) if options.revoke_role_sessions else ()),
-            TerminationProtection, ShutdownBehaviourStop, KeepVolumesOnTermination,
+            DisableInstanceMetadata, TerminationProtection, ShutdownBehaviourStop,
+            KeepVolumesOnTermination,
             *((DisableApiStop,) if options.disable_api_stop else ()), QuarantineTags)
 
 
@@ -55,7 +57,8 @@ def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
     """The ordered containment actions (the tags come after them, with the outcome). Isolation
     first (the cut made it already: these record it): nothing stands in front of the swap.
     Leaving the Auto Scaling group and the load balancers follows at once, well inside any
-    health-check window; then credentials and preservation."""
+    health-check window; then credentials (the metadata service off with them) and
+    preservation."""
     ordered: list[actions.Action] = []
     for cls in containment_classes(settings):
         if cls in (IsolateInterface, ShortenConnectionTracking):
@@ -66,7 +69,8 @@ def containment_actions(pre_state: dict, settings) -> list[actions.Action]:
 
 
 # What containment is: every interface isolated and the credentials cut. The rest (Auto Scaling,
-# load balancers, preservation, tracking, tags) is reported, and does not decide the status.
+# load balancers, the metadata service, preservation, tracking, tags) is reported, and does not
+# decide the status.
 CRITICAL = (IsolateInterface.name, DetachInstanceProfile.name, SwapToDenyAllProfile.name)
 
 

@@ -21,6 +21,7 @@ BACKEND = (
     ec2.patch_interface_groups,
     ec2.patch_connection_tracking,
     ec2.patch_instance_attributes,
+    ec2.patch_metadata_options,
     ec2.patch_console,
     ec2.patch_snapshots,
     ssm.patch_ssm,

@@ -1,5 +1,5 @@
-"""EC2 fidelity: interface groups and connection tracking, instance attributes, the console,
-snapshots that take time."""
+"""EC2 fidelity: interface groups and connection tracking, instance attributes and metadata
+options, the console, snapshots that take time."""
 
 from local import scenario
 
@@ -115,6 +115,28 @@ def patch_instance_attributes():
     InstanceResponse._dot_value_instance_attribute_handler = dot_value
     InstanceResponse._security_grp_instance_attribute_handler = groups
     InstanceResponse.describe_instance_attribute = describe_instance_attribute
+
+
+def patch_metadata_options():
+    """moto's `ModifyInstanceMetadataOptions` builds the instance's options afresh from the
+    request, so every option the request does not name reads back absent or at its launch
+    default (`HttpTokens=required` is lost when only the endpoint is set). AWS keeps the existing
+    state of each option a request does not give (EC2 API reference)."""
+    from moto.ec2.models.instances import InstanceBackend
+
+    def modify_instance_metadata_options(self, instance_id, http_tokens=None, hop_limit=None,
+                                         http_endpoint=None, dry_run=False, http_protocol=None,
+                                         metadata_tags=None):
+        options = self.get_instance(instance_id).metadata_options
+        given = {"http_tokens": http_tokens, "http_put_response_hop_limit": hop_limit,
+                 "http_endpoint": http_endpoint, "http_protocol_ipv6": http_protocol,
+                 "instance_metadata_tags": metadata_tags}
+        for name, value in given.items():
+            if value is not None:
+                setattr(options, name, value)
+        return options
+
+    InstanceBackend.modify_instance_metadata_options = modify_instance_metadata_options
 
 
 def patch_console():

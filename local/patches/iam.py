@@ -218,6 +218,7 @@ _DERIVED_KEYS = {
     "ec2:ReplaceIamInstanceProfileAssociation": ("ec2:NewInstanceProfile",),
     "ec2:AssociateIamInstanceProfile": ("ec2:NewInstanceProfile",),
     "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
+    "ec2:ModifyInstanceMetadataOptions": ("ec2:MetadataHttpEndpoint",),
     "iam:PassRole": ("iam:PassedToService",),
 }
 # Keys a resource type has no value for (the Service Authorization Reference lists the keys
@@ -286,6 +287,9 @@ def request_context(action: str, data, account: str, resource: str = "*",
                 continue
             key_name = "userId" if field == "UserId" else "group"
             values.setdefault(f"ec2:{kind}/{key_name}", []).append(value)
+    elif action == "ec2:ModifyInstanceMetadataOptions":  # the endpoint state it asks for
+        if "HttpEndpoint" in given:
+            values["ec2:MetadataHttpEndpoint"] = [given["HttpEndpoint"]]
     elif action == "ec2:CreateSecurityGroup":  # the tags it is created with
         for key, value in given.items():
             if key.startswith("TagSpecification.") and key.endswith(".Key"):

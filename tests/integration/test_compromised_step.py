@@ -82,6 +82,24 @@ def test_contain_hands_out_the_deny_all_profile_and_no_other(every_option):
     assert now["IamInstanceProfile"]["Arn"] == deny_all
 
 
+def test_contain_turns_the_metadata_service_off_and_never_on(every_option):
+    stack = every_option
+    instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+
+    def options():
+        return stack.client("ec2").describe_instances(InstanceIds=[instance])[
+            "Reservations"][0]["Instances"][0]["MetadataOptions"]
+
+    with stack.enforce_iam():
+        ec2 = _as(stack, "contain", "ec2")
+        ec2.modify_instance_metadata_options(InstanceId=instance, HttpEndpoint="disabled")
+        _denied(ec2.modify_instance_metadata_options, InstanceId=instance,
+                HttpEndpoint="enabled")
+        _denied(ec2.modify_instance_metadata_options, InstanceId=instance,
+                HttpTokens="optional")  # IMDSv1 back, the endpoint left as it is
+    assert (options()["HttpEndpoint"], options()["HttpTokens"]) == ("disabled", "required")
+
+
 def test_snapshots_are_shared_with_the_forensic_account_only_never_made_public(every_option):
     stack = every_option
     instance = make_victim(stack, interfaces=1, volumes=1)["instance_id"]

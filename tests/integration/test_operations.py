@@ -52,8 +52,9 @@ def test_dry_run_plans_everything_and_changes_nothing(stack):
     assert snapshots_of(stack, record["incident_id"]) == []
     planned = [c["action"] for c in record["plan"]]
     assert planned[:4] == ["isolate-interface"] * 4  # all-open, then isolation, per interface
-    assert {"detach-instance-profile", "revoke-role-sessions", "termination-protection",
-            "shutdown-behaviour", "keep-volumes-on-termination", "quarantine-tags"} <= set(planned)
+    assert {"detach-instance-profile", "revoke-role-sessions", "disable-instance-metadata",
+            "termination-protection", "shutdown-behaviour", "keep-volumes-on-termination",
+            "quarantine-tags"} <= set(planned)
     assert record["memory_plan"][0]["action"] == "capture-memory"
     report = next(m for m in messages(stack, queue) if "changes planned" in m["Subject"])
     assert "nothing was changed" in report["Message"]
@@ -94,11 +95,18 @@ def test_release_restores_the_pre_incident_state(stack):
         return {m["Ebs"]["VolumeId"]: m["Ebs"]["DeleteOnTermination"]
                 for m in described["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]}
 
-    before = delete_on_termination()
+    def metadata():
+        described = ec2.describe_instances(InstanceIds=[victim["instance_id"]])
+        return {k: v for k, v in described["Reservations"][0]["Instances"][0][
+            "MetadataOptions"].items() if k != "State"}
+
+    before, options = delete_on_termination(), metadata()
     assert True in before.values() and False in before.values()
+    assert (options["HttpEndpoint"], options["HttpTokens"]) == ("enabled", "required")
     contained, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
     assert contained["status"] == "CONTAINED"
     assert set(delete_on_termination().values()) == {False}
+    assert metadata() == {**options, "HttpEndpoint": "disabled"}  # the endpoint alone
 
     status, answer = api(stack, "POST", "/release",
                          {"instance_id": victim["instance_id"], "reason": "false positive"})
@@ -114,6 +122,7 @@ def test_release_restores_the_pre_incident_state(stack):
     assert instance_attribute(stack, victim["instance_id"],
                               "instanceInitiatedShutdownBehavior") == "terminate"
     assert delete_on_termination() == before
+    assert metadata() == options
     assert not {"QuarantineIncident", "QuarantineStatus", "QuarantineFinding"} & set(
         instance_tags(stack, victim["instance_id"]))
     status, released = api(stack, "GET", f"/incidents/{contained['incident_id']}")

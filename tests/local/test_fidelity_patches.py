@@ -207,6 +207,28 @@ def test_connection_tracking_is_kept_per_interface_within_awss_bounds(stack):
     assert tracking(eni) == {**shortest, "TcpEstablishedTimeout": 432000}  # the others stay
 
 
+def test_metadata_options_a_request_does_not_name_are_kept(stack):
+    """Plain moto builds the options afresh from the request: after setting the endpoint alone,
+    HttpTokens and the tags option read back absent and the hop limit 1."""
+    ec2 = stack.client("ec2")
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, MetadataOptions={
+        "HttpTokens": "required", "HttpPutResponseHopLimit": 2,
+        "InstanceMetadataTags": "enabled"})["Instances"][0]["InstanceId"]
+
+    def options():
+        described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]
+        return {k: v for k, v in described["Instances"][0]["MetadataOptions"].items()
+                if k != "State"}
+
+    launched = options()
+    ec2.modify_instance_metadata_options(InstanceId=instance, HttpEndpoint="disabled")
+    assert options() == {**launched, "HttpEndpoint": "disabled"}
+    ec2.modify_instance_metadata_options(InstanceId=instance, HttpEndpoint="enabled")
+    assert options() == launched == {"HttpTokens": "required", "HttpPutResponseHopLimit": 2,
+                                     "HttpEndpoint": "enabled", "HttpProtocolIpv6": "disabled",
+                                     "InstanceMetadataTags": "enabled"}
+
+
 def test_block_device_mappings_are_described_with_delete_on_termination(stack):
     """Plain moto's DescribeInstanceAttribute blockDeviceMapping answers no mappings."""
     ec2 = stack.client("ec2")

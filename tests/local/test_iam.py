@@ -240,6 +240,13 @@ def test_conditions_on_the_keys_the_embedded_aws_derives_are_evaluated_as_iam_do
                                            "arn:aws:iam::*:instance-profile/deny-all"}}, swap)
     assert conditions_met({"ArnLikeIfExists": {"ec2:NewInstanceProfile": "x"}},
                           request_context("ec2:AssociateIamInstanceProfile", {}, "1"))
+    metadata_off = {"StringEquals": {"ec2:MetadataHttpEndpoint": "disabled"}}
+    assert conditions_met(metadata_off, request_context(
+        "ec2:ModifyInstanceMetadataOptions", {"HttpEndpoint": ["disabled"]}, "1"))
+    assert not conditions_met(metadata_off, request_context(
+        "ec2:ModifyInstanceMetadataOptions", {"HttpEndpoint": ["enabled"]}, "1"))
+    assert not conditions_met(metadata_off, request_context(  # tokens only: no endpoint asked
+        "ec2:ModifyInstanceMetadataOptions", {"HttpTokens": ["optional"]}, "1"))
 
 
 def test_a_conditioned_statement_applies_only_when_its_condition_holds(stack):

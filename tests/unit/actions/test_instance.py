@@ -1,5 +1,5 @@
 """Instance-level actions: credentials cut (profile detached or swapped, sessions revoked),
-preservation attributes, and the quarantine tags."""
+the metadata service turned off, preservation attributes, and the quarantine tags."""
 
 import json
 
@@ -10,6 +10,7 @@ from chalicelib import actions, aws
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
+    DisableInstanceMetadata,
     KeepVolumesOnTermination,
     QuarantineTags,
     RevokeRoleSessions,
@@ -21,7 +22,7 @@ from local.victims import make_victim
 from tests.unit.actions.world import ACCOUNT, associated_profiles, attribute, tags
 
 COVERS = (DetachInstanceProfile, SwapToDenyAllProfile, RevokeRoleSessions,
-          KeepVolumesOnTermination, TerminationProtection, ShutdownBehaviourStop, DisableApiStop,
+          DisableInstanceMetadata, KeepVolumesOnTermination, TerminationProtection, ShutdownBehaviourStop, DisableApiStop,
           QuarantineTags)
 DENY_ALL = f"arn:aws:iam::{ACCOUNT}:instance-profile/ec2-quarantine-deny-all"
 
@@ -241,6 +242,71 @@ def test_attribute_failure_leaves_it_as_it_was(world, victim, settings, cls, nam
 
     assert (changes, [e["code"] for e in errors]) == ([], ["UnauthorizedOperation"])
     assert attribute(world.client("ec2"), victim["instance_id"], name) == before
+
+
+# -- DisableInstanceMetadata ------------------------------------------------------------------
+LAUNCHED = {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled",
+            "HttpProtocolIpv6": "disabled", "InstanceMetadataTags": "disabled"}
+
+
+def _metadata(world, instance_id) -> dict:
+    return {k: v for k, v in world.instance(instance_id)["MetadataOptions"].items()
+            if k != "State"}
+
+
+def test_metadata_plan_says_it_would_turn_the_endpoint_off(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+
+    assert DisableInstanceMetadata().plan(target) == [actions.change(
+        "disable-instance-metadata", victim["instance_id"], "metadata:HttpEndpoint", "enabled",
+        "disabled")]
+    assert _metadata(world, victim["instance_id"]) == LAUNCHED
+
+
+def test_metadata_apply_turns_the_endpoint_off_and_undo_back_on_the_rest_untouched(
+        world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    assert _metadata(world, victim["instance_id"]) == LAUNCHED
+
+    made = DisableInstanceMetadata().apply(target)
+
+    assert made == DisableInstanceMetadata().plan(target)
+    assert _metadata(world, victim["instance_id"]) == {**LAUNCHED, "HttpEndpoint": "disabled"}
+    DisableInstanceMetadata().undo(target, made[0])
+    assert _metadata(world, victim["instance_id"]) == LAUNCHED
+
+
+def test_metadata_already_off_records_no_change(world, victim, settings):
+    world.client("ec2").modify_instance_metadata_options(InstanceId=victim["instance_id"],
+                                                         HttpEndpoint="disabled")
+    target = world.target(victim["instance_id"], settings)
+    world.fail("ec2", "ModifyInstanceMetadataOptions")  # no request either
+
+    assert actions.run([DisableInstanceMetadata()], target) == ([], [])
+    assert _metadata(world, victim["instance_id"]) == {**LAUNCHED, "HttpEndpoint": "disabled"}
+
+
+def test_metadata_failure_leaves_the_endpoint_on(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    world.fail("ec2", "ModifyInstanceMetadataOptions")
+
+    changes, errors = actions.run([DisableInstanceMetadata()], target)
+
+    assert (changes, [e["code"] for e in errors]) == ([], ["UnauthorizedOperation"])
+    assert _metadata(world, victim["instance_id"]) == LAUNCHED
+
+
+def test_metadata_release_gives_back_only_the_sealed_endpoint_state(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    (record,) = DisableInstanceMetadata().plan(target)
+
+    assert DisableInstanceMetadata().foreign(target, record) is None
+    assert "is not the metadata endpoint" in DisableInstanceMetadata().foreign(
+        target, {**record, "before": "disabled"})
+    assert "is not the metadata endpoint" in DisableInstanceMetadata().foreign(
+        target, {**record, "attribute": "metadata:HttpTokens", "before": "enabled"})
+    assert "is not instance" in DisableInstanceMetadata().foreign(
+        target, {**record, "resource": "i-0123456789abcdef0"})
 
 
 # -- KeepVolumesOnTermination -----------------------------------------------------------------
