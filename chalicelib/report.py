@@ -53,8 +53,9 @@ def detection(incident: dict) -> dict:
         f"ec2-quarantine opened incident {incident['incident_id']} for {_describe(incident)}.",
         f"Trigger: {_trigger(incident)}",
         "",
-        "Containment is under way: isolation on every network interface, credentials cut,",
-        "termination protection, then snapshots of every volume. A report follows.",
+        "Containment is under way: isolation on every network interface, credentials cut and",
+        "the metadata service off, termination protection, then snapshots of every volume.",
+        "A report follows.",
         *notes(incident),
     ]
     return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: incident opened"),
