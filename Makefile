@@ -38,9 +38,11 @@ $(C7N_INSTALLED): bench/requirements-c7n.txt
 	rm -f $(C7N_VENV)/.installed-*
 	touch $@
 
-# Regenerate .chalice/policy-<stage>-<function>.json from what the code declares.
+# Regenerate .chalice/policy-<stage>-<function>.json from what the code declares, and the
+# guardrails SCP (deploy/guardrails-scp.json).
 policies: install
 	$(BIN)/python -m deploy.permissions .chalice
+	$(BIN)/python -m deploy.guardrails
 
 # Regenerate the README's settings tables and config.json's app-wide defaults from
 # chalicelib/settings.py.

@@ -8,9 +8,14 @@ import json
 import re
 
 from chalicelib import exemptions, incidents
+from chalicelib.actions.isolation import IsolateInterface
 
 SUBJECT_LIMIT = 99  # SNS: "must be less than 100 characters long"
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
+# What isolation leaves open, said whenever an interface was isolated: the VPC resolver answers
+# every instance whatever its groups, so DNS queries can still carry data out.
+DNS_NOT_CUT = ("Not cut: DNS to the VPC resolver (security groups do not filter it, so queries "
+               "can still carry data out); Route 53 Resolver DNS Firewall on the VPC would cut it.")
 
 
 def subject(text: str) -> str:
@@ -100,7 +105,10 @@ def final(incident: dict) -> dict:
     lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> {c['after']}"
               for c in changes] or ["  (none)"]
     lines += revocations(changes)
-    lines += first_cut(incident.get("first_cut") or {})
+    made = incident.get("first_cut") or {}
+    lines += first_cut(made)
+    if made.get("isolated") or any(c.get("action") == IsolateInterface.name for c in changes):
+        lines += ["", DNS_NOT_CUT]
     snapshots = (incident.get("evidence") or {}).get("snapshots") or {}
     lines += ["", "Evidence (EBS snapshots, tagged QuarantineIncident="
               f"{incident['incident_id']}):"]

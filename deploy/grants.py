@@ -131,6 +131,11 @@ def _attribute_grants() -> tuple[Grant, ...]:
     return (*named, *protecting, block_devices, generic)
 
 
+def deny_all_profile(current) -> str:
+    """The deny-all instance profile's name (with its path), under the settings `current`."""
+    return current.deny_all_profile_arn.split(":instance-profile/", 1)[-1]
+
+
 def product_roles(current) -> tuple[str, ...]:
     """ARN patterns of every role the product owns, under the settings `current`: its
     functions' (by the app's prefix), its member roles (MEMBER_ROLE_NAME may be any name) and
@@ -146,7 +151,6 @@ def instance_grants(current) -> tuple[Grant, ...]:
     under the settings `current` (the memory document, the forensic account, the deny-all
     profile are theirs)."""
     deny_all = current.deny_all_profile_arn.rsplit("/", 1)[-1]
-    deny_all_profile = current.deny_all_profile_arn.split(":instance-profile/", 1)[-1]
     return (
         Grant("Ec2ProductGroupsCreate", ("ec2:CreateSecurityGroup",), _ec2("security-group"),
               {"StringEquals": {f"aws:RequestTag/{isolation.ROLE_TAG}": sorted(
@@ -202,7 +206,7 @@ def instance_grants(current) -> tuple[Grant, ...]:
         Grant("Ec2SwapToDenyAll", (narrowed("ec2:ReplaceIamInstanceProfileAssociation",
                                             instance_actions.DENY_ALL),), _ec2("instance"),
               {"ArnLike": {"ec2:NewInstanceProfile":
-                           f"arn:aws:iam::*:instance-profile/{deny_all_profile}"}}),
+                           f"arn:aws:iam::*:instance-profile/{deny_all_profile(current)}"}}),
         # Containment turns the metadata endpoint off and may not turn it on; release sets it
         # back to the value its verified records name.
         Grant("Ec2MetadataOff", instance_actions.DisableInstanceMetadata.permissions,

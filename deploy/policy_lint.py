@@ -19,7 +19,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from deploy import permissions, resources
+from deploy import guardrails, permissions, resources
 
 SUPPRESSIONS_FILE = os.path.join(os.path.dirname(__file__), "policy-lint-suppressions.json")
 LINTERS = ("parliament", "cloudsplaining")
@@ -49,7 +49,7 @@ def state_machine_policy(stage: str) -> dict:
 
 def policies() -> dict[str, dict]:
     """Every generated policy by name: `<stage>/<function>`, `<stage>/state-machine`, the member
-    role's."""
+    role's, the guardrails SCP's."""
     found = {_named(f"{stage}/{function}", profile): permissions.policy(stage, function, current)
              for stage in permissions.STAGES
              for profile, current in permissions.profiles(stage).items()
@@ -57,6 +57,7 @@ def policies() -> dict[str, dict]:
     found.update({f"{stage}/state-machine": state_machine_policy(stage)
                   for stage in permissions.STAGES})
     found.update(member_role_policies())
+    found["guardrails-scp"] = guardrails.policy()
     return found
 
 

@@ -4,6 +4,7 @@
 from urllib.parse import parse_qs
 
 
+from chalicelib.report import DNS_NOT_CUT
 from local import recording
 from tests.helpers import (
     api,
@@ -85,6 +86,7 @@ def test_guardduty_finding_contains_preserves_and_reports(stack):
     assert any(s.endswith(": contained") for s in subjects)
     final = next(m["Message"] for m in received if m["Subject"].endswith(": contained"))
     assert all(s["SnapshotId"] in final for s in snapshots)
+    assert DNS_NOT_CUT in final, "what isolation cannot cut is named"
     assert all(len(s) < 100 and "\n" not in s for s in subjects)
     steps = [e["lambdaFunctionScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
              for e in history(stack, execution["executionArn"])

@@ -42,3 +42,17 @@ def test_revocation_scoped_to_the_instance_says_the_others_keep_working():
     assert "the other instances sharing the role keep working (i-1)" in message
     assert "ROLE-WIDE" not in message
     assert "Session revocation" not in report.final(_contained([]))["message"]
+
+
+def _isolated(interface: str) -> dict:
+    return {"action": "isolate-interface", "resource": interface, "attribute": "groups",
+            "before": ["sg-app"], "after": ["sg-isolation"]}
+
+
+def test_an_isolated_instance_is_told_what_isolation_cannot_cut():
+    for incident in (_contained([_isolated("eni-1")]),
+                     {**_contained([]), "first_cut": {"isolated": ["eni-1"]}}):
+        message = report.final(incident)["message"]
+        assert ("Not cut: DNS to the VPC resolver (security groups do not filter it" in message
+                and "Route 53 Resolver DNS Firewall" in message)
+    assert "DNS" not in report.final(_contained([]))["message"]
