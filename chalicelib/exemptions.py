@@ -25,13 +25,13 @@ MAX_DAYS = 90  # an exemption is renewed by a person, not left behind
 SEALED = ("instance_id", "account_id", "region", "reason", "expires_at", "granted_by",
           "granted_at", "revoked_by", "revoked_at", "revocation_reason")
 MIRROR = "until "  # the tag's value: "until 2026-12-31T00:00:00Z"
-TAG_PERMISSION = narrowed("ec2:CreateTags", "exempt-tag")  # the exempt tag key only
-UNTAG_PERMISSION = narrowed("ec2:DeleteTags", "exempt-tag")
+MIRROR_TAGGING = narrowed("ec2:CreateTags", "exempt-tag")  # the exempt tag key only
+MIRROR_UNTAGGING = narrowed("ec2:DeleteTags", "exempt-tag")
 # What granting, revoking and listing them needs (the API's function alone): incidents.py
 # writes the items, the seal is made and verified here, the tag is mirrored on the instance.
 PERMISSIONS = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query",
-               *seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS, TAG_PERMISSION,
-               UNTAG_PERMISSION)
+               *seals.SEAL_PERMISSIONS, *seals.VERIFY_PERMISSIONS, MIRROR_TAGGING,
+               MIRROR_UNTAGGING)
 
 
 def now() -> str:

@@ -170,7 +170,7 @@ def instance_grants(current) -> tuple[Grant, ...]:
               {"ForAllValues:StringEquals": {"aws:TagKeys": INCIDENT_TAG_KEYS},
                "Null": {"aws:TagKeys": "false"}}),  # DeleteTags naming no key deletes every tag
         # The API's function mirrors the exemptions it issues on the instance: that key alone.
-        Grant("Ec2ExemptTag", (exemptions.TAG_PERMISSION, exemptions.UNTAG_PERMISSION),
+        Grant("Ec2ExemptTag", (exemptions.MIRROR_TAGGING, exemptions.MIRROR_UNTAGGING),
               _ec2("instance"), {"ForAllValues:StringEquals": {"aws:TagKeys": [
                   current.exempt_tag]}, "Null": {"aws:TagKeys": "false"}}),
         # Release puts back the groups its verified records name (any); containment may put

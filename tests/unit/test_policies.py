@@ -155,7 +155,7 @@ def test_member_role_templates_are_what_the_code_declares():
     # with memory captured first the entry functions make no cut: they only describe (and the
     # API's mirrors the exemptions it issues, on that one tag key)
     assert permissions.member_role_actions("api_handler", current) == [
-        exemptions.TAG_PERMISSION, exemptions.UNTAG_PERMISSION,
+        exemptions.MIRROR_TAGGING, exemptions.MIRROR_UNTAGGING,
         "ec2:DescribeInstanceAttribute", "ec2:DescribeInstances"]
     cutting = {grants.iam_action(a) for a in permissions.member_role_actions(
         "on_guardduty_finding", permissions.profiles("prod")["settings"])}
