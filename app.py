@@ -63,8 +63,11 @@ def grant_exemption():
 
 @app.route("/exemptions", methods=["GET"], authorizer=iam)
 def list_exemptions():
-    return http.respond(lambda: http.list_exemptions(app.current_request.query_params,
-                                                     workflow.list_exemptions))
+    def act():
+        account, _ = _home(app.lambda_context)
+        return http.list_exemptions(app.current_request.query_params, lambda limit, start:
+                                    workflow.list_exemptions(limit, start, account))
+    return http.respond(act)
 
 
 @app.route("/exemptions/{instance_id}", methods=["DELETE"], authorizer=iam,

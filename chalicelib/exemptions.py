@@ -63,16 +63,24 @@ def sealed(exemption: dict) -> dict:
     return {**exemption, "seal": seals.seal("exemption", document(exemption))}
 
 
-def unhonoured(exemption: dict) -> str | None:
-    """Why `exemption` does not stop containment (None: it does): its seal does not hold (it is
-    not the product's: someone wrote the table — logged as such), or it has expired."""
+def unhonoured(exemption: dict, where: str) -> str | None:
+    """Why the exemption `exemption`, found under the key of `where` (an instance key:
+    account/region/instance), does not stop containment (None: its record does). Its seal does
+    not hold (not the product's: someone wrote the table — logged as such), it names another
+    instance than its key (a real one copied there), it was revoked, or it has expired."""
     try:
         seals.verify("exemption", document(exemption), exemption.get("seal"))
     except seals.Unverified as unverified:
-        log.error("exemption record for %s ignored: %s (not issued by the product: check who "
-                  "wrote the incidents table)", exemption.get("instance_id"), unverified)
-        return (f"unverified exemption ignored: the exemption record for "
-                f"{exemption.get('instance_id')} does not carry the product's seal")
+        log.error("exemption record under %s ignored: %s (not issued by the product: check who "
+                  "wrote the incidents table)", where, unverified)
+        return (f"unverified exemption ignored: the exemption record for {where} does not carry "
+                "the product's seal")
+    named = incidents.instance_key(exemption["account_id"], exemption["region"],
+                                   exemption["instance_id"])
+    if named != where:
+        log.error("exemption record of %s found under %s: ignored (copied there: check who "
+                  "wrote the incidents table)", named, where)
+        return f"misplaced exemption ignored: the record under {where} is the exemption of {named}"
     if exemption.get("revoked_at"):
         return f"revoked exemption ignored: {described(exemption)}"
     if not str(exemption.get("expires_at", "")) > now():
@@ -80,17 +88,32 @@ def unhonoured(exemption: dict) -> str | None:
     return None
 
 
+def unshown(exemption: dict, tag: str | None, exempt_tag: str) -> str | None:
+    """Why a standing exemption record does not stop containment of an instance whose exempt tag
+    reads `tag` (None: it does). The product writes `until <expiry>` when it grants and takes it
+    away when it revokes: a record put back after its revocation, or over a later grant, finds
+    no tag or another expiry (table writers can replay records; the tag is EC2's, which the
+    guardrail SCP keeps to the product)."""
+    shown_as = MIRROR + str(exemption.get("expires_at"))
+    if tag == shown_as:
+        return None
+    log.error("exemption record of %s stands but the instance shows %s=%r, not %r: ignored (an "
+              "old record put back?)", exemption.get("instance_id"), exempt_tag, tag, shown_as)
+    return (f"exemption ignored: its record stands but the instance does not show it "
+            f"({exempt_tag}={tag!r}, not {shown_as!r}): revoked or replaced, then put back?")
+
+
 def revoked(exemption: dict, by: str, why: str) -> dict:
     """`exemption` ended now by `by` for `why`, sealed: kept, so who granted and who revoked it
     stay on record (the claim's check passes an exemption whose expiry is past)."""
     at = now()
-    return sealed({**shown(exemption), "expires_at": at, "revoked_by": by, "revoked_at": at,
+    return sealed({**document(exemption), "expires_at": at, "revoked_by": by, "revoked_at": at,
                    "revocation_reason": why})
 
 
 def shown(exemption: dict) -> dict:
-    """What the API answers about an exemption: all but its seal."""
-    return {key: value for key, value in exemption.items() if key != "seal"}
+    """What the API answers about an exemption: what its seal covers, nothing written beside."""
+    return {key: value for key, value in document(exemption).items() if value is not None}
 
 
 def described(exemption: dict) -> str:

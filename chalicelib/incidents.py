@@ -186,7 +186,7 @@ def _claim_once(incident: dict, unless_exempt: bool) -> None:
         if codes and codes[0] == "ConditionalCheckFailed":
             raise AlreadyActive(reasons[0]["Item"]["incident_id"]["S"]) from None
         if exemption and codes[2:3] == ["ConditionalCheckFailed"]:
-            raise Exempted(items.plain(reasons[2].get("Item") or {})) from None
+            raise Exempted(_exemption(reasons[2].get("Item") or {})) from None
         if "TransactionConflict" in codes:
             raise _Conflict() from None
         raise
@@ -230,8 +230,10 @@ def exemptions_page(limit: int, start_key: dict | None) -> tuple[list[dict], dic
 
 
 def _exemption(item: dict) -> dict:
-    return {k: v for k, v in items.plain(item).items()
-            if k not in ("pk", "record_type", "opened_at")}
+    """An exemption item as stored, with `where`: the instance key it is stored under."""
+    plain = items.plain(item)
+    plain.pop("opened_at", None)
+    return {**plain, "where": str(item.get("pk", {}).get("S", ""))[len(EXEMPTION_PREFIX):]}
 
 
 def put(incident: dict) -> None:

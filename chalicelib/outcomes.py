@@ -144,22 +144,21 @@ class ExemptAnnounced:
 
 @dataclass(frozen=True)
 class ExemptionGranted:
-    """An exemption recorded (and `replaced`, the one it took the place of); `tag_error`: the
-    tag people see could not be written (the exemption stands without it)."""
+    """An exemption recorded and shown on its instance (`replaced`: the one it took the place
+    of)."""
 
     exemption: dict
     replaced: dict | None = None
-    tag_error: dict | None = None
 
     def summary(self) -> dict:
         return {"exemption": self.exemption, **({"replaced": self.replaced} if self.replaced
-                                                 else {}),
-                **({"tag_error": self.tag_error} if self.tag_error else {})}
+                                                 else {})}
 
 
 @dataclass(frozen=True)
 class ExemptionRevoked:
-    """An exemption ended now (it says by whom and why); `tag_error` as for ExemptionGranted."""
+    """An exemption ended now (it says by whom and why); `tag_error`: its tag could not be taken
+    away (the record says it is revoked, and a revoked record stops nothing)."""
 
     exemption: dict
     tag_error: dict | None = None

@@ -64,20 +64,18 @@ def start(request: findings.QuarantineRequest,
                           incident["notes"])
         if stopped:
             return stopped
-    elif tag is not None and not tag.startswith(exemptions.MIRROR):
-        incident["notes"].append(
-            f"unverified exemption ignored: tag {current.exempt_tag}={tag[:64]!r} is not an "
-            "exemption the product issued (POST /exemptions; TRUST_EXEMPT_TAG is off)")
-        log.warning("%s carries %s=%r, not an exemption the product issued: ignored",
-                    request.instance_id, current.exempt_tag, tag[:64])
+    elif tag is not None:  # taken back if it shows an exemption the product issued
+        incident["notes"].append(_tag_note(tag, current))
+        log.warning("%s carries %s=%r: not itself an exemption", request.instance_id,
+                    current.exempt_tag, tag[:64])
     if dry_run:
-        return _dry_run(request, incident)
+        return _dry_run(request, incident, tag)
     target = None if cut.skipped(request, current) else steps.target_acting(incident, current)
     if target:
         cut.remember(target, instance, observed.groups, observed.attributes)
     try:  # the seal (and the groups a new VPC needs) beside the claim: nothing new in front
         stopped, incident["seal"], _ = aws.concurrently(
-            [lambda: _claim(request, incident), lambda: bindings.seal_incident(incident),
+            [lambda: _claim(request, incident, tag), lambda: bindings.seal_incident(incident),
              lambda: target and cut.prepare(target)])
     except incidents.AlreadyActive as active:
         return further(active.incident_id, request, observed, home_account)
@@ -95,25 +93,36 @@ def start(request: findings.QuarantineRequest,
     return outcomes.Opened(begin(incident, first_cut(target)))
 
 
-def _claim(request, incident: dict) -> outcomes.ExemptAnnounced | None:
+def _tag_note(tag: str, current) -> str:
+    return (f"unverified exemption ignored: tag {current.exempt_tag}={tag[:64]!r} is not an "
+            "exemption the product issued (POST /exemptions; TRUST_EXEMPT_TAG is off)")
+
+
+def _claim(request, incident: dict, tag: str | None) -> outcomes.ExemptAnnounced | None:
     """Claim the instance for `incident` unless an exemption the product issued stops it (the
     check is inside the claim's transaction): the outcome that stopped it, or None (claimed)."""
     try:
         return incidents.claim(incident)
     except incidents.Exempted as found:
-        stopped = _exemption_stops(request, found.exemption, incident["notes"])
+        stopped = _exemption_stops(request, found.exemption, tag, incident["notes"])
         if stopped:
             return stopped
     return incidents.claim(incident, unless_exempt=False)  # forced, or not the product's
 
 
-def _exemption_stops(request, exemption: dict, notes: list):
+def _exemption_stops(request, exemption: dict, tag: str | None, notes: list):
     """What an exemption record does to `request`: nothing (noted) unless the product issued
-    it and it stands; then what `_exempt` says."""
-    why_not = exemptions.unhonoured(exemption)
+    it for this instance, it stands and the instance shows it (its tag); then what `_exempt`
+    says, and the tag is not noted as unverified."""
+    current = settings.get()
+    where = incidents.instance_key(request.account_id, request.region, request.instance_id)
+    why_not = (exemptions.unhonoured(exemption, where)
+               or exemptions.unshown(exemption, tag, current.exempt_tag))
     if why_not:
         notes.append(why_not)
         return None
+    if tag is not None and _tag_note(tag, current) in notes:
+        notes.remove(_tag_note(tag, current))
     return _exempt(request, exemptions.described(exemption), notes)
 
 
@@ -132,11 +141,11 @@ def _exempt(request, why: str, notes: list):
     return None
 
 
-def _dry_run(request, incident: dict):
+def _dry_run(request, incident: dict, tag: str | None):
     """A dry run: recorded with its plan, claiming nothing; an exemption the product issued
     stops it as it would stop the incident."""
     exemption = incidents.get_exemption(request.account_id, request.region, request.instance_id)
-    stopped = exemption and _exemption_stops(request, exemption, incident["notes"])
+    stopped = exemption and _exemption_stops(request, exemption, tag, incident["notes"])
     if stopped:
         return stopped
     incident["status"] = "DRY_RUN"
@@ -381,35 +390,30 @@ def handle_finding(detail, home_account: str) -> dict:
 
 def grant_exemption(request: findings.QuarantineRequest, expires: str,
                     home_account: str) -> outcomes.ExemptionGranted:
-    """Exempt the instance until `expires`: the sealed record (replacing any earlier one), then
-    the tag people see; announced."""
+    """Exempt the instance until `expires`: the tag it must show, then the sealed record
+    (replacing any earlier one); announced."""
     current = admit(request, home_account)
     instances.describe(request, home_account)
     exemption = exemptions.sealed({
         "instance_id": request.instance_id, "account_id": request.account_id,
         "region": request.region, "reason": request.reason, "expires_at": expires,
         "granted_by": request.requested_by, "granted_at": exemptions.now()})
+    _mirror(request, home_account, "create_tags", current.exempt_tag, expires)
     replaced = incidents.put_exemption(exemption)
-    tagged = _mirror(request, home_account, "create_tags", current.exempt_tag, expires)
     log.info("exempted %s until %s by %s: %s", request.instance_id, expires,
              request.requested_by, request.reason)
     _announce_quietly(report.exemption(exemption, "granted"))
     return outcomes.ExemptionGranted(exemptions.shown(exemption),
-                                     replaced and exemptions.shown(replaced), tagged)
+                                     replaced and exemptions.shown(replaced))
 
 
-def _mirror(request, home_account: str, operation: str, key: str, expires: str):
+def _mirror(request, home_account: str, operation: str, key: str, expires: str) -> None:
     """Write (`create_tags`) or take away (`delete_tags`, the product's value only: another
-    stays) the tag that shows an exemption; the failure record, if it failed (the exemption
-    record decides, the tag only shows it)."""
+    stays) the tag that shows an exemption: an exemption holds only while its instance shows it
+    (`exemptions.unshown`)."""
     ec2 = accounts.client("ec2", request.account_id, request.region, home_account)
-    try:
-        getattr(ec2, operation)(Resources=[request.instance_id], Tags=[
-            {"Key": key, "Value": exemptions.MIRROR + expires}])
-    except Exception as error:
-        log.warning("%s of %s on %s failed: %s", operation, key, request.instance_id, error)
-        return actions.error_record("exemption-tag", request.instance_id, error)
-    return None
+    getattr(ec2, operation)(Resources=[request.instance_id], Tags=[
+        {"Key": key, "Value": exemptions.MIRROR + expires}])
 
 
 def revoke_exemption(request: findings.QuarantineRequest,
@@ -418,7 +422,7 @@ def revoke_exemption(request: findings.QuarantineRequest,
     take its tag away if it is still the product's."""
     current = admit(request, home_account)
     found = incidents.get_exemption(request.account_id, request.region, request.instance_id)
-    why_not = exemptions.unhonoured(found) if found else "none was granted"
+    why_not = exemptions.unhonoured(found, found["where"]) if found else "none was granted"
     if why_not:
         raise outcomes.ExemptionNotFound(f"instance {request.instance_id} has no standing "
                                          f"exemption ({why_not})")
@@ -428,20 +432,49 @@ def revoke_exemption(request: findings.QuarantineRequest,
     except LookupError:
         raise outcomes.ExemptionChanged(f"the exemption of {request.instance_id} changed while "
                                         "it was being revoked; look again") from None
-    untagged = _mirror(request, home_account, "delete_tags", current.exempt_tag,
-                       found["expires_at"])
+    try:  # the record decides: revoked already, whatever happens to the tag
+        _mirror(request, home_account, "delete_tags", current.exempt_tag, found["expires_at"])
+        untagged = None
+    except Exception as error:
+        log.warning("the exempt tag of %s stays: %s", request.instance_id, error)
+        untagged = actions.error_record("exemption-tag", request.instance_id, error)
     log.info("revoked the exemption of %s by %s: %s", request.instance_id, request.requested_by,
              request.reason)
     _announce_quietly(report.exemption(ended, "revoked"))
     return outcomes.ExemptionRevoked(exemptions.shown(ended), untagged)
 
 
-def list_exemptions(limit: int, start_key: dict | None) -> tuple[list[dict], dict | None]:
-    """Exemptions, newest first, each saying whether it stands (verified and unexpired)."""
+def list_exemptions(limit: int, start_key: dict | None,
+                    home_account: str) -> tuple[list[dict], dict | None]:
+    """Exemptions, newest first, each saying whether it stands: its record sealed, in its
+    place, unrevoked, unexpired, and shown on its instance (one DescribeInstances per account
+    and region of the page)."""
     page, last = incidents.exemptions_page(limit, start_key)
-    why_not = aws.concurrently(lambda e=e: exemptions.unhonoured(e) for e in page)
+    places: dict = {}
+    for account, region, instance_id in (e["where"].split("/") for e in page
+                                         if e["where"].count("/") == 2):  # written by others?
+        places.setdefault((account, region), []).append(instance_id)
+    tags = {key: value for found in aws.concurrently(
+        lambda place=place, ids=ids: _exempt_tags(*place, ids, home_account)
+        for place, ids in places.items()) for key, value in found.items()}
+    exempt_tag = settings.get().exempt_tag
+
+    def why_not(e):
+        return exemptions.unhonoured(e, e["where"]) or exemptions.unshown(
+            e, tags.get(e["where"]), exempt_tag)
+    found = aws.concurrently(lambda e=e: why_not(e) for e in page)
     return [{**exemptions.shown(e), "standing": not why, **({"note": why} if why else {})}
-            for e, why in zip(page, why_not)], last
+            for e, why in zip(page, found)], last
+
+
+def _exempt_tags(account: str, region: str, instance_ids: list, home_account: str) -> dict:
+    """The exempt tag of each of `instance_ids` (in `account` and `region`), by instance key."""
+    ec2 = accounts.client("ec2", account, region, home_account)
+    exempt_tag = settings.get().exempt_tag
+    reservations = ec2.describe_instances(Filters=[
+        {"Name": "instance-id", "Values": instance_ids}])["Reservations"]
+    return {incidents.instance_key(account, region, i["InstanceId"]):
+            exemptions.tag_value(i, exempt_tag) for r in reservations for i in r["Instances"]}
 
 
 def _announce_quietly(notice: dict) -> None:

@@ -14,6 +14,9 @@ then write it. Each statement is a Deny unless `aws:PrincipalArn` is one of the 
   one or some). A keyless delete elsewhere stays allowed: the SCP touches nothing of the site's.
 - **Groups**: changing the rules of the product's groups (`aws:ResourceTag` role "open" or
   "isolation"), their rule descriptions, or deleting them.
+- **Records**: writing items of the product's incidents table (claims, incidents, exemptions):
+  its seals refuse a forged record, but an old sealed one put back (a revoked exemption) or a
+  claim item that blocks an instance are moves only keeping writers out can stop.
 - **Roles**: writing, attaching, deleting, retagging, passing or creating the product's roles,
   and the deny-all instance profile: a role created under the product's names would be exempt
   itself, a function's role passed to someone's own code would run it as the product, and a role
@@ -36,7 +39,7 @@ import os
 import sys
 
 from chalicelib.actions import evidence, instance, isolation
-from deploy import grants, permissions
+from deploy import grants, names, permissions
 
 FILE = os.path.join(os.path.dirname(__file__), "guardrails-scp.json")
 SIZE_LIMIT = 5120  # characters, whitespace included when created through the API or CLI
@@ -52,6 +55,11 @@ ROLE_ACTIONS = ("iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRole",
                 "iam:UpdateRole", "iam:UpdateRoleDescription")
 PROFILE_ACTIONS = ("iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile",
                    "iam:DeleteInstanceProfile", "iam:RemoveRoleFromInstanceProfile")
+# The incidents table's items (claims, incidents, exemptions): only the product writes them. Its
+# seals stop forged records, not old ones put back, nor a claim item that blocks an instance.
+RECORD_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PartiQLDelete",
+                  "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PutItem",
+                  "dynamodb:UpdateItem")
 
 
 def _stages():
@@ -99,6 +107,9 @@ def policy(also: tuple[str, ...] = ()) -> dict:
              grants.PRODUCT_GROUPS),
         deny("ProductRoles", ROLE_ACTIONS, product_roles()),
         deny("DenyAllProfile", PROFILE_ACTIONS, deny_all_profiles()),
+        deny("ProductRecords", RECORD_ACTIONS, sorted(
+            f"arn:aws:dynamodb:*:*:table/{names.incidents_table(stage)}"
+            for stage in permissions.STAGES)),
     ]}
 
 

@@ -58,10 +58,15 @@ def call(args, method: str, path: str, payload=None, query=None) -> tuple[int, d
         raise CliError(f"cannot reach {args.api_url}: {error.reason}") from None
 
 
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    return "" if value is None else str(value)
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, "") or "")) for r in rows]) for c in columns}
+    widths = {c: max([len(c)] + [len(_cell(r, c)) for r in rows]) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "") or "").ljust(widths[c]) for c in columns) for r in rows]
+    lines += ["  ".join(_cell(r, c).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
 
 
@@ -244,7 +249,7 @@ def run(args, out=sys.stdout) -> int:
               f"{'revoked' if exemption.get('revoked_at') else 'granted'}, until "
               f"{exemption['expires_at']}", file=out)
         if body.get("tag_error"):
-            print(f"  the tag could not be changed: {body['tag_error']['message']}", file=out)
+            print(f"  its tag could not be taken away: {body['tag_error']['message']}", file=out)
     elif args.command == "list":
         print(_table(body["incidents"], ["incident_id", "status", "instance_id", "region",
                                          "opened_at"]), file=out)

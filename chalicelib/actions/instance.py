@@ -243,7 +243,11 @@ class DisableInstanceMetadata(InstanceValue):
                                                     HttpEndpoint=value)
 
     def apply(self, target):
-        return apply_each(self.plan(target), lambda record: self._set(target, self.value))
+        """Off whatever it reads now (someone may have turned it on since the describe); a
+        change is recorded only if it was on before the incident."""
+        made = self.plan(target)
+        self._set(target, self.value)
+        return made
 
     def foreign(self, target, record):
         """Only the endpoint state the instance had when the incident opened is given back."""

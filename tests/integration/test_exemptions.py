@@ -107,7 +107,8 @@ def test_an_exemption_the_product_issued_stops_the_finding_and_needs_force_by_ha
     assert status == 202, forced
     record, _ = finish(stack, forced)
     assert record["status"] == "CONTAINED"
-    assert any(n.startswith("forced past an exemption") for n in record["notes"])
+    (note,) = record["notes"]  # the tag showed the exemption: not noted as unverified
+    assert note.startswith("forced past an exemption")
 
     status, listed = api(stack, "GET", "/exemptions")
     assert status == 200
@@ -136,6 +137,63 @@ def test_an_exemption_an_insider_writes_into_the_table_stops_nothing(stack):
     status, listed = api(stack, "GET", "/exemptions")
     standing = {e["instance_id"]: e["standing"] for e in listed["exemptions"]}
     assert standing == {decoy["instance_id"]: True, victim["instance_id"]: False}
+
+
+def _stored(stack, instance_id: str) -> dict:
+    """The exemption item as it is stored (an insider reads it with a no-op UpdateItem)."""
+    return stack.client("dynamodb").get_item(TableName=stack.names["INCIDENTS_TABLE"], Key={
+        "pk": {"S": incidents.EXEMPTION_PREFIX + incidents.instance_key(
+            stack.account, stack.region, instance_id)}})["Item"]
+
+
+def _put_as_insider(stack, item: dict, instance_id: str) -> None:
+    """The insider (dynamodb:PutItem only) writes `item` under `instance_id`'s key."""
+    insider = principal(stack, "insider", ["dynamodb:PutItem"])
+    with stack.enforce_iam():
+        insider("dynamodb").put_item(TableName=stack.names["INCIDENTS_TABLE"], Item={
+            **item, "pk": {"S": incidents.EXEMPTION_PREFIX + incidents.instance_key(
+                stack.account, stack.region, instance_id)}})
+
+
+def test_a_real_exemption_copied_under_another_instance_stops_nothing(stack):
+    """The insider copies a standing exemption, seal and all, unchanged, to the compromised
+    instance's key."""
+    queue = subscribe_queue(stack)
+    decoy = make_victim(stack, interfaces=1, volumes=1)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    _exempt(stack, decoy["instance_id"])
+    _put_as_insider(stack, _stored(stack, decoy["instance_id"]), victim["instance_id"])
+    messages(stack, queue)  # the decoy's announcement
+    _contained_noting(stack, victim, queue, "misplaced exemption ignored")
+    status, revoked = api(stack, "DELETE", f"/exemptions/{victim['instance_id']}",
+                          {"reason": "not the decoy's"})
+    assert (status, revoked["error"]) == (404, "ExemptionNotFound")
+    status, listed = api(stack, "GET", "/exemptions")
+    assert sorted(e["standing"] for e in listed["exemptions"]) == [False, True]
+
+
+def test_a_revoked_exemption_put_back_by_an_insider_stops_nothing(stack):
+    """The insider saved the sealed record while it stood and puts it back after its
+    revocation: the instance no longer shows it (its tag was taken away)."""
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    _exempt(stack, victim["instance_id"])
+    saved = _stored(stack, victim["instance_id"])
+    status, _ = api(stack, "DELETE", f"/exemptions/{victim['instance_id']}", {"reason": "over"})
+    assert status == 200
+    _put_as_insider(stack, saved, victim["instance_id"])
+    status, listed = api(stack, "GET", "/exemptions")
+    (shown,) = listed["exemptions"]
+    assert shown["standing"] is False and "does not show it" in shown["note"]
+    messages(stack, queue)  # granted, revoked
+    _contained_noting(stack, victim, queue, "does not show it")
+
+
+def test_the_host_writing_a_tag_like_the_products_is_noted_too(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1,
+                         tags={"QuarantineExempt": "until 2099-01-01T00:00:00Z"})
+    _contained_noting(stack, victim, queue, "unverified exemption ignored: tag QuarantineExempt")
 
 
 def test_a_revoked_exemption_stops_nothing_and_stays_on_record(stack):

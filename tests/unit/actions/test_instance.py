@@ -276,11 +276,14 @@ def test_metadata_apply_turns_the_endpoint_off_and_undo_back_on_the_rest_untouch
     assert _metadata(world, victim["instance_id"]) == LAUNCHED
 
 
-def test_metadata_already_off_records_no_change(world, victim, settings):
-    world.client("ec2").modify_instance_metadata_options(InstanceId=victim["instance_id"],
-                                                         HttpEndpoint="disabled")
-    target = world.target(victim["instance_id"], settings)
-    world.fail("ec2", "ModifyInstanceMetadataOptions")  # no request either
+def test_metadata_off_before_the_incident_records_no_change_yet_is_put_off_again(
+        world, victim, settings):
+    ec2 = world.client("ec2")
+    ec2.modify_instance_metadata_options(InstanceId=victim["instance_id"],
+                                         HttpEndpoint="disabled")
+    target = world.target(victim["instance_id"], settings)  # its pre-incident state: off
+    ec2.modify_instance_metadata_options(InstanceId=victim["instance_id"],
+                                         HttpEndpoint="enabled")  # turned on since
 
     assert actions.run([DisableInstanceMetadata()], target) == ([], [])
     assert _metadata(world, victim["instance_id"]) == {**LAUNCHED, "HttpEndpoint": "disabled"}
