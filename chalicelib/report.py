@@ -29,9 +29,24 @@ def _describe(incident: dict) -> str:
 def _trigger(incident: dict) -> str:
     finding = incident.get("finding") or {}
     if finding:
+        stolen = (f"; the instance's credentials (role {finding.get('role') or '?'}) were used "
+                  f"by {_caller(finding['actor'])}" if finding.get("actor") else "")
         return (f"GuardDuty finding {finding.get('type')} (severity {finding.get('severity')}, "
-                f"id {finding.get('id')})")
+                f"id {finding.get('id')}){stolen}")
     return f"manual request: {incident.get('reason') or 'no reason given'}"
+
+
+def _caller(actor: dict) -> str:
+    """Who used stolen credentials, as the finding names them (findings.Actor's fields)."""
+    network = ", ".join(filter(None, (actor.get(k) for k in ("asn_org", "isp", "country"))))
+    said = [f"IP {actor.get('ip') or 'not given'}" + (f" ({network})" if network else "")]
+    if actor.get("account_id"):
+        said.append(f"AWS account {actor['account_id']}")
+    if actor.get("api"):
+        said.append(f"calling {actor.get('service_name') or '?'} {actor['api']}")
+    if actor.get("caller_type"):
+        said.append(f"caller type {actor['caller_type']}")
+    return ", ".join(said)
 
 
 def detection(incident: dict) -> dict:
@@ -178,10 +193,13 @@ def duplicate(incident: dict, finding: dict | None) -> dict:
             "message": _with_json("\n".join(lines), incident)}
 
 
-def not_acted_on(request: dict, why: str) -> dict:
-    """A qualifying finding the product deliberately left alone (an exempt instance)."""
+def not_acted_on(request: dict, why: str, reason: str = "") -> dict:
+    """A qualifying finding the product deliberately left alone (an exempt instance, the
+    instance the target, a sample: `reason` says what would have been done)."""
     lines = [f"A qualifying finding for {_describe(request)} was not acted on: {why}.",
-             f"Trigger: {_trigger(request)}",
+             f"Trigger: {_trigger(request)}", *([reason] if reason else []),
+             "GuardDuty generated it as a sample: nothing to do." if
+             (request.get("finding") or {}).get("sample") else
              "Act by hand if needed: POST /quarantine with \"force\": true."]
     return {"subject": subject(f"[ec2-quarantine] {request['instance_id']}: not acted on: {why}"),
             "message": _with_json("\n".join(lines), request)}
