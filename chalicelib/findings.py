@@ -1,27 +1,55 @@
 """GuardDuty finding -> QuarantineRequest, and the automatic path's policy filter.
 
 EventBridge delivers findings in camelCase; `aws guardduty get-findings` prints PascalCase. Both
-are read here, field by field, never by parsing `title` or `description`.
+are read here, field by field, never by parsing `title` or `description`. Two kinds of finding
+name an instance to act on: one about the instance (`Instance`), and one about the instance's
+launch credentials used from elsewhere (`AccessKey`, `CREDENTIAL_EXFILTRATION`).
 """
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 
 from chalicelib.settings import ACCOUNT_ID  # one pattern of an account id, for all
 
+# The instance's role credentials used outside it: `.OutsideAWS` (an IP outside AWS) and
+# `.InsideAWS` (another AWS account). The finding is about the access key, and names the instance.
+CREDENTIAL_EXFILTRATION = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration"
+
+# EventBridge's `$or` takes whole sub-patterns, each matched at the level it sits (here `detail`).
 EVENT_PATTERN = {
     "source": ["aws.guardduty"],
     "detail-type": ["GuardDuty Finding"],
-    "detail": {"resource": {"resourceType": ["Instance"]}},
+    "detail": {"$or": [
+        {"resource": {"resourceType": ["Instance"]}},
+        {"resource": {"resourceType": ["AccessKey"]},
+         "type": [{"prefix": CREDENTIAL_EXFILTRATION}]},
+    ]},
 }
 
 # ASCII only, anchored at the true end: Python's \d takes other scripts' digits, $ a final "\n".
 INSTANCE_ID = re.compile(r"\Ai-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 REGION = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
+ROLE_ID = re.compile(r"\AAROA[A-Z0-9]{1,124}\Z")  # a role's unique id, as principals begin
 
 
 class MalformedFinding(ValueError):
     """The finding lacks a field the product needs, or holds one it cannot trust."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who used an instance's stolen credentials, as GuardDuty saw the call
+    (`service.action.awsApiCallAction`); every field bounded, "" when the finding lacks it."""
+
+    ip: str = ""  # remoteIpDetails.ipAddressV4 (or V6)
+    asn_org: str = ""  # remoteIpDetails.organization.asnOrg
+    isp: str = ""  # remoteIpDetails.organization.isp
+    country: str = ""  # remoteIpDetails.country.countryName
+    account_id: str = ""  # remoteAccountDetails.accountId (InsideAWS: the other account)
+    api: str = ""
+    service_name: str = ""
+    caller_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,6 +58,12 @@ class Finding:
     type: str
     severity: float
     title: str = ""
+    resource_type: str = "Instance"  # "Instance", or "AccessKey" for CREDENTIAL_EXFILTRATION
+    resource_role: str = ""  # service.resourceRole: "ACTOR", "TARGET" (bounded, as given)
+    sample: bool = False  # service.additionalInfo says GuardDuty generated it as a sample
+    archived: bool = False  # service.archived
+    role: str = ""  # AccessKey: accessKeyDetails.userName, the instance's role
+    actor: Actor | None = None  # AccessKey: who used the credentials
 
 
 @dataclass(frozen=True)
@@ -88,7 +122,19 @@ def _text(detail, name, pattern=None, *, required=True):
 FINDING_ID = re.compile(r"\A[\x21-\x7e]{1,300}\Z")
 FINDING_TYPE = re.compile(r"\A[\x20-\x7e]{1,128}\Z")
 MAX_TITLE = 256
+MAX_FACT = 128  # each descriptive field kept (the resource role, a role's name, an actor's)
+MAX_ADDITIONAL_INFO = 64 * 1024  # get-findings' additionalInfo.value, read only this long
 SEVERITY_RANGE = (0.0, 10.0)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _fact(mapping, *names) -> str:
+    """A descriptive string at `names`, on one line and cut to MAX_FACT; "" if absent or not a
+    string (it names, it decides nothing: an odd value costs the report a word, not the finding)."""
+    value = _path(mapping, *names)
+    if not isinstance(value, str):
+        return ""
+    return " ".join(_CONTROL.sub(" ", value[:4 * MAX_FACT]).split())[:MAX_FACT]
 
 
 def _severity(detail) -> float:
@@ -102,22 +148,85 @@ def _severity(detail) -> float:
     return float(severity)
 
 
-def parse(detail) -> QuarantineRequest:
-    """The request a GuardDuty finding (its `detail`, either casing) asks for."""
-    if not isinstance(detail, dict):
-        raise MalformedFinding(f"finding is not an object: {type(detail).__name__}")
-    resource_type = _path(detail, "resource", "resourceType")
-    if resource_type != "Instance":
+def is_credential_exfiltration(finding_type: str) -> bool:
+    """The instance's launch credentials used from elsewhere (either variant)."""
+    return finding_type.startswith(CREDENTIAL_EXFILTRATION)
+
+
+def _instance_id(detail, resource_type: str, finding_type: str) -> str:
+    """The instance the finding names: its own (`Instance`), or the one whose credentials were
+    used (`AccessKey`): `instanceDetails.instanceId` when GuardDuty gives it, else the session
+    name of the role's principal, which EC2 makes the instance id."""
+    if resource_type == "AccessKey" and not is_credential_exfiltration(finding_type):
+        raise MalformedFinding(f"finding {_shown(finding_type)} is about an AccessKey, and only "
+                               f"{CREDENTIAL_EXFILTRATION}.* names an instance to act on")
+    if resource_type not in ("Instance", "AccessKey"):
         raise MalformedFinding(f"finding is about a {_shown(resource_type)} resource, "
                                "not an Instance")
     instance_id = _path(detail, "resource", "instanceDetails", "instanceId")
+    if instance_id is None and resource_type == "AccessKey":
+        principal = _path(detail, "resource", "accessKeyDetails", "principalId")
+        role_id, _, session = principal.partition(":") if isinstance(principal, str) else ("",) * 3
+        if not (ROLE_ID.match(role_id) and INSTANCE_ID.match(session)):
+            raise MalformedFinding("finding names no instance: no instanceDetails, and principalId "
+                                   f"{_shown(principal)} is not an instance role's session")
+        return session
     if not isinstance(instance_id, str) or not INSTANCE_ID.match(instance_id):
         raise MalformedFinding(f"finding names no valid instance id: {_shown(instance_id)}")
+    return instance_id
+
+
+
+def _is_sample(detail) -> bool:
+    """GuardDuty's `create-sample-findings` marks its findings in `service.additionalInfo`:
+    `sample: true` in an event, inside the JSON string `value` in get-findings output."""
+    info = _path(detail, "service", "additionalInfo")
+    if _field(info, "sample") is True:
+        return True
+    value = _field(info, "value")
+    if not isinstance(value, str) or len(value) > MAX_ADDITIONAL_INFO:
+        return False
+    try:
+        return _field(json.loads(value), "sample") is True
+    except (ValueError, RecursionError):  # not JSON, or nested past what json reads
+        return False
+
+
+def _actor(detail) -> Actor:
+    call = _path(detail, "service", "action", "awsApiCallAction")
+    remote = _field(call, "remoteIpDetails")
+    return Actor(
+        ip=_fact(remote, "ipAddressV4") or _fact(remote, "ipAddressV6"),
+        asn_org=_fact(remote, "organization", "asnOrg"),
+        isp=_fact(remote, "organization", "isp"),
+        country=_fact(remote, "country", "countryName"),
+        account_id=_fact(call, "remoteAccountDetails", "accountId"),
+        api=_fact(call, "api"),
+        service_name=_fact(call, "serviceName"),
+        caller_type=_fact(call, "callerType"),
+    )
+
+
+def parse(detail) -> QuarantineRequest:
+    """The request a GuardDuty finding (its `detail`, either casing) asks for, with what
+    GuardDuty says of the finding itself (sample, archived, the instance's role in it)."""
+    if not isinstance(detail, dict):
+        raise MalformedFinding(f"finding is not an object: {type(detail).__name__}")
+    resource_type = _path(detail, "resource", "resourceType")
+    finding_type = _text(detail, "type", FINDING_TYPE)
+    instance_id = _instance_id(detail, resource_type, finding_type)
+    credentials = resource_type == "AccessKey"
     finding = Finding(
         id=_text(detail, "id", FINDING_ID),
-        type=_text(detail, "type", FINDING_TYPE),
+        type=finding_type,
         severity=_severity(detail),
         title=_text(detail, "title", required=False)[:MAX_TITLE],
+        resource_type=resource_type,
+        resource_role=_fact(detail, "service", "resourceRole"),
+        sample=_is_sample(detail),
+        archived=_path(detail, "service", "archived") is True,
+        role=_fact(detail, "resource", "accessKeyDetails", "userName") if credentials else "",
+        actor=_actor(detail) if credentials else None,
     )
     return QuarantineRequest(
         instance_id=instance_id,
@@ -129,14 +238,60 @@ def parse(detail) -> QuarantineRequest:
     )
 
 
-def qualifies(finding: Finding, settings) -> str | None:
-    """Why the automatic path must not act on `finding`, or None if it qualifies."""
+@dataclass(frozen=True)
+class NotActedOn:
+    """Why the automatic path leaves a finding alone: `decision` names it in the handler's answer
+    and log; with a `headline`, it is also announced (a person should hear of it), as the
+    report's "not acted on: <headline>"."""
+
+    decision: str
+    reason: str
+    headline: str = ""
+
+
+def qualifies(finding: Finding, settings) -> NotActedOn | None:
+    """Why the automatic path must not act on `finding`, or None if it qualifies.
+
+    An archived finding is only logged: a person (or their suppression rule) already judged it,
+    and announcing each recurrence of what they dismissed would teach them to ignore the topic.
+    A sample is judged like a real finding, then left alone, and announced when it would have
+    been acted on (or announced): a drill shows what the policy does and changes nothing."""
+    if finding.archived:
+        return NotActedOn("dropped", "the finding is archived in GuardDuty")
+    why_not = _policy(finding, settings)
+    if not finding.sample:
+        return why_not
+    if why_not is None:
+        return NotActedOn("sample", "sample finding: not acted on; had it been real, the "
+                          "instance would have been contained", "sample finding")
+    return NotActedOn("sample" if why_not.headline else "dropped",
+                      f"sample finding: not acted on; had it been real: {why_not.reason}",
+                      why_not.headline and "sample finding")
+
+
+def _policy(finding: Finding, settings) -> NotActedOn | None:
     if finding.severity < settings.severity_threshold:
-        return (
-            f"severity {finding.severity:g} is below SEVERITY_THRESHOLD "
-            f"{settings.severity_threshold:g}"
-        )
+        return NotActedOn("dropped", f"severity {finding.severity:g} is below SEVERITY_THRESHOLD "
+                          f"{settings.severity_threshold:g}")
     prefixes = settings.finding_type_prefixes
     if prefixes and not finding.type.startswith(prefixes):
-        return f"type {finding.type!r} matches none of FINDING_TYPE_PREFIXES {list(prefixes)}"
-    return None
+        return NotActedOn("dropped", f"type {finding.type!r} matches none of "
+                          f"FINDING_TYPE_PREFIXES {list(prefixes)}")
+    return _role(finding, settings)
+
+
+def _role(finding: Finding, settings) -> NotActedOn | None:
+    """An instance that is the TARGET of a finding (a probe, a brute force from the internet) was
+    attacked, not taken: acted on only for the types TARGET_FINDING_TYPES lists. The role is
+    that of the resource the finding is about. A credential exfiltration is about the access key
+    (the credentials are its target), and it says the instance was taken: the rule does not
+    apply. Attack sequences (`resourceType` AttackSequence, a later issue) mark TARGET what they
+    name as well: they will be read here by their resource type, as the access key is."""
+    if finding.resource_type != "Instance" or finding.resource_role != "TARGET":
+        return None
+    listed = settings.target_finding_types
+    if listed and finding.type.startswith(listed):
+        return None
+    return NotActedOn("target", f"not acted on: the instance is the target of {finding.type}, "
+                      f"not its actor, and TARGET_FINDING_TYPES {list(listed)} does not list it",
+                      "the instance is the target")

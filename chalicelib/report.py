@@ -34,8 +34,10 @@ def _describe(incident: dict) -> str:
 def _trigger(incident: dict) -> str:
     finding = incident.get("finding") or {}
     if finding:
+        stolen = (f"; the instance's credentials (role {finding.get('role') or '?'}) were used "
+                  f"by {_caller(finding['actor'])}" if finding.get("actor") else "")
         return (f"GuardDuty finding {finding.get('type')} (severity {finding.get('severity')}, "
-                f"id {finding.get('id')})")
+                f"id {finding.get('id')}){stolen}")
     return f"manual request: {incident.get('reason') or 'no reason given'}"
 
 
@@ -44,6 +46,19 @@ def notes(incident: dict) -> list[str]:
     issue, an exemption forced past): said wherever the incident is reported."""
     found = [str(note) for note in incident.get("notes") or []]
     return ["", "Notes:", *(f"  - {note}" for note in found)] if found else []
+
+
+def _caller(actor: dict) -> str:
+    """Who used stolen credentials, as the finding names them (findings.Actor's fields)."""
+    network = ", ".join(filter(None, (actor.get(k) for k in ("asn_org", "isp", "country"))))
+    said = [f"IP {actor.get('ip') or 'not given'}" + (f" ({network})" if network else "")]
+    if actor.get("account_id"):
+        said.append(f"AWS account {actor['account_id']}")
+    if actor.get("api"):
+        said.append(f"calling {actor.get('service_name') or '?'} {actor['api']}")
+    if actor.get("caller_type"):
+        said.append(f"caller type {actor['caller_type']}")
+    return ", ".join(said)
 
 
 def detection(incident: dict) -> dict:
@@ -205,13 +220,16 @@ def duplicate(incident: dict, finding: dict | None) -> dict:
             "message": _with_json("\n".join(lines), incident)}
 
 
-def not_acted_on(request: dict, why: str, detail: str = "") -> dict:
-    """A qualifying finding the product deliberately left alone (an exempt instance): `why` in
-    the subject, `detail` (who exempted it, until when, why) in the message."""
+def not_acted_on(request: dict, why: str, reason: str = "") -> dict:
+    """A qualifying finding the product deliberately left alone (an exempt instance, the
+    instance the target, a sample): `why` in the subject, `reason` (who exempted it and until
+    when, or what would have been done) in the message."""
+    advice = ("GuardDuty generated it as a sample: nothing to do."
+              if (request.get("finding") or {}).get("sample") else
+              "Act by hand if needed: POST /quarantine"
+              + (' with "force": true.' if why == "exempt" else "."))
     lines = [f"A qualifying finding for {_describe(request)} was not acted on: {why}.",
-             *([f"  {detail}"] if detail else []),
-             f"Trigger: {_trigger(request)}",
-             "Act by hand if needed: POST /quarantine with \"force\": true."]
+             f"Trigger: {_trigger(request)}", *([reason] if reason else []), advice]
     return {"subject": subject(f"[ec2-quarantine] {request['instance_id']}: not acted on: {why}"),
             "message": _with_json("\n".join(lines), request)}
 

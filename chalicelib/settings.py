@@ -147,6 +147,10 @@ class Settings(Options):
         "7.0", number(0.0, 10.0), "automatic path acts on findings with at least this severity")
     finding_type_prefixes: tuple[str, ...] = setting(
         "", csv, "comma-separated finding-type prefixes the automatic path acts on (empty: all)")
+    target_finding_types: tuple[str, ...] = setting(
+        "", csv, "comma-separated finding-type prefixes acted on automatically when the instance "
+        "is the finding's target (`service.resourceRole` `TARGET`, e.g. a probe from the "
+        "internet; empty: none, they are announced instead)")
     exempt_tag: str = setting("QuarantineExempt", tag_key, "the tag that shows an exemption "
                               "(`POST /exemptions` writes it); alone it exempts nothing unless "
                               "`TRUST_EXEMPT_TAG`")

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, aws, bindings, cut, execution, exemptions, findings,
@@ -352,12 +353,27 @@ def announce(notice: dict) -> None:
         TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
 
 
+def _announce_not_acted_on(request: findings.QuarantineRequest,
+                           why_not: findings.NotActedOn) -> None:
+    try:
+        announce(report.not_acted_on(request.to_dict(), why_not.headline, why_not.reason))
+    except Exception:  # decided and logged already: a lost notice must not make Lambda retry
+        log.exception("could not announce finding %s on %s", request.finding.id,
+                      request.instance_id)
+
+
 def _finding_ref(request: findings.QuarantineRequest):
+    """What the incident keeps of its finding: what it is, and what GuardDuty says of it (the
+    manual path acts on a sample or a TARGET finding too: a person decided, the record shows it);
+    for stolen credentials, the instance's role and who used them."""
     finding = request.finding
     if finding is None:
         return None
     return {"id": finding.id, "type": finding.type, "severity": finding.severity,
-            "title": finding.title}
+            "title": finding.title, "resource_type": finding.resource_type,
+            "resource_role": finding.resource_role, "sample": finding.sample,
+            "archived": finding.archived, "role": finding.role,
+            "actor": asdict(finding.actor) if finding.actor else None}
 
 
 def handle_finding(detail, home_account: str) -> dict:
@@ -374,8 +390,11 @@ def handle_finding(detail, home_account: str) -> dict:
         return {"decision": "refused", "reason": str(error), "code": "InvalidSetting"}
     why_not = findings.qualifies(request.finding, current)
     if why_not:
-        log.info("dropped finding %s on %s: %s", request.finding.id, request.instance_id, why_not)
-        return {"decision": "dropped", "reason": why_not}
+        log.info("%s finding %s on %s: %s", why_not.decision, request.finding.id,
+                 request.instance_id, why_not.reason)
+        if why_not.headline:
+            _announce_not_acted_on(request, why_not)
+        return {"decision": why_not.decision, "reason": why_not.reason}
     try:
         outcome = start(request, home_account)
     except outcomes.Refusal as refusal:

@@ -1,6 +1,8 @@
-"""What the product decides not to do, and does only once: filters, exemptions, duplicates,
-concurrent starts, and a claim whose execution never started."""
+"""What the product decides not to do, and does only once: filters, findings read as GuardDuty
+means them (samples, archived, the instance the target), exemptions, duplicates, concurrent
+starts, and a claim whose execution never started; stolen credentials admitted."""
 
+import copy
 import threading
 
 from chalicelib import findings, incidents, outcomes, workflow
@@ -62,6 +64,117 @@ def test_non_ec2_finding_never_reaches_the_handler(stack):
     stack.bridge.wait_idle()
     assert len(stack.bridge.invocations) == before
     assert _executions(stack) == []
+
+
+def _left_alone(stack, victim, event) -> dict:
+    """What the handler decided of `event`, having changed nothing on `victim`."""
+    decided = deliver_finding(stack, event)
+    assert _executions(stack) == []
+    _untouched(stack, victim)
+    return decided
+
+
+def _pointed_at(name: str, instance_id: str, **service) -> dict:
+    """A sample finding about `instance_id`, with `service` fields set as GuardDuty would."""
+    event = copy.deepcopy(sample(name))
+    event["detail"]["resource"]["instanceDetails"]["instanceId"] = instance_id
+    event["detail"]["service"].update(service)
+    return event
+
+
+def test_a_sample_finding_on_a_live_instance_is_announced_not_acted_on(stack):
+    """GuardDuty's create-sample-findings, with the instance id of a real one (a drill)."""
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack)
+    decided = _left_alone(stack, victim, _pointed_at("backdoor-cc-activity-sample-finding.json",
+                                                     victim["instance_id"]))
+    assert decided["decision"] == "sample" and "would have been contained" in decided["reason"]
+    (notice,) = messages(stack, queue)
+    assert notice["Subject"].endswith("not acted on: sample finding")
+    assert "would have been contained" in notice["Message"]
+
+
+def test_a_target_finding_is_announced_not_acted_on(stack):
+    """A brute force from the internet at the instance: it is attacked, not shown compromised."""
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack)
+    event = _pointed_at("ssh-bruteforce-target-low.json", victim["instance_id"])
+    event["detail"]["severity"] = 8
+    decided = _left_alone(stack, victim, event)
+    assert decided["decision"] == "target" and "TARGET_FINDING_TYPES" in decided["reason"]
+    (notice,) = messages(stack, queue)
+    assert notice["Subject"].endswith("not acted on: the instance is the target")
+
+
+def test_a_target_finding_of_a_listed_type_is_contained(stack):
+    stack.configure(TARGET_FINDING_TYPES="UnauthorizedAccess:EC2/SSHBruteForce")
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    event = _pointed_at("ssh-bruteforce-target-low.json", victim["instance_id"])
+    event["detail"]["severity"] = 8
+    record, _ = finish(stack, deliver_finding(stack, event))
+    assert record["status"] == "CONTAINED" and record["finding"]["resource_role"] == "TARGET"
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    for eni in victim["interfaces"]:
+        assert interface_groups(stack, eni) == [isolation]
+
+
+def test_an_archived_finding_changes_nothing_and_is_not_announced(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack)
+    decided = _left_alone(stack, victim, _pointed_at("backdoor-cc-activity-high.json",
+                                                     victim["instance_id"], archived=True))
+    assert decided["decision"] == "dropped" and "archived" in decided["reason"]
+    assert messages(stack, queue) == []
+
+
+def test_a_person_may_act_on_a_sample_target_finding_and_the_record_says_what_it_was(stack):
+    """The manual path is a person's decision: GuardDuty's flags inform it, they do not stop it."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    pasted = _pointed_at("backdoor-cc-activity-sample-finding.json", victim["instance_id"],
+                         resourceRole="TARGET")
+    status, answer = api(stack, "POST", "/quarantine", {
+        "instance_id": victim["instance_id"], "reason": "drill", "finding": pasted})
+    assert status == 202, answer
+    record, _ = finish(stack, answer)
+    assert record["status"] == "CONTAINED"
+    assert (record["finding"]["sample"], record["finding"]["resource_role"]) == (True, "TARGET")
+
+
+def _stolen_credentials(instance_id: str, finding_type: str = findings.CREDENTIAL_EXFILTRATION
+                        + ".OutsideAWS") -> dict:
+    """The exfiltration sample, for the credentials of `instance_id`'s role session."""
+    event = copy.deepcopy(sample("instance-credential-exfiltration-outside-aws.json"))
+    event["detail"]["type"] = finding_type
+    event["detail"]["resource"]["accessKeyDetails"]["principalId"] = (
+        f"AROAEXAMPLEROLEID1234:{instance_id}")
+    return event
+
+
+def test_stolen_instance_credentials_open_an_incident_that_isolates_the_instance(stack):
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    record, execution = finish(stack, deliver_finding(stack, _stolen_credentials(
+        victim["instance_id"])))
+    assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    for eni in victim["interfaces"]:
+        assert interface_groups(stack, eni) == [isolation]
+    assert record["finding"]["role"] == "app-server"
+    assert record["finding"]["actor"]["ip"] == "203.0.113.77"
+    report = next(m for m in messages(stack, queue) if m["Subject"].endswith("contained"))
+    assert "used by IP 203.0.113.77 (EXAMPLE-HOSTING-AS, Example Hosting, Netherlands)" in \
+        report["Message"]
+
+
+def test_only_credential_exfiltration_among_access_key_findings_reaches_the_handler(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    before = len(stack.bridge.invocations)
+    put_event(stack, _stolen_credentials(victim["instance_id"],
+                                         "UnauthorizedAccess:IAMUser/MaliciousIPCaller"))
+    stack.bridge.wait_idle()
+    assert len(stack.bridge.invocations) == before
+    assert _executions(stack) == []
+    _untouched(stack, victim)
 
 
 def test_malformed_finding_is_dropped_not_raised(stack):

@@ -52,6 +52,129 @@ def test_malformed_findings_are_refused_with_the_reason(mutate, expected):
 def test_policy_by_severity_and_type_prefix():
     finding = findings.Finding(id="f", type="Backdoor:EC2/X", severity=7.0)
     assert findings.qualifies(finding, load({})) is None
-    assert "below" in findings.qualifies(finding, load({"SEVERITY_THRESHOLD": "7.5"}))
-    assert "matches none" in findings.qualifies(finding, load({"FINDING_TYPE_PREFIXES": "Trojan:"}))
+    assert "below" in findings.qualifies(finding, load({"SEVERITY_THRESHOLD": "7.5"})).reason
+    assert "matches none" in findings.qualifies(
+        finding, load({"FINDING_TYPE_PREFIXES": "Trojan:"})).reason
     assert findings.qualifies(finding, load({"FINDING_TYPE_PREFIXES": "Trojan:,Backdoor:EC2"})) is None
+
+
+def _event_detail(name, **service):
+    detail = copy.deepcopy(sample(name))
+    detail = detail.get("detail", detail)
+    (detail.get("service") or detail["Service"]).update(service)
+    return detail
+
+
+@pytest.mark.parametrize("name,service", [
+    ("backdoor-cc-activity-sample-finding.json", {}),
+    ("backdoor-cc-activity-high.json", {"additionalInfo": {"sample": True}}),
+    ("backdoor-cc-activity-get-findings-pascalcase.json",
+     {"AdditionalInfo": {"Value": '{"sample":true}', "Type": "default"}}),
+    ("backdoor-cc-activity-get-findings-pascalcase.json", {"AdditionalInfo": {"Sample": True}}),
+])
+def test_a_sample_finding_is_known_in_either_casing(name, service):
+    assert findings.parse(_event_detail(name, **service)).finding.sample is True
+
+
+@pytest.mark.parametrize("info", [{"value": "{}"}, {"sample": "true"}, {"value": "{not json"},
+                                  {"value": '{"sample": 1}'}, {"value": "[" * 60_000}, "sample",
+                                  None])
+def test_only_guardduty_s_mark_makes_a_sample(info):
+    detail = _event_detail("backdoor-cc-activity-high.json", additionalInfo=info)
+    assert findings.parse(detail).finding.sample is False
+
+
+def test_archived_and_the_resource_role_are_read():
+    target = findings.parse(sample("ssh-bruteforce-target-low.json")["detail"]).finding
+    assert (target.resource_role, target.archived, target.sample) == ("TARGET", False, False)
+    archived = findings.parse(_event_detail("backdoor-cc-activity-high.json", archived=True))
+    assert archived.finding.archived is True and archived.finding.resource_role == "ACTOR"
+
+
+def _finding(**fields):
+    return findings.Finding(**{"id": "f", "type": "Backdoor:EC2/C&CActivity.B",
+                               "severity": 8.0, **fields})
+
+
+def test_a_sample_is_never_acted_on_and_announced_when_it_would_have_been():
+    verdict = findings.qualifies(_finding(sample=True), load({}))
+    assert verdict.decision == "sample" and verdict.headline == "sample finding"
+    assert "would have been contained" in verdict.reason
+    low = findings.qualifies(_finding(sample=True, severity=2.0), load({}))
+    assert (low.decision, low.headline) == ("dropped", "") and "below" in low.reason
+    target = findings.qualifies(_finding(sample=True, resource_role="TARGET"), load({}))
+    assert target.decision == "sample" and "target" in target.reason
+
+
+def test_an_archived_finding_is_dropped_unannounced():
+    verdict = findings.qualifies(_finding(archived=True, sample=True), load({}))
+    assert (verdict.decision, verdict.headline) == ("dropped", "")
+    assert "archived" in verdict.reason
+
+
+def test_a_target_finding_is_acted_on_only_for_the_listed_types():
+    probe = _finding(type="UnauthorizedAccess:EC2/SSHBruteForce", resource_role="TARGET")
+    verdict = findings.qualifies(probe, load({}))
+    assert verdict.decision == "target" and verdict.headline == "the instance is the target"
+    assert findings.qualifies(probe, load({"TARGET_FINDING_TYPES": "Recon:EC2"})).decision == \
+        "target"
+    assert findings.qualifies(probe, load({
+        "TARGET_FINDING_TYPES": "Recon:EC2, UnauthorizedAccess:EC2/SSH"})) is None
+    assert findings.qualifies(_finding(resource_role="ACTOR"), load({})) is None
+
+
+EXFILTRATION = "instance-credential-exfiltration-outside-aws.json"
+
+
+def test_stolen_instance_credentials_name_the_instance_its_role_and_who_used_them():
+    request = findings.parse(sample(EXFILTRATION)["detail"])
+    finding = request.finding
+    assert request.instance_id == "i-0123456789abcdef0"
+    assert findings.is_credential_exfiltration(finding.type)
+    assert (finding.resource_type, finding.role) == ("AccessKey", "app-server")
+    assert finding.actor == findings.Actor(
+        ip="203.0.113.77", asn_org="EXAMPLE-HOSTING-AS", isp="Example Hosting",
+        country="Netherlands", account_id="", api="ListBuckets", service_name="s3.amazonaws.com",
+        caller_type="Remote IP")
+    # the credentials are the target: the instance was taken, the role rule does not apply
+    assert finding.resource_role == "TARGET" and findings.qualifies(finding, load({})) is None
+
+
+def test_inside_aws_names_the_other_account_and_instance_details_win():
+    detail = copy.deepcopy(sample(EXFILTRATION)["detail"])
+    detail["type"] = findings.CREDENTIAL_EXFILTRATION + ".InsideAWS"
+    detail["resource"]["instanceDetails"] = {"instanceId": "i-0fedcba9876543210"}
+    detail["service"]["action"]["awsApiCallAction"]["remoteAccountDetails"] = {
+        "accountId": "210987654321", "affiliated": False}
+    request = findings.parse(detail)
+    assert request.instance_id == "i-0fedcba9876543210"
+    assert request.finding.actor.account_id == "210987654321"
+
+
+def test_what_a_finding_says_of_its_caller_is_kept_bounded_on_one_line():
+    detail = copy.deepcopy(sample(EXFILTRATION)["detail"])
+    call = detail["service"]["action"]["awsApiCallAction"]
+    call.update(api="A" * 5000, serviceName={"not": "a string"}, callerType="Remote\nIP\x1b[2J")
+    actor = findings.parse(detail).finding.actor
+    assert actor.api == "A" * findings.MAX_FACT and actor.service_name == ""
+    assert actor.caller_type == "Remote IP [2J"
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda d: d.update(type="UnauthorizedAccess:IAMUser/MaliciousIPCaller"),
+     "only UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.* names an instance"),
+    (lambda d: d["resource"]["accessKeyDetails"].update(principalId="AIDAEXAMPLEUSERID"),
+     "not an instance role's session"),
+    (lambda d: d["resource"]["accessKeyDetails"].update(principalId="AROAEXAMPLE:i-xyz"),
+     "not an instance role's session"),
+    (lambda d: d["resource"]["accessKeyDetails"].update(principalId="AROAEXAMPLE:i-0123\n"),
+     "not an instance role's session"),
+    (lambda d: d["resource"]["accessKeyDetails"].pop("principalId"), "names no instance"),
+    (lambda d: d["resource"].update(instanceDetails={"instanceId": "i-xyz"}), "'i-xyz'"),
+])
+def test_other_access_key_findings_are_refused_with_the_reason(mutate, expected):
+    detail = copy.deepcopy(sample(EXFILTRATION)["detail"])
+    mutate(detail)
+    with pytest.raises(findings.MalformedFinding) as raised:
+        findings.parse(detail)
+    assert expected in str(raised.value)

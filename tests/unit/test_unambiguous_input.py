@@ -144,7 +144,8 @@ def test_the_stored_finding_keeps_bounded_fields_only():
     detail["resource"]["instanceDetails"]["instanceId"] = VICTIM
     request = findings.parse(detail)
     ref = workflow._finding_ref(request)
-    assert set(ref) == {"id", "type", "severity", "title"} and len(ref["title"]) == 256
+    assert set(ref) == {"id", "type", "severity", "title", "resource_type", "resource_role",
+                        "sample", "archived", "role", "actor"} and len(ref["title"]) == 256
 
 
 def test_only_the_tags_containment_reads_are_kept_in_the_pre_incident_state():
