@@ -57,7 +57,8 @@ def test_every_route_of_the_api_requires_iam(packaged):
                for verb, spec in verbs.items() if verb != "options"]
     assert {(p, v) for p, v, _ in methods} == {
         ("/quarantine", "post"), ("/release", "post"), ("/incidents", "get"),
-        ("/incidents/{incident_id}", "get"), ("/incidents/{incident_id}/findings", "get")}
+        ("/incidents/{incident_id}", "get"), ("/incidents/{incident_id}/findings", "get"),
+        ("/exemptions", "post"), ("/exemptions", "get"), ("/exemptions/{instance_id}", "delete")}
     for path, verb, spec in methods:
         assert spec.get("security") == [{"sigv4": []}], (path, verb)
 
