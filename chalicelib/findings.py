@@ -142,6 +142,22 @@ def qualifies(finding: Finding, settings) -> str | None:
     return None
 
 
+CREDENTIAL_EXFILTRATION = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration"
+
+
+def incident_finding_type(incident: dict) -> str | None:
+    """The type of the finding an incident names (None: it names none)."""
+    finding = incident.get("finding")
+    return finding.get("type") if isinstance(finding, dict) else None
+
+
+def is_credential_exfiltration(finding_type) -> bool:
+    """True for GuardDuty's findings of an instance's launch credentials used from elsewhere
+    (`.OutsideAWS`, `.InsideAWS`): they revoke the instance's role sessions whatever
+    REVOKE_ROLE_SESSIONS says (`revocation.scope_for`)."""
+    return isinstance(finding_type, str) and finding_type.startswith(CREDENTIAL_EXFILTRATION)
+
+
 def is_exempt(tags, exempt_tag: str) -> bool:
     """True when the instance carries `exempt_tag` with the value `true` (any case)."""
     return any(
