@@ -13,10 +13,11 @@ incidents table chooses what a record says. So nothing a step acts on is taken o
 A refusal changes nothing in the instance's account; it is recorded and reported.
 """
 
-from chalicelib import accounts, aws, seals, settings
+from chalicelib import accounts, aws, findings, seals, settings
 
 BINDING_FIELDS = ("incident_id", "instance_id", "account_id", "region", "home_account",
                   "execution_arn", "opened_at", "pre_state")
+BOUND_FIELDS = (*BINDING_FIELDS, "finding")  # the incident's fields binding() reads
 SEAL_PERMISSIONS = seals.SEAL_PERMISSIONS
 VERIFY_PERMISSIONS = (*seals.VERIFY_PERMISSIONS, *accounts.ORGANIZATION_PERMISSIONS)
 
@@ -26,7 +27,17 @@ class Refused(Exception):
 
 
 def binding(incident: dict) -> dict:
-    return {name: incident.get(name) for name in BINDING_FIELDS}
+    """What the incident's seal covers: the fields above, and the finding's type when it is a
+    credential exfiltration, for that type alone revokes sessions with REVOKE_ROLE_SESSIONS
+    off (`revocation.scope_for`): whoever may write the table cannot turn an ordinary incident
+    into one, nor one into an ordinary incident, without breaking its seal. (The execution's
+    frozen options are not sealed: they cannot carry it.) Other types are not bound, so the
+    seals of incidents opened before the type was are still whole."""
+    bound = {name: incident.get(name) for name in BINDING_FIELDS}
+    kind = findings.incident_finding_type(incident)
+    if findings.is_credential_exfiltration(kind):
+        bound["finding_type"] = kind
+    return bound
 
 
 def seal_incident(incident: dict) -> str:

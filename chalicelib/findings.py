@@ -148,9 +148,11 @@ def _severity(detail) -> float:
     return float(severity)
 
 
-def is_credential_exfiltration(finding_type: str) -> bool:
-    """The instance's launch credentials used from elsewhere (either variant)."""
-    return finding_type.startswith(CREDENTIAL_EXFILTRATION)
+def is_credential_exfiltration(finding_type) -> bool:
+    """True for GuardDuty's findings of an instance's launch credentials used from elsewhere
+    (`.OutsideAWS`, `.InsideAWS`): they revoke the instance's role sessions whatever
+    REVOKE_ROLE_SESSIONS says (`revocation.scope_for`)."""
+    return isinstance(finding_type, str) and finding_type.startswith(CREDENTIAL_EXFILTRATION)
 
 
 def _instance_id(detail, resource_type: str, finding_type: str) -> str:
@@ -295,3 +297,9 @@ def _role(finding: Finding, settings) -> NotActedOn | None:
     return NotActedOn("target", f"not acted on: the instance is the target of {finding.type}, "
                       f"not its actor, and TARGET_FINDING_TYPES {list(listed)} does not list it",
                       "the instance is the target")
+
+
+def incident_finding_type(incident: dict) -> str | None:
+    """The type of the finding an incident names (None: it names none)."""
+    finding = incident.get("finding")
+    return finding.get("type") if isinstance(finding, dict) else None

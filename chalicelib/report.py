@@ -7,7 +7,7 @@ characters (moto accepts them, AWS does not), so every subject goes through `sub
 import json
 import re
 
-from chalicelib import exemptions, incidents
+from chalicelib import exemptions, findings, incidents
 from chalicelib.actions.isolation import IsolateInterface
 
 SUBJECT_LIMIT = 99  # SNS: "must be less than 100 characters long"
@@ -34,10 +34,9 @@ def _describe(incident: dict) -> str:
 def _trigger(incident: dict) -> str:
     finding = incident.get("finding") or {}
     if finding:
-        stolen = (f"; the instance's credentials (role {finding.get('role') or '?'}) were used "
-                  f"by {_caller(finding['actor'])}" if finding.get("actor") else "")
+        stolen = stolen_credentials(finding)
         return (f"GuardDuty finding {finding.get('type')} (severity {finding.get('severity')}, "
-                f"id {finding.get('id')}){stolen}")
+                f"id {finding.get('id')})" + (f"\n  {stolen}" if stolen else ""))
     return f"manual request: {incident.get('reason') or 'no reason given'}"
 
 
@@ -48,17 +47,24 @@ def notes(incident: dict) -> list[str]:
     return ["", "Notes:", *(f"  - {note}" for note in found)] if found else []
 
 
-def _caller(actor: dict) -> str:
-    """Who used stolen credentials, as the finding names them (findings.Actor's fields)."""
-    network = ", ".join(filter(None, (actor.get(k) for k in ("asn_org", "isp", "country"))))
-    said = [f"IP {actor.get('ip') or 'not given'}" + (f" ({network})" if network else "")]
-    if actor.get("account_id"):
-        said.append(f"AWS account {actor['account_id']}")
-    if actor.get("api"):
-        said.append(f"calling {actor.get('service_name') or '?'} {actor['api']}")
-    if actor.get("caller_type"):
-        said.append(f"caller type {actor['caller_type']}")
-    return ", ".join(said)
+def stolen_credentials(finding, role: str | None = None) -> str:
+    """Who used the launch credentials a credential exfiltration finding names, as the finding
+    says (findings.Actor's fields): "stolen credentials of role R used from IP (organisation,
+    ISP, country) in account A calling service API (caller type)", each part only when it is
+    known (`role`: the one revoked, when the finding names none); "" for any other finding."""
+    if not isinstance(finding, dict) or not findings.is_credential_exfiltration(
+            finding.get("type")):
+        return ""
+    actor = finding.get("actor") if isinstance(finding.get("actor"), dict) else {}
+    known = {key: str(value) for key, value in actor.items() if value}
+    role = finding.get("role") or role
+    where = ", ".join(known[k] for k in ("asn_org", "isp", "country") if k in known)
+    call = " ".join(known[k] for k in ("service_name", "api") if k in known)
+    return ("stolen credentials" + (f" of role {role}" if role else "")
+            + f" used from {known.get('ip', 'elsewhere')}" + (f" ({where})" if where else "")
+            + (f" in account {known['account_id']}" if "account_id" in known else "")
+            + (f" calling {call}" if call else "")
+            + (f" ({known['caller_type']})" if "caller_type" in known else ""))
 
 
 def detection(incident: dict) -> dict:
@@ -82,15 +88,21 @@ def detection(incident: dict) -> dict:
             "message": _with_json("\n".join(lines), incident)}
 
 
-def revocations(changes: list) -> list[str]:
+def revocations(changes: list, incident: dict) -> list[str]:
     """What a session revocation reaches, said plainly: role-wide revocation hits every
-    instance using the role, and names them; scoped to the instance, the others keep working."""
+    instance using the role, and names them; scoped to the instance, the others keep working.
+    For stolen credentials, first who used them and from where."""
     lines = []
     for c in changes:
         if c.get("action") != "revoke-role-sessions" or not isinstance(c.get("after"), dict):
             continue
         after, role = c["after"], c.get("resource")
         when = after.get("denies_sessions_issued_before")
+        stolen = stolen_credentials(incident.get("finding"), role)
+        if stolen:
+            lines.append(f"  - {stolen}; sessions issued before {when} denied " + (
+                f"on instance {incident.get('instance_id')}" if after.get("scope") == "instance"
+                else "role-wide"))
         if after.get("scope") == "instance":
             others = ", ".join(after.get("keep_working") or []) or "none"
             lines.append(f"  - sessions of role {role} used from this instance, issued before "
@@ -119,7 +131,7 @@ def final(incident: dict) -> dict:
     changes = incident.get("changes") or []
     lines += [f"  - {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> {c['after']}"
               for c in changes] or ["  (none)"]
-    lines += revocations(changes)
+    lines += revocations(changes, incident)
     made = incident.get("first_cut") or {}
     lines += first_cut(made)
     if made.get("isolated") or any(c.get("action") == IsolateInterface.name for c in changes):
@@ -169,7 +181,7 @@ def plan(incident: dict) -> dict:
              f"Trigger: {_trigger(incident)}", *notes(incident), "", "It would, in this order:"]
     lines += [f"  {n}. {c['action']} {c['resource']} {c['attribute']}: {c['before']} -> "
               f"{c['after']}" for n, c in enumerate(steps, 1)] or ["  (nothing)"]
-    lines += revocations(steps)
+    lines += revocations(steps, incident)
     errors = incident.get("errors") or []
     if errors:
         lines += ["", "Could not plan:"] + [f"  - {e['action']} {e['resource']}: {e['code']}: "

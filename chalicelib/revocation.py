@@ -9,12 +9,14 @@ product's own roles, only in accounts the app may act in, and only the policy na
 incident, which is all that "lift" may delete. Every request is validated field by field; every
 answer is a record (a refusal or failure too, never a stack trace), and every decision is logged.
 
-It takes no one's word for what to revoke: the scope is its own settings' (`REVOKE_SCOPE`; a
-request may narrow it to the instance, never widen it), it revokes nothing while
-`REVOKE_ROLE_SESSIONS` is off, and it reads the incident itself: the record must exist, its binding
-must carry the product's seal (the record's, or the one the step sends: during containment the
-record is not sealed yet), and the request must name that incident's instance, account and region
-and the role of the instance profile its sealed pre-incident state names.
+It takes no one's word for what to revoke: it reads the incident itself (the record must exist,
+its binding must carry the product's seal: the record's, or the one the step sends, since during
+containment the record is not sealed yet), the request must name that incident's instance,
+account and region and the role of the instance profile its sealed pre-incident state names, and
+the scope is the one its own settings give that incident (`scope_for`; a request may narrow it
+to the instance, never widen it): none but a credential exfiltration's while
+`REVOKE_ROLE_SESSIONS` is off. Whether an incident is one is sealed with its binding
+(`bindings.binding`), never read from the table or the execution's options alone.
 """
 
 import json
@@ -22,12 +24,15 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import accounts, aws, bindings, incidents, settings
+from chalicelib import accounts, aws, bindings, findings, incidents, settings
 
 log = logging.getLogger(__name__)
 
 FUNCTION = "revoke_sessions"  # its Chalice name
-REVOKE_PERMISSIONS = ("iam:PutRolePolicy",)  # only while REVOKE_ROLE_SESSIONS is on
+# Always, as RevokeRoleSessions' in the contain function's policy: any incident may be a
+# credential exfiltration (the automatic path's, or one a responder pasted), which revokes
+# whatever REVOKE_ROLE_SESSIONS says. What it revokes is this code's decision (`scope_for`).
+REVOKE_PERMISSIONS = ("iam:PutRolePolicy",)
 LIFT_PERMISSIONS = ("iam:DeleteRolePolicy", *accounts.ORGANIZATION_PERMISSIONS)  # always
 PROFILE_PERMISSIONS = ("iam:GetInstanceProfile",)  # profile_role()
 # What it reads before either: the incident, its seal, the role of the instance's profile.
@@ -72,6 +77,19 @@ def profile_role(iam, profile_arn: str) -> str | None:
     profile = iam.get_instance_profile(
         InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]
     return profile["Roles"][0]["RoleName"] if profile["Roles"] else None
+
+
+def scope_for(incident: dict, current) -> str | None:
+    """Whose sessions of `incident`'s role are revoked under `current` (None: nobody's): the
+    `REVOKE_SCOPE` while `REVOKE_ROLE_SESSIONS` is on; else, for a credential exfiltration, the
+    instance's own (its launch credentials were used elsewhere, and still carry
+    `ec2:SourceInstanceARN` there, so denying them leaves the role's other instances working).
+    The step plans by it under its execution's options, and this function checks by it under
+    its own settings."""
+    if current.revoke_role_sessions:
+        return current.revoke_scope
+    exfiltration = findings.is_credential_exfiltration(findings.incident_finding_type(incident))
+    return "instance" if exfiltration else None
 
 
 def now() -> str:
@@ -127,11 +145,6 @@ def validated(event, home: str, current=None) -> dict:
                "role_name": role, "instance_arn": arn, "incident_id": incident_id,
                "scope": scope, "seal": seal, "policy_name": policy_name(incident_id)}
     if operation == "revoke":
-        if not current.revoke_role_sessions:
-            raise Refused("revocation is off here (REVOKE_ROLE_SESSIONS=false): it only lifts")
-        if scope == "role" and current.revoke_scope != "role":
-            raise Refused(f"scope role is wider than this deployment's REVOKE_SCOPE "
-                          f"({current.revoke_scope})")
         issued = event.get("issued_before")
         try:
             when = datetime.strptime(issued, TIME_FORMAT).replace(tzinfo=timezone.utc)
@@ -148,7 +161,8 @@ def validated(event, home: str, current=None) -> dict:
 
 def check_incident(request: dict, iam) -> None:
     """Refused unless the request names a sealed incident's own instance and the role of the
-    profile that instance had (the sealed pre-incident state's, as IAM resolves it now)."""
+    profile that instance had (the sealed pre-incident state's, as IAM resolves it now), and a
+    revocation no wider than `scope_for` gives that incident."""
     incident_id = request["incident_id"]
     incident = incidents.get(incident_id)
     if incident is None:
@@ -168,6 +182,17 @@ def check_incident(request: dict, iam) -> None:
     if request["role_name"] != role:
         raise Refused(f"role {request['role_name']} is not the role of {profile}, the profile "
                       f"incident {incident_id}'s instance had ({role})")
+    if request["operation"] == "lift":
+        return
+    current = settings.get()
+    allowed = scope_for(incident, current)
+    if allowed is None:
+        raise Refused(f"revocation is off here (REVOKE_ROLE_SESSIONS=false) and incident "
+                      f"{incident_id} is no credential exfiltration: it only lifts")
+    if request["scope"] == "role" and allowed != "role":
+        raise Refused(f"scope role is wider than incident {incident_id}'s here ({allowed}: "
+                      f"REVOKE_SCOPE={current.revoke_scope}, REVOKE_ROLE_SESSIONS="
+                      f"{str(current.revoke_role_sessions).lower()})")
 
 
 def _refused(refusal: Refused, where: dict | None = None) -> dict:

@@ -115,7 +115,8 @@ class Options:
         deployed=True)
     revoke_role_sessions: bool = setting(
         "false", boolean, "deny the instance's role sessions issued before now, through the "
-        "revoking function (`REVOKE_SCOPE` says whose)")
+        "revoking function (`REVOKE_SCOPE` says whose); off, a credential exfiltration finding "
+        "still denies those used from the instance")
     revoke_scope: str = setting(
         "instance", choice("instance", "role"),
         "`instance`: only sessions used from the instance (`ec2:SourceInstanceARN`), other "

@@ -285,10 +285,11 @@ def further(incident_id: str, request: findings.QuarantineRequest,
 def _rebound(incident: dict, request, observed: instances.Observed, home_account: str) -> dict:
     """A claimed incident that never started: as the claim wrote it when its restart seal holds
     (its start failed after the first cut, which changed the instance); otherwise bound anew to
-    what was just described: the table's copy is not trusted (anyone who may write the table
-    could have written it). Without a seal the entry function stopped before starting the
-    execution, and before its cut unless it was killed during it: an instance on the product's
-    groups has lost its pre-incident state, and is left as it is (isolated), not rebound."""
+    what was just described and to this request's finding: the table's copy is not trusted
+    (anyone who may write the table could have written it). Without a seal the entry function
+    stopped before starting the execution, and before its cut unless it was killed during it:
+    an instance on the product's groups has lost its pre-incident state, and is left as it is
+    (isolated), not rebound."""
     try:
         return bindings.verified_restart(incident)
     except bindings.Refused as unsealed:
@@ -307,11 +308,11 @@ def _rebound(incident: dict, request, observed: instances.Observed, home_account
             "execution never started and its pre-incident state cannot be verified: the "
             f"instance stays as it is ({', '.join(cut_made)} isolated); see the logs")
     fresh = new_incident(request, instance, home_account, observed.attributes)
-    bound = {**incident, **{name: fresh[name] for name in bindings.BINDING_FIELDS
+    bound = {**incident, **{name: fresh[name] for name in bindings.BOUND_FIELDS
                             if name not in ("incident_id", "opened_at", "execution_arn")},
              "execution_arn": execution_arn(incident["incident_id"])}
     incidents.record_step(incident["incident_id"], "start", incidents.now(), "restarted",
-                          fields={name: bound[name] for name in bindings.BINDING_FIELDS
+                          fields={name: bound[name] for name in bindings.BOUND_FIELDS
                                   if name != "incident_id"})
     return {**bound, "seal": bindings.seal_incident(bound)}
 

@@ -53,9 +53,8 @@ def needs(current=None) -> dict[str, set[str]]:
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS),
-        "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS}
-        | members | (set(revocation.REVOKE_PERMISSIONS) if current.revoke_role_sessions
-                     else set()),
+        "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS,
+                            *revocation.REVOKE_PERMISSIONS} | members,
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
@@ -105,7 +104,7 @@ def stage_settings(stage: str, values: dict[str, str] | None = None) -> settings
     return settings.load(values)
 
 
-# Every option that brings actions switched on (but DISABLE_API_STOP: it contradicts
+# Every option that brings or widens actions switched on (but DISABLE_API_STOP: it contradicts
 # STOP_AFTER_EVIDENCE): the widest policies the settings can make, which the static checks and
 # the linters read beside the stages' own.
 EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true",

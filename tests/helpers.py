@@ -34,6 +34,16 @@ def incident(stack, incident_id: str) -> dict:
     return incidents.get(incident_id)
 
 
+def release(stack, instance_id: str) -> dict:
+    """POST /release for `instance_id` and wait until its execution succeeded; the answer."""
+    status, answer = api(stack, "POST", "/release", {"instance_id": instance_id,
+                                                     "reason": "cleared"})
+    assert status == 202, answer
+    assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
+    stack.bridge.wait_idle()
+    return answer
+
+
 def finish(stack, result: dict, timeout: float = 90.0) -> tuple[dict, dict]:
     """Wait for the execution behind a handler's or the API's answer; (incident, execution)."""
     execution = wait_execution(stack, result["execution_arn"], timeout)

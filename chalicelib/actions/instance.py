@@ -118,13 +118,14 @@ class SwapToDenyAllProfile(DetachInstanceProfile):
 
 
 class RevokeRoleSessions(Action):
-    """Deny the instance's role sessions issued before now (REVOKE_ROLE_SESSIONS=true):
-    credentials already taken off the instance stop working. The revoking function writes the
-    policy (chalicelib/revocation.py) once it checked the request against the sealed incident
-    and its own settings: this step only asks it, with the incident's seal (the record carries
-    it only once containment is recorded). Scoped to the instance by default (`REVOKE_SCOPE`),
-    so the other instances sharing the role keep working; role-wide, they lose their current
-    sessions too. The change names them either way."""
+    """Deny the instance's role sessions issued before now (REVOKE_ROLE_SESSIONS=true, or a
+    credential exfiltration finding: `revocation.scope_for`): credentials already taken off the
+    instance stop working. The revoking function writes the policy (chalicelib/revocation.py)
+    once it checked the request against the sealed incident and its own settings: this step
+    only asks it, with the incident's seal (the record carries it only once containment is
+    recorded). Scoped to the instance by default (`REVOKE_SCOPE`; always for an exfiltration
+    with REVOKE_ROLE_SESSIONS off), so the other instances sharing the role keep working;
+    role-wide, they lose their current sessions too. The change names them either way."""
 
     name = "revoke-role-sessions"
     permissions = (*revocation.PROFILE_PERMISSIONS, "iam:ListInstanceProfilesForRole",
@@ -162,10 +163,10 @@ class RevokeRoleSessions(Action):
                 "seal": incident["seal"]}
 
     def plan(self, target):
-        role = self._role(target)
+        scope = revocation.scope_for(target.incident, target.settings)
+        role = self._role(target) if scope else None
         if not role:
             return []
-        scope = target.settings.revoke_scope
         sharing = self._sharing(target, role)
         after = {"denies_sessions_issued_before": "now", "scope": scope,
                  **({"also_affects": sharing} if scope == "role" else {"keep_working": sharing})}

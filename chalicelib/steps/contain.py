@@ -47,7 +47,7 @@ def containment_classes(options) -> tuple[type[actions.Action], ...]:
             *((DisassociateElasticIp,) if options.disassociate_elastic_ip else ()),
             SwapToDenyAllProfile if options.credentials_mode == "deny-all"
             else DetachInstanceProfile,
-            *((RevokeRoleSessions,) if options.revoke_role_sessions else ()),
+            RevokeRoleSessions,  # always: whether it revokes is the incident's (its plan)
             DisableInstanceMetadata, TerminationProtection, ShutdownBehaviourStop,
             KeepVolumesOnTermination,
             *((DisableApiStop,) if options.disable_api_stop else ()), QuarantineTags)

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import incidents, revocation
+from chalicelib import findings, incidents, revocation
 from deploy import names, permissions
 from local import iam, provision
 from tests.helpers import (
@@ -22,6 +22,7 @@ from tests.helpers import (
     guardduty_event,
     make_victim,
     messages,
+    release,
     subscribe_queue,
     wait_execution,
 )
@@ -88,7 +89,6 @@ def test_no_function_but_the_revoker_can_write_or_delete_a_role_policy(stack, fu
 def test_the_revoker_may_write_on_an_instances_role_but_iam_denies_it_the_products_own(stack):
     """Even if its own refusal were bypassed, IAM denies it the product's roles."""
     role = _instance_role(stack)
-    stack.configure(REVOKE_ROLE_SESSIONS="true")  # off, it may only lift
     with stack.enforce_iam():
         as_revoker = _as(stack, REVOKER, "iam")
         as_revoker.put_role_policy(RoleName=role, PolicyName="probe", PolicyDocument=GRANT_ALL)
@@ -110,7 +110,6 @@ def test_a_compromised_contain_step_gets_the_revoker_to_write_nothing_but_its_ow
     asked = {"operation": "revoke", "account_id": stack.account, "region": stack.region,
              "instance_arn": arn, "incident_id": "inc-0123456789ab",
              "issued_before": revocation.now(), "scope": "role"}
-    stack.configure(REVOKE_ROLE_SESSIONS="true")  # off, contain may not invoke the revoker
     with stack.enforce_iam():
         as_contain = _as(stack, "contain", "lambda")
 
@@ -129,26 +128,42 @@ def test_a_compromised_contain_step_gets_the_revoker_to_write_nothing_but_its_ow
     assert not iam.authorizations.allowed(names.function_role(stack.stage, REVOKER))
 
 
+def _profile_role(stack, instance_id: str) -> tuple[str, str]:
+    """The instance's profile and its role (make_victim names them alike)."""
+    profile = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [instance_id]}])[
+        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
+    return profile, profile.rsplit("/", 1)[-1]
+
+
+def _sharing(stack, profile: str) -> str:
+    """A second instance launched with `profile`: it shares the role."""
+    return stack.client("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                             IamInstanceProfile={"Arn": profile})[
+        "Instances"][0]["InstanceId"]
+
+
+def _contained(stack, event: dict) -> dict:
+    """The incident record once the finding `event` was contained (under IAM enforcement)."""
+    started = deliver_finding(stack, event)
+    wait_execution(stack, started["execution_arn"], timeout=90)
+    stack.bridge.wait_idle()
+    status, record = api(stack, "GET", f"/incidents/{started['incident_id']}")
+    assert status == 200 and record["status"] == "CONTAINED", record
+    return record
+
+
 @pytest.mark.parametrize("scope", ["instance", "role"])
 def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
     queue = subscribe_queue(stack)
     stack.configure(REVOKE_ROLE_SESSIONS="true", REVOKE_SCOPE=scope)
     victim = make_victim(stack, interfaces=1, volumes=1)
-    ec2 = stack.client("ec2")
-    profile = ec2.describe_iam_instance_profile_associations(Filters=[
-        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
-        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
-    role = profile.rsplit("/", 1)[-1]  # make_victim names role and profile alike
-    sibling = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
-                                IamInstanceProfile={"Arn": profile})["Instances"][0]["InstanceId"]
+    profile, role = _profile_role(stack, victim["instance_id"])
+    sibling = _sharing(stack, profile)
     revoker_role = names.function_role(stack.stage, REVOKER)
 
     with stack.enforce_iam():
-        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
-        wait_execution(stack, started["execution_arn"], timeout=90)
-        stack.bridge.wait_idle()
-        status, record = api(stack, "GET", f"/incidents/{started['incident_id']}")
-        assert status == 200 and record["status"] == "CONTAINED", record
+        record = _contained(stack, guardduty_event(victim["instance_id"]))
         name = revocation.policy_name(record["incident_id"])
         assert _policies(stack, role) == [name]
         [change] = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
@@ -169,11 +184,7 @@ def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
             "Message"]
         assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy", *READS}
 
-        status, answer = api(stack, "POST", "/release", {"instance_id": victim["instance_id"],
-                                                         "reason": "cleared"})
-        assert status == 202, answer
-        assert wait_execution(stack, answer["release_execution_arn"])["status"] == "SUCCEEDED"
-        stack.bridge.wait_idle()
+        release(stack, victim["instance_id"])
     assert _policies(stack, role) == []
     assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy",
                                                         "iam:DeleteRolePolicy", *READS}
@@ -201,10 +212,7 @@ def test_a_compromised_step_cannot_point_the_revoker_at_another_role_or_incident
     stack.configure(REVOKE_ROLE_SESSIONS="true")
     web = _instance_role(stack)
     victim = make_victim(stack, interfaces=1, volumes=1)
-    profile = stack.client("ec2").describe_iam_instance_profile_associations(Filters=[
-        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
-        "IamInstanceProfileAssociations"][0]["IamInstanceProfile"]["Arn"]
-    role = profile.rsplit("/", 1)[-1]  # make_victim names role and profile alike
+    profile, role = _profile_role(stack, victim["instance_id"])
     arn = revocation.instance_arn(stack.region, stack.account, victim["instance_id"])
     revoker_role = names.function_role(stack.stage, REVOKER)
 
@@ -220,7 +228,8 @@ def test_a_compromised_step_cannot_point_the_revoker_at_another_role_or_incident
         revoke = {"operation": "revoke", "account_id": stack.account, "region": stack.region,
                   "instance_arn": arn, "incident_id": started["incident_id"],
                   "issued_before": revocation.now()}
-        for asked, why in (({**revoke, "role_name": web, "scope": "role"}, "wider than"),
+        for asked, why in (({**revoke, "role_name": web, "scope": "role"},
+                            f"role {web} is not the role of"),
                            ({**revoke, "role_name": web, "scope": "instance"},
                             f"role {web} is not the role of"),
                            ({**revoke, "role_name": role, "scope": "role"}, "wider than")):
@@ -253,3 +262,93 @@ def test_a_compromised_step_cannot_point_the_revoker_at_another_role_or_incident
     assert _policies(stack, role) == [own]
     assert len([d for d in iam.authorizations.decisions() if d.principal == revoker_role
                 and d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")]) == writes
+
+
+EXFILTRATION = f"{findings.CREDENTIAL_EXFILTRATION}.OutsideAWS"
+
+
+def _stored(stack, incident_id: str) -> dict:
+    """The incident's item as the table holds it (read as an administrator)."""
+    return stack.client("dynamodb").get_item(TableName=stack.names["INCIDENTS_TABLE"],
+                                             Key={"pk": {"S": incident_id}})["Item"]
+
+
+def _revoker_writes(revoker_role: str) -> list:
+    return [d for d in iam.authorizations.decisions() if d.principal == revoker_role
+            and d.action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy")]
+
+
+def test_a_credential_exfiltration_revokes_on_the_instance_with_revocation_off(stack):
+    """REVOKE_ROLE_SESSIONS off (REVOKE_SCOPE=role, which it does not widen): the instance's
+    role gets the Deny of its sessions from the instance issued before now, the instance is
+    contained, the report says so, and release lifts it."""
+    queue = subscribe_queue(stack)
+    stack.configure(REVOKE_SCOPE="role")
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    profile, role = _profile_role(stack, victim["instance_id"])
+    sibling = _sharing(stack, profile)
+    arn = revocation.instance_arn(stack.region, stack.account, victim["instance_id"])
+
+    with stack.enforce_iam():
+        record = _contained(stack, guardduty_event(victim["instance_id"],
+                                                   finding_type=EXFILTRATION))
+        assert record["finding"]["type"] == EXFILTRATION
+        name = revocation.policy_name(record["incident_id"])
+        [change] = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+        when = change["after"]["denies_sessions_issued_before"]
+        assert (change["after"]["scope"], change["after"]["keep_working"]) == (
+            "instance", [sibling])
+        assert stack.client("iam").get_role_policy(RoleName=role, PolicyName=name)[
+            "PolicyDocument"]["Statement"] == [{
+                "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {
+                    "StringEquals": {"ec2:SourceInstanceARN": arn},
+                    "DateLessThan": {"aws:TokenIssueTime": when}}}]
+        assert {c["action"] for c in record["changes"]} >= {"isolate-interface",
+                                                            "detach-instance-profile"}
+        report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
+        assert (f"stolen credentials of role {role} used from elsewhere; sessions issued "
+                f"before {when} denied on instance {victim['instance_id']}") in report["Message"]
+
+        release(stack, victim["instance_id"])
+    assert _policies(stack, role) == []
+    assert [(i.caller, i.event["operation"], i.event["scope"]) for i in stack.bridge.invocations
+            if i.function_name == names.function(stack.stage, REVOKER)] == [
+        (names.function(stack.stage, "contain"), "revoke", "instance"),
+        (names.function(stack.stage, "release"), "lift", "instance")]
+
+
+def test_an_ordinary_incident_revokes_nothing_with_revocation_off_even_its_type_flipped(stack):
+    """REVOKE_ROLE_SESSIONS off: an ordinary finding's containment writes no policy; asked
+    directly with the incident's valid seal, the revoker refuses; and whoever may write the
+    table (here, as contain) flips the stored finding type to a credential exfiltration: the
+    seal no longer matches, the revoker still refuses."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    _, role = _profile_role(stack, victim["instance_id"])
+    revoker_role = names.function_role(stack.stage, REVOKER)
+
+    with stack.enforce_iam():
+        stored = _contained(stack, guardduty_event(victim["instance_id"]))
+        assert _policies(stack, role) == []
+        assert "revoke-role-sessions" not in {c["action"] for c in stored["changes"]}
+
+        asked = {"operation": "revoke", "account_id": stack.account, "region": stack.region,
+                 "role_name": role, "scope": "instance", "incident_id": stored["incident_id"],
+                 "instance_arn": revocation.instance_arn(stack.region, stack.account,
+                                                         victim["instance_id"]),
+                 "seal": _stored(stack, stored["incident_id"])["seal"]["S"]}
+        answer = _invoke(stack, "contain", {**asked, "issued_before": revocation.now()})
+        assert answer["status"] == "refused", answer
+        assert "is no credential exfiltration" in answer["message"], answer
+
+        _as(stack, "contain", "dynamodb").update_item(
+            TableName=stack.names["INCIDENTS_TABLE"], Key={"pk": {"S": stored["incident_id"]}},
+            UpdateExpression="SET finding.#t = :t", ExpressionAttributeNames={"#t": "type"},
+            ExpressionAttributeValues={":t": {"S": EXFILTRATION}})
+        assert _stored(stack, stored["incident_id"])["finding"]["M"]["type"] == {
+            "S": EXFILTRATION}
+        answer = _invoke(stack, "contain", {**asked, "issued_before": revocation.now()})
+        assert answer["status"] == "refused", answer
+        assert "seal does not match" in answer["message"], answer
+        stack.bridge.wait_idle()
+    assert _policies(stack, role) == []
+    assert _revoker_writes(revoker_role) == []

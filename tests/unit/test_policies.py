@@ -43,8 +43,8 @@ def test_contain_may_isolate_but_not_terminate():
 
 # Every option that brings actions, switched on, and what it alone may do (IAM's names).
 FEATURES = {
-    "REVOKE_ROLE_SESSIONS": ("true", {"contain": {"lambda:InvokeFunction"},
-                                      "revoke_sessions": {"iam:PutRolePolicy"}}),
+    # Nothing of its own: a credential exfiltration revokes whatever it says (see below).
+    "REVOKE_ROLE_SESSIONS": ("true", {}),
     "MEMORY_CAPTURE_DOCUMENT": ("AWSSupport-ExampleMemoryCapture",
                                 {"capture_memory": {"ssm:SendCommand", "dynamodb:UpdateItem"}}),
     "FORENSIC_ACCOUNT_ID": ("210987654321", {"check_snapshots": {
@@ -85,6 +85,14 @@ def test_an_option_that_is_off_grants_nothing_and_on_grants_its_actions():
             assert actions <= switched[function], (name, function)
             assert not actions & defaults[function], (name, function)
     assert defaults["capture_memory"] == set(permissions.LOG_ACTIONS)
+
+
+def test_revocation_is_granted_by_default_for_a_credential_exfiltration():
+    """Any incident may be one (the automatic path's, or a finding a responder pasted), and it
+    revokes with REVOKE_ROLE_SESSIONS off: the revoker may write the Deny, contain may ask it."""
+    defaults = _granted(permissions.stage_settings("prod", {**settings.DEFAULTS}))
+    assert "iam:PutRolePolicy" in defaults["revoke_sessions"]
+    assert {"lambda:InvokeFunction", "iam:ListInstanceProfilesForRole"} <= defaults["contain"]
 
 
 def test_release_may_undo_every_option_whatever_the_settings_are_now():
@@ -128,8 +136,7 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                 granted = {a for s in allowed for a in s["Action"]}
                 assert bool(granted & writes) == (function == "revoke_sessions"), function
                 invokes = [s for s in allowed if "lambda:InvokeFunction" in s["Action"]]
-                revoking = function == "release" or (
-                    function == "contain" and current.revoke_role_sessions)
+                revoking = function in ("release", "contain")  # contain: whatever the options
                 assert [s["Resource"] for s in invokes] == ([[
                     f"arn:aws:lambda:*:*:function:{names.function(stage, 'revoke_sessions')}"]]
                     if revoking else []), (stage, function)

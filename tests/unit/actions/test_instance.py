@@ -19,7 +19,7 @@ from chalicelib.actions.instance import (
     TerminationProtection,
 )
 from local.victims import make_victim
-from tests.unit.actions.world import ACCOUNT, associated_profiles, attribute, tags
+from tests.unit.actions.world import ACCOUNT, EXFILTRATION, associated_profiles, attribute, tags
 
 COVERS = (DetachInstanceProfile, SwapToDenyAllProfile, RevokeRoleSessions,
           DisableInstanceMetadata, KeepVolumesOnTermination, TerminationProtection, ShutdownBehaviourStop, DisableApiStop,
@@ -137,8 +137,14 @@ def _document(world, role, name):
     return world.client("iam").get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
 
 
-def test_revoke_plan_names_the_role_and_who_keeps_working(world, victim, sharing, settings):
-    target = world.target(victim["instance_id"], settings)
+@pytest.fixture
+def revoking(configure):
+    """The options of an execution started with REVOKE_ROLE_SESSIONS on."""
+    return configure(REVOKE_ROLE_SESSIONS="true")
+
+
+def test_revoke_plan_names_the_role_and_who_keeps_working(world, victim, sharing, revoking):
+    target = world.target(victim["instance_id"], revoking)
     name = f"ec2-quarantine-revoke-{target.incident['incident_id']}"
 
     assert RevokeRoleSessions().plan(target) == [actions.change(
@@ -149,8 +155,8 @@ def test_revoke_plan_names_the_role_and_who_keeps_working(world, victim, sharing
 
 
 def test_revoke_apply_denies_the_instances_earlier_sessions_and_undo_lifts_it(
-        world, victim, sharing, settings, revoker):
-    target = world.target(victim["instance_id"], settings)
+        world, victim, sharing, revoking, revoker):
+    target = world.target(victim["instance_id"], revoking)
 
     made = RevokeRoleSessions().apply(target)
 
@@ -172,7 +178,8 @@ def test_revoke_apply_denies_the_instances_earlier_sessions_and_undo_lifts_it(
 def test_role_wide_revocation_names_every_instance_it_hits(world, victim, sharing, configure,
                                                             revoker, deployment):
     deployment(REVOKE_SCOPE="role")  # the revoker's own setting: a step cannot widen it
-    target = world.target(victim["instance_id"], configure(REVOKE_SCOPE="role"))
+    target = world.target(victim["instance_id"], configure(REVOKE_ROLE_SESSIONS="true",
+                                                           REVOKE_SCOPE="role"))
 
     [record] = RevokeRoleSessions().apply(target)
 
@@ -183,8 +190,8 @@ def test_role_wide_revocation_names_every_instance_it_hits(world, victim, sharin
         "aws:TokenIssueTime": record["after"]["denies_sessions_issued_before"]}}
 
 
-def test_revoke_failure_leaves_the_role_as_it_was(world, victim, sharing, settings, revoker):
-    target = world.target(victim["instance_id"], settings)
+def test_revoke_failure_leaves_the_role_as_it_was(world, victim, sharing, revoking, revoker):
+    target = world.target(victim["instance_id"], revoking)
     def refuse(model, **_):  # IAM refuses the revoking function's write, as AWS answers
         if model.name == "PutRolePolicy":
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, model.name)
@@ -197,9 +204,20 @@ def test_revoke_failure_leaves_the_role_as_it_was(world, victim, sharing, settin
     assert _policies(world, sharing["role"]) == []
 
 
-def test_revoke_has_nothing_to_do_without_a_profile(world, settings):
+def test_revoke_has_nothing_to_do_without_a_profile(world, revoking):
     bare = make_victim(world, interfaces=1, volumes=1, profile=False)["instance_id"]
-    assert RevokeRoleSessions().apply(world.target(bare, settings)) == []
+    assert RevokeRoleSessions().apply(world.target(bare, revoking)) == []
+
+
+def test_with_revocation_off_only_a_credential_exfiltration_revokes_and_on_the_instance(
+        world, victim, sharing, configure):
+    off = configure(REVOKE_SCOPE="role")  # REVOKE_ROLE_SESSIONS is off by default
+    stolen = world.target(victim["instance_id"], off, finding_type=EXFILTRATION)
+
+    assert RevokeRoleSessions().plan(world.target(victim["instance_id"], off)) == []
+    [planned] = RevokeRoleSessions().plan(stolen)
+    assert (planned["resource"], planned["after"]["scope"], planned["after"]["keep_working"]) \
+        == (sharing["role"], "instance", [sharing["other"]])
 
 
 # -- instance attributes ----------------------------------------------------------------------

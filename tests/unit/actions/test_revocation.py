@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib import bindings, incidents, revocation
 from chalicelib.incidents import new_id
-from tests.unit.actions.world import ACCOUNT, REGION
+from tests.unit.actions.world import ACCOUNT, EXFILTRATION, REGION
 
 INSTANCE = "i-0123456789abcdef0"
 OTHER_INSTANCE = "i-0fedcba9876543210"
@@ -198,7 +198,8 @@ def _every_role_policy(world):
 
 @pytest.mark.parametrize("changes, why", [
     *NOT_ITS_INCIDENT,
-    ({"scope": "role"}, "scope role is wider than this deployment's REVOKE_SCOPE (instance)"),
+    ({"scope": "role"}, "scope role is wider than incident inc-0123456789ab's here (instance: "
+                         "REVOKE_SCOPE=instance"),
 ])
 def test_a_revocation_not_of_a_sealed_incidents_instance_and_role_is_refused(
         world, role, changes, why):
@@ -258,3 +259,48 @@ def test_the_revoker_is_named_after_the_running_functions_stage():
         for step in ("contain", "release"):
             with aws.acting_as(names.function(stage, step)):
                 assert revocation.function_name() == names.function(stage, "revoke_sessions")
+
+
+def _exfiltration(world, role, ledger, deployment, **settings):
+    """INCIDENT's instance under a sealed credential exfiltration incident, revocation off."""
+    deployment(REVOKE_ROLE_SESSIONS="false", **settings)
+    return ledger({**_incident(new_id()), "finding": {"type": EXFILTRATION}})["incident_id"]
+
+
+def test_with_revocation_off_a_credential_exfiltration_is_revoked_on_the_instance_alone(
+        world, role, ledger, deployment):
+    stolen = _exfiltration(world, role, ledger, deployment, REVOKE_SCOPE="role")
+    request = _request(incident_id=stolen, scope="instance")
+
+    result = revocation.handle(request, ACCOUNT)
+    role_wide = revocation.handle(_request(incident_id=stolen, scope="role"), ACCOUNT)
+
+    assert (result["status"], result["scope"]) == ("revoked", "instance"), result
+    assert _policies(world, role)[revocation.policy_name(stolen)]["Statement"] == [{
+        "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {
+            "StringEquals": {"ec2:SourceInstanceARN": ARN},
+            "DateLessThan": {"aws:TokenIssueTime": request["issued_before"]}}}]
+    assert role_wide["status"] == "refused", role_wide
+    assert f"scope role is wider than incident {stolen}'s here (instance" in role_wide["message"]
+    assert revocation.handle(_request(), ACCOUNT)["status"] == "refused"  # an ordinary one
+    assert sorted(_policies(world, role)) == sorted(["own", revocation.policy_name(stolen)])
+
+
+def test_a_finding_type_flipped_in_the_table_breaks_the_seal_either_way(
+        world, role, ledger, deployment):
+    """Whoever may write the table makes an ordinary incident a credential exfiltration (to
+    get a revocation with REVOKE_ROLE_SESSIONS off), or one ordinary: the seal no longer holds,
+    nothing is revoked."""
+    stolen = _exfiltration(world, role, ledger, deployment)
+    flipped = {INCIDENT: EXFILTRATION, stolen: "Backdoor:EC2/C&CActivity.B!DNS"}
+    for incident_id, kind in flipped.items():
+        world.client("dynamodb").update_item(
+            TableName="incidents", Key={"pk": {"S": incident_id}},
+            UpdateExpression="SET finding = :f",
+            ExpressionAttributeValues={":f": {"M": {"type": {"S": kind}}}})
+
+        result = revocation.handle(_request(incident_id=incident_id, scope="instance"), ACCOUNT)
+
+        assert result["status"] == "refused" and "seal does not match" in result["message"], (
+            incident_id, result)
+    assert _every_role_policy(world) == {"app-server": ["own"], "web": ["own"]}

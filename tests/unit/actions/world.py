@@ -13,6 +13,7 @@ from chalicelib.instances import pre_state
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
+EXFILTRATION = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS"
 
 
 class World:
@@ -81,13 +82,13 @@ class World:
         return self.client("ec2").describe_instances(InstanceIds=[instance_id])[
             "Reservations"][0]["Instances"][0]
 
-    def target(self, instance_id: str, settings) -> Target:
+    def target(self, instance_id: str, settings,
+               finding_type: str = "UnauthorizedAccess:EC2/SSHBruteForce") -> Target:
         """The target a step would build for a new incident on `instance_id` (the pre-incident
         state read now, as `workflow.new_incident` does), recorded when a ledger is kept."""
         incident = {
             "incident_id": new_id(), "instance_id": instance_id, "account_id": ACCOUNT,
-            "home_account": ACCOUNT, "region": REGION,
-            "finding": {"type": "UnauthorizedAccess:EC2/SSHBruteForce"},
+            "home_account": ACCOUNT, "region": REGION, "finding": {"type": finding_type},
             "pre_state": pre_state(self.instance(instance_id))}
         if self.ledger:
             self.ledger(incident)
