@@ -3,6 +3,7 @@ means them (samples, archived, the instance the target), exemptions, duplicates,
 starts, and a claim whose execution never started; stolen credentials admitted."""
 
 import copy
+import json
 import threading
 
 from chalicelib import findings, incidents, outcomes, workflow
@@ -162,8 +163,18 @@ def test_stolen_instance_credentials_open_an_incident_that_isolates_the_instance
     assert record["finding"]["role"] == "app-server"
     assert record["finding"]["actor"]["ip"] == "203.0.113.77"
     report = next(m for m in messages(stack, queue) if m["Subject"].endswith("contained"))
-    assert "used by IP 203.0.113.77 (EXAMPLE-HOSTING-AS, Example Hosting, Netherlands)" in \
-        report["Message"]
+    assert ("stolen credentials of role app-server used from 203.0.113.77 (EXAMPLE-HOSTING-AS, "
+            "Example Hosting, Netherlands)") in report["Message"]
+    # REVOKE_ROLE_SESSIONS is off: the stolen sessions are denied all the same, on the instance
+    iam = stack.client("iam")
+    profile = record["pre_state"]["instance_profile"].rsplit("/", 1)[-1]
+    role = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"][0]
+    denied = json.loads(json.dumps(iam.get_role_policy(
+        RoleName=role["RoleName"], PolicyName=f"ec2-quarantine-revoke-{record['incident_id']}")[
+        "PolicyDocument"]))
+    (statement,) = denied["Statement"]
+    assert statement["Condition"]["StringEquals"]["ec2:SourceInstanceARN"].endswith(
+        f":instance/{victim['instance_id']}")
 
 
 def test_only_credential_exfiltration_among_access_key_findings_reaches_the_handler(stack):
