@@ -137,6 +137,7 @@ OPERATIONS = [
     *_ops("ec2", ["DescribeIamInstanceProfileAssociations"], "contain",
           ("detach-instance-profile", "revoke-role-sessions")),
     *_ops("ec2", ["DisassociateIamInstanceProfile"], "contain", ("detach-instance-profile",)),
+    *_ops("ec2", ["ModifyInstanceMetadataOptions"], "contain", ("disable-instance-metadata",)),
     *_ops("iam", ["GetInstanceProfile", "ListInstanceProfilesForRole"], "contain",
           ("revoke-role-sessions",)),
     # contain asks the revoking function, which alone writes the role policy

@@ -46,8 +46,7 @@ def test_guardduty_finding_reaches_the_handler_through_the_apps_own_pattern(stac
     assert delivered[0].result["decision"] == "refused"  # no such instance on this AWS
     assert "i-0123456789abcdef0" in delivered[0].result["reason"]
     rules = stack.client("events").list_rules()["Rules"]
-    assert json.loads(rules[0]["EventPattern"])["detail"] == {
-        "resource": {"resourceType": ["Instance"]}}
+    assert json.loads(rules[0]["EventPattern"]) == findings.EVENT_PATTERN
 
 
 def test_delivered_event_carries_the_envelope_chalice_needs(stack):
