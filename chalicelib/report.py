@@ -100,14 +100,15 @@ def revocations(changes: list, incident: dict) -> list[str]:
         when = after.get("denies_sessions_issued_before")
         stolen = stolen_credentials(incident.get("finding"), role)
         if stolen:
-            lines.append(f"  - {stolen}; sessions issued before {when} denied " + (
+            lines.append(f"  - {stolen}; sessions of role {role} issued before {when} denied " + (
                 f"on instance {incident.get('instance_id')}" if after.get("scope") == "instance"
                 else "role-wide"))
         if after.get("scope") == "instance":
-            others = ", ".join(after.get("keep_working") or []) or "none"
+            others = (f" ({', '.join(after['keep_working']) or 'none'})"
+                      if "keep_working" in after else "")  # not read when revoked later
             lines.append(f"  - sessions of role {role} used from this instance, issued before "
                          f"{when}, are denied; the other instances sharing the role keep "
-                         f"working ({others})")
+                         f"working{others}")
         else:
             others = ", ".join(after.get("also_affects") or []) or "none"
             lines.append(f"  - ROLE-WIDE: every session of role {role} issued before {when} is "
@@ -221,12 +222,15 @@ def refused(execution, reason: str) -> dict:
             "message": "\n".join(lines), "outcome": "refused"}
 
 
-def duplicate(incident: dict, finding: dict | None) -> dict:
-    """A further finding for an instance already under an active incident."""
+def duplicate(incident: dict, finding: dict | None, revoked: str = "") -> dict:
+    """A further finding for an instance already under an active incident (`revoked`: what was
+    done of the stolen credentials it reports)."""
     what = (f"GuardDuty finding {finding.get('type')} (id {finding.get('id')})" if finding
             else "a further request")
     lines = [f"{what} for {_describe(incident)} was recorded on active incident "
              f"{incident['incident_id']} ({incident.get('status')}); nothing was re-run."]
+    if revoked:
+        lines += ["", f"Stolen credentials: {stolen_credentials(finding)}; {revoked}."]
     return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: finding recorded on "
                                f"{incident['incident_id']}"),
             "message": _with_json("\n".join(lines), incident)}

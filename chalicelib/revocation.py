@@ -12,11 +12,13 @@ answer is a record (a refusal or failure too, never a stack trace), and every de
 It takes no one's word for what to revoke: it reads the incident itself (the record must exist,
 its binding must carry the product's seal: the record's, or the one the step sends, since during
 containment the record is not sealed yet), the request must name that incident's instance,
-account and region and the role of the instance profile its sealed pre-incident state names, and
-the scope is the one its own settings give that incident (`scope_for`; a request may narrow it
-to the instance, never widen it): none but a credential exfiltration's while
-`REVOKE_ROLE_SESSIONS` is off. Whether an incident is one is sealed with its binding
-(`bindings.binding`), never read from the table or the execution's options alone.
+account and region and the role of the instance profile its sealed pre-incident state names (a
+request naming no role gets that one), and the scope is the one its own settings give that
+incident (`scope_for`; a request may narrow it to the instance, never widen it): none but a
+credential exfiltration's while `REVOKE_ROLE_SESSIONS` is off. Whether an incident is one is
+sealed with its binding (`bindings.binding`), or, for such a finding arriving on an incident
+another finding opened, sealed on the incident by the entry function (`seal_stolen`): never read
+from the table or the execution's options alone.
 """
 
 import json
@@ -24,7 +26,7 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import accounts, aws, bindings, findings, incidents, settings
+from chalicelib import accounts, aws, bindings, findings, incidents, seals, settings
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,10 @@ class Refused(ValueError):
 
 
 def function_name() -> str:
-    """The revoking function's deployed name, beside the running one's: Chalice names a stage's
-    functions `<app>-<stage>-<name>` and the steps' names hold no hyphen."""
-    return f"{aws.current_function().rsplit('-', 1)[0]}-{FUNCTION}"
+    """The revoking function's deployed name: Chalice names a stage's functions
+    `<app>-<stage>-<name>`, and `<app>-<stage>` is the API's function and the state machine's
+    name (read from STATE_MACHINE_ARN: the API's function has no suffix to strip)."""
+    return f"{settings.get().state_machine_arn.rsplit(':', 1)[-1]}-{FUNCTION}"
 
 
 def policy_name(incident_id: str) -> str:
@@ -89,7 +92,39 @@ def scope_for(incident: dict, current) -> str | None:
     if current.revoke_role_sessions:
         return current.revoke_scope
     exfiltration = findings.is_credential_exfiltration(findings.incident_finding_type(incident))
-    return "instance" if exfiltration else None
+    return "instance" if exfiltration or stolen_later(incident) else None
+
+
+STOLEN = "stolen-credentials"  # the seal's purpose
+
+
+def _stolen_document(incident: dict, finding: dict) -> dict:
+    return {**{name: incident.get(name) for name in ("incident_id", "instance_id", "account_id",
+                                                      "region")},
+            "finding_id": finding.get("id"), "finding_type": finding.get("type")}
+
+
+def seal_stolen(incident: dict, finding: dict) -> dict:
+    """What the entry function records when a credential exfiltration finding arrives on an
+    incident another finding opened (the incident's own seal says nothing of it): the finding,
+    sealed with the incident's instance, for this function to revoke by."""
+    return {"id": finding.get("id"), "type": finding.get("type"),
+            "seal": seals.seal(STOLEN, _stolen_document(incident, finding))}
+
+
+def stolen_later(incident: dict) -> bool:
+    """True when the incident records, sealed by the product, a credential exfiltration finding
+    that arrived after it opened."""
+    stolen = incident.get("credentials_stolen")
+    if not isinstance(stolen, dict) or not findings.is_credential_exfiltration(stolen.get("type")):
+        return False
+    try:
+        seals.verify(STOLEN, _stolen_document(incident, stolen), stolen.get("seal"))
+    except seals.Unverified:
+        log.warning("incident %s records stolen credentials without the product's seal: ignored",
+                    incident.get("incident_id"))
+        return False
+    return True
 
 
 def now() -> str:
@@ -129,9 +164,9 @@ def validated(event, home: str, current=None) -> dict:
     if why:
         raise Refused(f"account {account} is not one the app may act in: {why}")
     region = _text(event, "region", REGION)
-    role = _text(event, "role_name", ROLE_NAME)
-    if role.lower().startswith((PRODUCT_ROLE_PREFIX, current.member_role_name.lower())):
-        raise Refused(f"role {role} is one of the product's own roles: never revoked")
+    role = _text(event, "role_name", ROLE_NAME) if "role_name" in event else None
+    if role:  # absent: the role of the incident's instance profile (check_incident names it)
+        _not_the_products(role, current)
     arn = _text(event, "instance_arn", INSTANCE_ARN)
     named = INSTANCE_ARN.match(arn)
     if (named["account"], named["region"]) != (account, region):
@@ -159,6 +194,11 @@ def validated(event, home: str, current=None) -> dict:
     return request
 
 
+def _not_the_products(role: str, current) -> None:
+    if role.lower().startswith((PRODUCT_ROLE_PREFIX, current.member_role_name.lower())):
+        raise Refused(f"role {role} is one of the product's own roles: never revoked")
+
+
 def check_incident(request: dict, iam) -> None:
     """Refused unless the request names a sealed incident's own instance and the role of the
     profile that instance had (the sealed pre-incident state's, as IAM resolves it now), and a
@@ -179,6 +219,9 @@ def check_incident(request: dict, iam) -> None:
     if not profile:
         raise Refused(f"incident {incident_id}'s instance had no instance profile: no role")
     role = profile_role(iam, profile)
+    if request["role_name"] is None and role:
+        _not_the_products(role, settings.get())
+        request["role_name"] = role
     if request["role_name"] != role:
         raise Refused(f"role {request['role_name']} is not the role of {profile}, the profile "
                       f"incident {incident_id}'s instance had ({role})")
@@ -208,8 +251,9 @@ def handle(event, home: str) -> dict:
         request = validated(event, home)
     except Refused as refusal:
         return _refused(refusal)
-    where = {key: request[key] for key in ("operation", "account_id", "role_name", "policy_name",
-                                           "scope", "instance_arn")}
+    def where():
+        return {key: request[key] for key in ("operation", "account_id", "role_name",
+                                              "policy_name", "scope", "instance_arn")}
     try:
         client = accounts.client("iam", request["account_id"], request["region"], home)
         check_incident(request, client)
@@ -217,18 +261,18 @@ def handle(event, home: str) -> dict:
             client.put_role_policy(RoleName=request["role_name"],
                                    PolicyName=request["policy_name"],
                                    PolicyDocument=json.dumps(policy(request)))
-            result = {**where, "status": "revoked", "issued_before": request["issued_before"]}
+            result = {**where(), "status": "revoked", "issued_before": request["issued_before"]}
         else:
             gone = aws.tolerate("NoSuchEntity", client.delete_role_policy,
                                 RoleName=request["role_name"], PolicyName=request["policy_name"])
-            result = {**where, "status": "lifted", "already_absent": gone is None}
+            result = {**where(), "status": "lifted", "already_absent": gone is None}
     except Refused as refusal:
-        return _refused(refusal, where)
+        return _refused(refusal, where())
     except Exception as error:  # answered as a record: the step reports it
         message = (getattr(error, "response", None) or {}).get("Error", {}).get("Message")
         log.warning("%s of %s on role %s failed: %s", request["operation"],
                     request["policy_name"], request["role_name"], error)
-        return {**where, "status": "failed", "code": aws.error_code(error) or
+        return {**where(), "status": "failed", "code": aws.error_code(error) or
                 type(error).__name__, "message": (message or str(error))[:500]}
     log.info("%s %s on role %s in %s (scope %s, %s)", result["status"], request["policy_name"],
              request["role_name"], request["account_id"], request["scope"],

@@ -19,7 +19,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, aws, bindings, cut, execution, exemptions, findings,
-                        incidents, instances, outcomes, report, settings, steps)
+                        incidents, instances, outcomes, report, revocation, settings, steps)
+from chalicelib.actions.instance import RevokeRoleSessions
 from chalicelib.actions import isolation
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ PERMISSIONS = (
     *bindings.SEAL_PERMISSIONS,
     *accounts.ORGANIZATION_PERMISSIONS,
     *incidents.CLAIM_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
-    *incidents.RECORD_PERMISSIONS,
+    *incidents.RECORD_PERMISSIONS, *revocation.INVOKE_PERMISSIONS,  # _revoke_stolen
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
@@ -277,9 +278,48 @@ def further(incident_id: str, request: findings.QuarantineRequest,
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
-    _announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request)))
+    revoked = _revoke_stolen(incident, request)
+    _announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
     return outcomes.Recorded(incident)
+
+
+def _revoke_stolen(incident: dict, request) -> str:
+    """A credential exfiltration finding on an incident another finding opened (the host may
+    set one off first to be contained by it): its sessions are denied all the same, scoped to
+    the instance, through the revoking function, which revokes by the finding sealed on the
+    incident here, and the change is recorded for release to lift. What was done, for the
+    notice ("" for any other finding)."""
+    finding = _finding_ref(request) or {}
+    if not findings.is_credential_exfiltration(finding.get("type")) or \
+            findings.is_credential_exfiltration(findings.incident_finding_type(incident)):
+        return ""
+    started = incidents.now()
+    try:
+        incidents.record_step(incident["incident_id"], "stolen-credentials", started, "sealed",
+                              fields={"credentials_stolen": revocation.seal_stolen(
+                                  incident, finding)})
+        answer = revocation.invoke({
+            "operation": "revoke", "account_id": incident["account_id"],
+            "region": incident["region"], "incident_id": incident["incident_id"],
+            "instance_arn": revocation.instance_arn(incident["region"], incident["account_id"],
+                                                    incident["instance_id"]),
+            "scope": "instance", "issued_before": revocation.now()})
+    except Exception as error:
+        log.error("stolen credentials on %s NOT revoked: %s", incident["instance_id"], error)
+        incidents.record_step(incident["incident_id"], "stolen-credentials", started, "failed",
+                              errors=[actions.error_record("revoke-role-sessions",
+                                                           incident["instance_id"], error)])
+        return f"the stolen sessions were NOT revoked ({error}): revoke them by hand"
+    incidents.record_step(incident["incident_id"], "stolen-credentials", started, "revoked", [
+        actions.change(RevokeRoleSessions.name, answer["role_name"],
+                       f"policy:{answer['policy_name']}", None,
+                       {"denies_sessions_issued_before": answer["issued_before"],
+                        "scope": "instance"})])
+    log.info("stolen credentials on %s: sessions of role %s issued before %s denied",
+             incident["instance_id"], answer["role_name"], answer["issued_before"])
+    return (f"sessions of role {answer['role_name']} used from this instance, issued before "
+            f"{answer['issued_before']}, are denied")
 
 
 def _rebound(incident: dict, request, observed: instances.Observed, home_account: str) -> dict:

@@ -25,6 +25,17 @@ def guardduty_event(instance_id: str, severity: float = 8.0, account: str = "123
     return event
 
 
+def stolen_credentials_event(instance_id: str, account: str = "123456789012",
+                             finding_type: str = "UnauthorizedAccess:IAMUser/"
+                             "InstanceCredentialExfiltration.OutsideAWS") -> dict:
+    """The credential exfiltration sample, for the role session of `instance_id`."""
+    event = sample("instance-credential-exfiltration-outside-aws.json")
+    detail = event["detail"]
+    detail["resource"]["accessKeyDetails"]["principalId"] = f"AROAEXAMPLEROLEID1234:{instance_id}"
+    detail.update(accountId=account, type=finding_type)
+    return event
+
+
 def put_event(stack, event: dict) -> None:
     response = stack.client("events").put_events(Entries=[{
         "Source": event["source"],

@@ -9,6 +9,7 @@ from local.drive import (  # noqa: F401  (the tests import them from here)
     messages,
     put_event,
     sample,
+    stolen_credentials_event,
     subscribe_queue,
     wait_execution,
 )

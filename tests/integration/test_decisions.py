@@ -18,7 +18,9 @@ from tests.helpers import (
     messages,
     product_groups,
     put_event,
+    release,
     sample,
+    stolen_credentials_event,
     subscribe_queue,
     wait_execution,
 )
@@ -141,20 +143,10 @@ def test_a_person_may_act_on_a_sample_target_finding_and_the_record_says_what_it
     assert (record["finding"]["sample"], record["finding"]["resource_role"]) == (True, "TARGET")
 
 
-def _stolen_credentials(instance_id: str, finding_type: str = findings.CREDENTIAL_EXFILTRATION
-                        + ".OutsideAWS") -> dict:
-    """The exfiltration sample, for the credentials of `instance_id`'s role session."""
-    event = copy.deepcopy(sample("instance-credential-exfiltration-outside-aws.json"))
-    event["detail"]["type"] = finding_type
-    event["detail"]["resource"]["accessKeyDetails"]["principalId"] = (
-        f"AROAEXAMPLEROLEID1234:{instance_id}")
-    return event
-
-
 def test_stolen_instance_credentials_open_an_incident_that_isolates_the_instance(stack):
     queue = subscribe_queue(stack)
     victim = make_victim(stack, interfaces=2, volumes=1)
-    record, execution = finish(stack, deliver_finding(stack, _stolen_credentials(
+    record, execution = finish(stack, deliver_finding(stack, stolen_credentials_event(
         victim["instance_id"])))
     assert (record["status"], execution["status"]) == ("CONTAINED", "SUCCEEDED")
     isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
@@ -177,11 +169,40 @@ def test_stolen_instance_credentials_open_an_incident_that_isolates_the_instance
         f":instance/{victim['instance_id']}")
 
 
+def _revocation_policies(stack, record: dict) -> list[str]:
+    iam = stack.client("iam")
+    profile = record["pre_state"]["instance_profile"].rsplit("/", 1)[-1]
+    role = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"][0]
+    return [name for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
+            if name.startswith("ec2-quarantine-revoke-")]
+
+
+def test_stolen_credentials_after_another_finding_contained_the_instance_are_revoked(stack):
+    """The host sets an ordinary finding off first (one DNS lookup of a known C&C domain) to be
+    contained by it, then uses its role's credentials from elsewhere: the exfiltration finding
+    lands on the active incident, and its sessions are denied all the same (then lifted on
+    release)."""
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert record["status"] == "CONTAINED" and _revocation_policies(stack, record) == []
+    messages(stack, queue)
+    again = deliver_finding(stack, stolen_credentials_event(victim["instance_id"]))
+    assert again["decision"] == "recorded" and again["incident_id"] == record["incident_id"]
+    assert _revocation_policies(stack, record) == [
+        f"ec2-quarantine-revoke-{record['incident_id']}"]
+    (notice,) = messages(stack, queue)
+    assert "Stolen credentials: stolen credentials of role app-server used from 203.0.113.77" \
+        in notice["Message"] and "used from this instance, issued before" in notice["Message"]
+    release(stack, victim["instance_id"])
+    assert _revocation_policies(stack, record) == []
+
+
 def test_only_credential_exfiltration_among_access_key_findings_reaches_the_handler(stack):
     victim = make_victim(stack, interfaces=1, volumes=1)
     before = len(stack.bridge.invocations)
-    put_event(stack, _stolen_credentials(victim["instance_id"],
-                                         "UnauthorizedAccess:IAMUser/MaliciousIPCaller"))
+    put_event(stack, stolen_credentials_event(
+        victim["instance_id"], finding_type="UnauthorizedAccess:IAMUser/MaliciousIPCaller"))
     stack.bridge.wait_idle()
     assert len(stack.bridge.invocations) == before
     assert _executions(stack) == []

@@ -23,6 +23,7 @@ from tests.helpers import (
     messages,
     product_groups,
     snapshots_of,
+    stolen_credentials_event,
     subscribe_queue,
     wait_execution,
 )
@@ -180,7 +181,8 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
         assert _profiles(stack, victim) == [names.deny_all_profile(stack.stage)]
         assert snapshots_of(stack, record["incident_id"])
         # Further findings on both: recorded on the incidents and announced.
-        again = [deliver_finding(stack, guardduty_event(victim, finding_id="f2")),
+        # The victim's is a credential exfiltration: its sessions are denied from here too.
+        again = [deliver_finding(stack, stolen_credentials_event(victim)),
                  deliver_finding(stack, guardduty_event(remote["instance_id"], account=MEMBER,
                                                         finding_id="f2"))]
         assert [a["decision"] for a in again] == ["recorded", "recorded"], again
@@ -202,8 +204,9 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
             "decision"] == "recorded"
         status, same = api(stack, "POST", "/quarantine", {"instance_id": sibling})
         assert status == 200 and same["incident_id"] == opened["incident_id"], same
-        status, found = api(stack, "POST", "/quarantine", {"instance_id": remote["instance_id"],
-                                                           "account_id": MEMBER})
+        status, found = api(stack, "POST", "/quarantine", {
+            "instance_id": remote["instance_id"], "account_id": MEMBER,
+            "finding": stolen_credentials_event(remote["instance_id"], account=MEMBER)})
         assert status == 200 and found["incident_id"] == remote_record["incident_id"], found
         releases = [_release(stack, victim), _release(stack, remote["instance_id"], MEMBER)]
         sibling_record = _finish(stack, opened)

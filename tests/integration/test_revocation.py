@@ -306,8 +306,9 @@ def test_a_credential_exfiltration_revokes_on_the_instance_with_revocation_off(s
         assert {c["action"] for c in record["changes"]} >= {"isolate-interface",
                                                             "detach-instance-profile"}
         report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
-        assert (f"stolen credentials of role {role} used from elsewhere; sessions issued "
-                f"before {when} denied on instance {victim['instance_id']}") in report["Message"]
+        assert (f"stolen credentials of role {role} used from elsewhere; sessions of role {role} "
+                f"issued before {when} denied on instance {victim['instance_id']}") in \
+            report["Message"]
 
         release(stack, victim["instance_id"])
     assert _policies(stack, role) == []

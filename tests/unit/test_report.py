@@ -73,11 +73,13 @@ def test_stolen_credentials_name_the_external_caller_and_where_sessions_are_deni
               "Example ISP, Germany) calling s3.amazonaws.com ListBuckets (Remote IP)")
     assert f"Trigger: GuardDuty finding {EXFILTRATION['type']} (severity 8.0, id " \
            f"{EXFILTRATION['id']})\n  {stolen}\n" in message
-    assert (f"  - {stolen}; sessions issued before 2026-01-31T12:00:00Z denied on instance "
+    assert (f"  - {stolen}; sessions of role app-server issued before 2026-01-31T12:00:00Z "
+            "denied on instance "
             "i-0123456789abcdef0\n") in message
     assert "the other instances sharing the role keep working (none)" in message
     role_wide = report.final({**incident, "changes": [_revocation("role", ["i-1"])]})["message"]
-    assert f"{stolen}; sessions issued before 2026-01-31T12:00:00Z denied role-wide" in role_wide
+    assert (f"{stolen}; sessions of role app-server issued before 2026-01-31T12:00:00Z denied "
+            "role-wide") in role_wide
 
 
 def test_stolen_credentials_say_what_the_finding_knows_and_nothing_of_other_findings():

@@ -121,7 +121,7 @@ def ledger(world, deployment):
 
 
 @pytest.fixture
-def revoker(world, ledger):
+def revoker(world, ledger, deployment):
     """The revoking function, in process: a step's Invoke (as `contain` of stage dev) reaches
     its handler as Lambda delivers it, JSON in and out, acting on this moto account; an Invoke
     of any other function is answered as Lambda answers an unknown name. Answered first, before
@@ -151,6 +151,7 @@ def revoker(world, ledger):
 
     aws.reset()  # the ledger set the functions' region, as in Lambda
     accounts.forget()
+    deployment(STATE_MACHINE_ARN=names.state_machine_arn("us-east-1", ACCOUNT, "dev"))
     with aws.acting_as(names.function("dev", "contain")):
         aws.client("lambda").meta.events.register_first("before-call.lambda.Invoke", answer)
         yield asked

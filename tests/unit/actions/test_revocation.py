@@ -251,13 +251,15 @@ def test_a_step_may_narrow_the_scope_to_the_instance_never_widen_it(world, role,
     assert statement["Condition"]["StringEquals"] == {"ec2:SourceInstanceARN": ARN}
 
 
-def test_the_revoker_is_named_after_the_running_functions_stage():
+def test_the_revoker_is_named_after_the_stage_whichever_function_asks(deployment):
+    """The API's function (`<app>-<stage>`, no suffix) asks it as well as the steps."""
     from chalicelib import aws
     from deploy import names
 
     for stage in ("dev", "prod"):
-        for step in ("contain", "release"):
-            with aws.acting_as(names.function(stage, step)):
+        deployment(STATE_MACHINE_ARN=names.state_machine_arn(REGION, ACCOUNT, stage))
+        for function in (names.api_function(stage), names.function(stage, "contain")):
+            with aws.acting_as(function):
                 assert revocation.function_name() == names.function(stage, "revoke_sessions")
 
 
@@ -304,3 +306,29 @@ def test_a_finding_type_flipped_in_the_table_breaks_the_seal_either_way(
         assert result["status"] == "refused" and "seal does not match" in result["message"], (
             incident_id, result)
     assert _every_role_policy(world) == {"app-server": ["own"], "web": ["own"]}
+
+
+def test_stolen_credentials_recorded_later_revoke_only_under_the_products_seal(
+        world, role, deployment):
+    """An exfiltration finding on an incident another finding opened: the entry function seals
+    it on the incident (`seal_stolen`) and asks without naming a role (the revoker takes the
+    sealed profile's). Written by anyone else — no seal, or another incident's — it revokes
+    nothing with REVOKE_ROLE_SESSIONS off."""
+    deployment(REVOKE_ROLE_SESSIONS="false")
+    finding = {"id": "5ab8a2b0c1d2e3f4a5b6c7d8e9f00112", "type": EXFILTRATION}
+    incident = incidents.get(INCIDENT)
+    asked = {k: v for k, v in _request(scope="instance").items() if k != "role_name"}
+    for forged in ({**finding, "seal": "Zm9yZ2Vk"},
+                   revocation.seal_stolen({**incident, "incident_id": MOVED}, finding)):
+        world.client("dynamodb").update_item(
+            TableName="incidents", Key={"pk": {"S": INCIDENT}},
+            UpdateExpression="SET credentials_stolen = :s",
+            ExpressionAttributeValues=incidents._serialized({":s": forged}))
+        assert revocation.handle(asked, ACCOUNT)["status"] == "refused"
+    assert _every_role_policy(world) == {"app-server": ["own"], "web": ["own"]}
+
+    incidents.record_step(INCIDENT, "stolen-credentials", incidents.now(), "sealed", fields={
+        "credentials_stolen": revocation.seal_stolen(incident, finding)})
+    result = revocation.handle(asked, ACCOUNT)
+    assert (result["status"], result["role_name"], result["scope"]) == (
+        "revoked", "app-server", "instance"), result
