@@ -56,8 +56,9 @@ def start(request: findings.QuarantineRequest,
     """Open an incident for `request` (or record it on the active one): the outcome."""
     current = admit(request, home_account)
     dry_run = request.dry_run or current.dry_run
+    no_cut = cut.skipped(request, current)
     observed = instances.observe(request, home_account, attributes=() if dry_run else cut.AHEAD,
-                                 groups=cut.skipped(request, current) is None)
+                                 groups=no_cut is None)
     instance = observed.instance
     incident = new_incident(request, instance, home_account, observed.attributes)
     tag = exemptions.tag_value(instance, current.exempt_tag)
@@ -72,7 +73,7 @@ def start(request: findings.QuarantineRequest,
                     current.exempt_tag, tag[:64])
     if dry_run:
         return _dry_run(request, incident, tag)
-    target = None if cut.skipped(request, current) else steps.target_acting(incident, current)
+    target = None if no_cut else steps.target_acting(incident, current)
     if target:
         cut.remember(target, instance, observed.groups, observed.attributes)
     try:  # the seal (and the groups a new VPC needs) beside the claim: nothing new in front
@@ -90,7 +91,7 @@ def start(request: findings.QuarantineRequest,
         return stopped
     log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
     if not target:
-        log.info("no first cut on %s: %s", request.instance_id, cut.skipped(request, current))
+        log.info("no first cut on %s: %s", request.instance_id, no_cut)
         return outcomes.Opened(begin(incident))
     return outcomes.Opened(begin(incident, first_cut(target)))
 
