@@ -6,8 +6,11 @@ product honours only exemptions it issued (POST /exemptions): an item in the inc
 sealed with the records key (`seals`, purpose "exemption"), which the claim transaction checks
 (`incidents.claim`: a ConditionCheck on the item, no request more) and which is verified before
 it stops anything: an item someone else wrote is ignored, logged and noted on the incident. The
-tag is written as well, `until <expiry>`, for people to see; it is read as an exemption only
-where the site protects the key itself (`TRUST_EXEMPT_TAG=true`, with deploy/guardrails-scp.json).
+tag is written as well, `until <expiry>`, for people to see and as a second factor: a record
+holds only while its instance shows exactly that tag (`unshown`), since table writers can put an
+old sealed record back but not the tag the guardrail SCP keeps to the product. A plain tag alone
+exempts only where the site protects the key itself (`TRUST_EXEMPT_TAG=true`, with
+deploy/guardrails-scp.json).
 """
 
 import logging

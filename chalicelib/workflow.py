@@ -124,8 +124,9 @@ def _exemption_stops(request, exemption: dict, tag: str | None, notes: list):
     if why_not:
         notes.append(why_not)
         return None
-    if tag is not None and _tag_note(tag, current) in notes:
-        notes.remove(_tag_note(tag, current))
+    shown_note = None if tag is None else _tag_note(tag, current)
+    if shown_note in notes:  # the tag is the product's: not noted as unverified
+        notes.remove(shown_note)
     return _exempt(request, exemptions.described(exemption), notes)
 
 
