@@ -2,9 +2,9 @@
 
 import logging
 
-from chalice import Chalice, IAMAuthorizer
+from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import findings, http, incidents, revocation, workflow
+from chalicelib import findings, http, incidents, revocation, tamper, workflow
 from chalicelib.steps import contain, evidence, memory, release as release_steps, report
 
 app = Chalice(app_name="ec2-quarantine")
@@ -30,6 +30,16 @@ def _call() -> tuple[dict, str, str, str]:
 @app.on_cw_event(findings.EVENT_PATTERN, name="on_guardduty_finding")
 def on_guardduty_finding(event):
     return workflow.handle_finding(event.detail, _home(event.context)[0])
+
+
+@app.on_cw_event(tamper.EVENT_PATTERN, name="on_tampering")
+def on_tampering(event):
+    return tamper.handle_event(event.detail, _home(event.context)[0])
+
+
+@app.schedule(Rate(tamper.SWEEP_MINUTES, unit=Rate.MINUTES), name="sweep")
+def sweep(event):
+    return tamper.sweep(_home(event.context)[0])
 
 
 @app.route("/quarantine", methods=["POST"], authorizer=iam,

@@ -243,6 +243,8 @@ def instance_grants(current) -> tuple[Grant, ...]:
               ("arn:aws:iam::*:role/*",)),
         Grant("NeverOnTheProductsRoles", ("iam:PutRolePolicy", "iam:DeleteRolePolicy"),
               product_roles(current), effect="Deny"),
+        # The tamper watch reads whether an incident's revocation policy is still in place.
+        Grant("IamRevocationPolicyRead", ("iam:GetRolePolicy",), ("arn:aws:iam::*:role/*",)),
         # Release gives back the role the instance had, which may be any: only from change
         # records whose seal and ownership it verified first. Containment passes deny-all only.
         Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",), EC2_ONLY),

@@ -16,7 +16,8 @@ import json
 import os
 import sys
 
-from chalicelib import accounts, cut, exemptions, http, incidents, revocation, settings, workflow
+from chalicelib import (accounts, cut, exemptions, http, incidents, revocation, settings, tamper,
+                        workflow)
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -55,6 +56,8 @@ def needs(current=None) -> dict[str, set[str]]:
         "report": set(report.PERMISSIONS),
         "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS,
                             *revocation.REVOKE_PERMISSIONS} | members,
+        "on_tampering": tamper.permissions(current) | members,
+        "sweep": tamper.permissions(current, sweep_too=True) | members,
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
