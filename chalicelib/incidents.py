@@ -5,6 +5,8 @@ The table definition lives here, once, for the embedded AWS and for deployment.
 """
 
 import re
+import time
+from datetime import datetime, timedelta, timezone
 
 from chalicelib import aws, bindings, items, settings
 
@@ -86,10 +88,11 @@ def new_id() -> str:
     return "inc-" + secrets.token_hex(6)
 
 
-def now() -> str:
-    from datetime import datetime, timezone
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the records' times (they compare as strings)
 
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
 
 
 def instance_key(account: str, region: str, instance_id: str) -> str:
@@ -346,10 +349,11 @@ READ_ROUNDS = 5  # BatchGetItem rounds for one page (DynamoDB may leave keys unp
 
 
 def record_step(incident_id: str, step: str, started: str, outcome: str, changes=(), errors=(),
-                fields: dict | None = None) -> dict:
+                fields: dict | None = None, only_if: tuple[str, dict, dict] | None = None) -> dict:
     """Add a step to the incident's timeline with the changes (sealed together: release
     verifies them) and errors it brings, and set `fields` (dotted names set nested attributes); returns
-    the incident as it now stands."""
+    the incident as it now stands. `only_if`: a further condition, its values and names (the
+    sweep settles an incident only as it read it)."""
     changes = list(changes)
     entry = {"step": step, "start": started, "end": now(), "outcome": outcome}
     expression = ("SET timeline = list_append(if_not_exists(timeline, :empty), :entry), "
@@ -365,7 +369,79 @@ def record_step(incident_id: str, step: str, started: str, outcome: str, changes
         names.update({f"#f{n}_{i}": part for i, part in enumerate(parts)})
         expression += ", " + ".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}"
         values[f":f{n}"] = value
+    if only_if:
+        condition, more, more_names = only_if
+        values.update(more)
+        names.update(more_names)
+        return _update(incident_id, expression, values, names,
+                       condition=f"attribute_exists(pk) AND ({condition})")
     return _update(incident_id, expression, values, names)
+
+
+# Repair (the tamper watch) and release never act on one incident at once: each holds a lease
+# on it while it changes the instance, and neither takes its lease while the other's runs.
+REPAIR_LEASE_SECONDS = 60  # the watch's reads and repairs take a few seconds
+RELEASE_LEASE_SECONDS = 900  # a release step lasts at most Lambda's 15 minutes
+TAMPER_ENTRIES = 50  # tamper entries an incident keeps; later ones are counted and reported
+WATCHED = ("CONTAINED", "PARTIAL")  # what the tamper watch keeps contained
+
+
+class Held(Exception):
+    """The other side holds the incident: a release (for a repair) or a repair (for a
+    release); or the incident is no longer one to repair."""
+
+
+def _later(seconds: int) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
+
+
+def hold_for_repair(incident_id: str) -> dict:
+    """The repair's lease: only while the incident is still watched, no release step holds
+    it and no release has restored part of it (the person releasing it decides what
+    follows); returns the incident as it now stands. Held otherwise."""
+    try:
+        return _update(incident_id, "SET repairing_until = :until", {
+            ":until": _later(REPAIR_LEASE_SECONDS), ":now": now(),
+            ":contained": WATCHED[0], ":partial": WATCHED[1], ":zero": 0},
+            {"#status": "status", "#release": "release"},
+            condition="#status IN (:contained, :partial) AND "
+                      "(attribute_not_exists(releasing_until) OR releasing_until < :now) AND "
+                      "(attribute_not_exists(#release.restored) OR "
+                      "size(#release.restored) = :zero)")
+    except _db().exceptions.ConditionalCheckFailedException:
+        raise Held(f"{incident_id} is being released or no longer contained") from None
+
+
+def hold_for_release(incident_id: str, wait_seconds: float = REPAIR_LEASE_SECONDS + 5) -> None:
+    """The release step's lease: taken once no repair holds the incident (waiting for one
+    that does, at most its lease); Held if one still does."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            _update(incident_id, "SET releasing_until = :until",
+                    {":until": _later(RELEASE_LEASE_SECONDS), ":now": now()},
+                    condition="attribute_exists(pk) AND (attribute_not_exists(repairing_until) "
+                              "OR repairing_until < :now)")
+            return
+        except _db().exceptions.ConditionalCheckFailedException:
+            if time.monotonic() > deadline:
+                raise Held(f"a repair of {incident_id} still holds it") from None
+            time.sleep(0.5)
+
+
+def record_tamper(incident_id: str, entry: dict) -> dict:
+    """Keep one tamper entry on the incident and end the repair's lease. Past TAMPER_ENTRIES
+    the entry is counted, not kept (an attacker undoing the cut in a loop must not grow the
+    record past DynamoDB's item size and stop every later write to it)."""
+    values = {":entry": [entry], ":empty": [], ":max": TAMPER_ENTRIES, ":now": now()}
+    try:
+        return _update(incident_id, "SET tamper = list_append(if_not_exists(tamper, :empty), "
+                       ":entry), updated_at = :now REMOVE repairing_until", values,
+                       condition="attribute_not_exists(tamper) OR size(tamper) < :max")
+    except _db().exceptions.ConditionalCheckFailedException:
+        return _update(incident_id, "SET tamper_unkept = if_not_exists(tamper_unkept, :zero) "
+                       "+ :one, updated_at = :now REMOVE repairing_until",
+                       {":zero": 0, ":one": 1, ":now": now()})
 
 
 def active_for(account: str, region: str, instance_id: str) -> str | None:

@@ -162,6 +162,31 @@ def exemption(exemption: dict, event: str) -> dict:
             "message": "\n".join(lines)}
 
 
+def tampered(incident: dict, entry: dict) -> dict:
+    """Containment someone undid, found by the tamper watch (from CloudTrail, or by its
+    sweep), and what was put back."""
+    by = entry.get("by") or {}
+    failed = [d for d in entry["drift"] if d["outcome"] != "put back"]
+    if entry.get("call"):
+        who = (f"{entry['call']} by {by.get('arn') or 'an unknown principal'} "
+               f"({by.get('type') or 'type unknown'}"
+               + (f", key {by['accessKeyId']}" if by.get("accessKeyId") else "")
+               + f") from {entry.get('from') or 'an unknown address'} at {entry.get('at')}")
+    else:
+        who = ("found by the sweep (no CloudTrail event named it: the call was not delivered, "
+               "or it came from one of the product's own roles); CloudTrail says who")
+    lines = [f"Containment of {_describe(incident)} (incident {incident['incident_id']}, "
+             f"{incident.get('status')}) was undone; "
+             + ("it is put back." if not failed else "NOT ALL OF IT IS PUT BACK."),
+             f"Who: {who}", "", "What differed:"]
+    lines += [f"  - {d['what']} {d['resource']}: found {d['found']}, wanted {d['expected']}: "
+              f"{d['outcome']}" for d in entry["drift"]]
+    lines += ["", f"Incident record (its tamper entries): GET /incidents/{incident['incident_id']}"]
+    headline = "containment undone, " + ("put back" if not failed else "NOT fully put back")
+    return {"subject": subject(f"[ec2-quarantine] {incident['instance_id']}: {headline}"),
+            "message": "\n".join(lines), "outcome": "tampered"}
+
+
 def first_cut(made: dict) -> list[str]:
     """When the entry function isolated the instance, and what it could not do (Contain
     finished or restored it: the changes and errors above say how it ended)."""

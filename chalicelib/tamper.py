@@ -9,13 +9,22 @@ is read as it is now, compared with what containment made, and whatever differs 
 again.
 """
 
-from chalicelib import bindings, cut, incidents, revocation
-from chalicelib.actions import isolation
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, report,
+                        revocation, settings)
+from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.evidence import StopInstance
 from chalicelib.actions.instance import (DetachInstanceProfile, DisableApiStop,
                                          DisableInstanceMetadata, KeepVolumesOnTermination,
                                          QuarantineTags, ShutdownBehaviourStop,
                                          SwapToDenyAllProfile, TerminationProtection)
+from chalicelib.steps import target_acting
+
+log = logging.getLogger(__name__)
 
 # The calls that can undo containment, as CloudTrail names them (`eventName`). EC2's arrive in
 # the region they were made in, IAM's in us-east-1 only (IAM is global).
@@ -63,11 +72,559 @@ def permissions(options, sweep_too: bool = False) -> set[str]:
             *(p for cls in repair_classes(options) for p in cls.permissions)}
 
 
+
+# Ids a call names, wherever CloudTrail puts them in its request or response (its shapes differ
+# call by call and change over time; the ids do not).
+IDS = {"instance": re.compile(r"\bi-(?:[0-9a-f]{17}|[0-9a-f]{8})\b"),
+       "interface": re.compile(r"\beni-(?:[0-9a-f]{17}|[0-9a-f]{8})\b"),
+       "group": re.compile(r"\bsg-(?:[0-9a-f]{17}|[0-9a-f]{8})\b"),
+       "association": re.compile(r"\biip-assoc-(?:[0-9a-f]{17}|[0-9a-f]{8})\b")}
+REVOCATION_POLICY = re.compile(re.escape(revocation.POLICY_PREFIX) + r"(inc-[0-9a-f]{12})\Z")
+SCANNED = 64 * 1024  # how much of a call's request and response is searched for ids
+MAX_TARGETS = 100  # instances one event may send the watch to check
+TEXT = 256  # longest text kept from an event
+
+
+def _text(value) -> str:
+    return value[:TEXT] if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Call:
+    """A CloudTrail event, as much of it as the watch relies on: who made which call, where,
+    and the ids it names. Everything else the event says is not trusted, only recorded."""
+
+    name: str
+    account: str
+    region: str
+    who: dict
+    at: str
+    source_ip: str
+    user_agent: str
+    event_id: str
+    ids: dict = field(default_factory=dict)  # kind -> sorted ids named
+    role: str = ""  # IAM calls: the role and policy named
+    policy: str = ""
+    tag_keys: tuple | None = None  # CreateTags/DeleteTags: the keys named (None: every tag)
+
+    def record(self) -> dict:
+        """The tamper entry's account of the call."""
+        return {"call": self.name, "by": self.who, "at": self.at, "from": self.source_ip,
+                "user_agent": self.user_agent, "event_id": self.event_id,
+                "account_id": self.account, "region": self.region}
+
+
+class NotACall(ValueError):
+    """The event is not a CloudTrail record of a call the watch follows."""
+
+
+def who(identity) -> dict:
+    """CloudTrail's `userIdentity`, the fields that say who (bounded)."""
+    identity = identity if isinstance(identity, dict) else {}
+    issuer = ((identity.get("sessionContext") or {}).get("sessionIssuer") or {}) \
+        if isinstance(identity.get("sessionContext"), dict) else {}
+    summary = {key: _text(identity.get(key)) for key in ("type", "arn", "accountId",
+                                                           "principalId", "accessKeyId",
+                                                           "userName", "invokedBy")}
+    if isinstance(issuer, dict) and issuer.get("arn"):
+        summary["sessionIssuer"] = _text(issuer.get("arn"))
+    return {key: value for key, value in summary.items() if value}
+
+
+def parse(detail) -> Call:
+    if not isinstance(detail, dict):
+        raise NotACall("the event has no detail")
+    name = detail.get("eventName")
+    if name not in (*EC2_CALLS, *IAM_CALLS) or detail.get("errorCode"):
+        raise NotACall(f"not a call the watch follows: {_text(name)!r}")
+    account = detail.get("recipientAccountId") or (detail.get("userIdentity") or {}).get(
+        "accountId")
+    region = detail.get("awsRegion")
+    if not (isinstance(account, str) and settings.ACCOUNT_ID.match(account)
+            and isinstance(region, str) and findings.REGION.match(region)):
+        raise NotACall("the event names no valid account and region")
+    request = detail.get("requestParameters") or {}
+    named = json.dumps([request, detail.get("responseElements")], default=str)[:SCANNED]
+    ids = {kind: sorted(set(pattern.findall(named))) for kind, pattern in IDS.items()}
+    role = policy = ""
+    if name in IAM_CALLS and isinstance(request, dict):
+        role, policy = _text(request.get("roleName")), _text(request.get("policyName"))
+    tag_keys = None
+    if name in ("CreateTags", "DeleteTags") and isinstance(request, dict):
+        tags = ((request.get("tagSet") or {}).get("items")
+                if isinstance(request.get("tagSet"), dict) else None)
+        tag_keys = tuple(_text(t.get("key")) for t in tags if isinstance(t, dict)) \
+            if isinstance(tags, list) else None
+    return Call(name, account, region, who(detail.get("userIdentity")),
+                _text(detail.get("eventTime")), _text(detail.get("sourceIPAddress")),
+                _text(detail.get("userAgent")), _text(detail.get("eventID")), ids, role, policy,
+                tag_keys)
+
+
+def is_the_products(call: Call, home_account: str, current) -> bool:
+    """Whether the call came from the product itself: a role of this deployment's functions
+    or state machine in the home account (`<app>-<stage>-…`), or one of their member roles in
+    the call's account. Its own repairs and releases are not tampering; whatever slips
+    through here (a compromised function) is still found by the sweep, which asks no one who."""
+    issuer = call.who.get("sessionIssuer", "")
+    match = re.fullmatch(r"arn:aws[a-z-]*:iam::([0-9]{12}):role/(?:.*/)?([\w+=,.@-]+)", issuer)
+    if not match:
+        return False
+    account, role = match.groups()
+    deployment = current.state_machine_arn.rsplit(":", 1)[-1]  # <app>-<stage>
+    if account == home_account and role.startswith(deployment + "-"):
+        return True
+    member = accounts.member_role(current.member_role_name, deployment)
+    return account == call.account and (role == member or role.startswith(member + "-"))
+
+
 def handle_event(detail, home_account: str) -> dict:
     """Check and repair the incidents a CloudTrail event touched."""
-    raise NotImplementedError
+    current = settings.get()
+    try:
+        call = parse(detail)
+    except NotACall as why:
+        log.info("event ignored: %s", why)
+        return {"ignored": str(why)}
+    if is_the_products(call, home_account, current):
+        log.info("%s by the product itself (%s): not tampering", call.name,
+                 call.who.get("sessionIssuer"))
+        return {"ignored": "the product's own call"}
+    refusal = accounts.refusal(call.account, home_account, current)
+    if refusal:
+        log.warning("%s in account %s ignored: %s", call.name, call.account, refusal)
+        return {"ignored": refusal}
+    if call.name in ("CreateTags", "DeleteTags") and call.tag_keys is not None and \
+            not set(call.tag_keys) & set(instance_actions.TAGS):
+        log.info("%s of other tags (%s): not tampering", call.name, ", ".join(call.tag_keys))
+        return {"ignored": "other tags"}
+    touched = incidents_touched(call, home_account)
+    if not touched:
+        log.info("%s by %s touched no contained instance", call.name, call.who.get("arn"))
+    results = [watch(incident_id, home_account, call) for incident_id in touched]
+    return {"call": call.name, "incidents": touched, "results": results}
+
+
+def incidents_touched(call: Call, home_account: str) -> list[str]:
+    """The active incidents whose containment the call may have undone: of the instances it
+    names, of the instances its interfaces and profile associations belong to, of every
+    instance in the VPC of a product group it changed, or the incident a revocation policy
+    is named after."""
+    if call.name in IAM_CALLS:
+        named = REVOCATION_POLICY.match(call.policy)
+        return [named.group(1)] if named else []
+    ec2 = accounts.client("ec2", call.account, call.region, home_account)
+    instances = set(call.ids["instance"])
+    if call.ids["interface"]:
+        described = aws.tolerate("InvalidNetworkInterfaceID.NotFound",
+                                 ec2.describe_network_interfaces,
+                                 NetworkInterfaceIds=call.ids["interface"][:MAX_TARGETS])
+        instances |= {(n.get("Attachment") or {}).get("InstanceId")
+                      for n in (described or {}).get("NetworkInterfaces", [])} - {None}
+    if call.ids["association"] and not instances:  # one each: a replaced one is gone
+        for described in aws.concurrently(
+                lambda a=a: aws.tolerate("InvalidAssociationID.NotFound",
+                                         ec2.describe_iam_instance_profile_associations,
+                                         AssociationIds=[a])
+                for a in call.ids["association"][:MAX_TARGETS]):
+            instances |= {a["InstanceId"] for a in (described or {}).get(
+                "IamInstanceProfileAssociations", [])}
+    touched = [incidents.active_for(call.account, call.region, instance_id)
+               for instance_id in sorted(instances)[:MAX_TARGETS]]
+    if call.ids["group"]:
+        touched += _incidents_in_vpcs(call, ec2, _product_group_vpcs(ec2, call.ids["group"]))
+    return sorted({incident_id for incident_id in touched if incident_id})
+
+
+def _product_group_vpcs(ec2, group_ids: list[str]) -> set[str]:
+    """The VPCs of those of `group_ids` that are the product's own groups."""
+    products = isolation.find_groups(ec2)
+    return {vpc for vpc, groups in products.items()
+            if {g["GroupId"] for g in groups.values()} & set(group_ids)}
+
+
+def _incidents_in_vpcs(call: Call, ec2, vpcs: set[str]) -> list[str]:
+    if not vpcs:
+        return []
+    return [incident["incident_id"] for incident in watched()
+            if (incident["account_id"], incident["region"]) == (call.account, call.region)
+            and _vpcs_of(incidents.get(incident["incident_id"]) or {}) & vpcs]
+
+
+def _vpcs_of(incident: dict) -> set[str]:
+    return {i["vpc_id"] for i in (incident.get("pre_state") or {}).get("interfaces", [])}
+
+
+def watched() -> list[dict]:
+    """Every incident the watch keeps contained (as listed: id, instance, account, region)."""
+    found = []
+    for status in incidents.WATCHED:
+        start = None
+        while True:
+            page, start = incidents.search(None, status, None, 100, start)
+            found += page
+            if not start:
+                break
+    return found
+
+
+# -- one incident: read, compare, repair, record --------------------------------------------
+
+def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict:
+    """Compare the incident's instance with what containment made and put back what differs;
+    the tamper entry says what, who (the call, if an event brought it) and how it ended."""
+    incident = incidents.get(incident_id)
+    if incident is None or incident.get("status") not in incidents.WATCHED:
+        return {"incident_id": incident_id, "skipped": "not contained"}
+    try:
+        bindings.verified_incident(incident)
+    except bindings.Refused as refusal:
+        log.warning("tamper watch refused %s: %s", incident_id, refusal)
+        return {"incident_id": incident_id, "skipped": f"refused: {refusal}"}
+    if _being_released(incident):
+        log.info("%s is being released: the watch keeps off", incident_id)
+        return {"incident_id": incident_id, "skipped": "being released"}
+    target = target_acting(incident, settings.get())
+    try:
+        drift = differences(target, _trusted_changes(incident))
+    except Exception as error:  # the next event or sweep looks again
+        log.exception("could not check %s (%s)", incident_id, incident["instance_id"])
+        return {"incident_id": incident_id, "error": aws.error_code(error) or str(error)}
+    if not drift:
+        log.info("%s: containment of %s is whole%s", incident_id, incident["instance_id"],
+                 f" after {call.name}" if call else "")
+        return {"incident_id": incident_id, "drift": []}
+    try:
+        incidents.hold_for_repair(incident_id)
+    except incidents.Held as held:
+        log.info("not repairing: %s", held)
+        return {"incident_id": incident_id, "skipped": str(held)}
+    repaired = repair(target, drift)
+    entry = {"found_at": incidents.now(), "found_by": "event" if call else "sweep",
+             **(call.record() if call else {}), "drift": repaired}
+    log.warning("containment of %s (%s) was undone%s: %s", incident["instance_id"], incident_id,
+                f" by {call.who.get('arn')} ({call.name})" if call else " (found by the sweep)",
+                "; ".join(f"{d['what']} {d['resource']}: {d['outcome']}" for d in repaired))
+    try:
+        incident = incidents.record_tamper(incident_id, entry)
+    except Exception:  # the alert still goes: what was found is in it and in the log
+        log.exception("could not record tampering on %s", incident_id)
+    _alert(report.tampered(incident, entry))
+    return {"incident_id": incident_id, "drift": repaired}
+
+
+def _being_released(incident: dict) -> bool:
+    """A release step runs, or one restored part of the instance (the person releasing it
+    decides what follows)."""
+    running = (incident.get("releasing_until") or "") > incidents.now()
+    return running or bool((incident.get("release") or {}).get("restored"))
+
+
+def _trusted_changes(incident: dict) -> list[dict]:
+    """The incident's change records that carry its seal: the watch stops an instance or
+    revokes sessions again only where containment did, by a record it can vouch for."""
+    changes = incident.get("changes") or []
+    verdicts = bindings.unverified_changes(incident["incident_id"], changes,
+                                           incident.get("change_seals"))
+    return [record for record, why in zip(changes, verdicts) if not why]
+
+
+@dataclass
+class Live:
+    """The instance and what surrounds it, as AWS says now."""
+
+    instance: dict
+    groups: dict  # the product's groups by VPC, then role
+    attributes: dict  # preservation attributes by name
+    profiles: list  # ARNs of associated profiles
+    policies: dict  # revocation record -> whether its policy is in place
+
+
+def read(target, changes: list[dict]) -> Live:
+    """Everything the comparison needs, read at once (one round trip)."""
+    ec2, instance_id = target.ec2, target.instance_id
+    revoked = _revocations(changes)
+    attributes = [cls.attribute for cls in _attribute_classes(target.settings)]
+    described, groups, associations, *answers = aws.concurrently([
+        lambda: ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+            "Instances"][0],
+        lambda: isolation.find_groups(ec2),
+        lambda: ec2.describe_iam_instance_profile_associations(Filters=[
+            {"Name": "instance-id", "Values": [instance_id]},
+            {"Name": "state", "Values": ["associated", "associating"]}])[
+            "IamInstanceProfileAssociations"],
+        *(lambda name=name: ec2.describe_instance_attribute(InstanceId=instance_id,
+                                                            Attribute=name)
+          for name in attributes),
+        *(lambda record=record: _policy_in_place(target, record) for record in revoked)])
+    values = {name: instance_actions.attribute_value(answer, name)
+              for name, answer in zip(attributes, answers)}
+    return Live(described, groups, values,
+                [a["IamInstanceProfile"]["Arn"] for a in associations],
+                dict(zip((json.dumps(r, sort_keys=True) for r in revoked),
+                         answers[len(attributes):])))
+
+
+def _attribute_classes(options) -> tuple:
+    return (TerminationProtection, ShutdownBehaviourStop,
+            *((DisableApiStop,) if options.disable_api_stop else ()))
+
+
+def _revocations(changes: list[dict]) -> list[dict]:
+    return [c for c in changes if c.get("action") == instance_actions.RevokeRoleSessions.name]
+
+
+def _policy_in_place(target, record: dict) -> bool:
+    """Whether the revocation policy the record names is on its role, as it was written."""
+    answer = aws.tolerate("NoSuchEntity", target.client("iam").get_role_policy,
+                          RoleName=record["resource"],
+                          PolicyName=record["attribute"].split(":", 1)[1])
+    if answer is None:
+        return False
+    document = answer["PolicyDocument"]
+    if isinstance(document, str):  # IAM answers it URL-encoded; boto3 decodes it
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    incident = target.incident
+    written = {"issued_before": record["after"].get("denies_sessions_issued_before"),
+               "instance_arn": revocation.instance_arn(incident["region"],
+                                                       incident["account_id"],
+                                                       target.instance_id)}
+    # Either scope's Deny is the product's (the revoking function decides it); anything else
+    # under that name (a Deny that never matches, say) is not.
+    return document in [revocation.policy({**written, "scope": scope})
+                        for scope in revocation.SCOPES]
+
+
+def differences(target, changes: list[dict]) -> list[dict]:
+    """What differs from containment, one entry per thing: `what`, `resource`, `found`,
+    `expected`."""
+    live = read(target, changes)
+    cut.remember(target, live.instance, live.groups, live.attributes)
+    target.cache["live_instance"] = live.instance
+    target.cache["revocations"] = {r["resource"]: r for r in _revocations(changes)}
+    drift = []
+
+    def differs(what, resource, found, expected):
+        drift.append({"what": what, "resource": resource, "found": _bounded(found),
+                      "expected": expected})
+
+    groups = live.groups
+    for interface in live.instance.get("NetworkInterfaces", []):
+        vpc, eni = interface["VpcId"], interface["NetworkInterfaceId"]
+        isolating = (groups.get(vpc) or {}).get("isolation", {}).get("GroupId")
+        on = [g["GroupId"] for g in interface.get("Groups", [])]
+        if on != [isolating]:
+            differs("interface-groups", eni, on, [isolating or "the isolation group"])
+    for vpc in sorted({n["VpcId"] for n in live.instance.get("NetworkInterfaces", [])}):
+        for role, group in (groups.get(vpc) or {}).items():
+            rules = group.get("IpPermissions", []) + group.get("IpPermissionsEgress", [])
+            if role == "isolation" and rules:
+                differs("isolation-group-rules", group["GroupId"], isolation._bare(rules), [])
+            if role == "open" and (isolation._missing_all_traffic(group.get("IpPermissions", []))
+                                   or isolation._missing_all_traffic(
+                                       group.get("IpPermissionsEgress", []))):
+                differs("open-group-rules", group["GroupId"], isolation._bare(rules),
+                        "all traffic both ways")
+    deny_all = SwapToDenyAllProfile._deny_all(target) \
+        if target.settings.credentials_mode == "deny-all" else None
+    if live.profiles not in ([], [deny_all]):
+        differs("instance-profile", target.instance_id, live.profiles,
+                [deny_all] if deny_all else [])
+    endpoint = (live.instance.get("MetadataOptions") or {}).get("HttpEndpoint")
+    if endpoint != DisableInstanceMetadata.value:
+        differs("metadata-endpoint", target.instance_id, endpoint, DisableInstanceMetadata.value)
+    for cls in _attribute_classes(target.settings):
+        if live.attributes[cls.attribute] != cls.value:
+            differs(cls.name, target.instance_id, live.attributes[cls.attribute], cls.value)
+    deleting = sorted(v for v, kept in target.cache["live_volumes"].items() if kept)
+    if deleting:
+        differs(KeepVolumesOnTermination.name, ",".join(deleting), True, False)
+    tags = {t["Key"]: t["Value"] for t in live.instance.get("Tags", [])}
+    wanted = QuarantineTags(target.incident["status"])._tags(target)
+    if any(tags.get(key) != value for key, value in wanted.items()):
+        differs(QuarantineTags.name, target.instance_id,
+                {key: tags.get(key) for key in wanted}, wanted)
+    state = live.instance["State"]["Name"]
+    if state in ("pending", "running") and any(
+            c.get("action") == StopInstance.name for c in changes):
+        differs(StopInstance.name, target.instance_id, state, "stopped")
+    for record in _revocations(changes):
+        if not live.policies[json.dumps(record, sort_keys=True)]:
+            differs(instance_actions.RevokeRoleSessions.name, record["resource"], "absent",
+                    record["attribute"])
+    return drift
+
+
+def _bounded(found):
+    """What was found, as it is, or cut short as text (the attacker chose it: sixty rules on
+    a group must not fill the incident's record)."""
+    text = json.dumps(found, default=str)
+    return found if len(text) <= 1000 else text[:1000] + "..."
+
+
+def repair(target, drift: list[dict]) -> list[dict]:
+    """Make each difference right again; each entry gains its `outcome`. The network first
+    (the groups' rules, then the interfaces, both steps of the swap), the rest at once."""
+    by_what = {}
+    for difference in drift:
+        by_what.setdefault(difference["what"], []).append(difference)
+    outcomes = {}
+    if "isolation-group-rules" in by_what or "open-group-rules" in by_what or \
+            "interface-groups" in by_what:
+        outcomes.update(_repair_network(target, by_what))
+    calls = [(d, fix) for d in drift if d["what"] in FIXES for fix in [FIXES[d["what"]]]]
+    for (difference, _), answer in zip(calls, aws.settled(
+            lambda d=d, fix=fix: fix(target, d) for d, fix in calls)):
+        outcomes[id(difference)] = _outcome(answer)
+    return [{**d, "outcome": outcomes.get(id(d), "not repaired")} for d in drift]
+
+
+def _outcome(answer) -> str:
+    if isinstance(answer, Exception):
+        return f"NOT PUT BACK: {aws.error_code(answer) or type(answer).__name__}: " \
+               f"{str(answer)[:300]}"
+    return "put back"
+
+
+def _repair_network(target, by_what: dict) -> dict:
+    outcomes = {}
+    interfaces = [{"id": n["NetworkInterfaceId"], "vpc_id": n["VpcId"],
+                   "groups": [g["GroupId"] for g in n.get("Groups", [])]}
+                  for n in target.cache["live_instance"].get("NetworkInterfaces", [])]
+    rules = by_what.get("isolation-group-rules", []) + by_what.get("open-group-rules", [])
+    try:  # rules made right (read with the instance), missing groups made
+        isolation.ready_groups(target, {i["vpc_id"] for i in interfaces})
+        outcomes.update({id(d): "put back" for d in rules})
+    except Exception as error:
+        outcomes.update({id(d): _outcome(error) for d in rules})
+    drifted = {d["resource"]: d for d in by_what.get("interface-groups", [])}
+    if drifted:
+        try:
+            isolation.two_step(target, [i for i in interfaces if i["id"] in drifted])
+            for eni, difference in drifted.items():
+                why = target.cache["isolated"].get(eni)
+                outcomes[id(difference)] = "put back" if not why else f"NOT PUT BACK: {why}"
+        except Exception as error:
+            outcomes.update({id(d): _outcome(error) for d in drifted.values()})
+    return outcomes
+
+
+def _profile(target, difference):
+    """Every profile associated now off (or, in deny-all mode, swapped for deny-all)."""
+    deny_all = difference["expected"][0] if difference["expected"] else None
+    action = SwapToDenyAllProfile() if deny_all else DetachInstanceProfile()
+    for arn, association in action._associations(target).items():
+        if arn != deny_all:
+            action._make(target, association, {"before": arn, "after": deny_all})
+
+
+def _volumes(target, difference):
+    """DeleteOnTermination off again on every volume attached now (one attached since
+    containment too)."""
+    devices = {m["Ebs"]["VolumeId"]: m["DeviceName"]
+               for m in target.cache["live_instance"].get("BlockDeviceMappings", []) if "Ebs" in m}
+    target.ec2.modify_instance_attribute(InstanceId=target.instance_id, BlockDeviceMappings=[
+        {"DeviceName": devices[volume], "Ebs": {"DeleteOnTermination": False}}
+        for volume in difference["resource"].split(",")])
+
+
+def _revoke_again(target, difference):
+    """The revoking function writes the incident's Deny again, for the same sessions (issued
+    before the time containment revoked): it checks the request against the sealed incident
+    as it did then."""
+    record = target.cache["revocations"][difference["resource"]]
+    incident = target.incident
+    revocation.invoke({"operation": "revoke", "account_id": incident["account_id"],
+                       "region": incident["region"], "role_name": record["resource"],
+                       "instance_arn": revocation.instance_arn(
+                           incident["region"], incident["account_id"], target.instance_id),
+                       "incident_id": incident["incident_id"],
+                       "scope": record["after"].get("scope", "role"), "seal": incident["seal"],
+                       "issued_before": record["after"]["denies_sessions_issued_before"]})
+
+
+FIXES = {
+    "instance-profile": _profile,
+    "metadata-endpoint": lambda target, d: DisableInstanceMetadata()._set(
+        target, DisableInstanceMetadata.value),
+    TerminationProtection.name: lambda target, d: TerminationProtection().apply(target),
+    ShutdownBehaviourStop.name: lambda target, d: ShutdownBehaviourStop().apply(target),
+    DisableApiStop.name: lambda target, d: DisableApiStop().apply(target),
+    KeepVolumesOnTermination.name: _volumes,
+    QuarantineTags.name: lambda target, d: QuarantineTags(target.incident["status"]).apply(target),
+    StopInstance.name: lambda target, d: StopInstance().apply(target),
+    instance_actions.RevokeRoleSessions.name: _revoke_again,
+}
+
+
+def _alert(notice: dict) -> None:
+    try:
+        topic = settings.get().topic_arn
+        aws.client("sns", aws.region_of(topic)).publish(
+            TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
+    except Exception:
+        log.exception("could not publish: %s", notice["subject"])
+
+
+# -- the sweep -------------------------------------------------------------------------------
+
+ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
 def sweep(home_account: str) -> dict:
     """Check and repair every active incident; settle those left OPEN whose execution ended."""
-    raise NotImplementedError
+    checked = [watch(listed["incident_id"], home_account) for listed in watched()]
+    settled = []
+    start = None
+    while True:
+        page, start = incidents.search(None, "OPEN", None, 100, start)
+        settled += [outcome for listed in page if (outcome := settle(listed["incident_id"]))]
+        if not start:
+            break
+    repaired = [c for c in checked if c.get("drift")]
+    log.info("sweep: %d incidents checked, %d repaired, %d settled", len(checked),
+             len(repaired), len(settled))
+    return {"checked": len(checked), "repaired": [c["incident_id"] for c in repaired],
+            "settled": settled}
+
+
+def settle(incident_id: str) -> dict | None:
+    """An OPEN incident whose execution has ended (the report and its fallback both failed,
+    or the execution was stopped) gets the status its records earn, so it stops holding the
+    instance: Contain's outcome when it recorded one, PARTIAL when a containment change was
+    recorded, FAILED (and the claim freed) when none was. An execution never started is left
+    to the next request (workflow: it restarts it)."""
+    incident = incidents.get(incident_id)
+    if incident is None or incident.get("status") != "OPEN":
+        return None
+    arn = incident.get("execution_arn")
+    if not arn:
+        return None
+    execution = aws.tolerate("ExecutionDoesNotExist", aws.client(
+        "stepfunctions", aws.region_of(arn)).describe_execution, executionArn=arn)
+    if execution is None or execution["status"] not in ENDED:
+        return None
+    from chalicelib.steps.contain import CRITICAL
+
+    final = incident.get("containment") or (
+        "PARTIAL" if any(c.get("action") in CRITICAL for c in incident.get("changes") or [])
+        else "FAILED")
+    why = f"execution {execution['status']} with the incident still OPEN; settled by the sweep"
+    try:
+        incident = incidents.record_step(
+            incident_id, "sweep", incidents.now(), incidents.OUTCOMES[final],
+            errors=[actions.failure_record("sweep", incident["instance_id"], "SettledBySweep",
+                                           why)],
+            fields={"status": final, "containment": final},
+            only_if=("#open_status = :open AND updated_at = :seen",
+                     {":open": "OPEN", ":seen": incident.get("updated_at")},
+                     {"#open_status": "status"}))
+    except incidents._db().exceptions.ConditionalCheckFailedException:
+        return None  # something recorded on it meanwhile: the next sweep looks again
+    if final == "FAILED":
+        incidents.release_claim(incident)
+    log.warning("%s (%s): %s -> %s", incident_id, incident["instance_id"], why, final)
+    _alert(report.final(incident))
+    return {"incident_id": incident_id, "status": final, "execution": execution["status"]}

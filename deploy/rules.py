@@ -1,5 +1,6 @@
-"""The EventBridge rules Chalice creates for the app's event handlers: disabled while the app
-is half-deployed (no finding reaches it), enabled once it is whole."""
+"""The EventBridge rules Chalice creates for the app's event handlers and schedules: disabled
+while the app is half-deployed (no finding, tampering event or sweep reaches it), enabled once
+it is whole."""
 
 from deploy import names
 from deploy.session import client
@@ -9,7 +10,7 @@ def _rules(stage: str) -> list[str]:
     import app as chalice_app
 
     return [names.rule(stage, source.name) for source in chalice_app.app.event_sources
-            if hasattr(source, "event_pattern")]
+            if hasattr(source, "event_pattern") or hasattr(source, "schedule_expression")]
 
 
 def set_enabled(stage: str, enabled: bool) -> list[str]:

@@ -100,6 +100,13 @@ def run(event: dict) -> dict:
     except bindings.Refused as refusal:
         return report.refused(event.get("execution"), refused(event, "release", refusal))
     incident_id = incident["incident_id"]
+    try:  # the tamper watch keeps off while this runs, and this waits for a repair under way
+        incidents.hold_for_release(incident_id)
+    except incidents.Held as held:
+        log.warning("release of %s not started: %s", incident_id, held)
+        incident = incidents.record_step(incident_id, "release", started, "refused", errors=[
+            actions.failure_record("release-step", incident_id, "RepairUnderWay", str(held))])
+        return report.released(incident, [], incident["errors"][-1:], [])
     target = target_for(incident, event)
     undone, errors = [], []
     restored = set((incident.get("release") or {}).get("restored") or [])
@@ -108,7 +115,8 @@ def run(event: dict) -> dict:
     if refused_records:  # nothing is restored from a record the product cannot vouch for
         log.warning("release of %s refused: %s", incident_id, refused_records)
         incident = incidents.record_step(incident_id, "release", started, "refused",
-                                         errors=refused_records)
+                                         errors=refused_records,
+                                         fields={"releasing_until": incidents.now()})
         return report.released(incident, [], refused_records, notes)
     for record in pending:
         action = BY_NAME[record["action"]]()
@@ -121,7 +129,7 @@ def run(event: dict) -> dict:
     final = "RELEASED" if not errors else incident["status"]
     incident = incidents.record_step(
         incident_id, "release", started, "released" if not errors else "incomplete",
-        errors=errors, fields={"status": final, "release": {
+        errors=errors, fields={"status": final, "releasing_until": incidents.now(), "release": {
             "reason": asked.get("reason", ""), "notes": notes,
             "requested_by": asked.get("requested_by", ""), "restored_changes": (
                 (incident.get("release") or {}).get("restored_changes", []) + undone),

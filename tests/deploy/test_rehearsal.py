@@ -15,7 +15,7 @@ import pytest
 
 from chalicelib import incidents
 from deploy import names
-from deploy import permissions, project, resources
+from deploy import permissions, project, resources, rules
 
 STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)
 
@@ -106,7 +106,8 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
         names.function(STAGE, f) for f in permissions.needs() if f != "api_handler"}
     roles = {role.rsplit("/", 1)[-1] for _, role in after_first["functions"]}
     assert roles == {names.function(STAGE, f) for f in permissions.needs()}  # one role each
-    assert after_first["rules"] == [(names.rule(STAGE, "on_guardduty_finding"), "ENABLED")]
+    assert after_first["rules"] == [(rule, "ENABLED") for rule in sorted(rules._rules(STAGE))]
+    assert len(after_first["rules"]) == 3  # findings, tampering, the sweep's schedule
     assert {logical for logical, _ in after_first["stack"]} >= {
         "StateMachine", "StateMachineRole", "ReportsTopic", "IncidentsTable", "EvidenceBucket",
         "ExecutionLogs", "DenyAllProfile", "RecordsKey", "RecordsKeyAlias"}
@@ -194,12 +195,14 @@ def test_a_failed_deploy_says_what_exists_and_a_rerun_finishes_it(stack, rehears
     assert "Rerun `make deploy STAGE=prod`" in half.stdout
     assert names.function(STAGE, "contain") in half.stdout  # what exists, by name
     rule = names.rule(STAGE, "on_guardduty_finding")
-    assert _deployed(stack)["rules"] == [(rule, "DISABLED")]  # no finding reaches it
+    every_rule = sorted(rules._rules(STAGE))
+    made = _deployed(stack)["rules"]  # those made before the failure: nothing reaches them
+    assert (rule, "DISABLED") in made and {state for _, state in made} == {"DISABLED"}
 
     stack.faults.reset()
     finished = _run(stack, "deploy")
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert _deployed(stack)["rules"] == [(rule, "ENABLED")]
+    assert _deployed(stack)["rules"] == [(r, "ENABLED") for r in every_rule]
     targets = stack.client("events").list_targets_by_rule(Rule=rule)["Targets"]
     assert [t["Arn"].rsplit(":", 1)[-1] for t in targets] == [
         names.function(STAGE, "on_guardduty_finding")]

@@ -125,8 +125,9 @@ def test_the_stages_policies_follow_their_settings():
 
 def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_invoked():
     """IAM has no condition on a policy's content: whoever may write one may write anything.
-    Only revoke_sessions may; the steps that revoke may invoke it, and the entry functions (a
-    credential exfiltration landing on an incident another finding opened), no other."""
+    Only revoke_sessions may; the steps that revoke may invoke it, the entry functions (a
+    credential exfiltration landing on an incident another finding opened) and the tamper
+    watch (a deleted revocation policy written again), no other."""
     writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
               "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy"}
     for stage in permissions.STAGES:
@@ -138,7 +139,7 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                 assert bool(granted & writes) == (function == "revoke_sessions"), function
                 invokes = [s for s in allowed if "lambda:InvokeFunction" in s["Action"]]
                 revoking = function in ("release", "contain", "api_handler",
-                                        "on_guardduty_finding")
+                                        "on_guardduty_finding", "on_tampering", "sweep")
                 assert [s["Resource"] for s in invokes] == ([[
                     f"arn:aws:lambda:*:*:function:{names.function(stage, 'revoke_sessions')}"]]
                     if revoking else []), (stage, function)

@@ -1,0 +1,232 @@
+"""The tamper watch's sweep, tried as the insider and the host would: containment undone after
+the incident is CONTAINED (a rule on the shared isolation group, an interface given its groups
+back, the profile associated again, the metadata service on, tags and protection removed, the
+revocation policy deleted, a stopped instance started) is found and put back, recorded and
+announced; an incident left OPEN whose execution ended is settled; a release under way, and a
+record the product did not seal, are left alone."""
+
+import json
+
+import pytest
+
+from chalicelib import incidents
+from local.victims import make_instance_profile
+from tests.helpers import (
+    deliver_finding,
+    finish,
+    guardduty_event,
+    incident,
+    instance_attribute,
+    instance_tags,
+    interface_groups,
+    make_victim,
+    messages,
+    principal,
+    product_groups,
+    release,
+    subscribe_queue,
+    wait_execution,
+)
+
+EVERYTHING_OPEN = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+
+
+def sweep(stack) -> dict:
+    """Run the scheduled sweep now; what it did."""
+    from deploy import names  # TEMPORARY until stack.tick lands
+    result, error = stack.bridge.invoke(names.function(stack.stage, "sweep"), {
+        "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": stack.account, "time": "2026-12-02T00:00:00Z", "region": stack.region,
+        "resources": [], "detail": {}})
+    assert error is None, result
+    return result
+
+
+def contained(stack, **victim_options) -> tuple[dict, dict]:
+    victim = make_victim(stack, **{"interfaces": 2, "volumes": 1, **victim_options})
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert record["status"] == "CONTAINED", record["errors"]
+    return victim, record
+
+
+def metadata_endpoint(stack, instance_id: str) -> str:
+    described = stack.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return described["Reservations"][0]["Instances"][0]["MetadataOptions"]["HttpEndpoint"]
+
+
+def profiles_of(stack, instance_id: str) -> list[str]:
+    return [a["IamInstanceProfile"]["Arn"] for a in stack.client(
+        "ec2").describe_iam_instance_profile_associations(Filters=[
+            {"Name": "instance-id", "Values": [instance_id]}])["IamInstanceProfileAssociations"]
+        if a["State"] == "associated"]
+
+
+def test_what_an_insider_undid_is_put_back_recorded_and_announced(stack):
+    queue = subscribe_queue(stack)
+    victim, record = contained(stack)
+    instance_id, (eni, *_) = victim["instance_id"], victim["interfaces"]
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    insider = principal(stack, "insider", [
+        "ec2:AuthorizeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute",
+        "ec2:ModifyInstanceMetadataOptions", "ec2:DeleteTags", "ec2:ModifyInstanceAttribute",
+        "ec2:AssociateIamInstanceProfile", "iam:PassRole"])
+    other_profile = make_instance_profile(stack.client("iam"))
+    with stack.enforce_iam():
+        ec2 = insider("ec2")
+        ec2.authorize_security_group_egress(GroupId=isolation, IpPermissions=EVERYTHING_OPEN)
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni,
+                                               Groups=victim["interfaces"][eni])
+        ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpEndpoint="enabled")
+        ec2.delete_tags(Resources=[instance_id], Tags=[{"Key": "QuarantineStatus"}])
+        ec2.modify_instance_attribute(InstanceId=instance_id,
+                                      DisableApiTermination={"Value": False})
+        ec2.modify_instance_attribute(InstanceId=instance_id,
+                                      InstanceInitiatedShutdownBehavior={"Value": "terminate"})
+        ec2.associate_iam_instance_profile(InstanceId=instance_id,
+                                           IamInstanceProfile={"Name": other_profile})
+        messages(stack, queue)  # what containment reported
+        swept = sweep(stack)  # as its own role, held to its own policy
+
+    assert swept["repaired"] == [record["incident_id"]]
+    for interface in victim["interfaces"]:
+        assert interface_groups(stack, interface) == [isolation]
+    group = product_groups(stack, victim["vpc_id"])["isolation"]
+    assert group["IpPermissions"] == [] and group["IpPermissionsEgress"] == []
+    assert metadata_endpoint(stack, instance_id) == "disabled"
+    assert instance_tags(stack, instance_id)["QuarantineStatus"] == "CONTAINED"
+    assert instance_attribute(stack, instance_id, "disableApiTermination") is True
+    assert instance_attribute(stack, instance_id, "instanceInitiatedShutdownBehavior") == "stop"
+    assert profiles_of(stack, instance_id) == []
+
+    (entry,) = incident(stack, record["incident_id"])["tamper"]
+    assert entry["found_by"] == "sweep"
+    assert {d["what"] for d in entry["drift"]} == {
+        "interface-groups", "isolation-group-rules", "metadata-endpoint", "quarantine-tags",
+        "termination-protection", "shutdown-behaviour", "instance-profile"}
+    assert all(d["outcome"] == "put back" for d in entry["drift"]), entry
+    (alert,) = [m for m in messages(stack, queue) if "containment undone" in m["Subject"]]
+    assert instance_id in alert["Subject"] and "put back" in alert["Subject"]
+    assert "found by the sweep" in alert["Message"]
+
+    assert sweep(stack)["repaired"] == []  # whole again: nothing more to do or say
+    assert len(incident(stack, record["incident_id"])["tamper"]) == 1
+
+
+def test_a_deleted_revocation_policy_and_a_restarted_instance_are_put_back(stack):
+    stack.configure(REVOKE_ROLE_SESSIONS="true", STOP_AFTER_EVIDENCE="true")
+    victim, record = contained(stack)
+    instance_id = victim["instance_id"]
+    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    iam = stack.client("iam")
+    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    assert stack.client("ec2").describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
+
+    iam.delete_role_policy(RoleName=role, PolicyName=policy)
+    stack.client("ec2").start_instances(InstanceIds=[instance_id])
+    swept = sweep(stack)
+
+    assert swept["repaired"] == [record["incident_id"]]
+    assert iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"] == written
+    assert stack.client("ec2").describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]["State"]["Name"] in ("stopping", "stopped")
+    (entry,) = incident(stack, record["incident_id"])["tamper"]
+    assert {d["what"] for d in entry["drift"]} == {"revoke-role-sessions", "stop-instance"}
+
+
+def test_a_weakened_revocation_policy_under_the_same_name_is_written_again(stack):
+    """A Deny that never matches, put in place of the product's, is not the product's."""
+    stack.configure(REVOKE_ROLE_SESSIONS="true")
+    victim, record = contained(stack)
+    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    iam = stack.client("iam")
+    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    weakened = json.loads(json.dumps(written))
+    weakened["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"] = \
+        "2000-01-01T00:00:00Z"
+    iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(weakened))
+    assert sweep(stack)["repaired"] == [record["incident_id"]]
+    assert iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"] == written
+
+
+def test_an_incident_left_open_after_its_execution_ended_is_settled(stack):
+    """The execution stopped before its report (its settle fallback never ran): the incident
+    read OPEN for ever and held the instance. The sweep settles it from what was recorded."""
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    stack.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+    wait_execution(stack, started["execution_arn"])
+    stack.bridge.wait_idle()
+    stuck = incident(stack, started["incident_id"])
+    if stuck["status"] != "OPEN":  # the execution outran the stop: make it as a crash leaves it
+        incidents.record_step(stuck["incident_id"], "test", incidents.now(), "forced",
+                              fields={"status": "OPEN"})
+    swept = sweep(stack)
+
+    (settled,) = swept["settled"]
+    assert settled["incident_id"] == started["incident_id"]
+    record = incident(stack, started["incident_id"])
+    assert record["status"] in ("CONTAINED", "PARTIAL") and record["status"] == settled["status"]
+    assert record["timeline"][-1]["step"] == "sweep"
+    assert any(e["code"] == "SettledBySweep" for e in record["errors"])
+    assert any(started["incident_id"] in m["Message"] for m in messages(stack, queue))
+    assert sweep(stack)["settled"] == []
+
+
+def test_a_running_execution_is_not_settled(stack):
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.configure(SNAPSHOT_DEADLINE_SECONDS="60")
+    stack.hold_snapshots(polls=1000)  # the execution waits for its snapshots
+    started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert sweep(stack)["settled"] == []
+    assert incident(stack, started["incident_id"])["status"] == "OPEN"
+    stack.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+
+
+def test_a_release_under_way_is_never_fought(stack):
+    victim, record = contained(stack)
+    eni = next(iter(victim["interfaces"]))
+    incidents.hold_for_release(record["incident_id"])  # the release step's lease, as it takes it
+    stack.client("ec2").modify_network_interface_attribute(
+        NetworkInterfaceId=eni, Groups=victim["interfaces"][eni])  # as release restores it
+    assert sweep(stack)["repaired"] == []
+    assert interface_groups(stack, eni) == sorted(victim["interfaces"][eni])
+    assert "tamper" not in incident(stack, record["incident_id"])
+
+
+def test_a_repair_under_way_holds_a_release_back_until_it_ends(stack):
+    victim, record = contained(stack)
+    incidents.hold_for_repair(record["incident_id"])
+    with pytest.raises(incidents.Held):
+        incidents.hold_for_release(record["incident_id"], wait_seconds=1)
+    incidents.record_tamper(record["incident_id"], {"found_by": "test", "drift": []})
+    incidents.hold_for_release(record["incident_id"], wait_seconds=1)  # the lease has ended
+    with pytest.raises(incidents.Held):
+        incidents.hold_for_repair(record["incident_id"])
+
+
+def test_after_a_release_nothing_is_put_back(stack):
+    victim, record = contained(stack)
+    release(stack, victim["instance_id"])
+    assert sweep(stack)["checked"] == 0
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == sorted(groups)
+    assert "tamper" not in incident(stack, record["incident_id"])
+
+
+def test_an_incident_the_product_did_not_seal_is_not_acted_on(stack):
+    """An insider who may write the table makes an instance look contained: the watch would
+    isolate it, stop it, revoke its role. It refuses a record whose seal does not hold."""
+    victim, record = contained(stack)
+    bystander = make_victim(stack, interfaces=1, volumes=1)
+    forged = {**incident(stack, record["incident_id"]), "incident_id": "inc-0123456789ab",
+              "instance_id": bystander["instance_id"]}
+    incidents.put(forged)
+    swept = sweep(stack)
+    assert swept["repaired"] == []
+    for eni, groups in bystander["interfaces"].items():
+        assert interface_groups(stack, eni) == sorted(groups)
+    assert metadata_endpoint(stack, bystander["instance_id"]) == "enabled"
