@@ -11,16 +11,25 @@ settings (MEMBER_ROLE_NAME, and the actions its functions declare).
 
 `trust()` and `conditions()` are the trust policy as the template resolves it: the embedded AWS
 provisions member accounts with them (`local.iam.provision_member_account`).
+
+The template also forwards the member's tamper events (`chalicelib.tamper.EVENT_PATTERN`) to the
+home account's default bus in the home region, where the app's rule is: CloudTrail puts them on
+the member's own bus, in the region of the call (IAM's in us-east-1). So it is deployed in every
+region the member is watched in and in us-east-1; its roles and deny-all profile, global, are
+made by the stack in `RolesRegion` only, the rule and its role by every stack.
 """
 
 import json
 from dataclasses import dataclass
 
-from deploy import resources
+from chalicelib import tamper
+from deploy import names, resources
 
 POLICY_NAME = "ec2-quarantine"
 # Trust-policy condition keys -> the template parameter giving each (empty: no condition).
 CONDITION_KEYS = {"sts:ExternalId": "ExternalId", "aws:PrincipalOrgID": "OrganizationId"}
+REGION_PATTERN = "^[a-z]{2}(-[a-z]+)+-[0-9]+$"  # CentralRegion's and RolesRegion's
+CENTRAL_BUS = resources.bus_arn("${CentralRegion}", "${CentralAccountId}")  # the app's bus
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,41 @@ def _template_condition() -> dict:
         for key, name in CONDITION_KEYS.items()}}, {"Ref": "AWS::NoValue"}]}
 
 
+def forwarding_rule(stage: str) -> str:
+    """The member accounts' rule forwarding the tamper events (one per region)."""
+    return f"{names.APP_NAME}-{stage}-tamper-forward"
+
+
+def forwarding(stage: str, role_prefix: str) -> dict:
+    """The rule forwarding the region's tamper events to the central bus, and the role it
+    forwards with: allowed events:PutEvents on that bus only, assumable by EventBridge for this
+    rule only. The role is named `role_prefix` and the region (IAM is global, a stack is per
+    region)."""
+    rule = forwarding_rule(stage)
+    rule_arn = f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{rule}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sts:AssumeRole", "Condition": {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+            "ArnEquals": {"aws:SourceArn": {"Fn::Sub": rule_arn}}}}]}
+    return {
+        "TamperForwardingRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": {"Fn::Sub": role_prefix + "${AWS::Region}"},
+            "AssumeRolePolicyDocument": trust,
+            "Policies": [{"PolicyName": "put-events-to-central-bus", "PolicyDocument": {
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "events:PutEvents",
+                    "Resource": CENTRAL_BUS}]}}]}},
+        "ForwardTampering": {"Type": "AWS::Events::Rule", "Properties": {
+            "Name": rule,
+            "Description": "calls that can undo ec2-quarantine's containment, to the central "
+                           "account's default bus",
+            "EventPattern": tamper.EVENT_PATTERN, "State": "ENABLED",
+            "Targets": [{"Id": "central-bus", "Arn": CENTRAL_BUS,
+                         "RoleArn": {"Fn::GetAtt": ["TamperForwardingRole", "Arn"]}}]}},
+    }
+
+
 def _logical_id(role: MemberRole) -> str:
     return "MemberRole" + "".join(part.capitalize() for part in role.function.split("_"))
 
@@ -65,10 +109,12 @@ def _json(document: dict, indent: int) -> str:
     return json.dumps(document, indent=2).replace("\n", "\n" + " " * indent)
 
 
-def template(stage: str, roles: list[MemberRole], deny_all: str) -> str:
+def template(stage: str, roles: list[MemberRole], deny_all: str, forwarding_role: str) -> str:
     """The stage's template: `roles` (each with its policy and its one trusted role), and the
     deny-all profile named `deny_all` (the name in DENY_ALL_PROFILE_ARN, which the contain
-    policy may hand out and no other: a parameter could only make the two disagree)."""
+    policy may hand out and no other: a parameter could only make the two disagree), made in
+    `RolesRegion` only; the tamper events' forwarding in every region, its role named
+    `forwarding_role` and the region."""
     has = "\n".join(f"""  Has{name}: !Not [!Equals [!Ref {name}, ""]]"""
                     for name in CONDITION_KEYS.values())
     conditioned = ", ".join(f"!Condition Has{name}" for name in CONDITION_KEYS.values())
@@ -77,6 +123,7 @@ def template(stage: str, roles: list[MemberRole], deny_all: str) -> str:
         principal = {"Fn::Sub": f"arn:aws:iam::${{CentralAccountId}}:role/{role.trusted_role}"}
         blocks.append(f"""  {_logical_id(role)}:
     Type: AWS::IAM::Role
+    Condition: RolesHere
     Properties:
       RoleName: {role.name}
       AssumeRolePolicyDocument:
@@ -86,19 +133,37 @@ def template(stage: str, roles: list[MemberRole], deny_all: str) -> str:
           PolicyDocument:
             {_json(role.policy, 12)}""")
         outputs.append(f"""  {_logical_id(role)}Arn:
+    Condition: RolesHere
     Value: !GetAtt {_logical_id(role)}.Arn""")
+    blocks.extend(f"  {logical}:\n    {_json(resource, 4)}"
+                  for logical, resource in forwarding(stage, forwarding_role).items())
     blocks, outputs = "\n".join(blocks), "\n".join(outputs)
     return f"""AWSTemplateFormatVersion: "2010-09-09"
 Description: >-
   ec2-quarantine member-account roles of stage {stage}, one per function, each trusting that
-  function's role only (generated by `make policies` from the actions the app declares and the
-  stage's settings; do not edit). Deploy it in every member account after the stage, for example
-  with StackSets.
+  function's role only, and the forwarding of the calls that can undo containment (CloudTrail
+  events) to the central account's default bus (generated by `make policies` from the actions
+  the app declares, its tamper event pattern and the stage's settings; do not edit). Deploy it
+  in every member account after the stage, for example with StackSets: in every region the
+  account is watched in (EC2's events stay in their region) and in us-east-1 (IAM's events
+  arrive there only). The roles and the deny-all profile are global: only the stack in
+  RolesRegion makes them.
 Parameters:
   CentralAccountId:
     Type: String
     AllowedPattern: '^[0-9]{{12}}$'
     Description: account where ec2-quarantine runs (the GuardDuty delegated administrator)
+  CentralRegion:
+    Type: String
+    AllowedPattern: '{REGION_PATTERN}'
+    Description: region where ec2-quarantine runs (its tamper rule is on the default bus there)
+  RolesRegion:
+    Type: String
+    AllowedPattern: '{REGION_PATTERN}'
+    Description: >-
+      the one region whose stack makes the roles and the deny-all profile (IAM is global: a
+      second stack making them fails); us-east-1 suits, where every member needs this stack for
+      IAM's events, unless an earlier stack of this template made them in another region
   ExternalId:
     Type: String
     Default: ""
@@ -115,9 +180,11 @@ Parameters:
 Conditions:
 {has}
   Conditioned: !Or [{conditioned}]
+  RolesHere: !Equals [!Ref "AWS::Region", !Ref RolesRegion]
 Resources:
   DenyAllRole:
     Type: AWS::IAM::Role
+    Condition: RolesHere
     Properties:
       RoleName: {deny_all}
       AssumeRolePolicyDocument: {json.dumps(resources.EC2_TRUST)}
@@ -126,6 +193,7 @@ Resources:
           PolicyDocument: {json.dumps(resources.DENY_ALL)}
   DenyAllProfile:
     Type: AWS::IAM::InstanceProfile
+    Condition: RolesHere
     Properties:
       InstanceProfileName: {deny_all}
       Roles:

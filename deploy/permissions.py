@@ -224,11 +224,26 @@ def member_roles(stage: str, current: settings.Settings | None = None
             for function in needs(current) if member_role_actions(function, current)]
 
 
+LONGEST_REGION = "ap-southeast-1"  # as long as any region's name
+
+
+def tamper_forwarding_role(stage: str, current: settings.Settings) -> str:
+    """What names the member accounts' role forwarding the tamper events, before the region
+    (one role per region): under MEMBER_ROLE_NAME, a product role the guardrails protect."""
+    prefix = member_role_name(stage, "tamper", current) + "-"
+    if len(prefix + LONGEST_REGION) > 64:
+        raise ValueError(f"role {prefix}{LONGEST_REGION} is longer than IAM's 64 characters: "
+                         "shorten MEMBER_ROLE_NAME")
+    return prefix
+
+
 def member_role_template(stage: str) -> str:
-    """CloudFormation for the stage's member-account roles, ready for StackSets."""
+    """CloudFormation for the stage's member-account roles and tamper forwarding, ready for
+    StackSets."""
     current = stage_settings(stage)
     return member_role.template(stage, member_roles(stage, current),
-                                current.deny_all_profile_arn.rsplit("/", 1)[-1])
+                                current.deny_all_profile_arn.rsplit("/", 1)[-1],
+                                tamper_forwarding_role(stage, current))
 
 
 def policy_file(stage: str, function: str) -> str:

@@ -221,8 +221,54 @@ def _app_resources(stage: str) -> dict:
     }
 
 
-def template(stage: str) -> dict:
-    """The resources stack of `stage` (deployed by `make deploy`, merged by `make package`)."""
+ORGANIZATION_PARAMETER = "OrganizationId"  # declared, and found by `make deploy`, with `*`
+
+
+def bus_arn(region: str, account: str) -> dict:
+    """A default event bus (`region` and `account` are substituted by CloudFormation)."""
+    return _sub(f"arn:${{AWS::Partition}}:events:{region}:{account}:event-bus/default")
+
+
+def _tamper_bus_policies(stage: str, current) -> dict:
+    """The home region's default bus admits the tamper events member accounts forward
+    (deploy/member_role.py): from the accounts MEMBER_ACCOUNTS lists, and with `*` from any
+    account of the home account's organization; nothing without members. Whole accounts, not
+    the forwarding role: an event only prompts a check of the instance as it is now
+    (chalicelib/tamper.py), so one a member's principal made up can cause a check, no more."""
+    def policy(name: str, principal, condition: dict | None = None) -> dict:
+        statement = {"Effect": "Allow", "Principal": principal, "Action": "events:PutEvents",
+                     "Resource": bus_arn(REGION, ACCOUNT)}
+        return {"Type": "AWS::Events::EventBusPolicy", "Properties": {
+            "EventBusName": "default", "StatementId": f"{names.APP_NAME}-{stage}-{name}",
+            "Statement": {**statement, **({"Condition": condition} if condition else {})}}}
+
+    listed = [account for account in current.member_accounts if account != "*"]
+    found = {}
+    if listed:
+        found["TamperFromMembers"] = policy("tamper-members", {"AWS": [
+            f"arn:aws:iam::{account}:root" for account in listed]})
+    if "*" in current.member_accounts:
+        found["TamperFromOrganization"] = policy("tamper-organization", "*", {
+            "StringEquals": {"aws:PrincipalOrgID": {"Ref": ORGANIZATION_PARAMETER}}})
+    return found
+
+
+def _organization_parameter(current) -> dict:
+    """The home account's organization, which `*` admits (none without `*`)."""
+    if "*" not in current.member_accounts:
+        return {}
+    return {ORGANIZATION_PARAMETER: {
+        "Type": "String", "AllowedPattern": "^o-[a-z0-9]{10,32}$",
+        "Description": "the home account's organization: MEMBER_ACCOUNTS=* admits its accounts' "
+                       "tamper events to the default bus (`make deploy` finds it)"}}
+
+
+def template(stage: str, current=None) -> dict:
+    """The resources stack of `stage` (deployed by `make deploy`, merged by `make package`)
+    under the settings `current` (default: the stage's)."""
+    from deploy import permissions  # late: permissions -> member_role -> here
+
+    current = current or permissions.stage_settings(stage)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"{names.APP_NAME} ({stage}): state machine, report topic, incidents "
@@ -240,6 +286,7 @@ def template(stage: str) -> dict:
                                                 "delete early) or COMPLIANCE (nobody may)"},
             "ExecutionLogRetentionDays": {"Type": "Number", "Default": 365,
                                           "AllowedValues": [30, 90, 180, 365, 731, 1827, 3653]},
+            **_organization_parameter(current),
         },
         "Conditions": {
             "HasAlertEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]},
@@ -317,6 +364,7 @@ def template(stage: str) -> dict:
             },
             **records_key.resources(stage, ACCOUNT),
             **signing_key.resources(stage, ACCOUNT),
+            **_tamper_bus_policies(stage, current),
         },
         "Outputs": {
             "StateMachineArn": {"Value": {"Ref": "StateMachine"}},

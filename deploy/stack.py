@@ -64,6 +64,8 @@ def converge(stage: str, given: dict[str, str], build_dir: str) -> dict[str, str
 
     cfn, name = client("cloudformation"), resources.stack_name(stage)
     template = resources.template(stage)
+    if resources.ORGANIZATION_PARAMETER in template["Parameters"]:
+        given = {**given, resources.ORGANIZATION_PARAMETER: organization_id()}
     body = json.dumps(template, indent=1, sort_keys=True)
     os.makedirs(build_dir, exist_ok=True)
     with open(os.path.join(build_dir, "resources.json"), "w") as handle:
@@ -96,6 +98,21 @@ def converge(stage: str, given: dict[str, str], build_dir: str) -> dict[str, str
     stack = _settled(cfn, name, stage)
     indexes.wait_active(names.incidents_table(stage))
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def organization_id() -> str:
+    """The home account's organization, whose accounts' tamper events the default bus admits
+    with MEMBER_ACCOUNTS=* (any account of an organization may ask which it is)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client("organizations").describe_organization()["Organization"]["Id"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "AWSOrganizationsNotInUseException":
+            raise
+    raise DeployError("MEMBER_ACCOUNTS=* admits the accounts of the home account's "
+                      "organization, and this account belongs to none: list the member "
+                      "accounts instead. Nothing was changed")
 
 
 def _settled(cfn, name: str, stage: str) -> dict:

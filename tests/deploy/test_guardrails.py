@@ -114,12 +114,14 @@ def test_the_scp_names_every_tag_key_and_group_role_of_the_code():
 def _deployed_roles() -> set[str]:
     """Every role the product deploys, in any stage and under every option: the functions'
     (Chalice), the resources stack's (by their RoleName, or the name CloudFormation generates
-    from the stack's), the member roles and the deny-all role."""
+    from the stack's), the member roles, the member accounts' tamper forwarding role (one per
+    region) and the deny-all role."""
     roles = set()
     for stage in permissions.STAGES:
         for current in permissions.profiles(stage).values():
             roles.update(names.function_role(stage, f) for f in permissions.needs(current))
             roles.update(r.name for r in permissions.member_roles(stage, current))
+            roles.add(permissions.tamper_forwarding_role(stage, current) + "us-east-1")
             roles.add(current.deny_all_profile_arn.rsplit("/", 1)[-1])
         roles.update(resource["Properties"].get(
             "RoleName", f"{resources.stack_name(stage)}-{logical}-1A2B3C4D5E6F")

@@ -174,10 +174,9 @@ def test_member_role_templates_are_what_the_code_declares():
     assert not {"ec2:DisassociateIamInstanceProfile", "iam:PassRole"} & cutting
 
 
-def test_cross_region_forwarder_carries_the_apps_pattern():
-    import app
+def _forwarded_pattern(rule: str) -> dict:
+    """The event pattern of the cross-region forwarder's rule `rule`."""
     import yaml
-    from chalicelib import findings
 
     class Template(yaml.SafeLoader):
         """CloudFormation's short forms (!Sub, !GetAtt) read as nothing: only the pattern counts."""
@@ -185,11 +184,28 @@ def test_cross_region_forwarder_carries_the_apps_pattern():
     Template.add_multi_constructor("!", lambda loader, suffix, node: None)
     with open(os.path.join(PROJECT_DIR, "deploy", "cross-region-forwarder.yaml")) as handle:
         template = yaml.load(handle, Template)  # noqa: S506 (a SafeLoader)
-    forwarded = template["Resources"]["ForwardFindings"]["Properties"]["EventPattern"]
+    return template["Resources"][rule]["Properties"]["EventPattern"]
+
+
+def test_cross_region_forwarder_carries_the_apps_pattern():
+    import app
+    from chalicelib import findings
+
+    forwarded = _forwarded_pattern("ForwardFindings")
     assert forwarded == findings.EVENT_PATTERN
     assert findings.EVENT_PATTERN["detail"] == {"$or": [
         {"resource": {"resourceType": ["Instance"]}},
         {"resource": {"resourceType": ["AccessKey"]},
          "type": [{"prefix": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration"}]}]}
     assert any(getattr(s, "event_pattern", None) == findings.EVENT_PATTERN
+               for s in app.app.event_sources)
+
+
+def test_cross_region_forwarder_carries_the_tamper_pattern():
+    """The static template's copy of the calls is the app's (edit both, or this fails)."""
+    from chalicelib import tamper
+
+    assert _forwarded_pattern("ForwardTampering") == tamper.EVENT_PATTERN
+    assert {"aws.ec2", "aws.iam"} == set(tamper.EVENT_PATTERN["source"])  # IAM's in us-east-1
+    assert any(getattr(s, "event_pattern", None) == tamper.EVENT_PATTERN
                for s in app.app.event_sources)
