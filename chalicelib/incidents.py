@@ -4,11 +4,14 @@ overall; beside it the claim items and one item per further finding.
 The table definition lives here, once, for the embedded AWS and for deployment.
 """
 
+import logging
 import re
 import time
 from datetime import datetime, timedelta, timezone
 
 from chalicelib import aws, bindings, items, settings
+
+log = logging.getLogger(__name__)
 
 INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")  # \Z: $ would take a trailing "\n"
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
@@ -395,21 +398,51 @@ def _later(seconds: int) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
 
-def hold_for_repair(incident_id: str) -> dict:
-    """The repair's lease: only while the incident is still watched, no release step holds
-    it and no release has restored part of it (the person releasing it decides what
-    follows); returns the incident as it now stands. Held otherwise."""
+def lease_held(incident: dict, name: str, seconds: int) -> bool:
+    """Whether the lease `name` on the incident holds now. One further ahead than such a lease
+    can be was not taken by the product (the table's fields are not sealed): it holds nothing,
+    and is logged."""
+    until = incident.get(name)
+    if not isinstance(until, str) or until <= now():
+        return False
+    if until > _later(seconds + 60):
+        log.warning("%s of %s is %s, further ahead than a lease can be: ignored", name,
+                    incident.get("incident_id"), until[:40])
+        return False
+    return True
+
+
+def _free(name: str, seconds: int) -> str:
+    """The condition that lease `name` holds nothing (absent, ended, or further ahead than the
+    product takes one: `lease_held`); its values are :now and :far_<name>."""
+    return f"(attribute_not_exists({name}) OR {name} < :now OR {name} > :far_{name})"
+
+
+def hold_for_repair(incident_id: str) -> str:
+    """The repair's lease, with a token only its holder knows: only while the incident is
+    still contained (or OPEN with Contain's outcome), no release step and no other repair
+    holds it, and no release has restored part of it (the person releasing it decides what
+    follows); returns the token. Held otherwise."""
+    import secrets
+
+    token = secrets.token_hex(8)
     try:
-        return _update(incident_id, "SET repairing_until = :until", {
-            ":until": _later(REPAIR_LEASE_SECONDS), ":now": now(),
-            ":contained": WATCHED[0], ":partial": WATCHED[1], ":zero": 0},
+        _update(incident_id, "SET repairing_until = :until, repair_token = :token", {
+            ":until": _later(REPAIR_LEASE_SECONDS), ":token": token, ":now": now(),
+            ":far_releasing_until": _later(RELEASE_LEASE_SECONDS + 60),
+            ":far_repairing_until": _later(REPAIR_LEASE_SECONDS + 60),
+            ":contained": WATCHED[0], ":partial": WATCHED[1], ":open": "OPEN", ":zero": 0},
             {"#status": "status", "#release": "release"},
-            condition="#status IN (:contained, :partial) AND "
-                      "(attribute_not_exists(releasing_until) OR releasing_until < :now) AND "
+            condition="(#status IN (:contained, :partial) OR (#status = :open AND "
+                      "containment IN (:contained, :partial))) AND "
+                      f"{_free('releasing_until', RELEASE_LEASE_SECONDS)} AND "
+                      f"{_free('repairing_until', REPAIR_LEASE_SECONDS)} AND "
                       "(attribute_not_exists(#release.restored) OR "
                       "size(#release.restored) = :zero)")
     except _db().exceptions.ConditionalCheckFailedException:
-        raise Held(f"{incident_id} is being released or no longer contained") from None
+        raise Held(f"{incident_id} is being released or repaired, or no longer contained") \
+            from None
+    return token
 
 
 def hold_for_release(incident_id: str, wait_seconds: float = REPAIR_LEASE_SECONDS + 5) -> None:
@@ -419,9 +452,10 @@ def hold_for_release(incident_id: str, wait_seconds: float = REPAIR_LEASE_SECOND
     while True:
         try:
             _update(incident_id, "SET releasing_until = :until",
-                    {":until": _later(RELEASE_LEASE_SECONDS), ":now": now()},
-                    condition="attribute_exists(pk) AND (attribute_not_exists(repairing_until) "
-                              "OR repairing_until < :now)")
+                    {":until": _later(RELEASE_LEASE_SECONDS), ":now": now(),
+                     ":far_repairing_until": _later(REPAIR_LEASE_SECONDS + 60)},
+                    condition=f"attribute_exists(pk) AND "
+                              f"{_free('repairing_until', REPAIR_LEASE_SECONDS)}")
             return
         except _db().exceptions.ConditionalCheckFailedException:
             if time.monotonic() > deadline:
@@ -429,19 +463,28 @@ def hold_for_release(incident_id: str, wait_seconds: float = REPAIR_LEASE_SECOND
             time.sleep(0.5)
 
 
-def record_tamper(incident_id: str, entry: dict) -> dict:
-    """Keep one tamper entry on the incident and end the repair's lease. Past TAMPER_ENTRIES
-    the entry is counted, not kept (an attacker undoing the cut in a loop must not grow the
-    record past DynamoDB's item size and stop every later write to it)."""
-    values = {":entry": [entry], ":empty": [], ":max": TAMPER_ENTRIES, ":now": now()}
-    try:
-        return _update(incident_id, "SET tamper = list_append(if_not_exists(tamper, :empty), "
-                       ":entry), updated_at = :now REMOVE repairing_until", values,
-                       condition="attribute_not_exists(tamper) OR size(tamper) < :max")
-    except _db().exceptions.ConditionalCheckFailedException:
-        return _update(incident_id, "SET tamper_unkept = if_not_exists(tamper_unkept, :zero) "
-                       "+ :one, updated_at = :now REMOVE repairing_until",
-                       {":zero": 0, ":one": 1, ":now": now()})
+def record_tamper(incident_id: str, entry: dict, token: str) -> dict:
+    """Keep one tamper entry on the incident and end the repair's lease, if it is still this
+    repair's (`token`). Past TAMPER_ENTRIES the entry is counted, not kept (an attacker
+    undoing the cut in a loop must not grow the record past DynamoDB's item size and stop
+    every later write to it)."""
+    append = "SET tamper = list_append(if_not_exists(tamper, :empty), :entry), updated_at = :now"
+    count = "SET tamper_unkept = if_not_exists(tamper_unkept, :zero) + :one, updated_at = :now"
+    end = " REMOVE repairing_until, repair_token"
+    room, ours = "(attribute_not_exists(tamper) OR size(tamper) < :max)", "repair_token = :token"
+    kept = {":entry": [entry], ":empty": [], ":max": TAMPER_ENTRIES}
+    counted = {":zero": 0, ":one": 1}
+    attempts = ((append + end, f"{ours} AND {room}", {**kept, ":token": token}),
+                (count + end, ours, {**counted, ":token": token}),
+                (append, room, kept),  # the lease was lost: the entry is kept all the same
+                (count, "attribute_exists(pk)", counted))
+    for expression, condition, values in attempts:
+        try:
+            return _update(incident_id, expression, {**values, ":now": now()},
+                           condition=condition)
+        except _db().exceptions.ConditionalCheckFailedException:
+            continue
+    raise RuntimeError(f"{incident_id} is gone")
 
 
 def active_for(account: str, region: str, instance_id: str) -> str | None:

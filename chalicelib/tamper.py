@@ -49,13 +49,16 @@ EVENT_PATTERN = {
 
 
 def repair_classes(options) -> tuple:
-    """The actions whose effect the watch puts back under `options`; their rights, and no
-    others, are the watch's (it isolates with the product's groups only: never restores)."""
-    return (SwapToDenyAllProfile if options.credentials_mode == "deny-all"
-            else DetachInstanceProfile,
-            DisableInstanceMetadata, TerminationProtection, ShutdownBehaviourStop,
-            KeepVolumesOnTermination, *((DisableApiStop,) if options.disable_api_stop else ()),
-            QuarantineTags, *((StopInstance,) if options.stop_after_evidence else ()))
+    """The actions whose effect the watch puts back; their rights, and no others, are the
+    watch's (it isolates with the product's groups only: never restores). What it puts back
+    is what the incident's sealed records say containment made, whatever the settings are
+    today, so both ways of cutting credentials are granted; stopping an instance only while
+    STOP_AFTER_EVIDENCE is on (a watch that may stop any instance is a right worth keeping
+    off)."""
+    return (DetachInstanceProfile, SwapToDenyAllProfile, DisableInstanceMetadata,
+            TerminationProtection, ShutdownBehaviourStop, KeepVolumesOnTermination,
+            DisableApiStop, QuarantineTags,
+            *((StopInstance,) if options.stop_after_evidence else ()))
 
 
 READ_PERMISSIONS = (*cut.OBSERVE_PERMISSIONS, "ec2:DescribeNetworkInterfaces",
@@ -81,7 +84,12 @@ IDS = {"instance": re.compile(r"\bi-(?:[0-9a-f]{17}|[0-9a-f]{8})\b"),
        "association": re.compile(r"\biip-assoc-(?:[0-9a-f]{17}|[0-9a-f]{8})\b")}
 REVOCATION_POLICY = re.compile(re.escape(revocation.POLICY_PREFIX) + r"(inc-[0-9a-f]{12})\Z")
 SCANNED = 64 * 1024  # how much of a call's request and response is searched for ids
-MAX_TARGETS = 100  # instances one event may send the watch to check
+MAX_TARGETS = 20  # incidents one event may send the watch to check (the sweep sees the rest)
+# The calls whose group ids mean "this group changed" (elsewhere a group id is only a value:
+# an interface given groups, a description that names one).
+GROUP_CALLS = ("AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+               "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress",
+               "ModifySecurityGroupRules", "CreateTags", "DeleteTags")
 TEXT = 256  # longest text kept from an event
 
 
@@ -146,6 +154,8 @@ def parse(detail) -> Call:
     request = detail.get("requestParameters") or {}
     named = json.dumps([request, detail.get("responseElements")], default=str)[:SCANNED]
     ids = {kind: sorted(set(pattern.findall(named))) for kind, pattern in IDS.items()}
+    if name not in GROUP_CALLS:
+        ids["group"] = []
     role = policy = ""
     if name in IAM_CALLS and isinstance(request, dict):
         role, policy = _text(request.get("roleName")), _text(request.get("policyName"))
@@ -161,23 +171,6 @@ def parse(detail) -> Call:
                 tag_keys)
 
 
-def is_the_products(call: Call, home_account: str, current) -> bool:
-    """Whether the call came from the product itself: a role of this deployment's functions
-    or state machine in the home account (`<app>-<stage>-…`), or one of their member roles in
-    the call's account. Its own repairs and releases are not tampering; whatever slips
-    through here (a compromised function) is still found by the sweep, which asks no one who."""
-    issuer = call.who.get("sessionIssuer", "")
-    match = re.fullmatch(r"arn:aws[a-z-]*:iam::([0-9]{12}):role/(?:.*/)?([\w+=,.@-]+)", issuer)
-    if not match:
-        return False
-    account, role = match.groups()
-    deployment = current.state_machine_arn.rsplit(":", 1)[-1]  # <app>-<stage>
-    if account == home_account and role.startswith(deployment + "-"):
-        return True
-    member = accounts.member_role(current.member_role_name, deployment)
-    return account == call.account and (role == member or role.startswith(member + "-"))
-
-
 def handle_event(detail, home_account: str) -> dict:
     """Check and repair the incidents a CloudTrail event touched."""
     current = settings.get()
@@ -186,23 +179,40 @@ def handle_event(detail, home_account: str) -> dict:
     except NotACall as why:
         log.info("event ignored: %s", why)
         return {"ignored": str(why)}
-    if is_the_products(call, home_account, current):
-        log.info("%s by the product itself (%s): not tampering", call.name,
-                 call.who.get("sessionIssuer"))
-        return {"ignored": "the product's own call"}
     refusal = accounts.refusal(call.account, home_account, current)
     if refusal:
         log.warning("%s in account %s ignored: %s", call.name, call.account, refusal)
         return {"ignored": refusal}
     if call.name in ("CreateTags", "DeleteTags") and call.tag_keys is not None and \
-            not set(call.tag_keys) & set(instance_actions.TAGS):
+            not set(call.tag_keys) & set(WATCHED_TAGS):
         log.info("%s of other tags (%s): not tampering", call.name, ", ".join(call.tag_keys))
         return {"ignored": "other tags"}
-    touched = incidents_touched(call, home_account)
+    try:
+        touched = incidents_touched(call, home_account)
+    except Exception as error:  # the sweep checks every incident all the same
+        log.exception("could not tell which incidents %s by %s touched", call.name,
+                      call.who.get("arn"))
+        return {"call": call.name, "error": aws.error_code(error) or str(error)}
     if not touched:
         log.info("%s by %s touched no contained instance", call.name, call.who.get("arn"))
-    results = [watch(incident_id, home_account, call) for incident_id in touched]
+    results = aws.concurrently(lambda i=i: checked(i, home_account, call) for i in touched)
     return {"call": call.name, "incidents": touched, "results": results}
+
+
+# The tags whose removal or change matters: the instance's quarantine tags, and the role tag
+# that makes a group one of the product's (without it the group is no longer found as such).
+WATCHED_TAGS = (*instance_actions.TAGS, isolation.ROLE_TAG)
+
+
+def checked(incident_id: str, home_account: str, call=None) -> dict:
+    """`watch`, never raising: one incident that cannot be checked (a record the watch cannot
+    read, an instance gone, AWS failing) must not stop the others; the next sweep tries it
+    again."""
+    try:
+        return watch(incident_id, home_account, call)
+    except Exception as error:
+        log.exception("could not check %s", incident_id)
+        return {"incident_id": incident_id, "error": aws.error_code(error) or str(error)}
 
 
 def incidents_touched(call: Call, home_account: str) -> list[str]:
@@ -229,18 +239,23 @@ def incidents_touched(call: Call, home_account: str) -> list[str]:
                 for a in call.ids["association"][:MAX_TARGETS]):
             instances |= {a["InstanceId"] for a in (described or {}).get(
                 "IamInstanceProfileAssociations", [])}
-    touched = [incidents.active_for(call.account, call.region, instance_id)
-               for instance_id in sorted(instances)[:MAX_TARGETS]]
+    touched = aws.concurrently(
+        lambda i=i: incidents.active_for(call.account, call.region, i)
+        for i in sorted(instances)[:MAX_TARGETS])
     if call.ids["group"]:
         touched += _incidents_in_vpcs(call, ec2, _product_group_vpcs(ec2, call.ids["group"]))
-    return sorted({incident_id for incident_id in touched if incident_id})
+    return sorted({incident_id for incident_id in touched if incident_id})[:MAX_TARGETS]
 
 
 def _product_group_vpcs(ec2, group_ids: list[str]) -> set[str]:
-    """The VPCs of those of `group_ids` that are the product's own groups."""
-    products = isolation.find_groups(ec2)
-    return {vpc for vpc, groups in products.items()
-            if {g["GroupId"] for g in groups.values()} & set(group_ids)}
+    """The VPCs of those of `group_ids` that are the product's own groups (by name: one whose
+    role tag was just removed still counts)."""
+    described = aws.concurrently(
+        lambda g=g: aws.tolerate("InvalidGroup.NotFound", ec2.describe_security_groups,
+                                 GroupIds=[g]) for g in group_ids[:MAX_TARGETS])
+    return {group["VpcId"] for answer in described if answer
+            for group in answer["SecurityGroups"]
+            if isolation.product_group_name(group["GroupName"]) and group.get("VpcId")}
 
 
 def _incidents_in_vpcs(call: Call, ec2, vpcs: set[str]) -> list[str]:
@@ -256,9 +271,11 @@ def _vpcs_of(incident: dict) -> set[str]:
 
 
 def watched() -> list[dict]:
-    """Every incident the watch keeps contained (as listed: id, instance, account, region)."""
+    """Every incident the watch may keep contained (as listed: id, instance, account, region):
+    CONTAINED and PARTIAL ones, and OPEN ones (Contain may have ended while the evidence is
+    still collected: `_contained` decides)."""
     found = []
-    for status in incidents.WATCHED:
+    for status in (*incidents.WATCHED, "OPEN"):
         start = None
         while True:
             page, start = incidents.search(None, status, None, 100, start)
@@ -272,52 +289,83 @@ def watched() -> list[dict]:
 
 def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict:
     """Compare the incident's instance with what containment made and put back what differs;
-    the tamper entry says what, who (the call, if an event brought it) and how it ended."""
+    the tamper entry says what, who (the call, if an event brought it) and how it ended. Only
+    an incident the product can vouch for: its seal whole, its instance's active incident, a
+    containment change sealed in its records (no dry run, nothing made up)."""
     incident = incidents.get(incident_id)
-    if incident is None or incident.get("status") not in incidents.WATCHED:
+    if incident is None or not _contained(incident):
         return {"incident_id": incident_id, "skipped": "not contained"}
     try:
         bindings.verified_incident(incident)
     except bindings.Refused as refusal:
         log.warning("tamper watch refused %s: %s", incident_id, refusal)
         return {"incident_id": incident_id, "skipped": f"refused: {refusal}"}
-    if _being_released(incident):
-        log.info("%s is being released: the watch keeps off", incident_id)
-        return {"incident_id": incident_id, "skipped": "being released"}
+    changes = _trusted_changes(incident)
+    why = _not_watched(incident, changes)
+    if why:
+        log.warning("tamper watch keeps off %s: %s", incident_id, why)
+        return {"incident_id": incident_id, "skipped": why}
     target = target_acting(incident, settings.get())
-    try:
-        drift = differences(target, _trusted_changes(incident))
-    except Exception as error:  # the next event or sweep looks again
-        log.exception("could not check %s (%s)", incident_id, incident["instance_id"])
-        return {"incident_id": incident_id, "error": aws.error_code(error) or str(error)}
+    drift = differences(target, changes)
     if not drift:
         log.info("%s: containment of %s is whole%s", incident_id, incident["instance_id"],
                  f" after {call.name}" if call else "")
         return {"incident_id": incident_id, "drift": []}
     try:
-        incidents.hold_for_repair(incident_id)
+        token = incidents.hold_for_repair(incident_id)
     except incidents.Held as held:
         log.info("not repairing: %s", held)
         return {"incident_id": incident_id, "skipped": str(held)}
-    repaired = repair(target, drift)
+    repaired = [{**d, "named_by_call": _named(call, d, incident)} if call else d
+                for d in repair(target, drift)]
     entry = {"found_at": incidents.now(), "found_by": "event" if call else "sweep",
              **(call.record() if call else {}), "drift": repaired}
     log.warning("containment of %s (%s) was undone%s: %s", incident["instance_id"], incident_id,
-                f" by {call.who.get('arn')} ({call.name})" if call else " (found by the sweep)",
+                f" (checked after {call.name} by {call.who.get('arn')})" if call
+                else " (found by the sweep)",
                 "; ".join(f"{d['what']} {d['resource']}: {d['outcome']}" for d in repaired))
     try:
-        incident = incidents.record_tamper(incident_id, entry)
+        incident = incidents.record_tamper(incident_id, entry, token)
     except Exception:  # the alert still goes: what was found is in it and in the log
         log.exception("could not record tampering on %s", incident_id)
     _alert(report.tampered(incident, entry))
     return {"incident_id": incident_id, "drift": repaired}
 
 
-def _being_released(incident: dict) -> bool:
-    """A release step runs, or one restored part of the instance (the person releasing it
-    decides what follows)."""
-    running = (incident.get("releasing_until") or "") > incidents.now()
-    return running or bool((incident.get("release") or {}).get("restored"))
+def _contained(incident: dict) -> bool:
+    """CONTAINED or PARTIAL, or still OPEN with Contain's outcome recorded (the evidence is
+    being collected: containment must hold meanwhile too)."""
+    return incident.get("status") in incidents.WATCHED or (
+        incident.get("status") == "OPEN" and incident.get("containment") in incidents.WATCHED)
+
+
+def status_shown(incident: dict) -> str:
+    """The status the quarantine tag shows: Contain's outcome until the report settles it."""
+    return incident["status"] if incident["status"] != "OPEN" else incident["containment"]
+
+
+def _not_watched(incident: dict, changes: list[dict]) -> str | None:
+    """Why the watch keeps off the incident (None: it watches it)."""
+    from chalicelib.steps.contain import CRITICAL
+
+    if not any(c.get("action") in CRITICAL for c in changes):
+        return "no sealed record that containment made anything"
+    if incidents.active_for(incident["account_id"], incident["region"],
+                            incident["instance_id"]) != incident["incident_id"]:
+        return "it is not its instance's active incident"
+    if incidents.lease_held(incident, "releasing_until", incidents.RELEASE_LEASE_SECONDS):
+        return "a release step holds it"
+    if (incident.get("release") or {}).get("restored"):
+        return "a release restored part of it (the person releasing it decides what follows)"
+    return None
+
+
+def _named(call: Call, difference: dict, incident: dict) -> bool:
+    """Whether the call that prompted the check named what differs (else another call, or one
+    CloudTrail did not deliver, did it)."""
+    named = {i for ids in call.ids.values() for i in ids} | {call.role}
+    return difference["resource"] in named or (
+        difference["resource"] == incident["instance_id"] and incident["instance_id"] in named)
 
 
 def _trusted_changes(incident: dict) -> list[dict]:
@@ -344,7 +392,7 @@ def read(target, changes: list[dict]) -> Live:
     """Everything the comparison needs, read at once (one round trip)."""
     ec2, instance_id = target.ec2, target.instance_id
     revoked = _revocations(changes)
-    attributes = [cls.attribute for cls in _attribute_classes(target.settings)]
+    attributes = [cls.attribute for cls in _attribute_classes(changes)]
     described, groups, associations, *answers = aws.concurrently([
         lambda: ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
             "Instances"][0],
@@ -359,15 +407,19 @@ def read(target, changes: list[dict]) -> Live:
         *(lambda record=record: _policy_in_place(target, record) for record in revoked)])
     values = {name: instance_actions.attribute_value(answer, name)
               for name, answer in zip(attributes, answers)}
+    target.cache["associations"] = associations
     return Live(described, groups, values,
                 [a["IamInstanceProfile"]["Arn"] for a in associations],
                 dict(zip((json.dumps(r, sort_keys=True) for r in revoked),
                          answers[len(attributes):])))
 
 
-def _attribute_classes(options) -> tuple:
+def _attribute_classes(changes: list[dict]) -> tuple:
+    """The preservation attributes containment set: the first cut's always, stop protection
+    where a sealed record says it was set."""
     return (TerminationProtection, ShutdownBehaviourStop,
-            *((DisableApiStop,) if options.disable_api_stop else ()))
+            *((DisableApiStop,) if any(c.get("action") == DisableApiStop.name
+                                       for c in changes) else ()))
 
 
 def _revocations(changes: list[dict]) -> list[dict]:
@@ -391,10 +443,9 @@ def _policy_in_place(target, record: dict) -> bool:
                "instance_arn": revocation.instance_arn(incident["region"],
                                                        incident["account_id"],
                                                        target.instance_id)}
-    # Either scope's Deny is the product's (the revoking function decides it); anything else
-    # under that name (a Deny that never matches, say) is not.
-    return document in [revocation.policy({**written, "scope": scope})
-                        for scope in revocation.SCOPES]
+    # The Deny as it was written, of its scope: anything else under that name (a Deny that
+    # never matches, one narrowed to the instance) is not the product's.
+    return document == revocation.policy({**written, "scope": record["after"].get("scope")})
 
 
 def differences(target, changes: list[dict]) -> list[dict]:
@@ -427,22 +478,22 @@ def differences(target, changes: list[dict]) -> list[dict]:
                                        group.get("IpPermissionsEgress", []))):
                 differs("open-group-rules", group["GroupId"], isolation._bare(rules),
                         "all traffic both ways")
-    deny_all = SwapToDenyAllProfile._deny_all(target) \
-        if target.settings.credentials_mode == "deny-all" else None
+    deny_all = SwapToDenyAllProfile._deny_all(target) if any(
+        c.get("action") == SwapToDenyAllProfile.name for c in changes) else None
     if live.profiles not in ([], [deny_all]):
         differs("instance-profile", target.instance_id, live.profiles,
                 [deny_all] if deny_all else [])
     endpoint = (live.instance.get("MetadataOptions") or {}).get("HttpEndpoint")
     if endpoint != DisableInstanceMetadata.value:
         differs("metadata-endpoint", target.instance_id, endpoint, DisableInstanceMetadata.value)
-    for cls in _attribute_classes(target.settings):
+    for cls in _attribute_classes(changes):
         if live.attributes[cls.attribute] != cls.value:
             differs(cls.name, target.instance_id, live.attributes[cls.attribute], cls.value)
     deleting = sorted(v for v, kept in target.cache["live_volumes"].items() if kept)
     if deleting:
         differs(KeepVolumesOnTermination.name, ",".join(deleting), True, False)
     tags = {t["Key"]: t["Value"] for t in live.instance.get("Tags", [])}
-    wanted = QuarantineTags(target.incident["status"])._tags(target)
+    wanted = QuarantineTags(status_shown(target.incident))._tags(target)
     if any(tags.get(key) != value for key, value in wanted.items()):
         differs(QuarantineTags.name, target.instance_id,
                 {key: tags.get(key) for key in wanted}, wanted)
@@ -512,12 +563,14 @@ def _repair_network(target, by_what: dict) -> dict:
 
 
 def _profile(target, difference):
-    """Every profile associated now off (or, in deny-all mode, swapped for deny-all)."""
+    """Every profile associated now (or being associated) off, or swapped for deny-all where
+    containment swapped it so."""
     deny_all = difference["expected"][0] if difference["expected"] else None
     action = SwapToDenyAllProfile() if deny_all else DetachInstanceProfile()
-    for arn, association in action._associations(target).items():
-        if arn != deny_all:
-            action._make(target, association, {"before": arn, "after": deny_all})
+    for association in target.cache["associations"]:
+        if association["IamInstanceProfile"]["Arn"] != deny_all:
+            action._make(target, association["AssociationId"],
+                         {"before": association["IamInstanceProfile"]["Arn"], "after": deny_all})
 
 
 def _volumes(target, difference):
@@ -553,7 +606,8 @@ FIXES = {
     ShutdownBehaviourStop.name: lambda target, d: ShutdownBehaviourStop().apply(target),
     DisableApiStop.name: lambda target, d: DisableApiStop().apply(target),
     KeepVolumesOnTermination.name: _volumes,
-    QuarantineTags.name: lambda target, d: QuarantineTags(target.incident["status"]).apply(target),
+    QuarantineTags.name: lambda target, d: QuarantineTags(
+        status_shown(target.incident)).apply(target),
     StopInstance.name: lambda target, d: StopInstance().apply(target),
     instance_actions.RevokeRoleSessions.name: _revoke_again,
 }
@@ -575,19 +629,27 @@ ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 def sweep(home_account: str) -> dict:
     """Check and repair every active incident; settle those left OPEN whose execution ended."""
-    checked = [watch(listed["incident_id"], home_account) for listed in watched()]
-    settled = []
-    start = None
-    while True:
-        page, start = incidents.search(None, "OPEN", None, 100, start)
-        settled += [outcome for listed in page if (outcome := settle(listed["incident_id"]))]
-        if not start:
-            break
-    repaired = [c for c in checked if c.get("drift")]
-    log.info("sweep: %d incidents checked, %d repaired, %d settled", len(checked),
-             len(repaired), len(settled))
-    return {"checked": len(checked), "repaired": [c["incident_id"] for c in repaired],
+    listed = watched()
+    settled = [outcome for outcome in aws.concurrently(
+        lambda i=i["incident_id"]: _settled(i) for i in listed if i["status"] == "OPEN")
+        if outcome]
+    results = [r for r in aws.concurrently(lambda i=i["incident_id"]: checked(i, home_account)
+                                           for i in listed)
+               if r.get("skipped") != "not contained"]
+    repaired = [r["incident_id"] for r in results if r.get("drift")]
+    failed = [r["incident_id"] for r in results if r.get("error")]
+    log.info("sweep: %d incidents checked, %d repaired, %d could not be checked, %d settled",
+             len(results), len(repaired), len(failed), len(settled))
+    return {"checked": len(results), "repaired": repaired, "unchecked": failed,
             "settled": settled}
+
+
+def _settled(incident_id: str) -> dict | None:
+    try:
+        return settle(incident_id)
+    except Exception:  # the next sweep tries again
+        log.exception("could not settle %s", incident_id)
+        return None
 
 
 def settle(incident_id: str) -> dict | None:
@@ -599,6 +661,11 @@ def settle(incident_id: str) -> dict | None:
     incident = incidents.get(incident_id)
     if incident is None or incident.get("status") != "OPEN":
         return None
+    try:
+        bindings.verified_incident(incident)
+    except bindings.Refused as refusal:
+        log.warning("sweep will not settle %s: %s", incident_id, refusal)
+        return None
     arn = incident.get("execution_arn")
     if not arn:
         return None
@@ -608,8 +675,9 @@ def settle(incident_id: str) -> dict | None:
         return None
     from chalicelib.steps.contain import CRITICAL
 
-    final = incident.get("containment") or (
-        "PARTIAL" if any(c.get("action") in CRITICAL for c in incident.get("changes") or [])
+    recorded = incident.get("containment")
+    final = recorded if recorded in incidents.OUTCOMES else (
+        "PARTIAL" if any(c.get("action") in CRITICAL for c in _trusted_changes(incident))
         else "FAILED")
     why = f"execution {execution['status']} with the incident still OPEN; settled by the sweep"
     try:

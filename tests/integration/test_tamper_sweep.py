@@ -33,13 +33,7 @@ EVERYTHING_OPEN = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 
 def sweep(stack) -> dict:
     """Run the scheduled sweep now; what it did."""
-    from deploy import names  # TEMPORARY until stack.tick lands
-    result, error = stack.bridge.invoke(names.function(stack.stage, "sweep"), {
-        "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": stack.account, "time": "2026-12-02T00:00:00Z", "region": stack.region,
-        "resources": [], "detail": {}})
-    assert error is None, result
-    return result
+    return stack.tick("sweep")["sweep"]
 
 
 def contained(stack, **victim_options) -> tuple[dict, dict]:
@@ -199,13 +193,28 @@ def test_a_release_under_way_is_never_fought(stack):
 
 def test_a_repair_under_way_holds_a_release_back_until_it_ends(stack):
     victim, record = contained(stack)
-    incidents.hold_for_repair(record["incident_id"])
+    token = incidents.hold_for_repair(record["incident_id"])
+    with pytest.raises(incidents.Held):  # one repair at a time
+        incidents.hold_for_repair(record["incident_id"])
     with pytest.raises(incidents.Held):
         incidents.hold_for_release(record["incident_id"], wait_seconds=1)
-    incidents.record_tamper(record["incident_id"], {"found_by": "test", "drift": []})
+    incidents.record_tamper(record["incident_id"], {"found_by": "test", "drift": []}, token)
     incidents.hold_for_release(record["incident_id"], wait_seconds=1)  # the lease has ended
     with pytest.raises(incidents.Held):
         incidents.hold_for_repair(record["incident_id"])
+
+
+def test_a_repair_whose_lease_was_lost_does_not_end_another_holders_lease(stack):
+    victim, record = contained(stack)
+    stale = incidents.hold_for_repair(record["incident_id"])
+    incidents.record_step(record["incident_id"], "test", incidents.now(), "forced",
+                          fields={"repairing_until": incidents.now()})  # as if it ran out
+    current = incidents.hold_for_repair(record["incident_id"])
+    after = incidents.record_tamper(record["incident_id"], {"found_by": "late", "drift": []},
+                                    stale)
+    assert after["repair_token"] == current and after["tamper"][-1]["found_by"] == "late"
+    with pytest.raises(incidents.Held):
+        incidents.hold_for_release(record["incident_id"], wait_seconds=1)
 
 
 def test_after_a_release_nothing_is_put_back(stack):
@@ -230,3 +239,135 @@ def test_an_incident_the_product_did_not_seal_is_not_acted_on(stack):
     for eni, groups in bystander["interfaces"].items():
         assert interface_groups(stack, eni) == sorted(groups)
     assert metadata_endpoint(stack, bystander["instance_id"]) == "enabled"
+
+
+def _undo_an_interface(stack, victim) -> str:
+    eni = next(iter(victim["interfaces"]))
+    stack.client("ec2").modify_network_interface_attribute(
+        NetworkInterfaceId=eni, Groups=victim["interfaces"][eni])
+    return eni
+
+
+def test_containment_holds_while_the_evidence_is_still_collected(stack):
+    """Status stays OPEN until the report, after the snapshots (up to an hour): Contain's
+    outcome is recorded, and the watch keeps it from the first minute."""
+    stack.configure(SNAPSHOT_DEADLINE_SECONDS="60")
+    stack.hold_snapshots(polls=1000)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    for _ in range(200):
+        record = incident(stack, started["incident_id"])
+        if record.get("containment"):
+            break
+        import time
+        time.sleep(0.1)
+    assert record["status"] == "OPEN" and record["containment"] == "CONTAINED"
+    eni = _undo_an_interface(stack, victim)
+    assert sweep(stack)["repaired"] == [started["incident_id"]]
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    assert interface_groups(stack, eni) == [isolation]
+    assert instance_tags(stack, victim["instance_id"])["QuarantineStatus"] == "CONTAINED"
+    stack.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+
+
+@pytest.mark.parametrize("field", ["releasing_until", "repairing_until"])
+def test_a_lease_further_ahead_than_the_product_takes_one_holds_nothing(stack, field):
+    """Whoever may write the table sets a lease for ever: the watch would keep off the
+    incident, or every release would wait for a repair that never ends."""
+    victim, record = contained(stack)
+    incidents.record_step(record["incident_id"], "test", incidents.now(), "forged",
+                          fields={field: "9999-12-31T00:00:00.000000Z"})
+    eni = _undo_an_interface(stack, victim)
+    assert sweep(stack)["repaired"] == [record["incident_id"]]
+    isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
+    assert interface_groups(stack, eni) == [isolation]
+    incidents.hold_for_release(record["incident_id"], wait_seconds=1)
+
+
+def test_a_released_incident_set_back_to_contained_is_not_acted_on(stack):
+    victim, record = contained(stack)
+    release(stack, victim["instance_id"])
+    incidents.record_step(record["incident_id"], "test", incidents.now(), "forged",
+                          fields={"status": "CONTAINED", "release": {}})
+    assert sweep(stack)["repaired"] == []
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == sorted(groups)
+
+
+def test_a_dry_run_made_to_look_contained_is_not_acted_on(stack):
+    """Its seal is real (a dry run is sealed too); no sealed record says containment made
+    anything, so the watch makes nothing either."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    from tests.helpers import api
+    status, planned = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"],
+                                                         "dry_run": True})
+    assert status == 202, planned
+    finish(stack, planned)
+    incidents.record_step(planned["incident_id"], "test", incidents.now(), "forged",
+                          fields={"status": "CONTAINED"})
+    assert sweep(stack)["repaired"] == []
+    for eni, groups in victim["interfaces"].items():
+        assert interface_groups(stack, eni) == sorted(groups)
+
+
+def test_a_forged_open_incident_is_not_settled_nor_announced(stack):
+    queue = subscribe_queue(stack)
+    victim, record = contained(stack)
+    messages(stack, queue)
+    bystander = make_victim(stack, interfaces=1, volumes=1)
+    incidents.put({**incident(stack, record["incident_id"]), "incident_id": "inc-0123456789ab",
+                   "instance_id": bystander["instance_id"], "status": "OPEN"})
+    assert sweep(stack)["settled"] == []
+    assert incident(stack, "inc-0123456789ab")["status"] == "OPEN"
+    assert messages(stack, queue) == []
+
+
+def test_one_record_the_watch_cannot_read_does_not_stop_the_sweep(stack):
+    victim, record = contained(stack)
+    other, other_record = contained(stack)
+    incidents.record_step(record["incident_id"], "test", incidents.now(), "forged",
+                          fields={"releasing_until": 7, "pre_state.interfaces": "x"})
+    eni = _undo_an_interface(stack, other)
+    swept = sweep(stack)
+    assert swept["repaired"] == [other_record["incident_id"]]
+    assert record["incident_id"] in swept["unchecked"]
+    isolation = product_groups(stack, other["vpc_id"])["isolation"]["GroupId"]
+    assert interface_groups(stack, eni) == [isolation]
+
+
+def test_what_containment_made_is_kept_whatever_the_settings_say_now(stack):
+    """Contained with the deny-all profile; the setting is switched to disassociate since.
+    A profile put in its place is swapped for deny-all again (as release expects to find)."""
+    stack.configure(CREDENTIALS_MODE="deny-all")
+    victim, record = contained(stack)
+    stack.configure(CREDENTIALS_MODE="disassociate")
+    ec2 = stack.client("ec2")
+    (association,) = ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [victim["instance_id"]]}])[
+        "IamInstanceProfileAssociations"]
+    ec2.replace_iam_instance_profile_association(
+        AssociationId=association["AssociationId"],
+        IamInstanceProfile={"Name": make_instance_profile(stack.client("iam"))})
+    with stack.enforce_iam():
+        assert sweep(stack)["repaired"] == [record["incident_id"]]
+    from deploy import names
+    assert [p.rsplit("/", 1)[-1] for p in profiles_of(stack, victim["instance_id"])] == [
+        names.deny_all_profile(stack.stage)]
+    release(stack, victim["instance_id"])
+    assert profiles_of(stack, victim["instance_id"]) == [record["pre_state"]["instance_profile"]]
+
+
+def test_a_revocation_narrowed_to_the_instance_is_not_the_one_written(stack):
+    stack.configure(REVOKE_ROLE_SESSIONS="true", REVOKE_SCOPE="role")
+    victim, record = contained(stack)
+    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    iam = stack.client("iam")
+    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    narrowed = json.loads(json.dumps(written))
+    narrowed["Statement"][0]["Condition"]["StringEquals"] = {
+        "ec2:SourceInstanceARN": f"arn:aws:ec2:us-east-1:{stack.account}:instance/"
+                                 f"{victim['instance_id']}"}
+    iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(narrowed))
+    assert sweep(stack)["repaired"] == [record["incident_id"]]
+    assert iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"] == written

@@ -1,9 +1,9 @@
 """Reading CloudTrail's events: which call, who made it, which ids it names (wherever its
-request or response puts them), and which calls are the product's own."""
+request or response puts them)."""
 
 import pytest
 
-from chalicelib import settings, tamper
+from chalicelib import tamper
 
 HOME, MEMBER = "123456789012", "111111111111"
 
@@ -66,24 +66,13 @@ def test_an_enormous_request_is_searched_only_so_far():
     assert all(len(value) <= tamper.TEXT for value in call.who.values())
 
 
-@pytest.mark.parametrize("issuer, ours", [
-    (f"arn:aws:iam::{HOME}:role/ec2-quarantine-dev-contain", True),
-    (f"arn:aws:iam::{HOME}:role/ec2-quarantine-dev-states", True),
-    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-member-dev-contain", True),
-    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-member-dev", True),  # the API's
-    # another stage's, another account's, a look-alike: not this deployment's
-    (f"arn:aws:iam::{HOME}:role/ec2-quarantine-prod-contain", False),
-    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-dev-contain", False),
-    (f"arn:aws:iam::{HOME}:role/ec2-quarantine-member-dev-contain", False),
-    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-member-devil", False),
-    (f"arn:aws:iam::{HOME}:role/ec2-quarantine-devops", False),
-    (None, False),
-])
-def test_the_products_own_calls_are_known_by_their_roles(issuer, ours):
-    current = settings.load({
-        "STATE_MACHINE_ARN": f"arn:aws:states:us-east-1:{HOME}:stateMachine:ec2-quarantine-dev",
-        "TOPIC_ARN": f"arn:aws:sns:us-east-1:{HOME}:t", "INCIDENTS_TABLE": "t",
-        "EVIDENCE_BUCKET": "b", "MEMBER_ACCOUNTS": MEMBER})
-    call = tamper.parse(event("ModifyInstanceAttribute", {"instanceId": "i-0123456789abcdef0"},
-                              issuer=issuer))
-    assert tamper.is_the_products(call, HOME, current) is ours
+def test_a_group_named_by_a_call_that_changes_no_group_is_only_a_value():
+    """A description or an interface's new groups name groups: that changes no group, and
+    must not send the watch to every incident of the group's VPC."""
+    call = tamper.parse(event("ModifyNetworkInterfaceAttribute", {
+        "networkInterfaceId": "eni-0123456789abcdef0",
+        "groupSet": {"items": [{"groupId": "sg-0123456789abcdef0"}]}}))
+    assert call.ids["group"] == [] and call.ids["interface"] == ["eni-0123456789abcdef0"]
+    rule = tamper.parse(event("AuthorizeSecurityGroupEgress", {
+        "groupId": "sg-0123456789abcdef0", "ipPermissions": {"items": []}}))
+    assert rule.ids["group"] == ["sg-0123456789abcdef0"]
