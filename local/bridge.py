@@ -97,10 +97,10 @@ class LambdaBridge:
             self._invocations.clear()
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        """Block until no asynchronous invocation (EventBridge delivery) is running."""
+        """Block until no asynchronous work (EventBridge delivery, CloudTrail event) is running."""
         with self._idle:
             if not self._idle.wait_for(lambda: self._pending == 0, timeout):
-                raise TimeoutError(f"{self._pending} asynchronous invocations still running")
+                raise TimeoutError(f"{self._pending} asynchronous tasks still running")
 
     # -- invoking --------------------------------------------------------------------------
     def function_arn(self, function_name: str) -> str:
@@ -139,12 +139,17 @@ class LambdaBridge:
 
     def invoke_async(self, function: str, event, source: str = "event") -> None:
         """Lambda's asynchronous invocation (how EventBridge delivers): queued, run on a pool."""
+        self.submit(self.invoke, function, event, source)
+
+    def submit(self, work, *args) -> None:
+        """Run `work(*args)` on the pool as asynchronous work `wait_idle()` waits for (an
+        invocation, or a delivery that may lead to one: `local.cloudtrail`)."""
         with self._lock:
             self._pending += 1
 
         def run():
             try:
-                self.invoke(function, event, source)
+                work(*args)
             finally:
                 with self._idle:
                     self._pending -= 1

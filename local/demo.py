@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from deploy import names
 from local import drive, stack
 from quarantine_cli import evidence
 from local.victims import make_victim
@@ -60,6 +61,7 @@ def main() -> int:
     running = stack.start(aws_port=0, api_port=0, verbose=True,
                           environ={**os.environ, **DEMO_SETTINGS})
     try:
+        running.start_ticker()  # the sweep, at its rate (LOCAL_TICK_SECONDS: sooner)
         queue = drive.subscribe_queue(running)
         victim = make_victim(running, interfaces=2, volumes=2)
         print(f"\nVictim {victim['instance_id']} in {victim['vpc_id']}:")
@@ -70,7 +72,8 @@ def main() -> int:
         event = drive.guardduty_event(victim["instance_id"])
         drive.put_event(running, event)
         running.bridge.wait_idle()
-        decided = next(i.result for i in running.bridge.invocations if i.source == "eventbridge")
+        handler = names.function(running.stage, "on_guardduty_finding")
+        decided = next(i.result for i in running.bridge.invocations if i.function_name == handler)
         print(f"   handler: {decided['decision']} -> incident {decided.get('incident_id')}")
         if decided.get("decision") != "acted":
             print(f"Demo FAILED: the finding was not acted on: {decided}")

@@ -13,8 +13,9 @@ from deploy import names, statemachine
 from deploy.resources import DENY_ALL, EC2_TRUST
 
 def provision(stack) -> dict:
-    """Create the incidents table, topic, state machine (with its role) and EventBridge rules;
-    export their names into the environment the app's functions read. Returns the names.
+    """Create the incidents table, topic, state machine (with its role) and EventBridge rules
+    (patterns and schedules); export their names into the environment the app's functions read.
+    Returns the names.
     (Each function's role is made by `stack.enforce_iam()`: moto reads roles only then.)"""
     stage, region, account = stack.stage, stack.region, stack.account
     created = {
@@ -113,17 +114,27 @@ def deny_all_profile(stack, account: str | None = None) -> None:
 
 
 def install_rules(stack) -> list[str]:
-    """One rule per `@app.on_cw_event`, with the app's own pattern, targeting its function."""
+    """One rule per `@app.on_cw_event`, with the app's own pattern, and per `@app.schedule`, with
+    its schedule expression (and description), each targeting its function, as Chalice deploys
+    them."""
     import app as chalice_app_module
-    from chalice.app import CloudWatchEventConfig
+    from chalice.app import CloudWatchEventConfig, ScheduledEventConfig, ScheduleExpression
 
     events = stack.client("events")
     rules = []
     for source in chalice_app_module.app.event_sources:
-        if not isinstance(source, CloudWatchEventConfig):
+        if isinstance(source, CloudWatchEventConfig):
+            trigger = {"EventPattern": json.dumps(source.event_pattern)}
+        elif isinstance(source, ScheduledEventConfig):
+            expression = source.schedule_expression
+            trigger = {"ScheduleExpression": expression.to_string() if isinstance(
+                expression, ScheduleExpression) else expression}
+            if source.description is not None:
+                trigger["Description"] = source.description
+        else:
             continue
         rule = names.rule(stack.stage, source.name)
-        events.put_rule(Name=rule, EventPattern=json.dumps(source.event_pattern), State="ENABLED")
+        events.put_rule(Name=rule, State="ENABLED", **trigger)
         events.put_targets(
             Rule=rule,
             Targets=[{

@@ -1,9 +1,11 @@
 """The embedded AWS: one function, `start()`, used by the tests, `make local` and `make demo`.
 
 moto runs in-process in server mode (Step Functions executing the real definition), behind the
-fault-injection middleware; the fidelity patches are applied; Lambda invocations go to the app's
-own handlers through the bridge; the app's resources are provisioned; and the Chalice API is
-served with the stage's settings, overridden by the process environment.
+fault-injection middleware and CloudTrail's (`local.cloudtrail`: EC2 and IAM calls become events
+on the default bus); the fidelity patches are applied; Lambda invocations go to the app's own
+handlers through the bridge; the app's resources are provisioned; and the Chalice API is served
+with the stage's settings, overridden by the process environment. Scheduled rules fire on
+`tick()`, or at their rate once `start_ticker()` is called (`local.schedule`).
 """
 
 import contextlib
@@ -16,8 +18,9 @@ import threading
 import time
 import urllib.request
 
-from local import iam, patches, provision, scenario
+from local import iam, patches, provision, scenario, schedule
 from local.bridge import LambdaBridge
+from local.cloudtrail import CloudTrailMiddleware
 from local.faults import CONTROL_PATH, FaultMiddleware, FaultRegistry
 
 REGION = "us-east-1"
@@ -66,6 +69,7 @@ class Stack:
         self._clients = {}
         self._keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
         self._admin_keys = None  # made, with the functions' roles, by the first enforce_iam()
+        self._ticker = None
 
     def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
         """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto
@@ -171,8 +175,34 @@ class Stack:
         accounts.forget()
         self._clients = {key: c for key, c in self._clients.items() if key[2] == ACCOUNT}
         self._restore_settings()
+        self._provision()
+
+    def _provision(self) -> None:
+        """Provision the app; forget the invocations provisioning led to (the CloudTrail events
+        of its own calls reaching the app's rules)."""
         self.names = provision.provision(self)
+        self.bridge.wait_idle()
         self.bridge.forget()
+
+    def tick(self, rule: str | None = None) -> dict:
+        """Fire the scheduled rule `rule` ("sweep", as the app names it, or the rule's name), or
+        every one, now, as EventBridge would; wait for the functions. Returns what each returned
+        (Lambda's error payload if it raised), by its name in the app: {"sweep": ...}."""
+        return schedule.tick(self, rule)
+
+    def start_ticker(self, environ=None) -> None:
+        """Fire each scheduled rule at its own rate from now on, in the background, until the
+        stack stops; LOCAL_TICK_SECONDS in `environ` (default: the process's) sets one period,
+        in seconds, for every rule."""
+        environ = os.environ if environ is None else environ
+        period = float(environ["LOCAL_TICK_SECONDS"]) if environ.get("LOCAL_TICK_SECONDS") else None
+        self.stop_ticker()
+        self._ticker = schedule.Ticker(self, period).start()
+
+    def stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
 
     def _restore_settings(self) -> None:
         from chalicelib import settings as app_settings
@@ -183,13 +213,15 @@ class Stack:
         app_settings.reload()
 
     def stop(self) -> None:
+        self.stop_ticker()
         if self._api_server is not None:
             self._api_server.shutdown()
         self._moto_server.stop()
 
 
 class _FaultableMotoServer:
-    """moto's ThreadedMotoServer, with the fault middleware in front of its WSGI app."""
+    """moto's ThreadedMotoServer, with the fault middleware in front of its WSGI app, and
+    CloudTrail's events made of what moto answers."""
 
     def __init__(self, port: int, faults: FaultRegistry):
         from moto.moto_server.werkzeug_app import (
@@ -199,7 +231,8 @@ class _FaultableMotoServer:
         )
         from werkzeug.serving import make_server
 
-        app = FaultMiddleware(DomainDispatcherApplication(create_backend_app), faults)
+        app = FaultMiddleware(CloudTrailMiddleware(DomainDispatcherApplication(create_backend_app)),
+                              faults)
         self.server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="moto")
@@ -246,7 +279,7 @@ def start(stage: str = "dev", aws_port: int | None = None, api_port: int | None 
     stack = Stack(stage, moto_server, endpoint, None, None, bridge, faults, {}, settings_env)
     stack.moto_api("config", {"stepfunctions": {"execute_state_machine": True}})
     stack._restore_settings()
-    stack.names = provision.provision(stack)
+    stack._provision()
 
     if serve_api:
         from local.api import make_server

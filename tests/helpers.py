@@ -3,6 +3,7 @@ a queue subscribed to the report topic, GuardDuty events, waiting for executions
 
 import json
 
+from deploy import names
 from local.drive import (  # noqa: F401  (the tests import them from here)
     guardduty_event,
     history,
@@ -17,11 +18,13 @@ from local.victims import make_victim  # noqa: F401
 
 
 def deliver_finding(stack, event: dict) -> dict:
-    """PutEvents a finding and wait for the handler; returns what the handler decided."""
+    """PutEvents a finding and wait for the handler; returns what the handler decided. (Other
+    deliveries meanwhile, such as CloudTrail's events of the handler's own calls, are not it.)"""
+    handler = names.function(stack.stage, "on_guardduty_finding")
     before = len(stack.bridge.invocations)
     put_event(stack, event)
     stack.bridge.wait_idle()
-    delivered = [i for i in stack.bridge.invocations[before:] if i.source == "eventbridge"]
+    delivered = [i for i in stack.bridge.invocations[before:] if i.function_name == handler]
     assert len(delivered) <= 1
     if not delivered:
         return {"decision": "not delivered"}

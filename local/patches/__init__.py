@@ -4,11 +4,11 @@ Each patch is small, applied once per process, and has a test in tests/local tha
 moto. The product's code is never bent to moto; moto is bent to AWS. One module per service.
 
 Two entries: `apply_backend_fidelity()` installs what a service answers (EC2, SSM, DynamoDB, KMS,
-the EventBridge envelope, CloudFormation's retention, KMS keys, table indexes and previous
-parameters, API Gateway's stages and imports), which needs nothing but moto and so serves
-in-process tests under `mock_aws` as well; `apply(bridge, endpoint)` installs those and what only
-the embedded AWS switches on: Step Functions execution, Lambda targets through the bridge, IAM
-enforcement. Both may be called any number of times, in any order.
+the EventBridge envelope and scheduled rules, CloudFormation's retention, KMS keys, table indexes
+and previous parameters, API Gateway's stages and imports), which needs nothing but moto and so
+serves in-process tests under `mock_aws` as well; `apply(bridge, endpoint)` installs those and
+what only the embedded AWS switches on: Step Functions execution, Lambda targets through the
+bridge, IAM enforcement. Both may be called any number of times, in any order.
 """
 
 import threading
@@ -28,6 +28,7 @@ BACKEND = (
     dynamodb.patch_transaction_backup,  # first: the atomic writes' lock wraps it
     dynamodb.patch_atomic_writes,
     events.patch_event_envelope,
+    events.patch_scheduled_rules,
     kms.patch_message_limits,
     kms.patch_key_arns,
     kms.patch_digests,

@@ -200,6 +200,7 @@ def test_stolen_credentials_after_another_finding_contained_the_instance_are_rev
 
 def test_only_credential_exfiltration_among_access_key_findings_reaches_the_handler(stack):
     victim = make_victim(stack, interfaces=1, volumes=1)
+    stack.bridge.wait_idle()  # the CloudTrail events of making it delivered
     before = len(stack.bridge.invocations)
     put_event(stack, stolen_credentials_event(
         victim["instance_id"], finding_type="UnauthorizedAccess:IAMUser/MaliciousIPCaller"))
