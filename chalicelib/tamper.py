@@ -295,6 +295,8 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
     incident = incidents.get(incident_id)
     if incident is None or not _contained(incident):
         return {"incident_id": incident_id, "skipped": "not contained"}
+    if incident["status"] == "OPEN" and "seal" not in incident:  # the first cut's outcome:
+        return {"incident_id": incident_id, "skipped": "not contained"}  # Contain finishes it
     try:
         bindings.verified_incident(incident)
     except bindings.Refused as refusal:
@@ -334,7 +336,8 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
 
 def _contained(incident: dict) -> bool:
     """CONTAINED or PARTIAL, or still OPEN with Contain's outcome recorded (the evidence is
-    being collected: containment must hold meanwhile too)."""
+    being collected: containment must hold meanwhile too; the first cut's outcome, recorded
+    before Contain runs, comes without the seal Contain records with its own)."""
     return incident.get("status") in incidents.WATCHED or (
         incident.get("status") == "OPEN" and incident.get("containment") in incidents.WATCHED)
 
@@ -469,6 +472,9 @@ def differences(target, changes: list[dict]) -> list[dict]:
         if on != [isolating]:
             differs("interface-groups", eni, on, [isolating or "the isolation group"])
     for vpc in sorted({n["VpcId"] for n in live.instance.get("NetworkInterfaces", [])}):
+        for role in isolation.GROUP_NAMES.keys() - (groups.get(vpc) or {}).keys():
+            differs(f"{role}-group", vpc, "missing (deleted, or its tag removed)",
+                    "the product's group")  # made again, the interfaces moved onto it
         for role, group in (groups.get(vpc) or {}).items():
             rules = group.get("IpPermissions", []) + group.get("IpPermissionsEgress", [])
             if role == "isolation" and rules:
@@ -522,14 +528,17 @@ def repair(target, drift: list[dict]) -> list[dict]:
     for difference in drift:
         by_what.setdefault(difference["what"], []).append(difference)
     outcomes = {}
-    if "isolation-group-rules" in by_what or "open-group-rules" in by_what or \
-            "interface-groups" in by_what:
+    if by_what.keys() & NETWORK:
         outcomes.update(_repair_network(target, by_what))
     calls = [(d, fix) for d in drift if d["what"] in FIXES for fix in [FIXES[d["what"]]]]
     for (difference, _), answer in zip(calls, aws.settled(
             lambda d=d, fix=fix: fix(target, d) for d, fix in calls)):
         outcomes[id(difference)] = _outcome(answer)
     return [{**d, "outcome": outcomes.get(id(d), "not repaired")} for d in drift]
+
+
+NETWORK = {"interface-groups", "isolation-group-rules", "open-group-rules", "isolation-group",
+           "open-group"}  # put back together: the groups made right, then the interfaces
 
 
 def _outcome(answer) -> str:
@@ -544,7 +553,7 @@ def _repair_network(target, by_what: dict) -> dict:
     interfaces = [{"id": n["NetworkInterfaceId"], "vpc_id": n["VpcId"],
                    "groups": [g["GroupId"] for g in n.get("Groups", [])]}
                   for n in target.cache["live_instance"].get("NetworkInterfaces", [])]
-    rules = by_what.get("isolation-group-rules", []) + by_what.get("open-group-rules", [])
+    rules = [d for what in NETWORK - {"interface-groups"} for d in by_what.get(what, [])]
     try:  # rules made right (read with the instance), missing groups made
         isolation.ready_groups(target, {i["vpc_id"] for i in interfaces})
         outcomes.update({id(d): "put back" for d in rules})

@@ -26,7 +26,8 @@ def patch_event_envelope():
 def patch_scheduled_rules():
     """moto matches every event put on a bus against a scheduled rule too, whose missing pattern
     matches anything, so its targets received every event; AWS triggers a scheduled rule by its
-    schedule alone (`local.schedule` fires them)."""
+    schedule alone (`local.schedule` fires them). And moto delivers to a disabled rule's
+    targets: AWS delivers nothing to them."""
     from moto.events.models import Rule
 
     original = Rule.send_to_targets
@@ -39,7 +40,10 @@ def patch_scheduled_rules():
 
 
 def matches(rule, event) -> bool:
-    """Whether `rule` takes `event`: by its pattern; never for a rule with a schedule only."""
+    """Whether `rule` takes `event`: by its pattern; never for a rule with a schedule only, nor
+    for a disabled rule (moto delivers to disabled rules too; AWS does not)."""
+    if rule.state != "ENABLED":
+        return False
     if rule.scheduled_expression and not rule.event_pattern.get_pattern():
         return False
     return rule.event_pattern.matches_event(event)

@@ -714,3 +714,25 @@ def test_an_update_keeps_a_parameters_previous_value_its_default_too(stack):
     assert described["StackStatus"] == "UPDATE_COMPLETE"
     assert described["Parameters"] == [{"ParameterKey": "Mode", "ParameterValue": "GOVERNANCE"}]
     assert described["Outputs"][0]["OutputValue"] == "GOVERNANCE"
+
+
+def test_a_disabled_rule_delivers_nothing(stack):
+    """moto delivers to a disabled rule's targets; AWS does not (a half-deployed app's rules
+    are disabled so that no finding reaches it; a test turns CloudTrail's delivery off so)."""
+    import json as _json
+
+    sqs, events = stack.client("sqs"), stack.client("events")
+    queue = sqs.create_queue(QueueName="disabled-rule")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.put_rule(Name="off", EventPattern=_json.dumps({"source": ["test.off"]}),
+                    State="DISABLED")
+    events.put_targets(Rule="off", Targets=[{"Id": "q", "Arn": arn}])
+
+    def delivered():
+        events.put_events(Entries=[{"Source": "test.off", "DetailType": "t", "Detail": "{}"}])
+        return sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", [])
+
+    assert delivered() == []
+    events.enable_rule(Name="off")
+    assert len(delivered()) == 1
