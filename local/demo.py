@@ -4,14 +4,19 @@ Builds a VPC with an instance that looks like a real one (launched with security
 interfaces carrying different groups, two volumes, an instance profile), fires a GuardDuty
 finding at it with PutEvents, follows the execution step by step, prints the final report, and
 exits 0 only if the instance really ended isolated with its snapshots completed and its evidence
-verifies against its signed manifest (as `ec2-quarantine evidence verify` checks it).
+verifies against its signed manifest (as `ec2-quarantine evidence verify` checks it), and an
+insider's undoing of the cut was put back by the tamper watch and recorded with who did it.
 """
 
+import json
 import os
 import sys
 import time
 
+import boto3
+
 from deploy import names
+from chalicelib import incidents
 from local import drive, stack
 from quarantine_cli import evidence
 from local.victims import make_victim
@@ -57,6 +62,37 @@ def verify(running, victim: dict, incident_id: str) -> list[str]:
     return problems
 
 
+def tamper_and_watch(running, queue, victim: dict, incident_id: str) -> list[str]:
+    """An insider gives an interface its own groups back after containment; CloudTrail's event
+    reaches the tamper watch, which puts the isolation group back and records who. Returns
+    what is wrong."""
+    eni, groups = next(iter(victim["interfaces"].items()))
+    print(f"\n5. An insider undoes the cut: {eni} given back {groups} "
+          "(ModifyNetworkInterfaceAttribute)")
+    iam = running.client("iam")
+    iam.create_user(UserName="insider")
+    iam.put_user_policy(UserName="insider", PolicyName="one-right", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+                                                "Action": "ec2:ModifyNetworkInterfaceAttribute"}]}))
+    key = iam.create_access_key(UserName="insider")["AccessKey"]
+    insider = boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        region_name=running.region).client("ec2", endpoint_url=running.endpoint)
+    started = time.monotonic()
+    insider.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=groups)
+    running.bridge.wait_idle()  # CloudTrail's event delivered, the watch done
+    print(f"   every delivery done {time.monotonic() - started:.2f} s after the call "
+          "(on AWS, CloudTrail's delivery delay comes on top)")
+    for message in drive.messages(running, queue):
+        print(f"\n   Subject: {message['Subject']}")
+        print("   " + message["Message"].replace("\n", "\n   "))
+    entries = [e for e in incidents.get(incident_id).get("tamper") or []
+               if e.get("call") == "ModifyNetworkInterfaceAttribute"]
+    if not entries or not entries[0]["by"].get("arn", "").endswith(":user/insider"):
+        return ["the tampering was not recorded with who made it"]
+    return []
+
+
 def main() -> int:
     running = stack.start(aws_port=0, api_port=0, verbose=True,
                           environ={**os.environ, **DEMO_SETTINGS})
@@ -96,12 +132,15 @@ def main() -> int:
                                           "EVIDENCE_SIGNING_KEY_ARN"])))
         print("   " + evidence.render(checked).replace("\n", "\n   "))
 
-        problems = verify(running, victim, decided["incident_id"])
+        tampered = tamper_and_watch(running, queue, victim, decided["incident_id"])
+
+        problems = verify(running, victim, decided["incident_id"]) + tampered
         if not checked["verified"]:
             problems.append("the evidence does not verify against its signed manifest")
         print("\nChecked on the embedded AWS: " + ("; ".join(problems) if problems else
               "every interface reads back exactly the rule-free isolation group; "
-              "both snapshots completed; the evidence verifies against its signed manifest."))
+              "both snapshots completed; the evidence verifies against its signed manifest; "
+              "the insider's change was put back and recorded with who made it."))
         ok = status == "SUCCEEDED" and not problems
         print("Demo " + ("succeeded." if ok else "FAILED."))
         return 0 if ok else 1
