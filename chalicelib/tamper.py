@@ -455,6 +455,10 @@ def differences(target, changes: list[dict]) -> list[dict]:
     """What differs from containment, one entry per thing: `what`, `resource`, `found`,
     `expected`."""
     live = read(target, changes)
+    if live.instance["State"]["Name"] in ("shutting-down", "terminated"):
+        log.warning("%s is %s: nothing left to keep contained", target.instance_id,
+                    live.instance["State"]["Name"])
+        return []
     cut.remember(target, live.instance, live.groups, live.attributes)
     target.cache["live_instance"] = live.instance
     target.cache["revocations"] = {r["resource"]: r for r in _revocations(changes)}
