@@ -28,7 +28,8 @@ local: install
 	$(BIN)/python -m local
 
 # Benchmarks beside Cloud Custodian (in its own venv: c7n pins another boto3); writes
-# bench/RESULTS.md. About 17 minutes here (2 shared cores), 10 of them the 5,000 further findings.
+# bench/RESULTS.md. About 19 minutes here (2 shared cores), 10 of them the 5,000 further findings,
+# 1.5 the tamper watch (`python -m bench --only tamper` runs that alone and writes nothing).
 bench: install $(C7N_INSTALLED)
 	BENCH_VIA_MAKE=1 $(BIN)/python -m bench
 
