@@ -8,14 +8,17 @@ def patch_atomic_writes():
     """moto's threaded server applies concurrent writes to one item without isolation, so
     concurrent `list_append` updates lose entries; and it answers an update with the live item,
     read after its lock is gone, so two concurrent counter updates may both answer the later
-    count. DynamoDB applies each write atomically and answers what that write left. Serialize
-    moto's item writes, and answer a copy taken inside."""
+    count. DynamoDB applies each write atomically and answers what that write left. And a read
+    beside a write iterates the item while the write changes it ("dictionary changed size
+    during iteration": a 500). Serialize moto's item writes and reads, and answer a copy taken
+    inside."""
     import copy
 
     from moto.dynamodb.models import DynamoDBBackend
 
     writes = threading.RLock()  # transact_write_items calls put_item itself
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item",
+                 "query", "scan"):
         original = getattr(DynamoDBBackend, name)
 
         def atomic(self, *args, _original=original, **kwargs):
