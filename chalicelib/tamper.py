@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, report,
                         revocation, settings)
 from chalicelib.actions import instance as instance_actions, isolation
+from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
 from chalicelib.actions.instance import (DetachInstanceProfile, DisableApiStop,
                                          DisableInstanceMetadata, KeepVolumesOnTermination,
@@ -469,8 +470,15 @@ def differences(target, changes: list[dict]) -> list[dict]:
                       "expected": expected})
 
     groups = live.groups
+    # What containment isolated (by its sealed records), and any interface attached since; one
+    # containment could not isolate (a PARTIAL incident: Contain gave it its groups back) is the
+    # report's and the person's to decide, not the watch's (release could not give it back).
+    isolated = {c["resource"] for c in changes if c.get("action") == IsolateInterface.name}
+    had = {i["id"] for i in target.pre_state["interfaces"]}
     for interface in live.instance.get("NetworkInterfaces", []):
         vpc, eni = interface["VpcId"], interface["NetworkInterfaceId"]
+        if eni in had and eni not in isolated:
+            continue
         isolating = (groups.get(vpc) or {}).get("isolation", {}).get("GroupId")
         on = [g["GroupId"] for g in interface.get("Groups", [])]
         if on != [isolating]:
