@@ -61,12 +61,15 @@ def repair_classes(options) -> tuple:
             *((StopInstance,) if options.stop_after_evidence else ()))
 
 
-READ_PERMISSIONS = (*cut.OBSERVE_PERMISSIONS, "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeIamInstanceProfileAssociations", "iam:GetRolePolicy")
-PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
-               *bindings.VERIFY_PERMISSIONS, *READ_PERMISSIONS, *isolation.GROUP_PERMISSIONS,
-               isolation.PRODUCT_GROUPS_ONLY, *revocation.INVOKE_PERMISSIONS, "sns:Publish")
-SWEEP_PERMISSIONS = (*PERMISSIONS, "states:DescribeExecution")  # settling what is left OPEN
+READ_PERMISSIONS = (*cut.OBSERVE_PERMISSIONS, "ec2:DescribeIamInstanceProfileAssociations",
+                    "iam:GetRolePolicy")  # read()
+WATCH_PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
+                     *bindings.VERIFY_PERMISSIONS, *READ_PERMISSIONS,
+                     *isolation.GROUP_PERMISSIONS, isolation.PRODUCT_GROUPS_ONLY,
+                     *revocation.INVOKE_PERMISSIONS, "sns:Publish")
+# incidents_touched(): the instance an interface a call named is attached to
+PERMISSIONS = (*WATCH_PERMISSIONS, "ec2:DescribeNetworkInterfaces")
+SWEEP_PERMISSIONS = (*WATCH_PERMISSIONS, "states:DescribeExecution")  # settling what is left OPEN
 
 
 def permissions(options, sweep_too: bool = False) -> set[str]:
