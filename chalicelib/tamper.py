@@ -62,12 +62,15 @@ def repair_classes(options) -> tuple:
             *((StopInstance,) if options.stop_after_evidence else ()))
 
 
-READ_PERMISSIONS = (*cut.OBSERVE_PERMISSIONS, "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeIamInstanceProfileAssociations", "iam:GetRolePolicy")
-PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
-               *bindings.VERIFY_PERMISSIONS, *READ_PERMISSIONS, *isolation.GROUP_PERMISSIONS,
-               isolation.PRODUCT_GROUPS_ONLY, *revocation.INVOKE_PERMISSIONS, "sns:Publish")
-SWEEP_PERMISSIONS = (*PERMISSIONS, "states:DescribeExecution")  # settling what is left OPEN
+READ_PERMISSIONS = (*cut.OBSERVE_PERMISSIONS, "ec2:DescribeIamInstanceProfileAssociations",
+                    "iam:GetRolePolicy")  # read()
+WATCH_PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
+                     *bindings.VERIFY_PERMISSIONS, *READ_PERMISSIONS,
+                     *isolation.GROUP_PERMISSIONS, isolation.PRODUCT_GROUPS_ONLY,
+                     *revocation.INVOKE_PERMISSIONS, "sns:Publish")
+# incidents_touched(): the instance an interface a call named is attached to
+PERMISSIONS = (*WATCH_PERMISSIONS, "ec2:DescribeNetworkInterfaces")
+SWEEP_PERMISSIONS = (*WATCH_PERMISSIONS, "states:DescribeExecution")  # settling what is left OPEN
 
 
 def permissions(options, sweep_too: bool = False) -> set[str]:
@@ -180,6 +183,9 @@ def handle_event(detail, home_account: str) -> dict:
     except NotACall as why:
         log.info("event ignored: %s", why)
         return {"ignored": str(why)}
+    if by_the_watch(call, home_account, current):
+        log.info("%s by the tamper watch itself: its own repair", call.name)
+        return {"ignored": "the watch's own repair"}
     refusal = accounts.refusal(call.account, home_account, current)
     if refusal:
         log.warning("%s in account %s ignored: %s", call.name, call.account, refusal)
@@ -198,6 +204,24 @@ def handle_event(detail, home_account: str) -> dict:
         log.info("%s by %s touched no contained instance", call.name, call.who.get("arn"))
     results = aws.concurrently(lambda i=i: checked(i, home_account, call) for i in touched)
     return {"call": call.name, "incidents": touched, "results": results}
+
+
+WATCH_FUNCTIONS = ("on_tampering", "sweep")  # their Chalice names (app.py)
+
+
+def by_the_watch(call: Call, home_account: str, current) -> bool:
+    """Whether the call is one of the watch's own repairs: its session issuer is exactly one of
+    the watch's two roles, in the home account, or their member roles in the call's account
+    (names a role of its own cannot take: IAM names are unique in an account). A repair that
+    did not hold must not set off another one, for ever; the next sweep sees it."""
+    deployment = current.state_machine_arn.rsplit(":", 1)[-1]  # <app>-<stage>
+    own = {(home_account, f"{deployment}-{name}") for name in WATCH_FUNCTIONS}
+    own |= {(call.account, accounts.member_role(current.member_role_name,
+                                                f"{deployment}-{name}"))
+            for name in WATCH_FUNCTIONS}
+    issuer = call.who.get("sessionIssuer", "")
+    match = re.fullmatch(r"arn:aws[a-z-]*:iam::([0-9]{12}):role/([\w+=,.@-]+)", issuer)
+    return bool(match) and match.groups() in own
 
 
 # The tags whose removal or change matters: the instance's quarantine tags, and the role tag
@@ -427,7 +451,18 @@ def _attribute_classes(changes: list[dict]) -> tuple:
 
 
 def _revocations(changes: list[dict]) -> list[dict]:
-    return [c for c in changes if c.get("action") == instance_actions.RevokeRoleSessions.name]
+    """The revocations in force: per role and policy, the one denying the latest sessions (a
+    credential exfiltration found later writes the incident's policy again, for later
+    sessions; comparing with the earlier record too would rewrite the policy for ever)."""
+    latest: dict = {}
+    for c in changes:
+        if c.get("action") == instance_actions.RevokeRoleSessions.name:
+            key = (c.get("resource"), c.get("attribute"))
+            issued = str((c.get("after") or {}).get("denies_sessions_issued_before"))
+            if key not in latest or issued >= str(latest[key]["after"].get(
+                    "denies_sessions_issued_before")):
+                latest[key] = c
+    return list(latest.values())
 
 
 def _policy_in_place(target, record: dict) -> bool:

@@ -99,12 +99,13 @@ def api(stack, method: str, path: str, body=None, raw: bytes | None = None) -> t
         return error.code, json.load(error)
 
 
-def principal(stack, name: str, rights) -> object:
-    """client(service) of a new IAM user allowed `rights` (IAM actions) on everything: an
-    insider with a few rights, or a host's role, as moto's IAM enforcement sees them."""
+def principal(stack, name: str, rights, account: str | None = None) -> object:
+    """client(service) of a new IAM user (of `account`, default the home account) allowed
+    `rights` (IAM actions) on everything: an insider with a few rights, or a host's role, as
+    moto's IAM enforcement sees them."""
     import boto3
 
-    iam_admin = stack.client("iam")
+    iam_admin = stack.client("iam", account=account or stack.account)
     iam_admin.create_user(UserName=name)
     iam_admin.put_user_policy(UserName=name, PolicyName="few", PolicyDocument=json.dumps({
         "Version": "2012-10-17",

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib import incidents, settings, workflow
-from deploy import grants, names, permissions
+from chalicelib import incidents, settings, tamper, workflow
+from deploy import grants, member_role, names, permissions
 from local import iam, provision
-from local.victims import make_fleet_member
+from local.victims import make_fleet_member, make_instance_profile
 from tests.helpers import (
     api,
     deliver_finding,
@@ -21,6 +21,7 @@ from tests.helpers import (
     interface_groups,
     make_victim,
     messages,
+    principal,
     product_groups,
     snapshots_of,
     stolen_credentials_event,
@@ -29,6 +30,7 @@ from tests.helpers import (
 )
 
 MEMBER = "111111111111"
+WATCH = ("on_tampering", "sweep")  # the tamper watch's functions
 FORENSIC = "210987654321"
 # Declared, but used only where a run here cannot reach cheaply; each says when it is used.
 NOT_EXERCISED = {
@@ -245,10 +247,25 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
     reports = [m["Subject"] for m in messages(stack, queue)]
     assert sum(s.endswith(": contained") for s in reports) == 3, reports
 
+    _assert_none_denied()
+    # on_tampering and sweep: test_the_tamper_watch_uses_exactly_the_actions_its_roles_grant
+    assert not _unlike_declared(stack, permissions.needs().keys() - set(WATCH), ran_under)
+    # The state machine's dynamodb:UpdateItem settles an incident whose report step failed:
+    # exercised (and shown necessary) by the lambda:InvokeFunction case below.
+    assert iam.authorizations.allowed(names.state_machine_role(stack.stage)) == {
+        "lambda:InvokeFunction", "sns:Publish"}
+
+
+def _assert_none_denied():
     decisions = iam.authorizations.decisions()
     assert not [d for d in decisions if not d.allowed], [d for d in decisions if not d.allowed]
+
+
+def _unlike_declared(stack, functions, ran_under) -> dict:
+    """For each of `functions` whose used actions differ from those its policy granted under
+    the settings `ran_under` (but NOT_EXERCISED): what was unused, what undeclared."""
     mismatches = {}
-    for function in permissions.needs():
+    for function in functions:
         used = iam.authorizations.allowed(names.function_role(stack.stage, function))
         declared = {grants.iam_action(a) for current in ran_under
                     for a in permissions.needs(current)[function]}
@@ -256,11 +273,230 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
         if used != expected:
             mismatches[function] = {"unused": sorted(expected - used),
                                     "undeclared": sorted(used - expected)}
-    assert not mismatches
-    # The state machine's dynamodb:UpdateItem settles an incident whose report step failed:
-    # exercised (and shown necessary) by the lambda:InvokeFunction case below.
-    assert iam.authorizations.allowed(names.state_machine_role(stack.stage)) == {
-        "lambda:InvokeFunction", "sns:Publish"}
+    return mismatches
+
+
+EVERYTHING = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+INSIDER_RIGHTS = ["ec2:ModifyNetworkInterfaceAttribute", "ec2:AuthorizeSecurityGroupIngress",
+                  "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress",
+                  "ec2:RevokeSecurityGroupEgress", "ec2:DeleteTags",
+                  "ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation",
+                  "iam:PassRole", "ec2:ModifyInstanceMetadataOptions",
+                  "ec2:ModifyInstanceAttribute", "ec2:StartInstances", "iam:DeleteRolePolicy"]
+
+
+def _all_traffic(rules) -> set[str]:
+    return {r.get("CidrIp") or r.get("CidrIpv6") for rule in rules if rule["IpProtocol"] == "-1"
+            for r in rule.get("IpRanges", []) + rule.get("Ipv6Ranges", [])}
+
+
+class _Contained:
+    """A contained instance, the administrator's and an insider's clients where it is, and its
+    containment as read once contained (`contained`): whole again is reading the same."""
+
+    def __init__(self, stack, victim, record, account, insider):
+        self.victim, self.record, self.insider = victim, record, insider
+        self.instance_id, self.eni = victim["instance_id"], next(iter(victim["interfaces"]))
+        self.ec2, self.iam = stack.client("ec2", account=account), stack.client(
+            "iam", account=account)
+        (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+        self.revoked = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+        self.contained = self.state()
+        assert all(self.contained["interfaces"].values()) and self.contained["stopped"]
+        assert self.contained["metadata"] == "disabled" and self.contained["protection"]
+
+    def group(self, role: str) -> dict:
+        """The product's `role` group in the instance's VPC, as described now."""
+        (group,) = [g for g in self.ec2.describe_security_groups(Filters=[
+            {"Name": "vpc-id", "Values": [self.victim["vpc_id"]]},
+            {"Name": "tag:ec2-quarantine", "Values": [role]}])["SecurityGroups"]]
+        return group
+
+    def state(self) -> dict:
+        instance = self.ec2.describe_instances(InstanceIds=[self.instance_id])[
+            "Reservations"][0]["Instances"][0]
+        isolation, open_group = self.group("isolation"), self.group("open")
+        role, policy = self.revoked
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        return {
+            "interfaces": {n["NetworkInterfaceId"]: [g["GroupId"] for g in n["Groups"]] == [
+                isolation["GroupId"]] for n in instance["NetworkInterfaces"]},
+            "isolation rules": isolation["IpPermissions"] + isolation["IpPermissionsEgress"],
+            "open rules": [_all_traffic(open_group["IpPermissions"]),
+                           _all_traffic(open_group["IpPermissionsEgress"])],
+            "profiles": [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
+                         for a in self.ec2.describe_iam_instance_profile_associations(Filters=[
+                             {"Name": "instance-id", "Values": [self.instance_id]},
+                             {"Name": "state", "Values": ["associated"]}])[
+                             "IamInstanceProfileAssociations"]],
+            "metadata": instance["MetadataOptions"]["HttpEndpoint"],
+            "protection": self.ec2.describe_instance_attribute(
+                InstanceId=self.instance_id, Attribute="disableApiTermination")[
+                "DisableApiTermination"]["Value"],
+            "tags": {key: tags.get(key) for key in ("QuarantineIncident", "QuarantineStatus")},
+            "stopped": instance["State"]["Name"] in ("stopping", "stopped"),
+            "revocation": self.iam.get_role_policy(RoleName=role, PolicyName=policy)[
+                "PolicyDocument"],
+        }
+
+
+def _on_group(operation: str, role: str):
+    def undo(scene):
+        getattr(scene.insider("ec2"), operation)(GroupId=scene.group(role)["GroupId"],
+                                                 IpPermissions=EVERYTHING)
+    return undo
+
+
+def _interface_back(scene):
+    scene.insider("ec2").modify_network_interface_attribute(
+        NetworkInterfaceId=scene.eni, Groups=scene.victim["interfaces"][scene.eni])
+
+
+def _untagged(scene):
+    scene.insider("ec2").delete_tags(Resources=[scene.group("isolation")["GroupId"]],
+                                     Tags=[{"Key": "ec2-quarantine"}])
+
+
+def _profile_associated(scene):
+    scene.insider("ec2").associate_iam_instance_profile(
+        InstanceId=scene.instance_id, IamInstanceProfile={"Name": make_instance_profile(scene.iam)})
+
+
+def _profile_replaced(scene):
+    (association,) = scene.ec2.describe_iam_instance_profile_associations(Filters=[
+        {"Name": "instance-id", "Values": [scene.instance_id]},
+        {"Name": "state", "Values": ["associated"]}])["IamInstanceProfileAssociations"]
+    scene.insider("ec2").replace_iam_instance_profile_association(
+        AssociationId=association["AssociationId"],
+        IamInstanceProfile={"Name": make_instance_profile(scene.iam)})
+
+
+def _metadata_on(scene):
+    scene.insider("ec2").modify_instance_metadata_options(InstanceId=scene.instance_id,
+                                                          HttpEndpoint="enabled")
+
+
+def _protection_off(scene):
+    scene.insider("ec2").modify_instance_attribute(InstanceId=scene.instance_id,
+                                                   DisableApiTermination={"Value": False})
+
+
+def _tags_deleted(scene):
+    scene.insider("ec2").delete_tags(Resources=[scene.instance_id], Tags=[
+        {"Key": "QuarantineIncident"}, {"Key": "QuarantineStatus"}])
+
+
+def _revocation_deleted(scene):
+    role, policy = scene.revoked
+    scene.insider("iam").delete_role_policy(RoleName=role, PolicyName=policy)
+
+
+def _restarted(scene):
+    scene.insider("ec2").start_instances(InstanceIds=[scene.instance_id])
+
+
+# How containment is undone, each on one scene's instance. The interface's call makes the event
+# path find its instance (DescribeNetworkInterfaces), a group's call every incident in its VPC
+# (watched(): Query); the untagged group is made again (CreateSecurityGroup, its tags).
+UNDOINGS = {
+    "interface given its groups back": ("deny-all", _interface_back),
+    "ingress on the isolation group": ("deny-all", _on_group(
+        "authorize_security_group_ingress", "isolation")),
+    "egress on the isolation group": ("deny-all", _on_group(
+        "authorize_security_group_egress", "isolation")),
+    "ingress taken from the open group": ("deny-all", _on_group(
+        "revoke_security_group_ingress", "open")),
+    "egress taken from the open group": ("deny-all", _on_group(
+        "revoke_security_group_egress", "open")),
+    "isolation group untagged": ("disassociate", _untagged),
+    "profile replaced": ("deny-all", _profile_replaced),
+    "profile associated": ("disassociate", _profile_associated),
+    "metadata on": ("deny-all", _metadata_on),
+    "metadata on in the member account": ("member", _metadata_on),
+    "protection off": ("deny-all", _protection_off),
+    "tags deleted": ("deny-all", _tags_deleted),
+    "revocation deleted": ("deny-all", _revocation_deleted),
+    "restarted": ("deny-all", _restarted),
+}
+
+
+def _forward_tampering(stack, account: str) -> None:
+    """The member's rule forwarding the tamper events to the home account's bus, as the member
+    template makes it (deploy/member_role.py `forwarding`)."""
+    events = stack.client("events", account=account)
+    rule = member_role.forwarding_rule(stack.stage)
+    events.put_rule(Name=rule, EventPattern=json.dumps(tamper.EVENT_PATTERN))
+    events.put_targets(Rule=rule, Targets=[{"Id": "central", "Arn": (
+        f"arn:aws:events:{stack.region}:{stack.account}:event-bus/default")}])
+
+
+def _left_open(stack) -> str:
+    """A contained incident left OPEN after its execution ended, as a failed report and its
+    failed fallback leave it (test_tamper_sweep.py
+    test_an_incident_left_open_after_its_execution_ended_is_settled); written before IAM is
+    enforced (the test's own credentials may not write the table)."""
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+    assert _finish(stack, started)["status"] == "CONTAINED"
+    incidents.record_step(started["incident_id"], "report", incidents.now(), "failed",
+                          fields={"status": "OPEN"})
+    return started["incident_id"]
+
+
+def _contained(stack, victim, account, insider) -> _Contained:
+    started = deliver_finding(stack, guardduty_event(victim["instance_id"], account=account))
+    record = _finish(stack, started)
+    assert record["status"] == "CONTAINED", record["errors"]
+    return _Contained(stack, victim, record, account, insider)
+
+
+def test_the_tamper_watch_uses_exactly_the_actions_its_roles_grant(stack):
+    """Containment undone every way the watch puts back, in the home and a member account,
+    under every setting the watch's policy depends on: by an insider's calls, whose CloudTrail
+    events bring `on_tampering`; then again with its rule disabled, for the sweep to find (and
+    an incident left OPEN for it to settle). Both ways of cutting credentials are contained:
+    the watch holds either, whatever the settings."""
+    stack.configure(MEMBER_ACCOUNTS=MEMBER, STOP_AFTER_EVIDENCE="true",
+                    REVOKE_ROLE_SESSIONS="true", CREDENTIALS_MODE="deny-all")
+    ran_under = [settings.get()]
+    iam.provision_member_account(stack, MEMBER)
+    _forward_tampering(stack, MEMBER)
+    left_open = _left_open(stack)
+    victims = {"deny-all": make_victim(stack, interfaces=2, volumes=1),
+               "member": make_victim(stack, interfaces=1, volumes=1, account=MEMBER),
+               "disassociate": make_victim(stack, interfaces=2, volumes=1)}
+    insiders = {stack.account: principal(stack, "insider", INSIDER_RIGHTS),
+                MEMBER: principal(stack, "insider", INSIDER_RIGHTS, account=MEMBER)}
+
+    with stack.enforce_iam():
+        scenes = {key: _contained(stack, victims[key], account, insiders[account])
+                  for key, account in (("deny-all", stack.account), ("member", MEMBER))}
+        stack.configure(CREDENTIALS_MODE="disassociate")
+        ran_under.append(settings.get())
+        scenes["disassociate"] = _contained(stack, victims["disassociate"], stack.account,
+                                            insiders[stack.account])
+        assert scenes["deny-all"].contained["profiles"] == [names.deny_all_profile(stack.stage)]
+        assert scenes["disassociate"].contained["profiles"] == []
+
+        for what, (key, undo) in UNDOINGS.items():
+            undo(scenes[key])
+            stack.bridge.wait_idle()  # CloudTrail's delivery, and the watch's repair
+            assert scenes[key].state() == scenes[key].contained, f"{what} was not put back"
+
+        stack.client("events").disable_rule(Name=names.rule(stack.stage, "on_tampering"))
+        for key, undo in UNDOINGS.values():
+            undo(scenes[key])
+        stack.bridge.wait_idle()
+        swept = stack.tick("sweep")["sweep"]
+        assert sorted(swept["repaired"]) == sorted(s.record["incident_id"]
+                                                   for s in scenes.values()), swept
+        assert swept["settled"] == [{"incident_id": left_open, "status": "CONTAINED",
+                                     "execution": "SUCCEEDED"}]
+        for key, scene in scenes.items():
+            assert scene.state() == scene.contained, f"{key}: not put back by the sweep"
+
+    _assert_none_denied()
+    assert not _unlike_declared(stack, WATCH, ran_under)
 
 
 def test_the_exclusions_are_declared():

@@ -76,3 +76,27 @@ def test_a_group_named_by_a_call_that_changes_no_group_is_only_a_value():
     rule = tamper.parse(event("AuthorizeSecurityGroupEgress", {
         "groupId": "sg-0123456789abcdef0", "ipPermissions": {"items": []}}))
     assert rule.ids["group"] == ["sg-0123456789abcdef0"]
+
+
+@pytest.mark.parametrize("issuer, own", [
+    ("arn:aws:iam::123456789012:role/ec2-quarantine-dev-on_tampering", True),
+    ("arn:aws:iam::123456789012:role/ec2-quarantine-dev-sweep", True),
+    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-member-dev-on_tampering", True),
+    # the product's other roles, another stage's, a look-alike, another account's: checked
+    ("arn:aws:iam::123456789012:role/ec2-quarantine-dev-contain", False),
+    ("arn:aws:iam::123456789012:role/ec2-quarantine-prod-sweep", False),
+    ("arn:aws:iam::123456789012:role/ec2-quarantine-dev-sweep2", False),
+    (f"arn:aws:iam::{MEMBER}:role/ec2-quarantine-dev-sweep", False),
+    ("arn:aws:iam::123456789012:role/path/ec2-quarantine-dev-sweep", False),
+    (None, False),
+])
+def test_only_the_watchs_own_repairs_are_left_alone(issuer, own):
+    from chalicelib import settings
+
+    current = settings.load({
+        "STATE_MACHINE_ARN": f"arn:aws:states:us-east-1:{HOME}:stateMachine:ec2-quarantine-dev",
+        "TOPIC_ARN": f"arn:aws:sns:us-east-1:{HOME}:t", "INCIDENTS_TABLE": "t",
+        "EVIDENCE_BUCKET": "b", "MEMBER_ACCOUNTS": MEMBER})
+    call = tamper.parse(event("ModifyInstanceAttribute", {"instanceId": "i-0123456789abcdef0"},
+                              issuer=issuer))
+    assert tamper.by_the_watch(call, HOME, current) is own
