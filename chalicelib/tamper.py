@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, report,
-                        revocation, settings)
+                        revocation, settings, workflow)
 from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
@@ -355,7 +355,7 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
         incident = incidents.record_tamper(incident_id, entry, token)
     except Exception:  # the alert still goes: what was found is in it and in the log
         log.exception("could not record tampering on %s", incident_id)
-    _alert(report.tampered(incident, entry))
+    workflow.announce_quietly(report.tampered(incident, entry))
     return {"incident_id": incident_id, "drift": repaired}
 
 
@@ -669,15 +669,6 @@ FIXES = {
 }
 
 
-def _alert(notice: dict) -> None:
-    try:
-        topic = settings.get().topic_arn
-        aws.client("sns", aws.region_of(topic)).publish(
-            TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
-    except Exception:
-        log.exception("could not publish: %s", notice["subject"])
-
-
 # -- the sweep -------------------------------------------------------------------------------
 
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -750,5 +741,5 @@ def settle(incident_id: str) -> dict | None:
     if final == "FAILED":
         incidents.release_claim(incident)
     log.warning("%s (%s): %s -> %s", incident_id, incident["instance_id"], why, final)
-    _alert(report.final(incident))
+    workflow.announce_quietly(report.final(incident))
     return {"incident_id": incident_id, "status": final, "execution": execution["status"]}

@@ -281,7 +281,7 @@ def further(incident_id: str, request: findings.QuarantineRequest,
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
     revoked = _revoke_stolen(incident, request)
-    _announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))
+    announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
     return outcomes.Recorded(incident)
 
@@ -464,7 +464,7 @@ def grant_exemption(request: findings.QuarantineRequest, expires: str,
     replaced = incidents.put_exemption(exemption)
     log.info("exempted %s until %s by %s: %s", request.instance_id, expires,
              request.requested_by, request.reason)
-    _announce_quietly(report.exemption(exemption, "granted"))
+    announce_quietly(report.exemption(exemption, "granted"))
     return outcomes.ExemptionGranted(exemptions.shown(exemption),
                                      replaced and exemptions.shown(replaced))
 
@@ -502,7 +502,7 @@ def revoke_exemption(request: findings.QuarantineRequest,
         untagged = actions.error_record("exemption-tag", request.instance_id, error)
     log.info("revoked the exemption of %s by %s: %s", request.instance_id, request.requested_by,
              request.reason)
-    _announce_quietly(report.exemption(ended, "revoked"))
+    announce_quietly(report.exemption(ended, "revoked"))
     return outcomes.ExemptionRevoked(exemptions.shown(ended), untagged)
 
 
@@ -539,7 +539,7 @@ def _exempt_tags(account: str, region: str, instance_ids: list, home_account: st
             exemptions.tag_value(i, exempt_tag) for r in reservations for i in r["Instances"]}
 
 
-def _announce_quietly(notice: dict) -> None:
+def announce_quietly(notice: dict) -> None:
     """Announce a decision already made and recorded: a lost notice is logged, not an error."""
     try:
         announce(notice)

@@ -64,6 +64,14 @@ def profiles_of(stack, instance_id: str) -> list[str]:
         if a["State"] == "associated"]
 
 
+def revocation_policy(stack, record) -> tuple[str, str, dict]:
+    """(role, policy name, document) of the incident's revocation, as the revoker wrote it."""
+    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
+    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    return role, policy, stack.client("iam").get_role_policy(
+        RoleName=role, PolicyName=policy)["PolicyDocument"]
+
+
 def test_what_an_insider_undid_is_put_back_recorded_and_announced(stack):
     queue = subscribe_queue(stack)
     victim, record = contained(stack)
@@ -119,10 +127,8 @@ def test_a_deleted_revocation_policy_and_a_restarted_instance_are_put_back(stack
     stack.configure(REVOKE_ROLE_SESSIONS="true", STOP_AFTER_EVIDENCE="true")
     victim, record = contained(stack)
     instance_id = victim["instance_id"]
-    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
-    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    role, policy, written = revocation_policy(stack, record)
     iam = stack.client("iam")
-    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
     assert stack.client("ec2").describe_instances(InstanceIds=[instance_id])[
         "Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
 
@@ -142,10 +148,8 @@ def test_a_weakened_revocation_policy_under_the_same_name_is_written_again(stack
     """A Deny that never matches, put in place of the product's, is not the product's."""
     stack.configure(REVOKE_ROLE_SESSIONS="true")
     victim, record = contained(stack)
-    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
-    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    role, policy, written = revocation_policy(stack, record)
     iam = stack.client("iam")
-    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
     weakened = json.loads(json.dumps(written))
     weakened["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"] = \
         "2000-01-01T00:00:00Z"
@@ -382,10 +386,8 @@ def test_what_containment_made_is_kept_whatever_the_settings_say_now(stack):
 def test_a_revocation_narrowed_to_the_instance_is_not_the_one_written(stack):
     stack.configure(REVOKE_ROLE_SESSIONS="true", REVOKE_SCOPE="role")
     victim, record = contained(stack)
-    (revoked,) = [c for c in record["changes"] if c["action"] == "revoke-role-sessions"]
-    role, policy = revoked["resource"], revoked["attribute"].split(":", 1)[1]
+    role, policy, written = revocation_policy(stack, record)
     iam = stack.client("iam")
-    written = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
     narrowed = json.loads(json.dumps(written))
     narrowed["Statement"][0]["Condition"]["StringEquals"] = {
         "ec2:SourceInstanceARN": f"arn:aws:ec2:us-east-1:{stack.account}:instance/"
