@@ -6,25 +6,12 @@ own client making its redeploy's API Gateway calls on the embedded AWS."""
 import json
 
 import pytest
-from moto import mock_aws
 
 from deploy import attach, project, retained
 from deploy.session import DeployError
 
 LOGS = "arn:aws:logs:us-east-1:123456789012:log-group:api-access"
 ROLE = "arn:aws:iam::123456789012:role/api-gateway-logs"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        import boto3
-
-        yield boto3.session.Session()
 
 
 def _rest_api(gateway) -> str:

@@ -122,20 +122,6 @@ def test_the_home_bus_admits_the_listed_members_and_with_a_star_the_organization
     assert "Default" not in parameter and parameter["AllowedPattern"] == "^o-[a-z0-9]{10,32}$"
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    from moto import mock_aws
-
-    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        import boto3
-
-        yield boto3.session.Session()
-
-
 def test_make_deploy_finds_the_organization_a_star_admits(aws):
     with pytest.raises(DeployError, match="belongs to none"):
         stack.organization_id()

@@ -4,8 +4,6 @@ watch as CloudTrail delivers it (the embedded AWS emits the events, EventBridge 
 the app's own pattern), is undone within the same delivery, and is recorded with who made it;
 a benign change elsewhere triggers nothing; a release is never fought."""
 
-import json
-
 import pytest
 
 from chalicelib import tamper

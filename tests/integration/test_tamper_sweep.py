@@ -25,7 +25,6 @@ from tests.helpers import (
     product_groups,
     release,
     subscribe_queue,
-    wait_execution,
 )
 
 EVERYTHING_OPEN = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
