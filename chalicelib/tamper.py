@@ -505,17 +505,20 @@ def differences(target, changes: list[dict]) -> list[dict]:
                       "expected": expected})
 
     groups = live.groups
-    # What containment isolated (by its sealed records), and any interface attached since; one
-    # containment could not isolate (a PARTIAL incident: Contain gave it its groups back) is the
-    # report's and the person's to decide, not the watch's (release could not give it back).
-    isolated = {c["resource"] for c in changes if c.get("action") == IsolateInterface.name}
+    # What containment isolated (by its sealed records), any interface attached since, and any
+    # left on the all-open group. One containment could not isolate (a PARTIAL incident: Contain
+    # gave it its groups back; the first cut's record of the all-open step is all it has) is the
+    # report's and the person's to decide, not the watch's.
+    open_ids = {g.get("open", {}).get("GroupId") for g in groups.values() if g} - {None}
+    isolated = {c["resource"] for c in changes if c.get("action") == IsolateInterface.name
+                and not set(c.get("after") or ()) <= open_ids}
     had = {i["id"] for i in target.pre_state["interfaces"]}
     for interface in live.instance.get("NetworkInterfaces", []):
         vpc, eni = interface["VpcId"], interface["NetworkInterfaceId"]
-        if eni in had and eni not in isolated:
-            continue
         isolating = (groups.get(vpc) or {}).get("isolation", {}).get("GroupId")
         on = [g["GroupId"] for g in interface.get("Groups", [])]
+        if eni in had and eni not in isolated and not set(on) & open_ids:
+            continue
         if on != [isolating]:
             differs("interface-groups", eni, on, [isolating or "the isolation group"])
     for vpc in sorted({n["VpcId"] for n in live.instance.get("NetworkInterfaces", [])}):

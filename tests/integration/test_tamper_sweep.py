@@ -405,3 +405,49 @@ def test_a_deleted_open_group_is_made_again(stack):
     assert sweep(stack)["repaired"] == [record["incident_id"]]
     made = product_groups(stack, victim["vpc_id"])["open"]
     assert made["GroupId"] != open_group and made["IpPermissions"]
+
+
+def _partial(stack, restore_fails: bool) -> tuple[dict, dict, str]:
+    """A victim whose isolation swap fails for the entry function and for Contain, each with
+    its retry (the first cut records the all-open step); Contain's restore of its own groups
+    fails too when `restore_fails`, leaving it on the all-open group."""
+    first, _ = contained(stack)  # makes the VPC's pair of groups
+    isolation = product_groups(stack, first["vpc_id"])["isolation"]["GroupId"]
+    victim = make_victim(stack, interfaces=1, volumes=1,
+                         vpc={"vpc_id": first["vpc_id"], "subnet_id": first["subnet_id"]})
+    (eni, groups), = victim["interfaces"].items()
+    stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation", count=4,
+                     resource=isolation)
+    if restore_fails:
+        stack.faults.arm("ec2", "ModifyNetworkInterfaceAttribute", "UnauthorizedOperation",
+                         resource=groups[0], caller="contain")
+    record, _ = finish(stack, deliver_finding(stack, guardduty_event(victim["instance_id"])))
+    assert record["status"] == "PARTIAL" and len(stack.faults.fired) == 4 + restore_fails
+    return victim, record, isolation
+
+
+def test_an_interface_containment_gave_its_own_groups_back_is_left_to_the_person(stack):
+    """The first cut's record of the all-open step is not a promise of isolation: the PARTIAL
+    report says the interface is on its own groups, and so it stays."""
+    victim, record, _ = _partial(stack, restore_fails=False)
+    (eni, groups), = victim["interfaces"].items()
+    assert interface_groups(stack, eni) == groups
+
+    assert record["incident_id"] not in sweep(stack)["repaired"]
+    assert interface_groups(stack, eni) == groups
+    assert "tamper" not in incident(stack, record["incident_id"])
+
+
+def test_an_interface_left_on_the_all_open_group_is_isolated_and_release_restores_it(stack):
+    victim, record, isolation = _partial(stack, restore_fails=True)
+    (eni, groups), = victim["interfaces"].items()
+    assert interface_groups(stack, eni) == [product_groups(stack, victim["vpc_id"])["open"][
+        "GroupId"]]
+
+    assert sweep(stack)["repaired"] == [record["incident_id"]]
+    assert interface_groups(stack, eni) == [isolation]
+    (entry,) = incident(stack, record["incident_id"])["tamper"]
+    assert [d["what"] for d in entry["drift"]] == ["interface-groups"]
+
+    release(stack, victim["instance_id"])
+    assert interface_groups(stack, eni) == groups
