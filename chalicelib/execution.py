@@ -10,7 +10,7 @@ own environment. The state machine passes `options` to every Lambda step.
 from dataclasses import replace
 from typing import Literal, TypedDict
 
-from chalicelib import findings, report, settings
+from chalicelib import findings, notices, report, settings
 
 
 class Frozen(TypedDict, total=False):
@@ -20,10 +20,33 @@ class Frozen(TypedDict, total=False):
     memory_capture: bool
 
 
+class Labels(TypedDict):
+    """What the state machine's own notices (a step that renders them failed) say the incident
+    is: plain strings, read by JSONPath (deploy/statemachine.py `_fallback`)."""
+
+    incident_id: str
+    instance_id: str
+    account: str
+    region: str
+    finding_type: str
+    status: str
+
+
+def labels(incident: dict) -> Labels:
+    finding = incident.get("finding") if isinstance(incident.get("finding"), dict) else {}
+    return {"incident_id": str(incident.get("incident_id")),
+            "instance_id": str(incident.get("instance_id")),
+            "account": str(incident.get("account_id") or notices.UNKNOWN),
+            "region": str(incident.get("region") or notices.UNKNOWN),
+            "finding_type": str(finding.get("type") or "none"),
+            "status": str(incident.get("status") or notices.UNKNOWN)}
+
+
 class QuarantineInput(TypedDict):
     mode: Literal["quarantine"]
     incident: dict  # the incident as opened, without its further findings (they can grow)
-    notice: dict  # the detection notice NotifyDetected publishes: subject, message
+    notice: dict  # the detection notice NotifyDetected publishes (report.py's shape)
+    labels: Labels
     options: Frozen
     memory: dict  # CaptureMemory's result, once it ran
     cut: dict  # the entry function's first cut (workflow.first_cut); without one, only
@@ -39,6 +62,7 @@ class ReleaseRequest(TypedDict):
 class ReleaseInput(TypedDict):
     mode: Literal["release"]
     incident: dict  # {"incident_id"}: the release step reads the record itself
+    labels: Labels
     release: ReleaseRequest
     options: Frozen
 
@@ -55,17 +79,19 @@ def quarantine(incident: dict, current: settings.Settings,
         "mode": "quarantine",
         "incident": {key: value for key, value in incident.items() if key != "findings"},
         "notice": report.detection(incident),
+        "labels": labels(incident),
         "options": freeze(current, dry_run=incident["status"] == "DRY_RUN"),
         "memory": {},
         "cut": cut_made or {"containment": None},
     }
 
 
-def release(incident_id: str, request: findings.QuarantineRequest, reregister: bool,
+def release(incident: dict, request: findings.QuarantineRequest, reregister: bool,
             current: settings.Settings) -> ReleaseInput:
     asked: ReleaseRequest = {"reason": request.reason, "reregister": reregister,
                              "requested_by": request.requested_by}
-    return {"mode": "release", "incident": {"incident_id": incident_id}, "release": asked,
+    return {"mode": "release", "incident": {"incident_id": incident["incident_id"]},
+            "labels": labels(incident), "release": asked,
             "options": freeze(current, dry_run=False)}
 
 

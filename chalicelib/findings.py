@@ -64,6 +64,8 @@ class Finding:
     archived: bool = False  # service.archived
     role: str = ""  # AccessKey: accessKeyDetails.userName, the instance's role
     actor: Actor | None = None  # AccessKey: who used the credentials
+    remote: str = ""  # the remote IP or domain the finding names (for the report)
+    updated_at: str = ""  # GuardDuty's updatedAt: when it last saw the activity
 
 
 @dataclass(frozen=True)
@@ -128,13 +130,17 @@ SEVERITY_RANGE = (0.0, 10.0)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
+def one_line(value, limit: int = MAX_FACT) -> str:
+    """`value` as text on one line (no control characters: a value someone chose cannot forge a
+    line of a report), cut to `limit` characters."""
+    return " ".join(_CONTROL.sub(" ", str(value)[:4 * limit]).split())[:limit]
+
+
 def _fact(mapping, *names) -> str:
     """A descriptive string at `names`, on one line and cut to MAX_FACT; "" if absent or not a
     string (it names, it decides nothing: an odd value costs the report a word, not the finding)."""
     value = _path(mapping, *names)
-    if not isinstance(value, str):
-        return ""
-    return " ".join(_CONTROL.sub(" ", value[:4 * MAX_FACT]).split())[:MAX_FACT]
+    return one_line(value) if isinstance(value, str) else ""
 
 
 def _severity(detail) -> float:
@@ -209,6 +215,24 @@ def _actor(detail) -> Actor:
     )
 
 
+def _remote(detail) -> str:
+    """The other end the finding names: a domain queried, an address connected to or calling,
+    a port prober (the first); "" when it names none."""
+    action = _path(detail, "service", "action")
+    domain = _fact(action, "dnsRequestAction", "domain")
+    if domain:
+        return f"domain {domain}"
+    probes = _path(action, "portProbeAction", "portProbeDetails")
+    for where in (_path(action, "networkConnectionAction", "remoteIpDetails"),
+                  _path(action, "awsApiCallAction", "remoteIpDetails"),
+                  _field(probes[0], "remoteIpDetails") if isinstance(probes, list) and probes
+                  else None):
+        address = _fact(where, "ipAddressV4") or _fact(where, "ipAddressV6")
+        if address:
+            return f"IP {address}"
+    return ""
+
+
 def parse(detail) -> QuarantineRequest:
     """The request a GuardDuty finding (its `detail`, either casing) asks for, with what
     GuardDuty says of the finding itself (sample, archived, the instance's role in it)."""
@@ -229,13 +253,15 @@ def parse(detail) -> QuarantineRequest:
         archived=_path(detail, "service", "archived") is True,
         role=_fact(detail, "resource", "accessKeyDetails", "userName") if credentials else "",
         actor=_actor(detail) if credentials else None,
+        remote=_remote(detail),
+        updated_at=_fact(detail, "updatedAt"),
     )
     return QuarantineRequest(
         instance_id=instance_id,
         account_id=_text(detail, "accountId", ACCOUNT_ID),
         region=_text(detail, "region", REGION),
         source="guardduty",
-        reason=f"GuardDuty {finding.type} (severity {finding.severity:g})",
+        reason=f"GuardDuty {finding.type} (severity {finding.severity:.1f})",
         finding=finding,
     )
 
@@ -273,7 +299,7 @@ def qualifies(finding: Finding, settings) -> NotActedOn | None:
 
 def _policy(finding: Finding, settings) -> NotActedOn | None:
     if finding.severity < settings.severity_threshold:
-        return NotActedOn("dropped", f"severity {finding.severity:g} is below SEVERITY_THRESHOLD "
+        return NotActedOn("dropped", f"severity {finding.severity:.1f} is below SEVERITY_THRESHOLD "
                           f"{settings.severity_threshold:g}")
     prefixes = settings.finding_type_prefixes
     if prefixes and not finding.type.startswith(prefixes):

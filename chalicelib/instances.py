@@ -56,6 +56,37 @@ def observe(request: findings.QuarantineRequest, home_account: str,
     return Observed(instance, None if isinstance(found, Exception) else found, values)
 
 
+# Tags a person reads to know what the instance is (matched without regard to case); the Name
+# tag first. Only these travel with the incident, each bounded.
+SHOWN_TAGS = ("Name", "Environment", "Env", "Stage", "Application", "App", "Service", "Owner",
+              "Team", "Project")
+SHOWN_VALUE = 128
+SHOWN_IPS = 20
+
+
+def summary(instance: dict) -> dict:
+    """What a person needs to know which instance this is: its Name tag, the environment-like
+    tags, its addresses, its VPC and the names of its groups (the report shows names, not only
+    ids). Shown, never acted on."""
+    wanted = {key.lower() for key in SHOWN_TAGS}
+    tags = {t["Key"]: findings.one_line(t.get("Value", ""), SHOWN_VALUE)
+            for t in instance.get("Tags", []) if t.get("Key", "").lower() in wanted}
+    interfaces = instance.get("NetworkInterfaces", [])
+    private = [a["PrivateIpAddress"] for n in interfaces for a in n.get("PrivateIpAddresses", [])
+               if a.get("PrivateIpAddress")] or [ip for ip in [instance.get("PrivateIpAddress")]
+                                                 if ip]
+    public = sorted({a["Association"]["PublicIp"] for n in interfaces
+                     for a in n.get("PrivateIpAddresses", [])
+                     if (a.get("Association") or {}).get("PublicIp")}
+                    | ({instance["PublicIpAddress"]} if instance.get("PublicIpAddress") else set()))
+    name = next((v for k, v in tags.items() if k.lower() == "name"), "")
+    return {"name": name, "tags": {k: v for k, v in tags.items() if k.lower() != "name"},
+            "private_ips": private[:SHOWN_IPS], "public_ips": public[:SHOWN_IPS],
+            "vpc_id": instance.get("VpcId"), "instance_type": instance.get("InstanceType"),
+            "group_names": {g["GroupId"]: findings.one_line(g.get("GroupName", ""), SHOWN_VALUE)
+                            for n in interfaces for g in n.get("Groups", [])}}
+
+
 def pre_state(instance: dict, attributes: dict | None = None) -> dict:
     """What containment will change, as it was: release restores exactly this. `attributes`:
     instance attributes read beside DescribeInstances (which lacks them), by name."""

@@ -87,6 +87,17 @@ def tag_key(name, raw):
     return value
 
 
+TOPIC_ARN = re.compile(r"\Aarn:aws[a-z-]*:sns:[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:"
+                       r"[A-Za-z0-9_-]{1,256}\Z")
+
+
+def topic_or_empty(name, raw):
+    value = raw.strip()
+    if value and not TOPIC_ARN.match(value):
+        raise SettingsError(f"{name}={value!r} is not an SNS topic ARN")
+    return value
+
+
 def setting(default: str, parse, meaning: str, deployed: bool = False):
     """Declare a setting: its raw default, its parser, its meaning (the README's words).
     `deployed`: written into each stage's environment by deployment (a stack output)."""
@@ -166,6 +177,9 @@ class Settings(Options):
                                     "member accounts")
     member_external_id: str = setting("", verbatim, "external id for those roles (an extra "
                                       "condition, not a secret)")
+    chatbot_topic_arn: str = setting(
+        "", topic_or_empty, "a second SNS topic that AWS Chatbot subscribes to: every notice is "
+        "also published there as a Chatbot custom notification (empty: off)")
     state_machine_arn: str = setting("", verbatim, "the incident state machine (the app "
                                      "refuses to act without it)", deployed=True)
     topic_arn: str = setting("", verbatim, "the report topic (the app refuses to act without "

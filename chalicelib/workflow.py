@@ -19,7 +19,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, aws, bindings, cut, execution, exemptions, findings,
-                        incidents, instances, outcomes, report, revocation, settings, steps)
+                        incidents, instances, notices, outcomes, report, revocation, settings,
+                        steps)
 from chalicelib.actions.instance import RevokeRoleSessions
 from chalicelib.actions import isolation
 
@@ -180,7 +181,8 @@ def first_cut(target) -> dict:
                               "isolated" if len(isolated) == len(target.pre_state["interfaces"])
                               else "partly isolated", changes,
                               fields={"first_cut": made, **({"containment": made["containment"]}
-                                                             if made["containment"] else {})})
+                                                             if made["containment"] else {}),
+                                      **isolation.named_groups(target)})
         made["recorded"] = sorted({actions.change_key(c) for c in changes})
     except Exception:  # Contain records them instead
         log.exception("could not record the first cut on %s", incident["incident_id"])
@@ -207,6 +209,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "updated_at": opened,
         "execution_arn": execution_arn(incident_id),
         "pre_state": instances.pre_state(instance, attributes),
+        "instance_summary": instances.summary(instance),
         "findings_count": 0,
         "latest_ring": {},
         "notes": [],
@@ -391,9 +394,20 @@ def _mark_start_failed(incident: dict) -> None:
 
 
 def announce(notice: dict) -> None:
-    topic = settings.get().topic_arn
-    aws.client("sns", aws.region_of(topic)).publish(
-        TopicArn=topic, Subject=notice["subject"], Message=notice["message"])
+    """Publish `notice` (report.py) on the report topic, one message per protocol with its
+    attributes; then its card on the Chatbot topic, if there is one (a lost card is logged:
+    the report went out)."""
+    current = settings.get()
+    aws.client("sns", aws.region_of(current.topic_arn)).publish(
+        TopicArn=current.topic_arn, Subject=notice["subject"],
+        Message=notices.message(notice), MessageStructure="json",
+        MessageAttributes=notice["attributes"])
+    if current.chatbot_topic_arn:
+        try:
+            aws.client("sns", aws.region_of(current.chatbot_topic_arn)).publish(
+                TopicArn=current.chatbot_topic_arn, Message=json.dumps(notice["card"]))
+        except Exception:
+            log.exception("the Chatbot card of %r was not published", notice["subject"])
 
 
 def _announce_not_acted_on(request: findings.QuarantineRequest,
@@ -416,7 +430,8 @@ def _finding_ref(request: findings.QuarantineRequest):
             "title": finding.title, "resource_type": finding.resource_type,
             "resource_role": finding.resource_role, "sample": finding.sample,
             "archived": finding.archived, "role": finding.role,
-            "actor": asdict(finding.actor) if finding.actor else None}
+            "actor": asdict(finding.actor) if finding.actor else None,
+            "remote": finding.remote, "updated_at": finding.updated_at}
 
 
 def handle_finding(detail, home_account: str) -> dict:
@@ -566,7 +581,7 @@ def release(request: findings.QuarantineRequest, home_account: str,
     # Each release request is its own execution: one that failed can be asked for again, and
     # the release step skips what an earlier attempt already restored.
     name = execution_name(f"{incident_id}-release-{secrets.token_hex(4)}")
-    release_input = execution.release(incident_id, request, reregister, current)
+    release_input = execution.release(incident, request, reregister, current)
     release_input["release"] = bindings.seal_release(incident_id, _arn_of(name),
                                                      release_input["release"])
     arn = aws.client("stepfunctions", machine_region).start_execution(

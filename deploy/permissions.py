@@ -65,8 +65,10 @@ def needs(current=None) -> dict[str, set[str]]:
     return declared
 
 
-def _product_resources(service: str, stage: str) -> list[str] | None:
-    """The product's own resources a service's actions are scoped to, by deterministic names."""
+def _product_resources(service: str, stage: str, current: settings.Settings
+                       ) -> list[str] | None:
+    """The product's own resources a service's actions are scoped to, by deterministic names
+    (and the Chatbot topic the stage names, when it names one)."""
     if service == "dynamodb":
         table = f"arn:aws:dynamodb:*:*:table/{names.incidents_table(stage)}"
         return [table, f"{table}/index/*"]
@@ -75,7 +77,8 @@ def _product_resources(service: str, stage: str) -> list[str] | None:
         return [f"arn:aws:states:*:*:stateMachine:{machine}",
                 f"arn:aws:states:*:*:execution:{machine}:*"]
     if service == "sns":
-        return [f"arn:aws:sns:*:*:{names.topic(stage)}"]
+        return [f"arn:aws:sns:*:*:{names.topic(stage)}",
+                *([current.chatbot_topic_arn] if current.chatbot_topic_arn else [])]
     if service == "s3":  # ListBucket is granted on the bucket, PutObject on its objects
         bucket = f"arn:aws:s3:::{names.evidence_bucket_prefix(stage)}*"
         return [bucket, f"{bucket}/*"]
@@ -133,7 +136,7 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
         actions = sorted(a for a in wanted
                          if a.startswith(service + ":") and a not in grants.UNSCOPABLE
                          and grants.iam_action(a) == a)
-        resources = _product_resources(service, stage) if actions else None
+        resources = _product_resources(service, stage, current) if actions else None
         if resources:
             found.append({"Sid": service.capitalize(), "Effect": "Allow", "Action": actions,
                           "Resource": resources})

@@ -43,19 +43,25 @@ def _sub(text: str) -> dict:
     return {"Fn::Sub": text}
 
 
+def _topics(stage: str) -> statemachine.Topics:
+    """The report topic, and the stage's Chatbot topic (CHATBOT_TOPIC_ARN, "" when off)."""
+    from deploy import permissions  # it reads the stage's settings; it imports this module
+
+    return statemachine.Topics(names.topic_arn(REGION, ACCOUNT, stage),
+                               permissions.stage_setting(stage, "CHATBOT_TOPIC_ARN").strip())
+
+
 def _state_machine_definition(stage: str) -> dict:
     """The ASL, with this account's and region's ARNs substituted by CloudFormation."""
     function_arns = statemachine.step_function_arns(REGION, ACCOUNT, stage)
-    topic_arn = names.topic_arn(REGION, ACCOUNT, stage)
-    definition = statemachine.build(function_arns, topic_arn, names.incidents_table(stage))
+    definition = statemachine.build(function_arns, _topics(stage), names.incidents_table(stage))
     return _sub(json.dumps(definition, sort_keys=True))
 
 
 def _state_machine_role_policy(stage: str) -> dict:
     function_arns = statemachine.step_function_arns(REGION, ACCOUNT, stage)
     document = statemachine.role_policy(
-        function_arns, names.topic_arn(REGION, ACCOUNT, stage),
-        names.incidents_table_arn(REGION, ACCOUNT, stage))
+        function_arns, _topics(stage), names.incidents_table_arn(REGION, ACCOUNT, stage))
     for statement in document["Statement"]:
         resources = statement["Resource"]
         if isinstance(resources, list):

@@ -5,6 +5,9 @@ Function and topic ARNs are derived from deterministic names, so the state machi
 functions can refer to each other without a dependency cycle.
 """
 
+from typing import NamedTuple
+
+from chalicelib import notices
 from chalicelib.incidents import CLAIM_PREFIX
 from deploy import names
 
@@ -51,16 +54,24 @@ LOG_DELIVERY_ACTIONS = (  # execution history to CloudWatch Logs: IAM takes no r
     "logs:PutResourcePolicy", "logs:UpdateLogDelivery")
 
 
-def role_policy(function_arns: dict[str, str], topic_arn: str, table_arn: str) -> dict:
-    """What the state machine's role may do: invoke its steps, publish reports, settle an
-    incident whose report step failed, log history."""
+class Topics(NamedTuple):
+    """Where notices go: the report topic, and the Chatbot topic ("" when there is none)."""
+
+    report: str
+    chatbot: str = ""
+
+
+def role_policy(function_arns: dict[str, str], topics: Topics | str, table_arn: str) -> dict:
+    """What the state machine's role may do: invoke its steps, publish reports (and cards),
+    settle an incident whose report step failed, log history."""
+    topics = Topics(topics) if isinstance(topics, str) else topics
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "InvokeSteps", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
              "Resource": sorted(function_arns.values())},
             {"Sid": "PublishReports", "Effect": "Allow", "Action": ["sns:Publish"],
-             "Resource": [topic_arn]},
+             "Resource": [topic for topic in topics if topic]},
             {"Sid": "SettleIncidents", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
              "Resource": [table_arn]},
             {"Sid": "ExecutionLogs", "Effect": "Allow", "Action": list(LOG_DELIVERY_ACTIONS),
@@ -91,11 +102,76 @@ def _task(function_arn, parameters, result_path, next_state, retry=LAMBDA_TRANSI
     return state
 
 
-def _publish(topic_arn, notice_path):
-    return {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
-            "Parameters": {"TopicArn": topic_arn, "Subject.$": f"{notice_path}.subject",
-                           "Message.$": f"{notice_path}.message"},
-            "Retry": _retry(SNS_TRANSIENT)}
+def _notify(name: str, topics: Topics, notice_path: str, next_state: str, unreadable: str,
+            catch: dict | None = None) -> dict:
+    """The states that publish the notice at `notice_path`, entered at f"{name}Shape": a notice
+    in report.py's shape is composed (one message per protocol, as notices.message does) and
+    published with its attributes, then, with a Chatbot topic, its card (a card that fails is
+    only lost); one in the earlier shape (`subject`, `message`: an execution started by the
+    previous version's entry function, during a deployment) is published as it is; anything
+    else (an input someone crafted) goes to `unreadable`, since a missing path would fail the
+    whole execution beyond any Catch."""
+    notice = notice_path
+    fields = ("subject", "text", "document", "attributes") + (("card",) if topics.chatbot else ())
+    shape = {"Type": "Choice", "Default": unreadable, "Choices": [
+        {"And": [{"Variable": f"{notice}.{field}", "IsPresent": True} for field in fields],
+         "Next": f"Compose{name}"},
+        {"And": [{"Variable": f"{notice}.{field}", "IsPresent": True}
+                 for field in ("subject", "message")], "Next": f"{name}Earlier"}]}
+    compose = {"Type": "Pass", "ResultPath": "$.composed", "Next": name, "Parameters": {
+        **{f"{key}.$": f"{notice}.text" for key in notices.TEXT_PROTOCOLS},
+        **{f"{key}.$": f"States.JsonToString({notice}.document)"
+           for key in notices.DOCUMENT_PROTOCOLS}}}
+    publish = {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+               "Parameters": {"TopicArn": topics.report, "Subject.$": f"{notice}.subject",
+                              "Message.$": "States.JsonToString($.composed)",
+                              "MessageStructure": "json",
+                              "MessageAttributes.$": f"{notice}.attributes"},
+               "ResultPath": None, "Retry": _retry(SNS_TRANSIENT)}
+    earlier = {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+               "Parameters": {"TopicArn": topics.report, "Subject.$": f"{notice}.subject",
+                              "Message.$": f"{notice}.message"},
+               "ResultPath": None, "Retry": _retry(SNS_TRANSIENT), "Next": next_state}
+    if catch:
+        publish["Catch"] = earlier["Catch"] = [{"ErrorEquals": ["States.ALL"], **catch}]
+    states = {f"{name}Shape": shape, f"Compose{name}": compose, name: publish,
+              f"{name}Earlier": earlier}
+    if not topics.chatbot:
+        publish["Next"] = next_state
+        return states
+    publish["Next"] = f"{name}Card"
+    states[f"{name}Card"] = {
+        "Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": topics.chatbot,
+                       "Message.$": f"States.JsonToString({notice}.card)"},
+        "ResultPath": None, "Retry": _retry(SNS_TRANSIENT), "Next": next_state,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": next_state}]}
+    return states
+
+
+def _fallback(event: str, status: str, subject: str, text: str) -> dict:
+    """A notice the state machine writes itself (the step that renders notices failed): its
+    subject and text are intrinsic expressions (States.Format), its document, attributes and
+    card come from the execution's labels (execution.labels); `status` is a JSONPath."""
+    def string(value: str) -> dict:
+        return ({"DataType": "String", "StringValue.$": value} if value.startswith("$")
+                else {"DataType": "String", "StringValue": value})
+    return {
+        "subject.$": subject, "text.$": text,
+        "document": {"schema": notices.SCHEMA, "version": notices.VERSION, "event": event,
+                     "status.$": status, "incident_id.$": "$.labels.incident_id",
+                     "instance": {"id.$": "$.labels.instance_id",
+                                  "account_id.$": "$.labels.account",
+                                  "region.$": "$.labels.region"},
+                     "message.$": text},
+        "attributes": {"event": string(event), "status": string(status),
+                       "account": string("$.labels.account"), "region": string("$.labels.region"),
+                       "finding_type": string("$.labels.finding_type")},
+        "card": {"version": "1.0", "source": "custom",
+                 "content": {"textType": "client-markdown", "title.$": subject,
+                             "description.$": text},
+                 "metadata": {"threadId.$": "$.labels.incident_id", "eventType": event}},
+    }
 
 
 def _settle(table_name):
@@ -156,7 +232,7 @@ def _settle(table_name):
     return {"SettleStatus": settle, "SettledFailed": failed, "FreeClaim": free_claim}
 
 
-def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dict:
+def build(function_arns: dict[str, str], topics: Topics | str, table_name: str) -> dict:
     """The ASL definition for the given step-function ARNs and report topic.
 
     Detect: NotifyDetected runs beside Contain, never in front of it. Every step catches its own
@@ -169,16 +245,20 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
     A dry run walks the same path with every action's plan and reports the plan.
     Execution input: `chalicelib.execution` (its options go to every Lambda step).
     """
+    topics = Topics(topics) if isinstance(topics, str) else topics
     # Every Lambda step is told its own execution: it acts only for the incident bound to it.
     incident_only = {"incident.$": "$.incident", "options.$": "$.options",
                      "execution.$": "$$.Execution.Id"}
     detection_branch = {
-        "StartAt": "NotifyDetected",
+        "StartAt": "NotifyDetectedShape",
         "States": {
-            "NotifyDetected": {**_publish(topic_arn, "$.notice"), "ResultPath": None,
-                               "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
-                                          "Next": "DetectionNotSent"}],
-                               "Next": "DetectionSent"},
+            **_notify("NotifyDetected", topics, "$.notice", "DetectionSent",
+                      "DetectionUnreadable",
+                      catch={"ResultPath": "$.error", "Next": "DetectionNotSent"}),
+            "DetectionUnreadable": {"Type": "Pass", "End": True, "Parameters": {
+                "sent": False, "error": {"Error": "NoticeUnreadable",
+                                         "Cause": "the execution's notice is in no shape this "
+                                                  "state machine publishes"}}},
             "DetectionSent": {"Type": "Pass", "Result": {"sent": True}, "End": True},
             "DetectionNotSent": {"Type": "Pass", "Parameters": {"sent": False, "error.$": "$.error"},
                                  "End": True},
@@ -219,18 +299,22 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
             "Release": _task(
                 function_arns["release"],
                 {**incident_only, "release.$": "$.release"}, "$.report",
-                "NotifyRelease", catch={"ResultPath": "$.release_error", "Next": "ReleaseFailed"}),
+                "NotifyReleaseShape",
+                catch={"ResultPath": "$.release_error", "Next": "ReleaseFailed"}),
             "ReleaseFailed": {
                 "Type": "Pass",
-                "Parameters": {
-                    "subject.$": "States.Format('[ec2-quarantine] {}: release failed', "
-                                 "$.incident.incident_id)",
-                    "message.$": "States.Format('The release of incident {} failed ({}): the "
-                                 "instance may be partly restored; see the incident record and "
-                                 "ask for the release again.', $.incident.incident_id, "
-                                 "$.release_error.Error)"},
-                "ResultPath": "$.report", "Next": "NotifyRelease"},
-            "NotifyRelease": {**_publish(topic_arn, "$.report"), "ResultPath": None, "End": True},
+                "Parameters": _fallback(
+                    "release-failed", "$.labels.status",
+                    "States.Format('[ec2-quarantine] {}: release failed', "
+                    "$.labels.instance_id)",
+                    "States.Format('The release of incident {} failed ({}): the instance may be "
+                    "partly restored; see the incident record (GET /incidents/{}) and ask for the "
+                    "release again.', $.labels.incident_id, $.release_error.Error, "
+                    "$.labels.incident_id)")
+                | {"outcome": "release failed"},
+                "ResultPath": "$.report", "Next": "NotifyReleaseShape"},
+            **_notify("NotifyRelease", topics, "$.report", "Released", "Released"),
+            "Released": {"Type": "Succeed"},
             "MemoryCaptureWanted": {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.options.memory_capture", "BooleanEquals": True,
@@ -268,24 +352,29 @@ def build(function_arns: dict[str, str], topic_arn: str, table_name: str) -> dic
                 function_arns["report"],
                 {**incident_only, "results.$": "$.results", "evidence.$": "$.evidence",
                  "memory.$": "$.memory"},
-                "$.report", "NotifyReport",
+                "$.report", "NotifyReportShape",
                 retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],  # a crash too: it settles status
                 catch={"ResultPath": "$.report_error", "Next": "SettleStatus"}),
             **_settle(table_name),
             "ReportNotRendered": {
                 "Type": "Pass",
-                "Parameters": {
-                    "subject.$": "States.Format('[ec2-quarantine] {}: report step failed', "
-                                 "$.incident.instance_id)",
-                    "message.$": "States.Format('The report step of incident {} failed ({}); "
-                                 "check the incident record and the execution history.', "
-                                 "$.incident.incident_id, $.report_error.Error)",
-                    "outcome.$": "$.results.contain.status"},
-                "ResultPath": "$.report", "Next": "NotifyReport"},
-            "NotifyReport": {**_publish(topic_arn, "$.report"), "ResultPath": None,
-                             "Catch": [{"ErrorEquals": ["States.ALL"],
-                                        "ResultPath": "$.notify_error", "Next": "ReportNotSent"}],
-                             "Next": "Outcome"},
+                "Parameters": _fallback(
+                    "report-failed", "$.results.contain.status",
+                    "States.Format('[ec2-quarantine] {}: report step failed', "
+                    "$.labels.instance_id)",
+                    "States.Format('The report step of incident {} failed ({}); the status was "
+                    "settled from containment. Check the incident record (GET /incidents/{}) and "
+                    "the execution history.', $.labels.incident_id, $.report_error.Error, "
+                    "$.labels.incident_id)")
+                | {"outcome.$": "$.results.contain.status"},
+                "ResultPath": "$.report", "Next": "NotifyReportShape"},
+            **_notify("NotifyReport", topics, "$.report", "Outcome", "ReportUnreadable",
+                      catch={"ResultPath": "$.notify_error", "Next": "ReportNotSent"}),
+            "ReportUnreadable": {"Type": "Pass", "ResultPath": "$.notify_error",
+                                 "Parameters": {"Error": "NoticeUnreadable",
+                                                "Cause": "the report step's notice is in no "
+                                                         "shape this state machine publishes"},
+                                 "Next": "ReportNotSent"},
             # A report that could not be published, retries spent, is recorded on the incident.
             "ReportNotSent": _task(
                 function_arns["report"],

@@ -85,12 +85,33 @@ def tamper_and_watch(running, queue, victim: dict, incident_id: str) -> list[str
           "(on AWS, CloudTrail's delivery delay comes on top)")
     for message in drive.messages(running, queue):
         print(f"\n   Subject: {message['Subject']}")
-        print("   " + message["Message"].replace("\n", "\n   "))
+        print("   " + message["Text"].replace("\n", "\n   "))
     entries = [e for e in incidents.get(incident_id).get("tamper") or []
                if e.get("call") == "ModifyNetworkInterfaceAttribute"]
     if not entries or not entries[0]["by"].get("arn", "").endswith(":user/insider"):
         return ["the tampering was not recorded with who made it"]
     return []
+
+
+def show_messages(received: list[dict], cards: list[dict]) -> None:
+    """What subscribers get: each message's subject, attributes and email text; for the last
+    (the report), the JSON document SQS, Lambda and HTTPS subscribers get, and the Chatbot card
+    of each."""
+    for message in received:
+        attributes = ", ".join(f"{k}={v['Value']}" for k, v in sorted(
+            message.get("MessageAttributes", {}).items()))
+        print(f"\n   Subject: {message['Subject']}\n   Attributes: {attributes}")
+        print("   Email:\n     " + message["Text"].replace("\n", "\n     "))
+    if received:
+        document = json.dumps(received[-1]["Document"], indent=1)
+        lines = document.splitlines()
+        print(f"\n   Programs (SQS, Lambda, HTTP(S), Firehose) get JSON ({len(document)} bytes, schema "
+              f"{received[-1]['Document']['schema']} v{received[-1]['Document']['version']}):")
+        print("     " + "\n     ".join(lines[:20]) + (
+            f"\n     ... {len(lines) - 20} more lines" if len(lines) > 20 else ""))
+    for card in cards[-1:]:
+        print(f"\n   Chatbot card ({len(cards)} sent; the last):")
+        print("     " + json.dumps(card, indent=1).replace("\n", "\n     "))
 
 
 def main() -> int:
@@ -99,7 +120,9 @@ def main() -> int:
     try:
         running.start_ticker()  # the sweep, at its rate (LOCAL_TICK_SECONDS: sooner)
         queue = drive.subscribe_queue(running)
-        victim = make_victim(running, interfaces=2, volumes=2)
+        card_queue = drive.subscribe_chatbot(running)
+        victim = make_victim(running, interfaces=2, volumes=2,
+                             tags={"Name": "web-1", "Environment": "production"})
         print(f"\nVictim {victim['instance_id']} in {victim['vpc_id']}:")
         for eni, groups in victim["interfaces"].items():
             print(f"   {eni}: {groups}")
@@ -120,10 +143,7 @@ def main() -> int:
         print(f"   execution {status}")
 
         print("\n3. Messages on the report topic")
-        for message in drive.messages(running, queue):
-            print(f"\n   Subject: {message['Subject']}")
-            body = message["Message"].split("\n--- incident (JSON) ---")[0]
-            print("   " + body.replace("\n", "\n   "))
+        show_messages(drive.messages(running, queue), drive.cards(running, card_queue))
 
         print("\n4. ec2-quarantine evidence verify " + decided["incident_id"])
         checked = evidence.verify(running.client("s3"), running.names["EVIDENCE_BUCKET"],

@@ -46,26 +46,82 @@ def put_event(stack, event: dict) -> None:
     assert response["FailedEntryCount"] == 0
 
 
-def subscribe_queue(stack, name: str = "reports") -> str:
-    """An SQS queue subscribed (raw delivery off) to the report topic; returns its URL."""
+def subscribe_queue(stack, name: str = "reports", topic_arn: str | None = None,
+                    **attributes: str) -> str:
+    """An SQS queue subscribed to the report topic (or `topic_arn`), with the subscription's
+    `attributes` (raw delivery off unless given: `RawMessageDelivery="true"`); its URL."""
     sqs = stack.client("sqs")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    stack.client("sns").subscribe(TopicArn=stack.names["TOPIC_ARN"], Protocol="sqs", Endpoint=arn)
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    stack.client("sns").subscribe(TopicArn=topic_arn or stack.names["TOPIC_ARN"],
+                                  Protocol="sqs", Endpoint=arn, Attributes=attributes)
     return url
 
 
-def messages(stack, queue_url: str) -> list[dict]:
-    """Every SNS notification waiting on the queue, as {"Subject", "Message", ...}."""
-    sqs = stack.client("sqs")
-    found = []
+def subscribe_chatbot(stack, name: str = "chatbot") -> str:
+    """A Chatbot topic (CHATBOT_TOPIC_ARN set, the state machine redeployed with it) and an SQS
+    queue in Chatbot's place, raw delivery on: it gets each card as Chatbot would. Returns the
+    queue's URL."""
+    topic = stack.client("sns").create_topic(
+        Name=f"{stack.names['TOPIC_ARN'].rsplit(':', 1)[1]}-{name}")["TopicArn"]
+    url = subscribe_queue(stack, f"{name}-cards", topic, RawMessageDelivery="true")
+    stack.configure(CHATBOT_TOPIC_ARN=topic)
+    return url
+
+
+def cards(stack, queue_url: str) -> list[dict]:
+    """Every Chatbot card waiting on a `subscribe_chatbot` queue, parsed."""
+    return [json.loads(body) for body in _drain(stack, queue_url)]
+
+
+def _drain(stack, queue_url: str) -> list[str]:
+    """The bodies of every message waiting on the queue, received and deleted."""
+    sqs, bodies = stack.client("sqs"), []
     while True:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not batch:
-            return found
+            return bodies
         for message in batch:
-            found.append(json.loads(message["Body"]))
+            bodies.append(message["Body"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def messages(stack, queue_url: str) -> list[dict]:
+    """Every SNS notification waiting on the queue, as the queue got it (its envelope:
+    "Subject", "MessageAttributes", "Message" the document SNS delivers to SQS), with "Document"
+    that document parsed and "Text" what an email subscriber reads of the same publish (a plain
+    message, not per protocol: "Document" None, "Text" the message)."""
+    sent, found = published(stack), []
+    for body in _drain(stack, queue_url):
+        envelope = json.loads(body)
+        structured = sent.get(envelope.get("MessageId"), {}).get("message")
+        if not isinstance(structured, dict):  # published as plain text (a crafted execution's)
+            found.append({**envelope, "Document": None, "Text": envelope["Message"]})
+            continue
+        found.append({**envelope, "Document": json.loads(envelope["Message"]),
+                      "Text": structured.get("email")})
+    return found
+
+
+def published(stack, topic_arn: str | None = None) -> dict[str, dict]:
+    """Every message published to the report topic (or `topic_arn`), by message id, as the
+    embedded AWS recorded the Publish request: {"message" (parsed when it is JSON), "subject",
+    "attributes", "raw"}."""
+    from moto.sns.models import sns_backends
+
+    arn = topic_arn or stack.names["TOPIC_ARN"]
+    _, _, _, region, account, _ = arn.split(":")
+    topic = sns_backends[account][region].topics[arn]
+    found = {}
+    for message_id, raw, subject, attributes, _ in list(topic.sent_notifications):
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            message = None
+        found[message_id] = {"message": message, "subject": subject, "attributes": attributes,
+                             "raw": raw}
+    return found
 
 
 def wait_execution(stack, execution_arn: str, timeout: float = 60.0) -> dict:

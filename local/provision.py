@@ -36,31 +36,37 @@ def provision(stack) -> dict:
 
     stack.client("sns").create_topic(Name=names.topic(stage))
 
-    function_arns = statemachine.step_function_arns(region, account, stage)
-    iam = stack.client("iam")
-    role_arn = iam.create_role(
+    stack.client("iam").create_role(
         RoleName=names.state_machine_role(stage),
-        AssumeRolePolicyDocument=json.dumps(statemachine.STATES_TRUST),
-    )["Role"]["Arn"]
-    iam.put_role_policy(
-        RoleName=names.state_machine_role(stage),
-        PolicyName="state-machine",
-        PolicyDocument=json.dumps(statemachine.role_policy(
-            function_arns, created["TOPIC_ARN"],
-            names.incidents_table_arn(region, account, stage))),
-    )
-    stack.client("stepfunctions").create_state_machine(
-        name=names.state_machine(stage),
-        definition=json.dumps(statemachine.build(function_arns, created["TOPIC_ARN"],
-                                                  created["INCIDENTS_TABLE"])),
-        roleArn=role_arn,
-        type="STANDARD",
-    )
+        AssumeRolePolicyDocument=json.dumps(statemachine.STATES_TRUST))
+    state_machine(stack, statemachine.Topics(created["TOPIC_ARN"],
+                                             os.environ.get("CHATBOT_TOPIC_ARN", "")))
 
     install_rules(stack)
     os.environ.update(created)
     settings.reload()
     return created
+
+
+def state_machine(stack, topics: statemachine.Topics) -> None:
+    """The state machine and its role's policy, made or brought up to date for `topics` (as
+    `make deploy` does when CHATBOT_TOPIC_ARN changes)."""
+    stage, region, account = stack.stage, stack.region, stack.account
+    function_arns = statemachine.step_function_arns(region, account, stage)
+    iam, sfn = stack.client("iam"), stack.client("stepfunctions")
+    iam.put_role_policy(
+        RoleName=names.state_machine_role(stage), PolicyName="state-machine",
+        PolicyDocument=json.dumps(statemachine.role_policy(
+            function_arns, topics, names.incidents_table_arn(region, account, stage))))
+    definition = json.dumps(statemachine.build(function_arns, topics,
+                                               names.incidents_table(stage)))
+    arn = names.state_machine_arn(region, account, stage)
+    try:
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        sfn.create_state_machine(
+            name=names.state_machine(stage), definition=definition, type="STANDARD",
+            roleArn=iam.get_role(RoleName=names.state_machine_role(stage))["Role"]["Arn"])
 
 
 def evidence_bucket(stack, bucket: str) -> None:

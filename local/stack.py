@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 
+from deploy import statemachine
 from local import iam, patches, provision, scenario, schedule
 from local.bridge import LambdaBridge
 from local.cloudtrail import CloudTrailMiddleware
@@ -127,6 +128,9 @@ class Stack:
 
         os.environ.update({name: str(value) for name, value in settings.items()})
         app_settings.reload()
+        if "CHATBOT_TOPIC_ARN" in settings:  # the state machine publishes the cards itself
+            provision.state_machine(self, statemachine.Topics(self.names["TOPIC_ARN"],
+                                                 settings["CHATBOT_TOPIC_ARN"]))
         if self._admin_keys is not None:  # the functions' roles exist: as a redeploy would
             self.bridge.roles.grant(self.client("iam"))
 

@@ -188,6 +188,14 @@ def _bare(rules):
     return [{k: v for k, v in rule.items() if k in keep and v not in (None, [])} for rule in rules]
 
 
+def named_groups(target) -> dict:
+    """The incident field naming the product's groups this step used, by id (the report shows
+    names); {} when it used none."""
+    names = {group: GROUP_NAMES[role] for roles in target.cache.get("groups", {}).values()
+             for role, group in roles.items()}
+    return {"product_groups": names} if names else {}
+
+
 def two_step(target, interfaces: list[dict], beside=(), restore: bool = False) -> list:
     """The connection-tracking two-step on `interfaces` at once: every one onto the all-open
     group, `beside` (zero-argument calls: preservation, connection tracking) sent with them,

@@ -18,6 +18,7 @@ from chalicelib.actions.instance import (
     SwapToDenyAllProfile,
     TerminationProtection,
 )
+from chalicelib.actions import isolation
 from chalicelib.actions.isolation import IsolateInterface, ShortenConnectionTracking
 from chalicelib.actions.traffic import (
     DisassociateElasticIp,
@@ -139,7 +140,8 @@ def run(event: dict) -> dict:
         incidents.record_step(incident["incident_id"], "contain", started, outcome.lower(),
                               changes, errors,
                               fields={"containment": outcome, "execution_started": True,
-                                      "seal": incident["seal"]})  # release verifies with it
+                                      "seal": incident["seal"],  # release verifies with it
+                                      **isolation.named_groups(target)})
     except Exception as error:  # the report records them instead: what was done is never lost
         log.exception("could not record containment of %s", incident["incident_id"])
         errors.append(actions.error_record("contain-step", incident["instance_id"], error))

@@ -113,11 +113,16 @@ def _tasks(states):
             yield from _tasks(branch["States"])
 
 
+CHATBOT_TOPIC = "arn:aws:sns:eu-west-3:111122223333:team-chat"
+
+
+@pytest.mark.parametrize("chatbot", ["", CHATBOT_TOPIC])
 @pytest.mark.parametrize("stage", permissions.STAGES)
-def test_the_state_machine_role_allows_every_integration_of_its_definition(stage):
+def test_the_state_machine_role_allows_every_integration_of_its_definition(stage, chatbot):
+    """Exactly what the definition calls, the Chatbot topic only when there is one."""
     region, account = "eu-west-3", "111122223333"
     function_arns = statemachine.step_function_arns(region, account, stage)
-    topic = names.topic_arn(region, account, stage)
+    topic = statemachine.Topics(names.topic_arn(region, account, stage), chatbot)
     table = names.incidents_table(stage)
     definition = statemachine.build(function_arns, topic, table)
     policy = statemachine.role_policy(function_arns, topic,
@@ -142,6 +147,17 @@ def test_the_state_machine_role_allows_every_integration_of_its_definition(stage
     granted = {(a, r) for s in policy["Statement"] for a in _listed(s["Action"])
                for r in _listed(s["Resource"]) if r != "*"}
     assert granted == calls, "the role grants more than the definition calls"
+    assert (("sns:Publish", CHATBOT_TOPIC) in calls) == bool(chatbot)
+
+
+def test_the_functions_that_announce_may_publish_to_the_chatbot_topic_only_when_it_is_set():
+    for chatbot in ("", CHATBOT_TOPIC):
+        current = permissions.stage_settings("dev", {**permissions.stage_values("dev"),
+                                                     "CHATBOT_TOPIC_ARN": chatbot})
+        published = [s for s in permissions.statements({"sns:Publish"}, "dev", current)]
+        assert published == [{"Sid": "Sns", "Effect": "Allow", "Action": ["sns:Publish"],
+                              "Resource": [f"arn:aws:sns:*:*:{names.topic('dev')}",
+                                           *([chatbot] if chatbot else [])]}]
 
 
 @pytest.mark.parametrize("stage", permissions.STAGES)

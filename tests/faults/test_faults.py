@@ -52,8 +52,8 @@ CONTAIN = ("isolate-interface", "connection-tracking", "leave-autoscaling-group"
 CRITICAL = ("isolate-interface", "detach-instance-profile")  # what the status is about
 EVIDENCE = ("snapshots", "evidence-store")
 AFTER_SNAPSHOTS = ("share-snapshots", "stop-instance")
-DETECTION = "incident+opened"  # in the detection notice's request (its subject), not the report's
-REPORT = "Message=Incident+inc-"  # in the report's request, not the detection notice's
+DETECTION = "%3A+incident+opened"  # in the detection notice's request (its subject) alone
+REPORT = "%22Incident+inc-"  # in the report's request (its text begins so), not the detection's
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,8 @@ def _run(stack, victim) -> tuple[dict, dict]:
 
 def _report(stack, queue) -> dict:
     """The final report on the topic (not the detection notice)."""
-    (report,) = [m for m in messages(stack, queue) if not m["Subject"].endswith("incident opened")]
+    (report,) = [m for m in messages(stack, queue)  # not the detection, nor a tamper alert
+                 if (m["Document"] or {}).get("event") in ("report", "report-failed")]
     return report
 
 
@@ -409,7 +410,7 @@ def test_a_denied_operation_fails_its_action_and_the_rest_proceed(stack, ops):
     report = _report(stack, queue)
     assert _subject_says(report["Subject"], status, len(record["errors"])), report["Subject"]
     for op in ops:
-        assert denied(op.service) in report["Message"], f"{op} is not in the report"
+        assert denied(op.service) in report["Text"], f"{op} is not in the report"
 
 
 @pytest.mark.parametrize("op", [op for op in REPORTING if op.fails == ("report-step",)], ids=str)
@@ -425,7 +426,7 @@ def test_a_report_step_that_cannot_run_still_sends_a_message_and_settles_the_inc
     assert _applied(stack, victim, record["incident_id"])["isolate-interface"]
     report = _report(stack, queue)
     assert report["Subject"].endswith("report step failed") and record["incident_id"] in report[
-        "Message"]
+        "Text"]
 
 
 def test_a_failed_containment_whose_report_step_cannot_run_frees_the_instance(stack):
@@ -491,7 +492,7 @@ def test_a_crashing_step_is_reported_and_the_others_run(stack, function, status)
     assert [(e["action"], e["code"]) for e in record["errors"]] == [(op.fails[0], "InjectedCrash")]
     applied = _applied(stack, victim, record["incident_id"])
     assert {name for name, done in applied.items() if not done} == op.not_applied
-    assert op.fails[0] in _report(stack, queue)["Message"]
+    assert op.fails[0] in _report(stack, queue)["Text"]
 
 
 # -- admission -----------------------------------------------------------------------------
@@ -557,7 +558,7 @@ def test_an_instance_terminated_mid_run_ends_in_a_report(stack):
     assert [e["action"] for e in record["errors"]] == ["stop-instance"], record["errors"]
     assert len(snapshots_of(stack, record["incident_id"])) == 1
     report = _report(stack, queue)
-    assert "stop-instance" in report["Message"] and _subject_says(report["Subject"], "CONTAINED", 1)
+    assert "stop-instance" in report["Text"] and _subject_says(report["Subject"], "CONTAINED", 1)
 
 
 def test_snapshot_limit_exceeded_is_reported_and_containment_stands(stack):
@@ -569,7 +570,7 @@ def test_snapshot_limit_exceeded_is_reported_and_containment_stands(stack):
     assert snapshots_of(stack, record["incident_id"]) == []
     assert [e["code"] for e in record["errors"]] == ["SnapshotLimitExceeded"]
     assert _applied(stack, victim, record["incident_id"])["isolate-interface"]
-    assert "SnapshotLimitExceeded" in _report(stack, queue)["Message"]
+    assert "SnapshotLimitExceeded" in _report(stack, queue)["Text"]
 
 
 def test_a_report_publish_throttled_for_a_while_is_retried(stack):

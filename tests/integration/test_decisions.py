@@ -94,7 +94,7 @@ def test_a_sample_finding_on_a_live_instance_is_announced_not_acted_on(stack):
     assert decided["decision"] == "sample" and "would have been contained" in decided["reason"]
     (notice,) = messages(stack, queue)
     assert notice["Subject"].endswith("not acted on: sample finding")
-    assert "would have been contained" in notice["Message"]
+    assert "would have been contained" in notice["Text"]
 
 
 def test_a_target_finding_is_announced_not_acted_on(stack):
@@ -156,7 +156,7 @@ def test_stolen_instance_credentials_open_an_incident_that_isolates_the_instance
     assert record["finding"]["actor"]["ip"] == "203.0.113.77"
     report = next(m for m in messages(stack, queue) if m["Subject"].endswith("contained"))
     assert ("stolen credentials of role app-server used from 203.0.113.77 (EXAMPLE-HOSTING-AS, "
-            "Example Hosting, Netherlands)") in report["Message"]
+            "Example Hosting, Netherlands)") in report["Text"]
     # REVOKE_ROLE_SESSIONS is off: the stolen sessions are denied all the same, on the instance
     iam = stack.client("iam")
     profile = record["pre_state"]["instance_profile"].rsplit("/", 1)[-1]
@@ -193,7 +193,7 @@ def test_stolen_credentials_after_another_finding_contained_the_instance_are_rev
         f"ec2-quarantine-revoke-{record['incident_id']}"]
     (notice,) = messages(stack, queue)
     assert "Stolen credentials: stolen credentials of role app-server used from 203.0.113.77" \
-        in notice["Message"] and "used from this instance, issued before" in notice["Message"]
+        in notice["Text"] and "used from this instance, issued before" in notice["Text"]
     release(stack, victim["instance_id"])
     assert _revocation_policies(stack, record) == []
 

@@ -115,7 +115,7 @@ def test_optional_actions_elastic_ip_deny_all_profile_revocation_and_stop(stack)
         f"arn:aws:ec2:{stack.region}:{stack.account}:instance/{victim['instance_id']}")}
     report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
     # scoped to the instance (the default): the sibling sharing the role keeps working
-    assert f"the other instances sharing the role keep working ({sibling})" in report["Message"]
+    assert f"the other instances sharing the role keep working ({sibling})" in report["Text"]
     state = ec2.describe_instances(InstanceIds=[victim["instance_id"]])["Reservations"][0][
         "Instances"][0]["State"]["Name"]
     assert state in ("stopping", "stopped")
@@ -203,8 +203,8 @@ def test_a_failing_optional_action_is_reported_and_the_rest_proceed(stack):
                                         classic["LoadBalancerDescriptions"][0]["Instances"]]
     assert len(snapshots_of(stack, record["incident_id"])) == 1
     report = next(m for m in messages(stack, queue) if "contained, with 2 errors" in m["Subject"])
-    assert "leave-autoscaling-group" in report["Message"]
-    body = report["Message"]
+    assert "leave-autoscaling-group" in report["Text"]
+    body = report["Text"]
     assert body.index("Not done (errors):") < body.index("Changes made:"), "failures first"
 
 

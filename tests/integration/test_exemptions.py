@@ -54,7 +54,7 @@ def _contained_noting(stack, victim, queue, noted: str) -> dict:
     assert record["status"] == "CONTAINED", record["errors"]
     _isolated(stack, victim)
     assert any(noted in note for note in record["notes"]), record["notes"]
-    reports = [m["Message"] for m in messages(stack, queue)]
+    reports = [m["Text"] for m in messages(stack, queue)]
     assert len(reports) >= 2 and all(noted in text for text in reports), reports
     return record
 
@@ -81,7 +81,7 @@ def test_where_the_site_protects_the_key_the_plain_tag_is_honoured(stack):
     _untouched(stack, victim)
     (notice,) = messages(stack, queue)
     assert notice["Subject"].endswith("not acted on: exempt")
-    assert "TRUST_EXEMPT_TAG=true" in notice["Message"]
+    assert "TRUST_EXEMPT_TAG=true" in notice["Text"]
 
 
 def test_an_exemption_the_product_issued_stops_the_finding_and_needs_force_by_hand(stack):
@@ -98,7 +98,7 @@ def test_an_exemption_the_product_issued_stops_the_finding_and_needs_force_by_ha
     assert decided["decision"] == "exempt"
     _untouched(stack, victim)
     (notice,) = messages(stack, queue)
-    assert "load test tonight" in notice["Message"] and granted["expires_at"] in notice["Message"]
+    assert "load test tonight" in notice["Text"] and granted["expires_at"] in notice["Text"]
 
     status, refused = api(stack, "POST", "/quarantine", {"instance_id": instance})
     assert status == 409 and refused["error"] == "InstanceExempt"

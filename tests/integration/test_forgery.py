@@ -155,7 +155,7 @@ def test_a_forged_record_is_refused_and_nothing_is_restored(stack, forgery):
     refused = [e for e in after["errors"] if e["code"] in ("RecordRefused", "ExecutionRefused")]
     assert refused, after["errors"]
     report = messages(stack, queue)[-1]
-    assert "refused" in report["Message"].lower() or "Refused" in report["Message"], report
+    assert "refused" in report["Text"].lower() or "Refused" in report["Text"], report
 
 
 def _crafted_input(binding: dict, **options) -> dict:

@@ -57,8 +57,8 @@ def test_dry_run_plans_everything_and_changes_nothing(stack):
             "quarantine-tags"} <= set(planned)
     assert record["memory_plan"][0]["action"] == "capture-memory"
     report = next(m for m in messages(stack, queue) if "changes planned" in m["Subject"])
-    assert "nothing was changed" in report["Message"]
-    assert "1. capture-memory" in report["Message"]
+    assert "nothing was changed" in report["Text"]
+    assert "1. capture-memory" in report["Text"]
 
     # a dry run never blocks a real incident
     status, real = api(stack, "POST", "/quarantine", {"instance_id": victim["instance_id"]})
@@ -152,7 +152,7 @@ def test_release_re_registers_with_load_balancers_when_asked_not_with_the_group(
                    elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]]
         assert fleet["instance_id"] in targets
     report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": released"))
-    assert "not re-attached to Auto Scaling group web" in report["Message"]
+    assert "not re-attached to Auto Scaling group web" in report["Text"]
 
 
 def test_release_refusals(stack):

@@ -84,7 +84,7 @@ def test_guardduty_finding_contains_preserves_and_reports(stack):
     subjects = [m["Subject"] for m in received]
     assert any("incident opened" in s for s in subjects)
     assert any(s.endswith(": contained") for s in subjects)
-    final = next(m["Message"] for m in received if m["Subject"].endswith(": contained"))
+    final = next(m["Text"] for m in received if m["Subject"].endswith(": contained"))
     assert all(s["SnapshotId"] in final for s in snapshots)
     assert DNS_NOT_CUT in final, "what isolation cannot cut is named"
     assert all(len(s) < 100 and "\n" not in s for s in subjects)
@@ -136,7 +136,7 @@ def test_snapshots_missing_the_deadline_are_named_in_the_report(stack):
     assert len(late) == 2 and set(record["evidence"]["snapshots"].values()) == {"pending"}
     assert {e["resource"] for e in record["errors"] if e["code"] == "SnapshotNotCompleted"} == set(late)
     report = next(m for m in messages(stack, queue) if "incident opened" not in m["Subject"])
-    assert all(f"{s} was still pending at the deadline" in report["Message"] for s in late)
+    assert all(f"{s} was still pending at the deadline" in report["Text"] for s in late)
     assert record["status"] == "CONTAINED"  # containment itself succeeded
 
 
@@ -155,8 +155,8 @@ def test_access_denied_on_one_containment_call_still_collects_evidence_and_repor
         assert interface_groups(stack, eni) == [product_groups(stack, victim["vpc_id"])[
             "isolation"]["GroupId"]]
     report = next(m for m in messages(stack, queue) if "partially contained" in m["Subject"])
-    assert "detach-instance-profile" in report["Message"]
-    assert "UnauthorizedOperation" in report["Message"]
+    assert "detach-instance-profile" in report["Text"]
+    assert "UnauthorizedOperation" in report["Text"]
 
 
 def test_containment_that_changes_nothing_fails_the_execution(stack):

@@ -177,11 +177,11 @@ def test_revocation_contains_and_releases_through_the_revoker(stack, scope):
         assert document["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*",
                                           "Condition": condition}]
         report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
-        assert (f"ROLE-WIDE: every session of role {role}" in report["Message"]) == (
+        assert (f"ROLE-WIDE: every session of role {role}" in report["Text"]) == (
             scope == "role")
         assert (f"it also hits: {sibling}" if scope == "role" else
                 f"the other instances sharing the role keep working ({sibling})") in report[
-            "Message"]
+            "Text"]
         assert iam.authorizations.allowed(revoker_role) == {"iam:PutRolePolicy", *READS}
 
         release(stack, victim["instance_id"])
@@ -308,7 +308,7 @@ def test_a_credential_exfiltration_revokes_on_the_instance_with_revocation_off(s
         report = next(m for m in messages(stack, queue) if m["Subject"].endswith(": contained"))
         assert (f"stolen credentials of role {role} used from elsewhere; sessions of role {role} "
                 f"issued before {when} denied on instance {victim['instance_id']}") in \
-            report["Message"]
+            report["Text"]
 
         release(stack, victim["instance_id"])
     assert _policies(stack, role) == []

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from local import drive
 from tests.helpers import (
     api,
     deliver_finding,
@@ -30,7 +31,9 @@ SUBJECT_LIMIT = 100  # SNS: fewer than 100 printable ASCII characters
 INTERFACES, VOLUMES = 25, 40
 # As many tags as EC2 allows (50, with the product's own), each as long as allowed (keys 128
 # characters, values 256), in characters JSON escapes to 12 bytes.
-LARGEST_TAGS = {f"{n:02d}" + "🦠" * 126: "🦠" * 256 for n in range(46)}
+# A Name and an Environment tag among them: the notices show those.
+LARGEST_TAGS = {"Name": "🦠" * 256, "Environment": "🦠" * 256,
+                **{f"{n:02d}" + "🦠" * 126: "🦠" * 256 for n in range(44)}}
 
 
 def huge_finding(instance_id: str, size: int = 60 * KB) -> dict:
@@ -43,6 +46,7 @@ def huge_finding(instance_id: str, size: int = 60 * KB) -> dict:
     detail["service"] = {**detail.get("service", {}), "additionalInfo": blob}
     detail["resource"]["instanceDetails"]["tags"] = [
         {"key": f"t{n}", "value": "x" * 200} for n in range(40)]
+    detail["service"]["action"] = {"dnsRequestAction": {"domain": "🦠" * 1_000}}
     detail["service"]["evidence"] = {"filler": ""}
     filler = size - len(json.dumps(detail, ensure_ascii=False).encode())
     detail["service"]["evidence"]["filler"] = "f" * max(filler, 0)
@@ -77,18 +81,22 @@ def _item_size(stack, incident_id: str) -> int:
     return len(json.dumps(item, ensure_ascii=False).encode())
 
 
-def _assert_under_limits(stack, answer: dict, queue: str, final_subject: str):
+def _assert_under_limits(stack, answer: dict, queue: str, chatbot: str, final_subject: str):
     record, execution = finish(stack, answer, timeout=180)
     assert execution["status"] == "SUCCEEDED", execution
     payloads = _payloads(stack, execution["executionArn"])
     assert payloads and max(size for _, size in payloads) < STATE_LIMIT, max(payloads, key=lambda p: p[1])
     assert len(execution["input"].encode()) < STATE_LIMIT
-    sent = messages(stack, queue)
+    sent, published = messages(stack, queue), drive.published(stack)
     assert any(m["Subject"].endswith(final_subject) for m in sent), [m["Subject"] for m in sent]
-    for message in sent:
-        assert len(message["Message"].encode()) < SNS_LIMIT
+    for message in sent:  # as SNS counts it: the whole per-protocol message and its attributes
+        request = published[message["MessageId"]]
+        size = len(request["raw"].encode()) + len(json.dumps(request["attributes"]).encode())
+        assert size < SNS_LIMIT // 2, size
         assert len(message["Subject"]) < SUBJECT_LIMIT
         assert all(0x20 <= ord(c) <= 0x7e for c in message["Subject"])
+    cards = drive.cards(stack, chatbot)
+    assert len(cards) == len(sent) and all(len(json.dumps(c).encode()) < 16 * KB for c in cards)
     assert _item_size(stack, record["incident_id"]) < ITEM_LIMIT
     return record
 
@@ -116,14 +124,14 @@ def big_victim(stack):
 
 
 def test_a_60_kb_finding_pasted_on_a_large_instance_stays_under_every_limit(stack, big_victim):
-    queue = subscribe_queue(stack)
+    queue, chatbot = subscribe_queue(stack), drive.subscribe_chatbot(stack)
     instance_id = big_victim["instance_id"]
     body = {"instance_id": instance_id, "reason": "🦠" * 500,
             "finding": huge_finding(instance_id)}
     status, answer = _post(stack, body)
     assert status == 202, answer
 
-    record = _assert_under_limits(stack, answer, queue, ": contained")
+    record = _assert_under_limits(stack, answer, queue, chatbot, ": contained")
     assert record["status"] == "CONTAINED", record["errors"]
     assert len(record["finding"]["title"]) == 256
     _still_readable(stack, record, instance_id)
@@ -133,23 +141,23 @@ def test_a_60_kb_finding_pasted_on_a_large_instance_stays_under_every_limit(stac
 
 
 def test_a_60_kb_finding_through_eventbridge_stays_under_every_limit(stack, big_victim):
-    queue = subscribe_queue(stack)
+    queue, chatbot = subscribe_queue(stack), drive.subscribe_chatbot(stack)
     instance_id = big_victim["instance_id"]
     decided = deliver_finding(stack, huge_finding(instance_id))
     assert decided["decision"] == "acted", decided
 
-    record = _assert_under_limits(stack, decided, queue, ": contained")
+    record = _assert_under_limits(stack, decided, queue, chatbot, ": contained")
     assert record["status"] == "CONTAINED", record["errors"]
     _still_readable(stack, record, instance_id)
 
 
 def test_a_dry_run_of_a_60_kb_finding_plans_under_every_limit(stack, big_victim):
-    queue = subscribe_queue(stack)
+    queue, chatbot = subscribe_queue(stack), drive.subscribe_chatbot(stack)
     instance_id = big_victim["instance_id"]
     status, answer = _post(stack, {"instance_id": instance_id, "dry_run": True,
                                    "finding": huge_finding(instance_id)})
     assert status == 202, answer
 
-    record = _assert_under_limits(stack, answer, queue, "changes planned")
+    record = _assert_under_limits(stack, answer, queue, chatbot, "changes planned")
     assert record["status"] == "DRY_RUN"
     _still_readable(stack, record, instance_id)

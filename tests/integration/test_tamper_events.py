@@ -241,7 +241,7 @@ def test_each_call_that_undoes_containment_is_undone_and_recorded(stack, call):
     assert entry["from"] and entry["at"] and entry["event_id"]
     assert all(d["outcome"] == "put back" for d in entry["drift"]), entry
     alerts = [m for m in messages(stack, queue) if "containment undone" in m["Subject"]]
-    assert alerts and scene.insider_arn in alerts[0]["Message"]
+    assert alerts and scene.insider_arn in alerts[0]["Text"]
     assert stack.tick("sweep")["sweep"]["repaired"] == []  # nothing left for the sweep
 
 

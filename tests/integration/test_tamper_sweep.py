@@ -116,7 +116,7 @@ def test_what_an_insider_undid_is_put_back_recorded_and_announced(stack):
     assert all(d["outcome"] == "put back" for d in entry["drift"]), entry
     (alert,) = [m for m in messages(stack, queue) if "containment undone" in m["Subject"]]
     assert instance_id in alert["Subject"] and "put back" in alert["Subject"]
-    assert "found by the sweep" in alert["Message"]
+    assert "found by the sweep" in alert["Text"]
 
     assert sweep(stack)["repaired"] == []  # whole again: nothing more to do or say
     assert len(incident(stack, record["incident_id"])["tamper"]) == 1
@@ -177,7 +177,7 @@ def test_an_incident_left_open_after_its_execution_ended_is_settled(stack):
     assert record["status"] == "CONTAINED" and record["timeline"][-1]["step"] == "sweep"
     assert any(e["code"] == "SettledBySweep" for e in record["errors"])
     (report,) = messages(stack, queue)
-    assert ": contained" in report["Subject"] and "SettledBySweep" in report["Message"]
+    assert ": contained" in report["Subject"] and "SettledBySweep" in report["Text"]
     assert sweep(stack)["settled"] == []
 
 

@@ -37,7 +37,7 @@ def test_every_option_is_frozen_into_the_input_and_survives_json():
     assert sent["options"]["memory_capture"] is True and sent["options"]["dry_run"] is False
     assert "findings" not in sent["incident"]  # further findings can grow: never in the input
     request = findings.QuarantineRequest("i-1", "123456789012", "us-east-1", "http", "done")
-    released = execution.release("inc-1", request, True, settings.load(STARTED_UNDER))
+    released = execution.release(INCIDENT, request, True, settings.load(STARTED_UNDER))
     assert released["options"] == sent["options"]
     assert released["release"] == {"reason": "done", "reregister": True, "requested_by": ""}
 

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import app
 from deploy import names, statemachine
 
@@ -12,9 +14,11 @@ TOPIC = names.topic_arn("us-east-1", "123456789012", "dev")
 TABLE = names.incidents_table("dev")
 
 
-def test_definition_passes_statelint(tmp_path):
+@pytest.mark.parametrize("topics", [TOPIC, statemachine.Topics(
+    TOPIC, "arn:aws:sns:us-east-1:123456789012:chat")], ids=["report topic", "with Chatbot"])
+def test_definition_passes_statelint(tmp_path, topics):
     path = tmp_path / "definition.json"
-    path.write_text(json.dumps(statemachine.build(ARNS, TOPIC, TABLE)))
+    path.write_text(json.dumps(statemachine.build(ARNS, topics, TABLE)))
     result = subprocess.run([sys.executable, "-m", "statelint", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

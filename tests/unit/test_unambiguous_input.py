@@ -2,10 +2,12 @@
 service takes, bytes that are not UTF-8, ids that only look like ids, fields without bounds."""
 
 import copy
+import json
 
 import pytest
 
-from chalicelib import findings, http, incidents, instances, report, strict_json, workflow
+from chalicelib import (findings, http, incidents, instances, notices, report, strict_json,
+                        workflow)
 from chalicelib.outcomes import InvalidInput
 from tests.helpers import sample
 
@@ -145,7 +147,8 @@ def test_the_stored_finding_keeps_bounded_fields_only():
     request = findings.parse(detail)
     ref = workflow._finding_ref(request)
     assert set(ref) == {"id", "type", "severity", "title", "resource_type", "resource_role",
-                        "sample", "archived", "role", "actor"} and len(ref["title"]) == 256
+                        "sample", "archived", "role", "actor", "remote", "updated_at"}
+    assert len(ref["title"]) == 256 and len(ref["remote"]) < 200 and len(ref["updated_at"]) < 200
 
 
 def test_only_the_tags_containment_reads_are_kept_in_the_pre_incident_state():
@@ -160,8 +163,8 @@ def test_the_report_counts_further_findings_of_either_shape():
     incident = {"incident_id": "inc-0123456789ab", "instance_id": VICTIM, "status": "CONTAINED"}
     flat = {**incident, "findings_count": 2_000, "latest_findings": [{}] * 5}
     legacy = {**incident, "findings": [{}] * 20, "findings_not_kept": 3}  # before they were items
-    assert "Further findings recorded on this incident: 2000" in report.final(flat)["message"]
-    assert "Further findings recorded on this incident: 23" in report.final(legacy)["message"]
+    assert "Further findings recorded on this incident: 2000" in report.final(flat)["text"]
+    assert "Further findings recorded on this incident: 23" in report.final(legacy)["text"]
 
 
 def test_a_report_on_a_huge_incident_stays_under_its_limit_and_says_where_the_rest_is():
@@ -173,8 +176,15 @@ def test_a_report_on_a_huge_incident_stays_under_its_limit_and_says_where_the_re
                 "pre_state": {"tags": [{"Key": "k", "Value": "\u2028" * 50_000}]}}
     for notice in (report.final(incident), report.detection(incident), report.plan(incident),
                    report.released(incident, changes, [], [])):
-        assert report.size(notice["message"]) <= report.MESSAGE_LIMIT
-        assert len(notice["message"].encode()) <= report.MESSAGE_LIMIT
-        assert "GET /incidents/inc-0123456789ab has" in notice["message"]
+        assert len(notice["text"].encode()) <= notices.TEXT_LIMIT
+        assert len(json.dumps(notice["document"]).encode()) <= notices.DOCUMENT_LIMIT
+        assert len(json.dumps(notice["card"]).encode()) <= 2 * notices.CARD_LIMIT
+        # the whole message, as SNS counts it (bytes, attributes included), far below 256 KB
+        sent = notices.message(notice).encode() + json.dumps(notice["attributes"]).encode()
+        assert len(sent) < 128 * 1024
+    text, document = report.final(incident)["text"], report.final(incident)["document"]
+    assert "GET /incidents/inc-0123456789ab has them all" in text
+    assert document["changes_not_shown"] == 2000 - len(document["changes"]) > 0
     small = {**incident, "changes": changes[:3], "reason": "r", "pre_state": {}}
-    assert '"changes": [' in report.final(small)["message"]  # a small one travels whole
+    assert report.final(small)["document"]["changes"] == changes[:3]  # a small one travels whole
+    assert "changes_not_shown" not in report.final(small)["document"]
