@@ -48,6 +48,7 @@ def severity_text(severity) -> str:
 def _instance(incident: dict) -> dict:
     summary = incident.get("instance_summary") or {}
     return {"id": incident.get("instance_id"), "name": summary.get("name", ""),
+            "type": summary.get("instance_type") or "",
             "tags": summary.get("tags") or {}, "private_ips": summary.get("private_ips") or [],
             "public_ips": summary.get("public_ips") or [],
             "vpc_id": summary.get("vpc_id") or (incident.get("pre_state") or {}).get("vpc_id"),
@@ -182,7 +183,8 @@ def _time(timestamp) -> str:
 
 def _instance_lines(incident: dict) -> list[str]:
     shown = _instance(incident)
-    lines = ["Instance:", f"  {shown['id']}" + (f" ({shown['name']})" if shown["name"] else ""),
+    lines = ["Instance:", f"  {shown['id']}" + (f" ({shown['name']})" if shown["name"] else "")
+             + (f", {shown['type']}" if shown["type"] else ""),
              f"  account {shown['account_id']}, region {shown['region']}, VPC "
              f"{shown['vpc_id'] or 'unknown'}"]
     if shown["tags"]:
@@ -220,9 +222,13 @@ def _trigger_lines(incident: dict) -> list[str]:
 def _timeline_lines(incident: dict) -> list[str]:
     shown = timings(incident)
     after = shown["seconds_after_opening"]
+    waited = [t.get("outcome") for t in incident.get("timeline") or []
+              if t.get("step") == "wait-snapshots"]
+    evidence_done = ("snapshot deadline passed (see the errors)"
+                     if waited and waited[-1] == "late" else "evidence complete")
     labels = (("finding_updated_at", "finding last updated by GuardDuty"),
               ("opened_at", "incident opened"), ("isolated_at", "isolated"),
-              ("evidence_completed_at", "evidence complete"), ("reported_at", "reported"))
+              ("evidence_completed_at", evidence_done), ("reported_at", "reported"))
     lines = [f"  {_time(shown[key])}  {label}" + (
         f" (+{after[key.removesuffix('_at')]:.1f} s)" if key.removesuffix("_at") in after
         else "") for key, label in labels if shown.get(key)]
@@ -293,9 +299,10 @@ def change_line(change: dict, incident: dict, undone: bool = False) -> str:
         return f"tag {tag}: {_value(before)} → {_value(after)}"
     if action == "revoke-role-sessions" and isinstance(change.get("after"), dict):
         scope = change["after"].get("scope")
-        return (f"role {resource}: sessions issued before "
-                f"{change['after'].get('denies_sessions_issued_before')} denied "
-                + ("from this instance" if scope == "instance" else "ROLE-WIDE"))
+        return (f"role {resource}: the denial of sessions issued before "
+                f"{change['after'].get('denies_sessions_issued_before')} "
+                + ("from this instance" if scope == "instance" else "ROLE-WIDE")
+                + (" lifted" if undone else ""))
     words = CHANGE_WORDS.get(action, f"{action} {change.get('attribute')}")
     where = "" if resource == incident.get("instance_id") else f"{resource} "
     return f"{where}{words}: {_value(before)} → {_value(after)}"

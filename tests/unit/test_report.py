@@ -241,3 +241,14 @@ def test_values_the_host_chose_cannot_forge_a_line_or_a_link():
     assert "\nIncident: RELEASED" not in notice["text"]
     card = json.dumps(notice["card"])
     assert "[login](http" not in card and "<!channel>" not in card
+
+
+def test_a_release_says_a_revocation_was_lifted_and_a_late_snapshot_is_not_complete():
+    revoked = _revocation("instance", [])
+    assert report.change_line(revoked, _incident(), undone=True).endswith(
+        "from this instance lifted")
+    assert "lifted" not in report.change_line(revoked, _incident())
+    late = _incident(timeline=[{"step": "wait-snapshots", "outcome": "late",
+                                "end": "2026-12-01T10:01:00.000000Z"}])
+    assert "snapshot deadline passed" in report.final(late)["text"]
+    assert "evidence complete" not in report.final(late)["text"]
