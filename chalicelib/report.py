@@ -427,10 +427,13 @@ def _further(incident: dict) -> list[str]:
 # -- the notices ----------------------------------------------------------------------------
 
 def _notice(incident: dict, event: str, status: str, headline: str, lines: list[str],
-            document: dict, next_steps: list[str], outcome: str | None = None) -> dict:
+            document: dict, next_steps: list[str], outcome: str | None = None,
+            finding: dict | None = None) -> dict:
     """A notice: the subject, the text (cut to its bound, saying where the rest is), the
-    document (bounded the same way), the attributes and the card."""
-    finding = incident.get("finding") if isinstance(incident.get("finding"), dict) else {}
+    document (bounded the same way), the attributes (of `finding`, default the incident's)
+    and the card."""
+    if finding is None:
+        finding = incident.get("finding") if isinstance(incident.get("finding"), dict) else {}
     # A line break inside one line (a value someone chose: a tag, an error's message, a
     # reason) becomes a space: no value can forge a line of the report or the card.
     lines = [_LINE_BREAKS.sub(" ", line) for line in lines]
@@ -637,13 +640,10 @@ def refused(execution, reason: str) -> dict:
              "PutItem/UpdateItem on the incidents table)."]
     document = {"schema": notices.SCHEMA, "version": notices.VERSION, "event": "refused",
                 "status": "REFUSED", "execution": str(execution), "reason": reason[:1000]}
-    notice = _notice({"instance_id": "refused"}, "refused", "REFUSED",
-                     "an execution or record that the product did not make", lines, document,
-                     ["Find who in CloudTrail: states:StartExecution, dynamodb:PutItem"],
-                     "refused")
-    notice["subject"] = subject("[ec2-quarantine] refused: an execution or record that the "
-                                "product did not make")
-    return notice
+    return _notice({"instance_id": "refused"}, "refused", "REFUSED",
+                   "an execution or record that the product did not make", lines, document,
+                   ["Find who in CloudTrail: states:StartExecution, dynamodb:PutItem"],
+                   "refused")
 
 
 def duplicate(incident: dict, finding: dict | None, revoked: str = "") -> dict:
@@ -661,14 +661,10 @@ def duplicate(incident: dict, finding: dict | None, revoked: str = "") -> dict:
     status = incident.get("status") or "unknown"
     document = {**_facts(incident, "finding-recorded", status), "further_finding": finding,
                 "revoked": revoked}
-    notice = _notice(incident, "finding-recorded", status,
-                     f"finding recorded on {incident['incident_id']}", lines, document,
-                     [f"Incident record: {_record_path(incident)}"])
-    if finding:  # the attributes name the finding this notice is about
-        notice["attributes"] = notices.attributes(
-            "finding-recorded", status, incident.get("account_id"), incident.get("region"),
-            finding.get("type") or "none", finding.get("severity"))
-    return notice
+    return _notice(incident, "finding-recorded", status,
+                   f"finding recorded on {incident['incident_id']}", lines, document,
+                   [f"Incident record: {_record_path(incident)}"],
+                   finding=finding)  # the attributes name the finding this notice is about
 
 
 def not_acted_on(request: dict, why: str, reason: str = "") -> dict:
