@@ -143,6 +143,12 @@ def _fact(mapping, *names) -> str:
     return one_line(value) if isinstance(value, str) else ""
 
 
+def severity_text(severity) -> str:
+    """A severity in the one format every message uses: one decimal ("8.0")."""
+    return f"{float(severity):.1f}" if isinstance(severity, (int, float)) and not isinstance(
+        severity, bool) else "unknown"
+
+
 def _severity(detail) -> float:
     severity = _field(detail, "severity")
     if isinstance(severity, bool) or not isinstance(severity, (int, float)):
@@ -261,7 +267,7 @@ def parse(detail) -> QuarantineRequest:
         account_id=_text(detail, "accountId", ACCOUNT_ID),
         region=_text(detail, "region", REGION),
         source="guardduty",
-        reason=f"GuardDuty {finding.type} (severity {finding.severity:.1f})",
+        reason=f"GuardDuty {finding.type} (severity {severity_text(finding.severity)})",
         finding=finding,
     )
 
@@ -299,8 +305,8 @@ def qualifies(finding: Finding, settings) -> NotActedOn | None:
 
 def _policy(finding: Finding, settings) -> NotActedOn | None:
     if finding.severity < settings.severity_threshold:
-        return NotActedOn("dropped", f"severity {finding.severity:.1f} is below SEVERITY_THRESHOLD "
-                          f"{settings.severity_threshold:g}")
+        return NotActedOn("dropped", f"severity {severity_text(finding.severity)} is below "
+                          f"SEVERITY_THRESHOLD {settings.severity_threshold:g}")
     prefixes = settings.finding_type_prefixes
     if prefixes and not finding.type.startswith(prefixes):
         return NotActedOn("dropped", f"type {finding.type!r} matches none of "

@@ -15,6 +15,8 @@ notice reads the same whichever publishes it.
 import json
 import re
 
+from chalicelib.findings import severity_text
+
 SCHEMA = "ec2-quarantine/notice"
 VERSION = 1
 TEXT_PROTOCOLS = ("default", "email")
@@ -46,7 +48,7 @@ def attributes(event: str, status: str, account, region, finding_type, severity=
     shaped = {name: {"DataType": "String", "StringValue": str(value or UNKNOWN)[:256]}
               for name, value in values.items()}
     if isinstance(severity, (int, float)) and not isinstance(severity, bool):
-        shaped["severity"] = {"DataType": "Number", "StringValue": f"{severity:.1f}"}
+        shaped["severity"] = {"DataType": "Number", "StringValue": severity_text(severity)}
     return shaped
 
 

@@ -37,12 +37,6 @@ def subject(text: str) -> str:
     return flat
 
 
-def severity_text(severity) -> str:
-    """A severity in the one format every notice uses: one decimal ("8.0")."""
-    return f"{float(severity):.1f}" if isinstance(severity, (int, float)) and not isinstance(
-        severity, bool) else "unknown"
-
-
 # -- the facts --------------------------------------------------------------------------------
 
 def _instance(incident: dict) -> dict:
@@ -201,10 +195,10 @@ def _trigger_lines(incident: dict) -> list[str]:
     lines = []
     if finding:
         lines += ["Finding:", f"  {finding.get('type')}, severity "
-                  f"{severity_text(finding.get('severity'))}" + (
+                  f"{findings.severity_text(finding.get('severity'))}" + (
                       " (a GuardDuty sample)" if finding.get("sample") else "")]
         if finding.get("title"):
-            lines.append(f"  {findings.one_line(finding['title'], findings.MAX_TITLE)}")
+            lines.append(f"  {finding['title']}")
         if finding.get("remote"):
             lines.append(f"  remote: {finding['remote']}")
         stolen = stolen_credentials(finding)
@@ -212,10 +206,9 @@ def _trigger_lines(incident: dict) -> list[str]:
             lines.append(f"  {stolen}")
         lines.append(f"  id {finding.get('id')}")
     if asked or incident.get("source") == "http":
-        lines += ["Asked by:", f"  {findings.one_line(asked or 'unknown caller', 2048)}"]
+        lines += ["Asked by:", f"  {asked or 'unknown caller'}"]
     if incident.get("source") == "http" or not finding:
-        reason = findings.one_line(incident.get("reason") or "no reason given", 1024)
-        lines.append(f"Reason: {reason}")
+        lines.append(f"Reason: {incident.get('reason') or 'no reason given'}")
     return lines
 
 
@@ -584,9 +577,8 @@ def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
     lines = [f"Incident {incident['incident_id']}: {_name(incident)} "
              + ("is RELEASED." if complete else "is NOT fully released."), "",
              *_instance_lines(incident),
-             "Released by: "
-             + findings.one_line(release.get("requested_by") or "unknown caller", 2048),
-             f"Reason: {findings.one_line(release.get('reason') or 'none given', 1024)}",
+             f"Released by: {release.get('requested_by') or 'unknown caller'}",
+             f"Reason: {release.get('reason') or 'none given'}",
              *_changes_lines(undone, incident, "Restored:", undone=True),
              *_errors_lines(errors, "Not restored (errors):"), "", "Left as is:",
              *(f"  - {n}" for n in notes),
@@ -650,7 +642,7 @@ def duplicate(incident: dict, finding: dict | None, revoked: str = "") -> dict:
     """A further finding for an instance already under an active incident (`revoked`: what was
     done of the stolen credentials it reports)."""
     what = (f"GuardDuty finding {finding.get('type')} (severity "
-            f"{severity_text(finding.get('severity'))}, id {finding.get('id')})" if finding
+            f"{findings.severity_text(finding.get('severity'))}, id {finding.get('id')})" if finding
             else "a further request")
     lines = [f"{what} for {_name(incident)} was recorded on active incident "
              f"{incident['incident_id']} ({incident.get('status')}); nothing was re-run.", "",
