@@ -34,10 +34,7 @@ def stop(stack) -> None:
 def calls(stack) -> list[Call]:
     """Every request recorded since `start`, in order."""
     found = []
-    for line in stack.moto_api("recorder/download-recording").decode().splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)
+    for entry in _entries(stack.moto_api("recorder/download-recording").decode()):
         body = entry.get("body") or ""
         if entry.get("body_encoded"):
             body = base64.b64decode(body).decode("utf-8", "replace")
@@ -45,3 +42,15 @@ def calls(stack) -> list[Call]:
         service, action = identify(entry["headers"], entry["method"], url.path, url.query, body)
         found.append(Call(service, action, body, caller(entry["headers"])))
     return found
+
+
+def _entries(recording: str):
+    """Each recorded entry. moto's recorder appends from every request thread without a lock:
+    two concurrent requests' entries can land on one line, so every object on it is read."""
+    decoder = json.JSONDecoder()
+    for line in recording.splitlines():
+        at = 0
+        while line[at:].strip():
+            entry, end = decoder.raw_decode(line, len(line) - len(line[at:].lstrip()))
+            yield entry
+            at = end
