@@ -4,7 +4,7 @@ import logging
 
 from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import findings, http, incidents, revocation, tamper, workflow
+from chalicelib import aws, findings, http, incidents, revocation, tamper, workflow
 from chalicelib.steps import contain, evidence, memory, release as release_steps, report
 
 app = Chalice(app_name="ec2-quarantine")
@@ -14,9 +14,25 @@ iam = IAMAuthorizer()
 
 
 def _home(context) -> tuple[str, str]:
-    """(account, region) of this function, from its own ARN: no STS call needed."""
-    _, _, _, region, account, *_ = context.invoked_function_arn.split(":")
-    return account, region
+    """(account, region) of this function, from its own ARN (under `chalice local`, which
+    gives no ARN: from STS and the configured region)."""
+    return aws.home(context.invoked_function_arn)
+
+
+def _deployed_home(context) -> str:
+    """The home account, once the stage is deployed; otherwise NotConfigured raises, naming
+    `make deploy`, so Lambda's error metric and failure destination show it (and keep the
+    event)."""
+    workflow.deployed()
+    return _home(context)[0]
+
+
+def _respond(act):
+    """The route's answer: 503 NotConfigured, naming `make deploy`, until the stage is."""
+    def checked():
+        workflow.deployed()
+        return act()
+    return http.respond(checked)
 
 
 def _call() -> tuple[dict, str, str, str]:
@@ -29,17 +45,17 @@ def _call() -> tuple[dict, str, str, str]:
 
 @app.on_cw_event(findings.EVENT_PATTERN, name="on_guardduty_finding")
 def on_guardduty_finding(event):
-    return workflow.handle_finding(event.detail, _home(event.context)[0])
+    return workflow.handle_finding(event.detail, _deployed_home(event.context))
 
 
 @app.on_cw_event(tamper.EVENT_PATTERN, name="on_tampering")
 def on_tampering(event):
-    return tamper.handle_event(event.detail, _home(event.context)[0])
+    return tamper.handle_event(event.detail, _deployed_home(event.context))
 
 
 @app.schedule(Rate(tamper.SWEEP_MINUTES, unit=Rate.MINUTES), name="sweep")
 def sweep(event):
-    return tamper.sweep(_home(event.context)[0])
+    return tamper.sweep(_deployed_home(event.context))
 
 
 @app.route("/quarantine", methods=["POST"], authorizer=iam,
@@ -48,7 +64,7 @@ def quarantine():
     def act():
         body, account, region, caller = _call()
         return workflow.start(http.quarantine_request(body, account, region, caller), account)
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/release", methods=["POST"], authorizer=iam,
@@ -58,7 +74,7 @@ def release_instance():
         body, account, region, caller = _call()
         wanted, reregister = http.release_request(body, account, region, caller)
         return workflow.release(wanted, account, reregister)
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/exemptions", methods=["POST"], authorizer=iam,
@@ -68,7 +84,7 @@ def grant_exemption():
         body, account, region, caller = _call()
         request, expires = http.exemption_request(body, account, region, caller)
         return workflow.grant_exemption(request, expires, account)
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/exemptions", methods=["GET"], authorizer=iam)
@@ -77,7 +93,7 @@ def list_exemptions():
         account, _ = _home(app.lambda_context)
         return http.list_exemptions(app.current_request.query_params, lambda limit, start:
                                     workflow.list_exemptions(limit, start, account))
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/exemptions/{instance_id}", methods=["DELETE"], authorizer=iam,
@@ -88,7 +104,7 @@ def revoke_exemption(instance_id):
         return workflow.revoke_exemption(http.exemption_revocation(
             instance_id, app.current_request.query_params, body, account, region, caller),
             account)
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/incidents", methods=["GET"], authorizer=iam)
@@ -97,17 +113,17 @@ def list_incidents():
         account, region = _home(app.lambda_context)
         return http.list_incidents(app.current_request.query_params, account, region,
                                    incidents.search)
-    return http.respond(act)
+    return _respond(act)
 
 
 @app.route("/incidents/{incident_id}", methods=["GET"], authorizer=iam)
 def get_incident(incident_id):
-    return http.respond(lambda: http.incident(incident_id, incidents.get))
+    return _respond(lambda: http.incident(incident_id, incidents.get))
 
 
 @app.route("/incidents/{incident_id}/findings", methods=["GET"], authorizer=iam)
 def get_incident_findings(incident_id):
-    return http.respond(lambda: http.incident_findings(
+    return _respond(lambda: http.incident_findings(
         incident_id, app.current_request.query_params, incidents.get, incidents.further_findings))
 
 

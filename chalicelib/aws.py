@@ -7,6 +7,7 @@ names the Lambda function that uses it in its user agent, so CloudTrail tells th
 """
 
 import contextlib
+import functools
 import os
 import threading
 from contextvars import ContextVar
@@ -103,6 +104,7 @@ def reset() -> None:
     with _lock:
         _clients.clear()
         _session = None
+    _home_by_sts.cache_clear()
 
 
 def error_code(error: BaseException) -> str | None:
@@ -122,6 +124,26 @@ def tolerate(codes: str | tuple[str, ...], call, **kwargs):
         if error_code(error) not in ((codes,) if isinstance(codes, str) else codes):
             raise
         return None
+
+
+def home(function_arn: str) -> tuple[str, str]:
+    """(account, region) the app runs in: from its function's own ARN in Lambda (no request);
+    where a context carries no real ARN (`chalice local`), from STS and the configured region,
+    asked once per process."""
+    parts = (function_arn or "").split(":")
+    if len(parts) >= 7 and parts[4].isdigit() and parts[3]:
+        return parts[4], parts[3]
+    return _home_by_sts()
+
+
+@functools.cache
+def _home_by_sts() -> tuple[str, str]:
+    import boto3
+
+    region = boto3.session.Session().region_name  # AWS_REGION, AWS_DEFAULT_REGION or profile
+    if not region:
+        raise RuntimeError("no region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+    return client("sts", region).get_caller_identity()["Account"], region
 
 
 def region_of(arn: str) -> str:

@@ -35,17 +35,37 @@ PERMISSIONS = (
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
-def check_settings(current) -> None:
-    """Refuse to act without the app's resources."""
-    for name in ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn"):
-        if not getattr(current, name):
-            raise outcomes.NotConfigured(f"{name.upper()} is not set: the app cannot act")
+RESOURCES = ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn")
+
+
+def deployed():
+    """The settings to act under, once every one reads and the stage's resources are there;
+    otherwise NotConfigured saying what to do. Every entry point asks first: a stage made by a
+    plain `chalice deploy` lacks what only `make deploy` creates, and must fail loudly."""
+    function = aws.current_function()
+    stage = function[len(aws.APP_NAME) + 1:].split("-")[0] if function.startswith(
+        f"{aws.APP_NAME}-") else "<stage>"
+    try:
+        current = settings.get()
+    except settings.SettingsError as error:
+        log.error("not configured: %s", error)
+        raise outcomes.NotConfigured(
+            f"{error}: correct it in stage {stage}'s settings (.chalice/config.json) and "
+            "deploy again") from None
+    missing = [name.upper() for name in RESOURCES if not getattr(current, name)]
+    if missing:
+        log.error("not deployed: %s not set", ", ".join(missing))
+        raise outcomes.NotConfigured(
+            f"{', '.join(missing)} not set: the stage's resources are not deployed. A plain "
+            "`chalice deploy` cannot create them: run `make deploy "
+            f"STAGE={stage}` (it creates them and writes them into .chalice/config.json); "
+            "after it, `chalice deploy` updates the code")
+    return current
 
 
 def admit(request: findings.QuarantineRequest, home_account: str):
     """The settings to act under, once the app is configured and the account is allowed."""
-    current = settings.get()
-    check_settings(current)
+    current = deployed()
     why = accounts.refusal(request.account_id, home_account, current)
     if why:
         raise outcomes.NotAllowed(f"account {request.account_id} is not allowed: {why}")
@@ -435,17 +455,15 @@ def _finding_ref(request: findings.QuarantineRequest):
 
 
 def handle_finding(detail, home_account: str) -> dict:
-    """The automatic path: a GuardDuty finding's detail, decided and acted on. Never raises:
-    every finding ends logged with its decision (a raise would only make Lambda retry it)."""
+    """The automatic path: a GuardDuty finding's detail, decided and acted on. Never raises
+    once the stage is deployed (`deployed()`, asked by the entry point first): every finding
+    ends logged with its decision (a raise would only make Lambda retry it)."""
+    current = settings.get()  # the entry point checked `deployed()`
     try:
         request = findings.parse(detail)
-        current = settings.get()
     except findings.MalformedFinding as error:
         log.warning("dropped malformed finding: %s", error)
         return {"decision": "dropped", "reason": str(error)}
-    except settings.SettingsError as error:
-        log.error("refused to act on a finding: misconfigured: %s", error)
-        return {"decision": "refused", "reason": str(error), "code": "InvalidSetting"}
     why_not = findings.qualifies(request.finding, current)
     if why_not:
         log.info("%s finding %s on %s: %s", why_not.decision, request.finding.id,

@@ -1,32 +1,14 @@
 """The app (its functions, REST API and rule) deployed and deleted through Chalice.
 
 A deployment that fails, Ctrl-C included, leaves the rule disabled, so no finding reaches a
-half-deployed app until a rerun finishes the job. A rehearsal deploys the API's function without
-the REST API: moto cannot import Chalice's Swagger 2.0 (`make package` covers it).
+half-deployed app until a rerun finishes the job.
 """
 
 import os
 
 from deploy import names, rules
 from deploy.project import without_bytecode
-from deploy.session import DeployError, client, rehearsal, say
-
-
-class _WithoutRestApi:
-    """Chalice's application graph with the REST API replaced by its function (and role): the
-    embedded AWS cannot import the API's Swagger 2.0, everything else is rehearsed."""
-
-    def __init__(self, builder):
-        self._builder = builder
-
-    def build(self, config, stage):
-        from chalice.deploy import models
-
-        application = self._builder.build(config, stage)
-        application.resources = [
-            r.lambda_function if isinstance(r, models.RestAPI) else r
-            for r in application.resources]
-        return application
+from deploy.session import DeployError, client, say
 
 
 def _chalice(project_dir: str, stage: str):
@@ -51,10 +33,6 @@ def deploy(project_dir: str, stage: str) -> dict:
     factory, config, session, ui = _chalice(project_dir, stage)
     without_bytecode(project_dir)
     deployer = factory.create_default_deployer(session=session, config=config, ui=ui)
-    if rehearsal():
-        say("rehearsal: the REST API is left out, not its function (the embedded AWS cannot "
-            "import Swagger 2.0)")
-        deployer._application_builder = _WithoutRestApi(deployer._application_builder)
     say(f"deploying the app (Chalice) to stage {stage}")
     try:
         deployed = deployer.deploy(config, chalice_stage_name=stage)

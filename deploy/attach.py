@@ -78,7 +78,7 @@ def attach(stage: str, api_stage: str, deployed: dict, outputs: dict[str, str]) 
     """Everything above, on what Chalice just `deployed` (its deployed record)."""
     rest_api = _rest_api(deployed)
     if rest_api is None:
-        say("no REST API deployed (a rehearsal leaves it out): no access logs to set")
+        say("no REST API deployed: no access logs to set")
     else:
         rest_api_stage(rest_api, api_stage, outputs["ApiAccessLogsArn"],
                        outputs["ApiGatewayLogsRoleArn"])

@@ -9,8 +9,8 @@ its resources exist, and an app left half-deployed has its rule disabled, so no 
 it until a rerun finishes the job. Every run converges: a second one changes nothing.
 
 With AWS_ENDPOINT_URL set (a rehearsal on the embedded AWS) the commands work on a copy of the
-project under build/rehearsal/, so the real stage's files never see the rehearsal's ARNs, and
-the REST API is left out: moto cannot import Chalice's Swagger 2.0 (`make package` covers it).
+project under build/rehearsal/, so the real stage's files never see the rehearsal's ARNs; the
+stage `make local` serves itself is refused there (it was provisioned, not deployed).
 """
 
 import argparse
@@ -22,6 +22,7 @@ from deploy.session import DeployError, say
 
 
 def deploy(stage: str, parameters: dict[str, str]) -> dict:
+    retained.refuse_the_local_stage(stage)
     project_dir = project.working_copy(stage)
     stale = permissions.stale()
     if stale:
@@ -39,6 +40,7 @@ def destroy(stage: str, purge: bool, force: bool = False) -> None:
     """Delete the app and the stack; the table and the evidence bucket stay unless `purge`.
     Refused while incidents are active (their instances could not be released), unless
     `force`."""
+    retained.refuse_the_local_stage(stage)
     project_dir = project.working_copy(stage)
     active = retained.active_incidents(stage)
     if active and not force:

@@ -6,6 +6,9 @@ only (not packaged): the functions find their resources through the settings dep
 """
 
 APP_NAME = "ec2-quarantine"
+# On the table `make local` provisions (and a test's embedded AWS): its stage was not deployed,
+# so a rehearsal of that stage there refuses with the true reason.
+PROVISIONED_LOCALLY_TAG = f"{APP_NAME}:provisioned-by-make-local"
 
 
 def function(stage: str, name: str) -> str:

@@ -4,9 +4,11 @@ of who touched it; sealed records and signed manifests stay verifiable): found b
 deterministic names (the keys by their aliases), refused in the way of a new stack, purged only
 when asked, and checked for incidents that still hold an instance."""
 
+import os
+
 from chalicelib import aws
-from deploy import names, records_key
-from deploy.session import DeployError, client, say
+from deploy import names, permissions, records_key
+from deploy.session import DeployError, client, rehearsal, say
 
 
 def _kept(stage: str) -> dict[str, str]:
@@ -41,6 +43,29 @@ def _existing(kept: dict[str, str]) -> dict[str, str]:
 
 def _listed(found: dict[str, str]) -> str:
     return " and ".join(f"{kind} {name}" for kind, name in found.items())
+
+
+def refuse_the_local_stage(stage: str) -> None:
+    """On `make local`'s embedded AWS the stage it serves was provisioned by it, not deployed:
+    a rehearsal of that stage there would take its table and bucket for a destroyed stage's
+    (and a purge would wipe its evidence). Refuse before anything changes."""
+    from botocore.exceptions import ClientError
+
+    if not rehearsal():
+        return
+    dynamodb = client("dynamodb")
+    try:
+        table = dynamodb.describe_table(TableName=names.incidents_table(stage))["Table"]
+        tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    except ClientError:
+        return
+    if any(tag["Key"] == names.PROVISIONED_LOCALLY_TAG for tag in tags):
+        other = next(s for s in permissions.STAGES if s != stage)
+        raise DeployError(
+            f"stage {stage} on {os.environ['AWS_ENDPOINT_URL']} is the one `make local` serves: "
+            "its table, bucket and keys were provisioned by it, not deployed, so there is "
+            f"nothing to deploy over or destroy. Nothing was changed. Rehearse another stage "
+            f"beside it: `make deploy STAGE={other}`")
 
 
 def refuse_orphans(stage: str) -> None:

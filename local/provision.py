@@ -32,7 +32,8 @@ def provision(stack) -> dict:
     created["EVIDENCE_SIGNING_KEY_ARN"] = evidence_signing_key(stack)
 
     dynamodb = stack.client("dynamodb")
-    dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION)
+    dynamodb.create_table(TableName=created["INCIDENTS_TABLE"], **incidents.TABLE_DEFINITION,
+                          Tags=[{"Key": names.PROVISIONED_LOCALLY_TAG, "Value": "true"}])
 
     stack.client("sns").create_topic(Name=names.topic(stage))
 

@@ -72,6 +72,13 @@ class Stack:
         self._admin_keys = None  # made, with the functions' roles, by the first enforce_iam()
         self._ticker = None
 
+    def client_environment(self) -> dict[str, str]:
+        """What another process needs to use this embedded AWS and the app's resources on it,
+        as `chalice local --stage dev` does (`make local` writes it to build/local.env)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region, "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local", **self.names}
+
     def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
         """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto
         switches accounts on AssumeRole: another account is reached through a role there)."""

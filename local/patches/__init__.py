@@ -36,6 +36,7 @@ BACKEND = (
     cloudformation.patch_kms_keys,
     apigateway.patch_deployment_to_existing_stage,
     apigateway.patch_openapi_2,
+    apigateway.patch_import_without_description,
     cloudformation.patch_table_indexes,
     cloudformation.patch_previous_parameters,
 )

@@ -61,3 +61,19 @@ def patch_openapi_2():
                         mode=mode)
 
     APIGatewayBackend.put_rest_api = put_rest_api
+
+
+def patch_import_without_description():
+    """moto's ImportRestApi reads the definition's `info.description` and fails with a 500
+    when it has none; the field is optional in both OpenAPI versions and AWS imports without it
+    (Chalice's Swagger has none, so a first `chalice deploy` failed on moto). An import is a
+    new API given the definition, as moto does it, with the description when there is one."""
+    from moto.apigateway.models import APIGatewayBackend
+
+    def import_rest_api(self, api_doc, fail_on_warnings):
+        info = api_doc.get("info") or {}
+        api = self.create_rest_api(name=info.get("title"), description=info.get("description"))
+        self.put_rest_api(api.id, api_doc, fail_on_warnings=fail_on_warnings)
+        return api
+
+    APIGatewayBackend.import_rest_api = import_rest_api

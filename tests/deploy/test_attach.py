@@ -132,4 +132,4 @@ def test_the_rest_api_is_found_in_chalices_deployed_record():
         {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
          "rest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com/api/"}]}
     assert attach._rest_api(deployed) == "abc123"
-    assert attach._rest_api({"resources": deployed["resources"][:1]}) is None  # a rehearsal
+    assert attach._rest_api({"resources": deployed["resources"][:1]}) is None  # no API in the record

@@ -1,8 +1,9 @@
 """`make deploy` rehearsed on the embedded AWS (AWS_ENDPOINT_URL): the stack, the functions and
-their roles, the rule, the table, topic and bucket are created; a second run converges (same
-resources, same names, no errors); destroy keeps the evidence and the key that verifies its
-records unless told otherwise. The REST
-API is the one part left out (moto cannot import Chalice's Swagger 2.0): test_package covers it."""
+their roles, the REST API, the rules, the table, topic and bucket are created; a second run
+converges (same resources, same names, no errors); Chalice's own `chalice deploy` updates the
+code in place after it; destroy keeps the evidence and the key that verifies its records unless
+told otherwise. A plain `chalice deploy` of a stage without its resources deploys an app that
+refuses to act, naming `make deploy`; the stage `make local` serves is refused."""
 
 import fcntl
 import json
@@ -13,9 +14,10 @@ import sys
 
 import pytest
 
-from chalicelib import incidents
+from chalicelib import aws, incidents, outcomes
 from deploy import names
 from deploy import permissions, project, resources, rules
+from local import drive
 
 STAGE = "prod"  # the embedded AWS already holds the dev stage's resources (provisioned)
 
@@ -31,14 +33,23 @@ def _run(stack, *arguments):
                           text=True, timeout=300)
 
 
-def _chalice_deploy(stack):
-    """A bare `chalice deploy` of the rehearsal's copy (what an operator runs after the first
-    `make deploy`): Chalice alone, none of what `make deploy` adds after it."""
-    script = ("import sys; sys.dont_write_bytecode = True\n"
-              "from deploy import application, project\n"
-              f"application.deploy(project.working_copy({STAGE!r}), {STAGE!r})")
-    return subprocess.run([sys.executable, "-c", script], cwd=project.PROJECT_DIR,
-                          env=_environ(stack), capture_output=True, text=True, timeout=300)
+def _chalice_deploy(stack, project_dir):
+    """`chalice deploy --stage prod`, Chalice's own command in the rehearsal's copy (what an
+    operator runs after the first `make deploy`): none of what `make deploy` adds around it."""
+    chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
+    return subprocess.run([chalice, "deploy", "--stage", STAGE], cwd=project_dir,
+                          env={**_environ(stack), "PYTHONDONTWRITEBYTECODE": "1"},
+                          capture_output=True, text=True, timeout=300)
+
+
+def _rest_api_stage(stack):
+    """The stage's REST API (id) and its API Gateway stage: access logs and tracing."""
+    gateway = stack.client("apigateway")
+    (api,) = [a["id"] for a in gateway.get_rest_apis()["items"]
+              if a["name"] == "ec2-quarantine"]
+    stage = gateway.get_stage(restApiId=api, stageName="api")
+    return api, stage.get("accessLogSettings", {}).get("destinationArn"), stage.get(
+        "tracingEnabled")
 
 
 def _failures_go_to(stack):
@@ -80,6 +91,8 @@ def _deployed(stack):
             if m["name"] == names.state_machine(STAGE)],
         "keys": [a["TargetKeyId"] for a in stack.client("kms").list_aliases()["Aliases"]
                  if a["AliasName"] == names.records_key_alias(STAGE)],
+        "apis": [a["id"] for a in stack.client("apigateway").get_rest_apis()["items"]
+                 if a["name"] == "ec2-quarantine"],
     }
 
 
@@ -112,7 +125,7 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
         "StateMachine", "StateMachineRole", "ReportsTopic", "IncidentsTable", "EvidenceBucket",
         "ExecutionLogs", "DenyAllProfile", "RecordsKey", "RecordsKeyAlias"}
     assert after_first["tables"] and after_first["buckets"] and after_first["topics"]
-    assert after_first["machines"] and after_first["keys"]
+    assert after_first["machines"] and after_first["keys"] and after_first["apis"]
     config = project.read_config(rehearsal_dir)["stages"][STAGE]["environment_variables"]
     assert config["STATE_MACHINE_ARN"] == after_first["machines"][0]
     key = stack.client("kms").describe_key(KeyId=config["RECORDS_KEY_ARN"])["KeyMetadata"]
@@ -137,12 +150,25 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     assert _deployed(stack) == after_first
     assert _failures_go_to(stack) == (queue, [queue])
 
-    bare = _chalice_deploy(stack)  # keeps the invoke config; its PutTargets drops the DLQ
+    api = _rest_api_stage(stack)
+    assert api[1] == outputs["ApiAccessLogsArn"].removesuffix(":*") and api[2] is True
+    code = {name: f["CodeSha256"] for f in stack.client("lambda").list_functions()["Functions"]
+            for name in [f["FunctionName"]] if name.startswith(names.function(STAGE, ""))}
+    with open(os.path.join(rehearsal_dir, "chalicelib", "__init__.py"), "a") as handle:
+        handle.write("# a code change\n")
+    bare = _chalice_deploy(stack, rehearsal_dir)
     assert bare.returncode == 0, bare.stdout + bare.stderr
-    assert _failures_go_to(stack) == (queue, [None])
+    updated = _deployed(stack)
+    assert updated == after_first  # the same functions, roles, rules (enabled) and resources
+    assert all(f["CodeSha256"] != code[f["FunctionName"]] for f in stack.client(
+        "lambda").list_functions()["Functions"] if f["FunctionName"] in code)  # new code
+    assert _rest_api_stage(stack) == (*api[:2], False)  # the same API and its access logs;
+    # Chalice's CreateDeployment turned tracing off (the project sets no Chalice `xray`)
+    assert _failures_go_to(stack) == (queue, [None])  # the invoke config kept; Chalice's
+    # PutTargets replaced the rule's target, and with it the dead-letter queue
     again = _run(stack, "deploy")  # which `make deploy` sets again
     assert again.returncode == 0, again.stdout + again.stderr
-    assert _failures_go_to(stack) == (queue, [queue])
+    assert _failures_go_to(stack) == (queue, [queue]) and _rest_api_stage(stack) == api
 
     table = names.incidents_table(STAGE)  # an instance still under an incident: kept running
     stack.client("dynamodb").put_item(TableName=table, Item={
@@ -159,7 +185,8 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     destroyed = _run(stack, "destroy")
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
     left = _deployed(stack)
-    assert (left["stack"], left["functions"], left["rules"], left["machines"]) == ([], [], [], [])
+    assert (left["stack"], left["functions"], left["rules"], left["machines"], left["apis"]) == (
+        [], [], [], [], [])
     assert left["tables"] == after_first["tables"] and left["buckets"] == after_first["buckets"]
     assert outputs["AccessLogsBucket"] in [b["Name"] for b in stack.client(
         "s3").list_buckets()["Buckets"]]  # who touched the evidence stays with it
@@ -245,3 +272,63 @@ def test_a_deploy_over_an_older_table_adds_each_index_then_the_app(stack, rehear
     again = _run(stack, "deploy")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "adding index" not in again.stdout and "is up to date" in again.stdout
+
+
+def test_a_plain_chalice_deploy_without_the_resources_makes_an_app_that_names_make_deploy(
+        stack, rehearsal_dir, monkeypatch):
+    """Chalice alone creates the functions, the API and an enabled GuardDuty rule, but none of
+    the resources: with the environment Chalice gave the GuardDuty function, its handler raises
+    (Lambda's error metric and failure destination show it) and the API answers 503."""
+    from chalice.test import Client
+
+    import app
+    from chalicelib import settings
+    from local.bridge import LambdaContext
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    bare = _chalice_deploy(stack, project.working_copy(STAGE))
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    rule = names.rule(STAGE, resources.FINDING_HANDLER)
+    assert (rule, "ENABLED") in _deployed(stack)["rules"]
+
+    function = names.function(STAGE, resources.FINDING_HANDLER)
+    given = stack.client("lambda").get_function_configuration(FunctionName=function)[
+        "Environment"]["Variables"]
+    for name in settings.DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    settings.reload()
+    try:
+        context = LambdaContext(names.function_arn(stack.region, stack.account, STAGE,
+                                                   resources.FINDING_HANDLER))
+        with aws.acting_as(function), pytest.raises(outcomes.NotConfigured) as raised:
+            app.on_guardduty_finding(drive.guardduty_event("i-0123456789abcdef0"), context)
+        assert "STATE_MACHINE_ARN" in str(raised.value)
+        assert "run `make deploy STAGE=prod`" in str(raised.value)
+        with Client(app.app, stage_name=STAGE, project_dir=rehearsal_dir) as client, \
+                aws.acting_as(names.api_function(STAGE)):
+            answer = client.http.get("/incidents")
+        assert answer.status_code == 503 and answer.json_body["error"] == "NotConfigured"
+        assert "make deploy STAGE=prod" in answer.json_body["message"]
+    finally:
+        monkeypatch.undo()
+        settings.reload()
+
+
+def test_the_stage_make_local_serves_is_refused_with_the_reason(stack):
+    """The embedded AWS holds the dev stage's table, bucket and keys, provisioned as `make
+    local` provisions them: not a destroyed deployment's, and never to be purged."""
+    for command in (("deploy",), ("destroy", "--purge")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "deploy", *command, "--stage", stack.stage],
+            cwd=project.PROJECT_DIR, env=_environ(stack), capture_output=True, text=True,
+            timeout=300)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"stage {stack.stage} on {stack.endpoint} is the one `make local` serves" in (
+            refused.stdout)
+        assert "`make deploy STAGE=prod`" in refused.stdout and "PURGE" not in refused.stdout
+        assert "Traceback" not in refused.stdout + refused.stderr
+    assert stack.client("dynamodb").describe_table(TableName=stack.names["INCIDENTS_TABLE"])
+    assert stack.client("s3").head_bucket(Bucket=stack.names["EVIDENCE_BUCKET"])
+    assert stack.client("cloudformation").list_stacks()["StackSummaries"] == []

@@ -655,6 +655,18 @@ def test_put_rest_api_takes_a_swagger_2_definition(stack):
     assert function in integration["uri"]
 
 
+def test_import_rest_api_takes_a_definition_without_a_description(stack):
+    """Plain moto fails with a 500 (it reads `info.description`, which Chalice's Swagger lacks
+    and AWS does not require), so a first `chalice deploy` failed."""
+    gateway = stack.client("apigateway")
+    swagger = {"swagger": "2.0", "info": {"version": "1.0", "title": "imported"}, "paths": {
+        "/things": {"get": {"responses": {"200": {"description": "ok"}}}}}}
+    api = gateway.import_rest_api(body=json.dumps(swagger))
+    assert (api["name"], api.get("description")) == ("imported", None)
+    assert sorted(r["path"] for r in gateway.get_resources(restApiId=api["id"])["items"]) == [
+        "/", "/things"]
+
+
 def test_a_stacks_table_gains_one_index_per_update_usable_once_backfilled(stack):
     """Plain moto ignores a stack update's change to a table: the index never appears."""
     import time

@@ -89,3 +89,26 @@ def test_tolerate_treats_only_the_named_codes_as_success():
 
 def test_region_of_an_arn():
     assert aws.region_of("arn:aws:states:eu-west-1:123456789012:stateMachine:m") == "eu-west-1"
+
+
+def test_the_home_comes_from_the_functions_arn_and_else_from_sts(monkeypatch):
+    """In Lambda the function's ARN names account and region (no request); `chalice local`
+    gives an empty ARN: then STS and the configured region, once per process."""
+    from moto import mock_aws
+
+    aws.reset()
+    assert aws.home("arn:aws:lambda:eu-west-1:111122223333:function:ec2-quarantine-dev") == (
+        "111122223333", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        assert aws.home("") == ("123456789012", "ap-southeast-2")
+    aws.reset()
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    import pytest
+
+    with mock_aws(), pytest.raises(RuntimeError, match="no region: set AWS_REGION"):
+        aws.home("")
+    aws.reset()
