@@ -4,7 +4,7 @@ import logging
 
 from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import aws, findings, http, incidents, revocation, tamper, workflow
+from chalicelib import aws, findings, http, incidents, publish, revocation, tamper, workflow
 from chalicelib.steps import contain, evidence, memory, release as release_steps, report
 
 app = Chalice(app_name="ec2-quarantine")
@@ -160,3 +160,8 @@ def report_step(event, context):
 @app.lambda_function(name="revoke_sessions")
 def revoke_sessions(event, context):
     return revocation.handle(event, _home(context)[0])
+
+
+@app.lambda_function(name="publish_page")
+def publish_page(event, context):
+    return publish.run(event)

@@ -105,14 +105,16 @@ def evidence(incident: dict) -> dict:
     snapshots and their states."""
     store = (incident.get("evidence") or {}).get("store") or ""
     stored = [c for c in incident.get("changes") or [] if c.get("action") == "evidence-store"]
-    manifest = next((c.get("after") for c in stored
+    latest = stored[::-1]  # the page's publishes sign the manifest anew: the last is current
+    manifest = next((c.get("after") for c in latest
                      if str(c.get("resource", "")).endswith("/manifest.json")), None)
-    signed = next((c.get("after") for c in stored if c.get("attribute") == "signature"), None)
+    signed = next((c.get("after") for c in latest if c.get("attribute") == "signature"), None)
     unsigned = next((part.strip() for e in incident.get("errors") or []
                      if e.get("action") == "evidence-store"
                      for part in str(e.get("message")).split(";")
                      if part.strip().startswith(manifests.SIGNATURE)), None)
-    return {"prefix": store, "objects": len(stored), "manifest_sha256": manifest,
+    return {"prefix": store, "objects": len({c.get("resource") for c in stored}),
+            "manifest_sha256": manifest,
             "signature": (f"signed ({str(signed).split(' ', 1)[0]})" if signed else
                           f"NOT signed: {unsigned}" if unsigned else
                           "not signed" if manifest else "no manifest"),
@@ -151,7 +153,7 @@ def release_command(incident: dict) -> str:
             f"(or POST /release with instance_id {incident.get('instance_id')} and a reason)")
 
 
-def _facts(incident: dict, event: str, status: str) -> dict:
+def facts(incident: dict, event: str, status: str) -> dict:
     """The document every notice about an incident carries (docs/notices.md)."""
     return {"schema": notices.SCHEMA, "version": notices.VERSION, "event": event,
             "status": status, "incident_id": incident.get("incident_id"),
@@ -268,8 +270,9 @@ TRACKING_WORDS = {"TcpEstablishedTimeout": "TCP established", "UdpStreamTimeout"
                   "UdpTimeout": "UDP"}
 
 
-def change_line(change: dict, incident: dict, undone: bool = False) -> str:
-    """One change as a readable diff: `resource what: before → after` (reversed when undone)."""
+def change_diff(change: dict, incident: dict, undone: bool = False) -> tuple[str, str, str]:
+    """One change as (what, before, after), readable: group names beside group ids, the
+    resource first when it is not the instance (reversed when undone)."""
     before, after = change.get("before"), change.get("after")
     if undone:
         before, after = after, before
@@ -279,26 +282,32 @@ def change_line(change: dict, incident: dict, undone: bool = False) -> str:
                  **(incident.get("product_groups") or {})}
         shown = [", ".join(_group(g, names) for g in side or []) or "none"
                  for side in (before, after)]
-        return f"{resource} groups: {shown[0]} → {shown[1]}"
+        return f"{resource} groups", shown[0], shown[1]
     if action == "connection-tracking":
         shown = [", ".join(f"{TRACKING_WORDS.get(k, k)} {v} s" for k, v in side.items())
                  if isinstance(side, dict) and side else "AWS defaults" for side in (before, after)]
-        return f"{resource} connection tracking idle timeouts: {shown[0]} → {shown[1]}"
+        return f"{resource} connection tracking idle timeouts", shown[0], shown[1]
     if action in ("detach-instance-profile", "deny-all-instance-profile"):
         before, after = (v.rsplit("/", 1)[-1] if isinstance(v, str) else v
                          for v in (before, after))
     if action == "quarantine-tags":
         tag = str(change.get("attribute", "")).removeprefix("tag:")
-        return f"tag {tag}: {_value(before)} → {_value(after)}"
+        return f"tag {tag}", _value(before), _value(after)
     if action == "revoke-role-sessions" and isinstance(change.get("after"), dict):
         scope = change["after"].get("scope")
-        return (f"role {resource}: the denial of sessions issued before "
-                f"{change['after'].get('denies_sessions_issued_before')} "
-                + ("from this instance" if scope == "instance" else "ROLE-WIDE")
-                + (" lifted" if undone else ""))
+        denial = (f"sessions issued before {change['after'].get('denies_sessions_issued_before')} "
+                  + ("from this instance" if scope == "instance" else "ROLE-WIDE") + " denied")
+        return (f"role {resource}", denial if undone else "allowed",
+                "allowed (the denial lifted)" if undone else denial)
     words = CHANGE_WORDS.get(action, f"{action} {change.get('attribute')}")
     where = "" if resource == incident.get("instance_id") else f"{resource} "
-    return f"{where}{words}: {_value(before)} → {_value(after)}"
+    return f"{where}{words}", _value(before), _value(after)
+
+
+def change_line(change: dict, incident: dict, undone: bool = False) -> str:
+    """One change as a readable diff: `resource what: before → after`."""
+    what, before, after = change_diff(change, incident, undone)
+    return f"{what}: {before} → {after}"
 
 
 def _changes_lines(changes: list, incident: dict, title="Changes made:", undone=False):
@@ -515,7 +524,7 @@ def detection(incident: dict) -> dict:
                   "snapshots of every volume. A report follows.", *notes(incident)]
     lines += _links_lines(incident)
     headline = "dry run started" if dry else "incident opened"
-    document = {**_facts(incident, "dry-run-started" if dry else "opened",
+    document = {**facts(incident, "dry-run-started" if dry else "opened",
                          incident.get("status", "OPEN"))}
     return _notice(incident, document["event"], document["status"], headline, lines, document,
                    [f"Follow it: ec2-quarantine status {incident['incident_id']}"])
@@ -540,7 +549,7 @@ def final(incident: dict) -> dict:
         lines += ["", DNS_NOT_CUT]
     lines += [*_evidence_lines(incident), *_further(incident), *_links_lines(incident),
               *_release_lines(incident)]
-    document = {**_facts(incident, "report", status), "outcome": outcome, "errors": errors,
+    document = {**facts(incident, "report", status), "outcome": outcome, "errors": errors,
                 "changes": changes, "evidence": evidence(incident),
                 "release_command": release_command(incident),
                 "first_cut": made or None}
@@ -563,7 +572,7 @@ def plan(incident: dict) -> dict:
     if errors:
         lines += _errors_lines(errors, "Could not plan:")
     lines += _links_lines(incident)
-    document = {**_facts(incident, "report", "DRY_RUN"), "plan": steps, "errors": errors}
+    document = {**facts(incident, "report", "DRY_RUN"), "plan": steps, "errors": errors}
     return _notice(incident, "report", "DRY_RUN", f"dry run, {len(steps)} changes planned",
                    lines, document, ["Quarantine it for real: ec2-quarantine quarantine "
                                      f"{incident.get('instance_id')} --reason \"...\""],
@@ -586,7 +595,7 @@ def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
              *_links_lines(incident)]
     outcome = "released" if complete else "release incomplete"
     status = incident.get("status") or "unknown"
-    document = {**_facts(incident, "released" if complete else "release-incomplete", status),
+    document = {**facts(incident, "released" if complete else "release-incomplete", status),
                 "restored": undone, "errors": errors, "left_as_is": list(notes),
                 "released_by": release.get("requested_by") or "",
                 "release_reason": release.get("reason") or ""}
@@ -618,7 +627,7 @@ def tampered(incident: dict, entry: dict) -> dict:
               f"Incident record (its tamper entries): {_record_path(incident)}"]
     headline = "containment undone, " + ("put back" if not failed else "NOT fully put back")
     status = incident.get("status") or "unknown"
-    document = {**_facts(incident, "tampered", status), "tamper": entry}
+    document = {**facts(incident, "tampered", status), "tamper": entry}
     return _notice(incident, "tampered", status, headline, lines, document,
                    [f"Find who in CloudTrail: {who[:200]}",
                     f"Incident record: {_record_path(incident)}"], "tampered")
@@ -651,7 +660,7 @@ def duplicate(incident: dict, finding: dict | None, revoked: str = "") -> dict:
         lines += ["", f"Stolen credentials: {stolen_credentials(finding)}; {revoked}."]
     lines += _links_lines(incident)
     status = incident.get("status") or "unknown"
-    document = {**_facts(incident, "finding-recorded", status), "further_finding": finding,
+    document = {**facts(incident, "finding-recorded", status), "further_finding": finding,
                 "revoked": revoked}
     return _notice(incident, "finding-recorded", status,
                    f"finding recorded on {incident['incident_id']}", lines, document,
@@ -671,7 +680,7 @@ def not_acted_on(request: dict, why: str, reason: str = "") -> dict:
     lines = [f"A qualifying finding for {_name(request)} was not acted on: {why}.", "",
              *_instance_lines(request), *_trigger_lines(request), *([reason] if reason else []),
              "", advice]
-    document = {**_facts(request, "not-acted-on", "NOT_ACTED_ON"), "why": why,
+    document = {**facts(request, "not-acted-on", "NOT_ACTED_ON"), "why": why,
                 "explanation": reason}
     return _notice(request, "not-acted-on", "NOT_ACTED_ON", f"not acted on: {why}", lines,
                    document, [advice])

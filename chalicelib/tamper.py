@@ -14,8 +14,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, report,
-                        revocation, settings, workflow)
+from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, publish,
+                        report, revocation, settings, workflow)
 from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
@@ -353,6 +353,7 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
                 "; ".join(f"{d['what']} {d['resource']}: {d['outcome']}" for d in repaired))
     try:
         incident = incidents.record_tamper(incident_id, entry, token)
+        publish.request(incident_id)
     except Exception:  # the alert still goes: what was found is in it and in the log
         log.exception("could not record tampering on %s", incident_id)
     workflow.announce_quietly(report.tampered(incident, entry))
@@ -744,5 +745,6 @@ def settle(incident_id: str) -> dict | None:
     if final == "FAILED":
         incidents.release_claim(incident)
     log.warning("%s (%s): %s -> %s", incident_id, incident["instance_id"], why, final)
+    publish.request(incident_id)
     workflow.announce_quietly(report.final(incident))
     return {"incident_id": incident_id, "status": final, "execution": execution["status"]}

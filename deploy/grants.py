@@ -10,7 +10,7 @@ every action a function declares by these decisions, or stops the build.
 
 from dataclasses import dataclass
 
-from chalicelib import exemptions, manifests, revocation, seals
+from chalicelib import exemptions, manifests, publish, revocation, seals
 from chalicelib.actions import narrowed
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
@@ -279,7 +279,9 @@ def records_key_grant(stage: str) -> Grant:
 def evidence_signing_grant(stage: str) -> Grant:
     """Signs with the stage's evidence signing key only (deploy/signing_key.py), found by its
     alias as the records key is."""
-    return Grant("EvidenceSigningKeySigns", manifests.SIGN_PERMISSIONS, ("arn:aws:kms:*:*:key/*",),
+    return Grant("EvidenceSigningKeySigns", (*manifests.SIGN_PERMISSIONS,
+                                             *publish.VERIFY_PERMISSIONS),
+                 ("arn:aws:kms:*:*:key/*",),
                  {"ForAnyValue:StringEquals": {
                      "kms:ResourceAliases": [names.evidence_signing_key_alias(stage)]}})
 
@@ -289,6 +291,13 @@ def revoker_grant(stage: str) -> Grant:
     function."""
     return Grant("InvokeTheRevoker", revocation.INVOKE_PERMISSIONS,
                  (f"arn:aws:lambda:*:*:function:{names.function(stage, revocation.FUNCTION)}",))
+
+
+def page_publisher_grant(stage: str) -> Grant:
+    """The functions that ask for the incident page may invoke the publishing function of their
+    stage, no other function."""
+    return Grant("InvokeThePagePublisher", publish.INVOKE_PERMISSIONS,
+                 (f"arn:aws:lambda:*:*:function:{names.function(stage, publish.FUNCTION)}",))
 
 
 # Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization

@@ -16,7 +16,8 @@ import json
 import os
 import sys
 
-from chalicelib import (accounts, cut, exemptions, http, incidents, revocation, settings, tamper,
+from chalicelib import (accounts, cut, exemptions, http, incidents, publish, revocation, settings,
+                        tamper,
                         workflow)
 from chalicelib.steps import contain, evidence, memory, release, report
 from deploy import grants, member_role, names
@@ -43,7 +44,8 @@ def needs(current=None) -> dict[str, set[str]]:
     declared = {
         "api_handler": entry | {*incidents.READ_PERMISSIONS, *incidents.FINDINGS_PERMISSIONS,
                                 *http.PERMISSIONS, *exemptions.PERMISSIONS},
-        "release": release.undo_permissions() | set(release.PERMISSIONS) | members,
+        "release": (release.undo_permissions() | set(release.PERMISSIONS)
+                    | set(publish.INVOKE_PERMISSIONS) | members),
         "on_guardduty_finding": entry,
         "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members
                            if capture else set()),
@@ -53,11 +55,13 @@ def needs(current=None) -> dict[str, set[str]]:
                              | set(evidence.COLLECT_PERMISSIONS) | members),
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
-        "report": set(report.PERMISSIONS),
+        "report": set(report.PERMISSIONS) | set(publish.INVOKE_PERMISSIONS),
         "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS,
                             *revocation.REVOKE_PERMISSIONS} | members,
-        "on_tampering": tamper.permissions(current) | members,
-        "sweep": tamper.permissions(current, sweep_too=True) | members,
+        "on_tampering": tamper.permissions(current) | set(publish.INVOKE_PERMISSIONS) | members,
+        "sweep": (tamper.permissions(current, sweep_too=True) | set(publish.INVOKE_PERMISSIONS)
+                  | members),
+        "publish_page": set(publish.PERMISSIONS),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
@@ -143,7 +147,7 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
             placed.update(actions)
     for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
                   grants.records_key_grant(stage), grants.evidence_signing_grant(stage),
-                  grants.revoker_grant(stage)):
+                  grants.revoker_grant(stage), grants.page_publisher_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

@@ -12,7 +12,7 @@ the key's ARN, and `ec2-quarantine evidence public-key` fetches the PEM once. Th
 retained with the stack: evidence outlives the stack, and its signatures name this key.
 """
 
-from chalicelib import manifests
+from chalicelib import manifests, publish
 from deploy import names, records_key
 
 PUBLIC = ("kms:GetPublicKey",)
@@ -23,5 +23,6 @@ def resources(stage: str, account: str) -> dict:
     return records_key.retained_key(
         "EvidenceSigningKey", f"{names.APP_NAME} ({stage}): signs evidence manifests",
         "ECC_NIST_P256", "SIGN_VERIFY",
-        records_key.policy(stage, account, manifests.SIGN_PERMISSIONS, PUBLIC),
+        records_key.policy(stage, account, (*manifests.SIGN_PERMISSIONS,
+                                            *publish.VERIFY_PERMISSIONS), PUBLIC),
         names.evidence_signing_key_alias(stage))

@@ -8,7 +8,7 @@ groups and load balancers again only when asked; everything else is undone.
 
 import logging
 
-from chalicelib import actions, bindings, incidents, report
+from chalicelib import actions, bindings, incidents, publish, report
 from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import refused, target_for
@@ -138,4 +138,5 @@ def run(event: dict) -> dict:
         incidents.release_claim(incident)  # a new finding may open a new incident
     log.info("release of %s: %s (%d undone, %d errors)", incident_id, final, len(undone),
              len(errors))
+    publish.request(incident_id)
     return report.released(incident, undone, errors, notes)

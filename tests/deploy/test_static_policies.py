@@ -174,14 +174,18 @@ def test_macs_are_granted_on_the_stages_records_key_only(stage):
                          if isinstance(v, str) else "")
 def test_kms_actions_appear_only_in_the_records_and_signing_key_statements(name, policy):
     """Whichever function declares a MAC or kms:Sign gets exactly the scoped statement; the
-    member role and the state machine get none; only the evidence function signs."""
+    member role and the state machine get none; only the evidence function and the page
+    publisher sign, and only the publisher verifies a signature (the manifest it signs anew)."""
     stage = name.split("/")[0]
     for statement in policy["Statement"]:
         kms = [a for a in _listed(statement["Action"]) if a.startswith("kms:")]
         if kms:
             assert stage in permissions.STAGES, f"{name} may not use the records key"
-            if kms == ["kms:Sign"]:
-                assert name.split("/")[1] == "collect_evidence", name
+            signing = {"kms:Sign", "kms:Verify"} & set(kms)
+            if signing:
+                assert kms == (["kms:Sign"] if name.split("/")[1] == "collect_evidence" else
+                               ["kms:Sign", "kms:Verify"]), name
+                assert name.split("/")[1] in ("collect_evidence", "publish_page"), name
                 assert statement == grants.evidence_signing_grant(stage).statement(set(kms))
                 continue
             assert set(kms) <= set(grants.RECORDS_KEY_ACTIONS), (name, kms)
@@ -198,7 +202,8 @@ def test_signing_is_granted_on_the_stages_signing_key_only(stage):
 
 
 @pytest.mark.parametrize("stage", permissions.STAGES)
-def test_the_signing_key_signs_for_the_evidence_function_only_and_outlives_the_stack(stage):
+def test_the_signing_key_signs_for_the_evidence_and_page_functions_only_and_outlives_the_stack(
+        stage):
     template = resources.template(stage)
     key = template["Resources"]["EvidenceSigningKey"]["Properties"]
     assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
@@ -206,9 +211,14 @@ def test_the_signing_key_signs_for_the_evidence_function_only_and_outlives_the_s
     administration = statements.pop("AccountAdministersTheKey")
     assert "Condition" not in administration and "kms:GetPublicKey" in administration["Action"]
     assert not {"kms:Sign", "kms:CreateGrant"} & set(administration["Action"])
-    (sign,) = statements.values()
+    role = "arn:aws:iam::${AWS::AccountId}:role/"
+    sign, verify = statements.pop("SignByTheProductsFunctions"), statements.pop(
+        "VerifyByTheProductsFunctions")
+    assert statements == {}
     assert sign["Action"] == ["kms:Sign"] and _role_arns(sign) == [
-        "arn:aws:iam::${AWS::AccountId}:role/" + names.function_role(stage, "collect_evidence")]
+        role + names.function_role(stage, f) for f in ("collect_evidence", "publish_page")]
+    assert verify["Action"] == ["kms:Verify"] and _role_arns(verify) == [
+        role + names.function_role(stage, "publish_page")]
     alias = template["Resources"]["EvidenceSigningKeyAlias"]["Properties"]
     assert alias["AliasName"] == names.evidence_signing_key_alias(stage)
     assert {"EvidenceSigningKey", "EvidenceSigningKeyAlias"} <= set(resources.RETAINED)

@@ -127,7 +127,8 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
     """IAM has no condition on a policy's content: whoever may write one may write anything.
     Only revoke_sessions may; the steps that revoke may invoke it, the entry functions (a
     credential exfiltration landing on an incident another finding opened) and the tamper
-    watch (a deleted revocation policy written again), no other."""
+    watch (a deleted revocation policy written again), no other; those that settle, release or
+    record tampering may invoke the page publisher, no other function."""
     writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
               "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy"}
     for stage in permissions.STAGES:
@@ -140,9 +141,11 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                 invokes = [s for s in allowed if "lambda:InvokeFunction" in s["Action"]]
                 revoking = function in ("release", "contain", "api_handler",
                                         "on_guardduty_finding", "on_tampering", "sweep")
-                assert [s["Resource"] for s in invokes] == ([[
-                    f"arn:aws:lambda:*:*:function:{names.function(stage, 'revoke_sessions')}"]]
-                    if revoking else []), (stage, function)
+                publishing = function in ("report", "release", "on_tampering", "sweep")
+                assert [s["Resource"] for s in invokes] == [[
+                    f"arn:aws:lambda:*:*:function:{names.function(stage, f)}"]
+                    for f, asks in (("revoke_sessions", revoking),
+                                    ("publish_page", publishing)) if asks], (stage, function)
             revoker = permissions.policy(stage, "revoke_sessions", current)["Statement"]
             assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
                     "Action": sorted({"iam:DeleteRolePolicy", "iam:PutRolePolicy"} & {

@@ -246,7 +246,7 @@ def test_values_the_host_chose_cannot_forge_a_line_or_a_link():
 def test_a_release_says_a_revocation_was_lifted_and_a_late_snapshot_is_not_complete():
     revoked = _revocation("instance", [])
     assert report.change_line(revoked, _incident(), undone=True).endswith(
-        "from this instance lifted")
+        "from this instance denied → allowed (the denial lifted)")
     assert "lifted" not in report.change_line(revoked, _incident())
     late = _incident(timeline=[{"step": "wait-snapshots", "outcome": "late",
                                 "end": "2026-12-01T10:01:00.000000Z"}])
