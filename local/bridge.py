@@ -137,9 +137,10 @@ class LambdaBridge:
                 "stackTrace": traceback.format_tb(error.__traceback__),
             }, invocation.error
 
-    def invoke_async(self, function: str, event, source: str = "event") -> None:
+    def invoke_async(self, function: str, event, source: str = "event",
+                     caller: str | None = None) -> None:
         """Lambda's asynchronous invocation (how EventBridge delivers): queued, run on a pool."""
-        self.submit(self.invoke, function, event, source)
+        self.submit(self.invoke, function, event, source, caller)
 
     def submit(self, work, *args) -> None:
         """Run `work(*args)` on the pool as asynchronous work `wait_idle()` waits for (an
@@ -183,7 +184,7 @@ class LambdaBridge:
         body = request.body or b"{}"
         event = json.loads(body.decode() if isinstance(body, bytes) else body)
         if _header(request, "X-Amz-Invocation-Type") == "Event":
-            self.invoke_async(function, event, "invoke")
+            self.invoke_async(function, event, "invoke", caller)
             return _response(202, None)
         payload, error = self.invoke(function, event, "invoke", caller)
         return _response(200, payload, {"X-Amz-Function-Error": "Unhandled"} if error else {})

@@ -2,6 +2,7 @@
 a queue subscribed to the report topic, GuardDuty events, waiting for executions."""
 
 import json
+import time
 
 from deploy import names
 from local.drive import (  # noqa: F401  (the tests import them from here)
@@ -53,6 +54,23 @@ def finish(stack, result: dict, timeout: float = 90.0) -> tuple[dict, dict]:
     execution = wait_execution(stack, result["execution_arn"], timeout)
     stack.bridge.wait_idle()
     return incident(stack, result["incident_id"]), execution
+
+
+def stop_execution(stack, execution_arn: str, attempts: int = 3) -> None:
+    """Stop an execution a test left waiting. moto's server answered StopExecution with a 500
+    once under two busy workers (not reproduced alone): a 5xx is tried again, as an SDK's
+    retries would."""
+    from botocore.exceptions import ClientError
+
+    for attempt in range(attempts):
+        try:
+            stack.client("stepfunctions").stop_execution(executionArn=execution_arn)
+            return
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def interface_groups(stack, eni: str) -> list[str]:

@@ -143,7 +143,8 @@ def test_evidence_store_holds_every_piece_with_matching_hashes(stack):
 
     keys = {o["key"] for o in manifest["objects"]}
     assert keys == {prefix + name for name in ("instance.json", "interfaces.json", "network.json",
-                                               "console-output.txt", "console-screenshot.jpg")}
+                                               "console-output.txt", "console-screenshot.jpg",
+                                               "report.html")}  # the page: test_page.py
     for listed in manifest["objects"]:
         body = s3.get_object(Bucket=bucket, Key=listed["key"])["Body"].read()
         assert hashlib.sha256(body).hexdigest() == listed["sha256"] and len(body) == listed["size"]

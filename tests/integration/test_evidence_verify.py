@@ -53,8 +53,9 @@ def test_untouched_evidence_verifies_with_the_key_or_its_pem(stack, tmp_path):
 
     done = _verify(stack, incident_id, "--key-id", key)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "signature: OK" in done.stdout and "evidence verified (5 objects)" in done.stdout
-    assert set(_statuses(done).values()) == {"OK"} and len(_statuses(done)) == 5
+    assert "signature: OK" in done.stdout and "evidence verified (6 objects)" in done.stdout
+    assert set(_statuses(done).values()) == {"OK"} and len(_statuses(done)) == 6
+    assert "report.html" in _statuses(done)  # the incident page, listed in the signed manifest
 
     pem = _cli(stack, "evidence", "public-key", "--key-id", key)
     assert pem.returncode == 0 and pem.stdout.startswith("-----BEGIN PUBLIC KEY-----")
@@ -91,7 +92,7 @@ def test_an_object_overwritten_or_deleted_is_caught(stack):
         "network.json", "instance.json", "console-output.txt", "interfaces.json")} == {
         "network.json": "MISSING", "instance.json": "MISSING",
         "console-output.txt": "CHANGED", "interfaces.json": "OK"}
-    assert "NOT verified (3 of 5 objects not OK, signature OK)" in deleted.stdout
+    assert "NOT verified (3 of 6 objects not OK, signature OK)" in deleted.stdout
     _no_trace(deleted)
 
 
@@ -107,8 +108,8 @@ def test_an_object_planted_under_the_incidents_prefix_is_caught(stack):
     assert planted.returncode == 1 and "signature: OK" in planted.stdout
     statuses = _statuses(planted)
     assert statuses.pop("memory/i-0planted.mem") == "UNLISTED"
-    assert set(statuses.values()) == {"OK"} and len(statuses) == 5  # beside.txt is not its
-    assert "NOT verified (1 of 6 objects not OK, signature OK)" in planted.stdout
+    assert set(statuses.values()) == {"OK"} and len(statuses) == 6  # beside.txt is not its
+    assert "NOT verified (1 of 7 objects not OK, signature OK)" in planted.stdout
     _no_trace(planted)
 
 

@@ -111,7 +111,7 @@ def test_http_request_contains_the_same_way(stack):
     assert status == 200 and fetched["status"] == "CONTAINED"
     assert fetched["reason"] == "analyst saw beaconing"
     assert [step["step"] for step in fetched["timeline"]] == [
-        "cut", "contain", "evidence", "wait-snapshots", "report"]
+        "cut", "contain", "evidence", "wait-snapshots", "report", "page"]
     assert len(messages(stack, queue)) == 2
 
 

@@ -24,6 +24,7 @@ from tests.helpers import (
     principal,
     product_groups,
     release,
+    stop_execution,
     subscribe_queue,
 )
 
@@ -173,8 +174,10 @@ def test_an_incident_left_open_after_its_execution_ended_is_settled(stack):
     (settled,) = swept["settled"]
     assert settled == {"incident_id": started["incident_id"], "status": "CONTAINED",
                        "execution": "SUCCEEDED"}
+    stack.bridge.wait_idle()  # the page, asked once it settled
     record = incident(stack, started["incident_id"])
-    assert record["status"] == "CONTAINED" and record["timeline"][-1]["step"] == "sweep"
+    assert record["status"] == "CONTAINED"
+    assert [s["step"] for s in record["timeline"]][-2:] == ["sweep", "page"]
     assert any(e["code"] == "SettledBySweep" for e in record["errors"])
     (report,) = messages(stack, queue)
     assert ": contained" in report["Subject"] and "SettledBySweep" in report["Text"]
@@ -201,7 +204,7 @@ def test_a_running_execution_is_not_settled(stack):
     started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
     assert sweep(stack)["settled"] == []
     assert incident(stack, started["incident_id"])["status"] == "OPEN"
-    stack.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+    stop_execution(stack, started["execution_arn"])
 
 
 def test_a_release_under_way_is_never_fought(stack):
@@ -291,7 +294,7 @@ def test_containment_holds_while_the_evidence_is_still_collected(stack):
     isolation = product_groups(stack, victim["vpc_id"])["isolation"]["GroupId"]
     assert interface_groups(stack, eni) == [isolation]
     assert instance_tags(stack, victim["instance_id"])["QuarantineStatus"] == "CONTAINED"
-    stack.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+    stop_execution(stack, started["execution_arn"])
 
 
 @pytest.mark.parametrize("field", ["releasing_until", "repairing_until"])

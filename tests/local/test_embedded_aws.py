@@ -22,9 +22,14 @@ def test_execution_invokes_app_functions_and_publishes_to_sns(stack):
     started = workflow.start(request, stack.account).summary()
 
     assert wait_execution(stack, started["execution_arn"])["status"] == "SUCCEEDED"
-    invoked = [i.function_name for i in stack.bridge.invocations if i.source == "invoke"]
-    assert invoked == ["ec2-quarantine-dev-contain", "ec2-quarantine-dev-collect_evidence",
-                       "ec2-quarantine-dev-check_snapshots", "ec2-quarantine-dev-report"]
+    stack.bridge.wait_idle()  # the page, asked by the report asynchronously
+    invoked = [(i.function_name, i.caller) for i in stack.bridge.invocations
+               if i.source == "invoke"]
+    assert invoked == [("ec2-quarantine-dev-contain", None),
+                       ("ec2-quarantine-dev-collect_evidence", None),
+                       ("ec2-quarantine-dev-check_snapshots", None),
+                       ("ec2-quarantine-dev-report", None),
+                       ("ec2-quarantine-dev-publish_page", "ec2-quarantine-dev-report")]
     assert all(i.error is None for i in stack.bridge.invocations if i.source == "invoke")
     succeeded = [e for e in history(stack, started["execution_arn"]) if e["type"] == "TaskSucceeded"]
     assert [e["taskSucceededEventDetails"]["resourceType"] for e in succeeded] == ["sns", "sns"]
