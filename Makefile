@@ -11,12 +11,7 @@ C7N_INSTALLED := $(C7N_VENV)/.installed-$(shell cat bench/requirements-c7n.txt |
 install: $(INSTALLED)
 
 $(INSTALLED): requirements-dev.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@$(PYTHON) tools/install.py $(VENV) requirements-dev.txt --editable . --marker $@
 
 test: install
 	$(BIN)/python -m pytest -n 2  # two workers, each with its own embedded AWS
@@ -34,10 +29,7 @@ bench: install $(C7N_INSTALLED)
 	BENCH_VIA_MAKE=1 $(BIN)/python -m bench
 
 $(C7N_INSTALLED): bench/requirements-c7n.txt
-	$(PYTHON) -m venv $(C7N_VENV)
-	$(C7N_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-c7n.txt
-	rm -f $(C7N_VENV)/.installed-*
-	touch $@
+	@$(PYTHON) tools/install.py $(C7N_VENV) bench/requirements-c7n.txt --marker $@
 
 # Regenerate .chalice/policy-<stage>-<function>.json from what the code declares, and the
 # guardrails SCP (deploy/guardrails-scp.json).

@@ -121,6 +121,12 @@ def get_incident(incident_id):
     return _respond(lambda: http.incident(incident_id, incidents.get))
 
 
+@app.route("/incidents/{incident_id}/report", methods=["GET"], authorizer=iam)
+def get_incident_report(incident_id):
+    return _respond(lambda: http.incident_report(
+        incident_id, app.current_request.query_params, incidents.get))
+
+
 @app.route("/incidents/{incident_id}/findings", methods=["GET"], authorizer=iam)
 def get_incident_findings(incident_id):
     return _respond(lambda: http.incident_findings(

@@ -12,7 +12,7 @@ import re
 
 from chalice import Response
 
-from chalicelib import incidents, outcomes, seals, strict_json
+from chalicelib import incidents, outcomes, page, report, seals, strict_json
 from chalicelib.outcomes import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,25 @@ def _found(incident_id: str, lookup) -> dict:
 def incident(incident_id: str, lookup) -> dict:
     """GET /incidents/{incident_id}."""
     return incidents.shown(_found(incident_id, lookup))
+
+
+REPORT_FORMATS = ("text", "html")
+
+
+def incident_report(incident_id: str, query: dict | None, lookup) -> dict:
+    """GET /incidents/{incident_id}/report?format=text|html: the report of the incident as it
+    stands (what email subscribers get), or its page (report.html) rendered from the record."""
+    wanted = _parameters(query, ("format",)).get("format", "text")
+    if wanted not in REPORT_FORMATS:
+        raise InvalidInput("InvalidFormat", f"format {_shown(wanted)} is not one of "
+                           f"{', '.join(REPORT_FORMATS)}")
+    found = _found(incident_id, lookup)
+    if wanted == "html":
+        return {"incident_id": incident_id, "html": page.render(found).decode()}
+    notice = report.current(found)
+    return {"incident_id": incident_id, "event": notice["document"]["event"],
+            "status": notice["document"]["status"], "subject": notice["subject"],
+            "text": notice["text"]}
 
 
 FINDINGS_PARAMETERS = ("limit", "next_token")

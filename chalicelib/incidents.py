@@ -367,17 +367,34 @@ def record_step(incident_id: str, step: str, started: str, outcome: str, changes
               ":sealed": bindings.seal_changes(incident_id, changes), ":empty": [],
               ":now": entry["end"]}
     names = {}
-    for n, (name, value) in enumerate(sorted((fields or {}).items())):
-        parts = name.split(".")  # placeholders for every part: "status" is a reserved word
-        names.update({f"#f{n}_{i}": part for i, part in enumerate(parts)})
-        expression += ", " + ".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}"
-        values[f":f{n}"] = value
+    for assignment in _assignments(fields or {}, names, values):
+        expression += ", " + assignment
     if only_if:
         condition, more, more_names = only_if
         values.update(more)
         names.update(more_names)
         return _update(incident_id, expression, values, names,
                        condition=f"attribute_exists(pk) AND ({condition})")
+    return _update(incident_id, expression, values, names)
+
+
+def _assignments(fields: dict, names: dict, values: dict) -> list[str]:
+    """`path = :value` for each field (dotted names set nested attributes), adding their
+    placeholders to `names` and `values`."""
+    assignments = []
+    for n, (name, value) in enumerate(sorted(fields.items())):
+        parts = name.split(".")  # placeholders for every part: "status" is a reserved word
+        names.update({f"#f{n}_{i}": part for i, part in enumerate(parts)})
+        assignments.append(".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}")
+        values[f":f{n}"] = value
+    return assignments
+
+
+def note_progress(incident_id: str, fields: dict) -> dict:
+    """Set `fields` on the incident without a timeline entry: how a step under way is doing
+    (the snapshots polled so far), for whoever follows it."""
+    names, values = {}, {":now": now()}
+    expression = "SET updated_at = :now, " + ", ".join(_assignments(fields, names, values))
     return _update(incident_id, expression, values, names)
 
 

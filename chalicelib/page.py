@@ -85,6 +85,8 @@ def events(incident: dict) -> list[dict]:
     add(STEP_NAMES["first-cut"], cut.get("start"), cut.get("end"),
         f"{len(cut.get('isolated') or [])} interface(s) isolated" if cut else "")
     for step in incident.get("timeline") or []:
+        if cut and step.get("step") == "cut":  # the first cut, told above from its record
+            continue
         add(STEP_NAMES.get(step.get("step"), step.get("step")), step.get("start"),
             step.get("end"), step.get("outcome") or "")
     add("isolated", report.timings(incident)["isolated_at"], outcome="every interface")

@@ -603,6 +603,21 @@ def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
                    [f"Incident record: {_record_path(incident)}"], outcome)
 
 
+def current(incident: dict) -> dict:
+    """The notice that says where the incident stands now (GET /incidents/{id}/report): its
+    plan for a dry run, the opening notice while it runs, the release report once released,
+    the final report otherwise."""
+    released_record = incident.get("release") or {}
+    if incident.get("status") == "DRY_RUN":
+        return plan(incident)
+    if incident.get("status") == "OPEN":
+        return detection(incident)
+    if incident.get("status") == "RELEASED":
+        return released(incident, released_record.get("restored_changes") or [], [],
+                        released_record.get("notes") or [])
+    return final(incident)
+
+
 def tampered(incident: dict, entry: dict) -> dict:
     """Containment someone undid, found by the tamper watch (from CloudTrail, or by its
     sweep), and what was put back."""

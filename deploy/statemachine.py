@@ -15,6 +15,28 @@ from deploy import names
 STEP_FUNCTIONS = (
     "capture_memory", "contain", "collect_evidence", "check_snapshots", "report", "release")
 
+
+def _notice_states(name: str) -> tuple[str, ...]:
+    """The states `_notify` builds for the notice `name`."""
+    return (f"{name}Shape", f"Compose{name}", name, f"{name}Earlier", f"{name}Card")
+
+
+# The steps the README names (its table of steps; Release), each with the states that make it
+# up: an execution's history told in them (`make demo`). The other states are the choices and
+# passes between steps.
+README_STEPS = {
+    "CaptureMemory": ("CaptureMemory",),
+    "NotifyDetected": _notice_states("NotifyDetected"),
+    "Contain": ("Contain",),
+    "CollectEvidence": ("CollectEvidence",),
+    "WaitForSnapshots": ("WaitForSnapshots", "CheckSnapshots"),
+    "Report": ("Report", "SettleStatus", "FreeClaim"),
+    "NotifyReport": (*_notice_states("NotifyReport"), "ReportNotSent"),
+    "Release": ("Release",),
+    "NotifyRelease": _notice_states("NotifyRelease"),
+}
+STEP_OF_STATE = {state: step for step, states in README_STEPS.items() for state in states}
+
 # Transient failures worth retrying, by error name (not every error: a denied call stays denied).
 LAMBDA_TRANSIENT = [
     "Lambda.ServiceException",

@@ -4,8 +4,10 @@ Builds a VPC with an instance that looks like a real one (launched with security
 interfaces carrying different groups, two volumes, an instance profile), fires a GuardDuty
 finding at it with PutEvents, follows the execution step by step, prints the final report, and
 exits 0 only if the instance really ended isolated with its snapshots completed and its evidence
-verifies against its signed manifest (as `ec2-quarantine evidence verify` checks it), and an
-insider's undoing of the cut was put back by the tamper watch and recorded with who did it.
+verifies against its signed manifest (as `ec2-quarantine evidence verify` checks it), an
+insider's undoing of the cut was put back by the tamper watch and recorded with who did it, and
+the incident page was published (copied to build/report.html, with build/report.png where
+Chromium is).
 """
 
 import json
@@ -14,31 +16,48 @@ import sys
 import time
 
 import boto3
+from botocore.exceptions import ClientError
 
 from deploy import names
-from chalicelib import incidents
-from local import drive, stack
+from chalicelib import incidents, page, report
+from chalicelib.page import span
+from local import browser, drive, stack
 from quarantine_cli import evidence
 from local.victims import make_victim
 
+BUILD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build")
 DEMO_SETTINGS = {"SNAPSHOT_POLL_SECONDS": "1", "SNAPSHOT_DEADLINE_SECONDS": "60"}
 
 
 def follow(running, execution_arn: str) -> str:
-    """Print each state as the execution enters it; return the final status."""
+    """Wait for the execution to end, then print it in the README's steps with when each
+    started and how long it took; return the final status."""
     sfn = running.client("stepfunctions")
-    seen = 0
-    while True:
-        status = sfn.describe_execution(executionArn=execution_arn)["status"]
-        events = drive.history(running, execution_arn)
-        for event in events[seen:]:
-            entered = event.get("stateEnteredEventDetails")
-            if entered:
-                print(f"   {event['timestamp']:%H:%M:%S.%f}"[:-3] + f"  {entered['name']}")
-        seen = len(events)
-        if status != "RUNNING":
-            return status
+    while (status := sfn.describe_execution(executionArn=execution_arn)["status"]) == "RUNNING":
         time.sleep(0.2)
+    taken = drive.steps_taken(drive.history(running, execution_arn))
+    for step in taken:
+        checks = f"  ({step['entered']} check{'s' * (step['entered'] != 1)})" if step["step"] == "WaitForSnapshots" else ""
+        print(f"   +{span(step['start']):>9}  {step['step']:<17} took {span(step['end'] - step['start'])}"
+              + checks)
+    total = taken[-1]["end"] if taken else 0.0
+    print(f"   execution {status} after {span(total)}")
+    return status
+
+
+def first_cut(incident: dict) -> None:
+    """The entry function's cut, before the execution: when after the incident opened, how long
+    it took, and when every interface was isolated."""
+    cut = next((e for e in page.events(incident)
+                if e["label"] == page.STEP_NAMES["first-cut"] and e["end"] is not None), None)
+    if cut is None:
+        print("   no first cut recorded")
+        return
+    print(f"   +{span(cut['start']):>9}  first cut         took {span(cut['end'] - cut['start'])}"
+          f": {cut['outcome']}")
+    isolated = report.timings(incident)["seconds_after_opening"].get("isolated")
+    if isolated is not None:
+        print(f"   every interface isolated {span(isolated)} after the incident opened")
 
 
 def verify(running, victim: dict, incident_id: str) -> list[str]:
@@ -67,7 +86,7 @@ def tamper_and_watch(running, queue, victim: dict, incident_id: str) -> list[str
     reaches the tamper watch, which puts the isolation group back and records who. Returns
     what is wrong."""
     eni, groups = next(iter(victim["interfaces"].items()))
-    print(f"\n5. An insider undoes the cut: {eni} given back {groups} "
+    print(f"\n6. An insider undoes the cut: {eni} given back {groups} "
           "(ModifyNetworkInterfaceAttribute)")
     iam = running.client("iam")
     iam.create_user(UserName="insider")
@@ -93,6 +112,27 @@ def tamper_and_watch(running, queue, victim: dict, incident_id: str) -> list[str
     return []
 
 
+def write_page(running, incident_id: str, output: str) -> list[str]:
+    """The page as published in the evidence, copied to `output`/report.html, with a
+    screenshot beside it where Chromium is on the PATH. Returns what is wrong."""
+    try:
+        body = running.client("s3").get_object(Bucket=running.names["EVIDENCE_BUCKET"],
+                                               Key=f"{incident_id}/{page.PAGE}")["Body"].read()
+    except ClientError as error:
+        return [f"no incident page in the evidence ({error.response['Error']['Code']})"]
+    os.makedirs(output, exist_ok=True)
+    written = os.path.join(output, page.PAGE)
+    with open(written, "wb") as handle:
+        handle.write(body)
+    print(f"   {written} ({len(body):,} bytes)")
+    png = os.path.join(output, "report.png")
+    if browser.screenshot(written, png):
+        print(f"   {png} (headless Chromium)")
+    else:
+        print("   no screenshot: chromium is not on the PATH")
+    return []
+
+
 def show_messages(received: list[dict], cards: list[dict]) -> None:
     """What subscribers get: each message's subject, attributes and email text; for the last
     (the report), the JSON document SQS, Lambda and HTTPS subscribers get, and the Chatbot card
@@ -114,7 +154,7 @@ def show_messages(received: list[dict], cards: list[dict]) -> None:
         print("     " + json.dumps(card, indent=1).replace("\n", "\n     "))
 
 
-def main() -> int:
+def main(output: str = BUILD) -> int:
     running = stack.start(aws_port=0, api_port=0, verbose=True,
                           environ={**os.environ, **DEMO_SETTINGS})
     try:
@@ -138,30 +178,41 @@ def main() -> int:
             print(f"Demo FAILED: the finding was not acted on: {decided}")
             return 1
 
-        print("\n2. The execution, step by step")
-        status = follow(running, decided["execution_arn"])
-        print(f"   execution {status}")
+        incident_id = decided["incident_id"]
+        print("\n2. The first cut (the entry function, in the finding's delivery)")
+        first_cut(incidents.get(incident_id))
 
-        print("\n3. Messages on the report topic")
+        print("\n3. The execution in the README's steps (after it started; Step Functions' "
+              "history)")
+        status = follow(running, decided["execution_arn"])
+
+        print("\n4. Messages on the report topic")
         show_messages(drive.messages(running, queue), drive.cards(running, card_queue))
 
-        print("\n4. ec2-quarantine evidence verify " + decided["incident_id"])
+        print("\n5. ec2-quarantine evidence verify " + incident_id)
         checked = evidence.verify(running.client("s3"), running.names["EVIDENCE_BUCKET"],
-                                  decided["incident_id"], evidence.load_public_key(
+                                  incident_id, evidence.load_public_key(
                                       evidence.public_key_pem(running.client("kms"), running.names[
                                           "EVIDENCE_SIGNING_KEY_ARN"])))
         print("   " + evidence.render(checked).replace("\n", "\n   "))
 
-        tampered = tamper_and_watch(running, queue, victim, decided["incident_id"])
+        tampered = tamper_and_watch(running, queue, victim, incident_id)
 
-        problems = verify(running, victim, decided["incident_id"]) + tampered
+        print("\n7. The incident page (report.html in the evidence, rewritten after the "
+              "tampering)")
+        problems = verify(running, victim, incident_id) + tampered + write_page(
+            running, incident_id, output)
         if not checked["verified"]:
             problems.append("the evidence does not verify against its signed manifest")
         print("\nChecked on the embedded AWS: " + ("; ".join(problems) if problems else
               "every interface reads back exactly the rule-free isolation group; "
               "both snapshots completed; the evidence verifies against its signed manifest; "
-              "the insider's change was put back and recorded with who made it."))
+              "the insider's change was put back and recorded with who made it; the incident page "
+              "was published."))
         ok = status == "SUCCEEDED" and not problems
+        print(f"\nThe report, against make local's stack or a deployment: ec2-quarantine report "
+              f"{incident_id} (the page: --html FILE), ec2-quarantine status {incident_id}, "
+              f"GET /incidents/{incident_id}/report?format=text|html")
         print("Demo " + ("succeeded." if ok else "FAILED."))
         return 0 if ok else 1
     finally:
@@ -169,4 +220,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))  # python -m local.demo [DIR]: the page there, not build/

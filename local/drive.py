@@ -139,3 +139,24 @@ def wait_execution(stack, execution_arn: str, timeout: float = 60.0) -> dict:
 def history(stack, execution_arn: str) -> list[dict]:
     return stack.client("stepfunctions").get_execution_history(
         executionArn=execution_arn, maxResults=1000)["events"]
+
+
+def steps_taken(events: list[dict]) -> list[dict]:
+    """An execution's history told in the README's steps (`statemachine.README_STEPS`), in the
+    order they started: each with its start and end (seconds after the execution started) and
+    how many times it was entered (WaitForSnapshots: once per check)."""
+    from deploy.statemachine import STEP_OF_STATE
+
+    started = next(e["timestamp"] for e in events if e["type"] == "ExecutionStarted")
+    steps: dict[str, dict] = {}
+    for event in events:
+        entered = event.get("stateEnteredEventDetails")
+        exited = event.get("stateExitedEventDetails")
+        step = STEP_OF_STATE.get((entered or exited or {}).get("name"))
+        if step is None:
+            continue
+        at = (event["timestamp"] - started).total_seconds()
+        taken = steps.setdefault(step, {"step": step, "start": at, "end": at, "entered": 0})
+        taken["end"] = max(taken["end"], at)
+        taken["entered"] += bool(entered) and entered["name"] == step
+    return sorted(steps.values(), key=lambda s: s["start"])

@@ -168,6 +168,27 @@ def admin_keys(iam_client) -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+def identity(access_key: str, token: str | None, region: str) -> dict:
+    """What API Gateway's IAM authorization puts in a request's `identity` for a caller
+    signing with `access_key` (and `token`, for a role's session): the key's user or assumed
+    role, as the embedded AWS knows it. A key it does not know gets the key alone, no caller:
+    API Gateway would refuse such a request (the local API checks no signature)."""
+    from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
+    from moto.iam.models import get_account_id_from
+    from moto.utilities.utils import get_partition
+
+    account = get_account_id_from(access_key)
+    headers = {"X-Amz-Security-Token": token} if token else {}
+    try:
+        key = create_access_key(account, get_partition(region), access_key, headers)
+    except CreateAccessKeyFailure:
+        return {"accessKey": access_key}
+    arn = key.arn
+    return {"accessKey": access_key, "accountId": account, "userArn": arn,
+            "caller": arn.rsplit("/", 1)[-1] if ":assumed-role/" in arn else access_key,
+            "user": arn.split("/", 1)[-1]}
+
+
 def check(credentials, action: str, resource: str, region: str) -> bool:
     """moto's authorization of `action` on `resource` for a request that never reaches moto
     (the bridge answers Lambda invocations in process); recorded like moto's own. True when

@@ -8,6 +8,9 @@ reads the evidence bucket and KMS directly, with the same credentials (quarantin
 import argparse
 import json
 import os
+import re
+import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -15,11 +18,15 @@ import urllib.parse
 import urllib.request
 
 API_URL_VARIABLE = "EC2_QUARANTINE_API_URL"
+# chalicelib.incidents.STATUSES (the CLI ships without chalicelib; a test keeps them equal).
+STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN")
 TERMINAL = {"CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN"}
+TIMEOUT_SECONDS = 60
+THROTTLED_RETRIES = 3  # API Gateway's 429, tried again with backoff before giving up
 
 
 class CliError(Exception):
-    pass
+    """A failure said in one line: what went wrong and what to do."""
 
 
 def signed_request(method: str, url: str, body: bytes | None, region: str, credentials):
@@ -33,29 +40,140 @@ def signed_request(method: str, url: str, body: bytes | None, region: str, crede
     return urllib.request.Request(url, data=body, method=method, headers=dict(request.headers))
 
 
-def call(args, method: str, path: str, payload=None, query=None) -> tuple[int, dict]:
+def _session(args):
+    """(botocore session, credentials, region) of the caller's AWS configuration."""
     import botocore.session
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
 
     session = botocore.session.get_session()
-    credentials = session.get_credentials()
+    try:
+        credentials = session.get_credentials()
+        region = args.region or session.get_config_variable("region") or "us-east-1"
+    except ProfileNotFound as error:
+        raise CliError(f"AWS profile {error.kwargs.get('profile')!r} is not in your AWS "
+                       "configuration: `aws configure --profile NAME`, or unset AWS_PROFILE"
+                       ) from None
+    except BotoCoreError as error:
+        raise CliError(f"cannot read your AWS credentials: {error}") from None
     if credentials is None:
-        raise CliError("no AWS credentials found (environment, profile or instance role)")
-    region = args.region or session.get_config_variable("region") or "us-east-1"
-    url = args.api_url.rstrip("/") + path
+        raise CliError("no AWS credentials found (environment, profile or instance role): "
+                       "`aws configure`, or set AWS_PROFILE")
+    return session, credentials, region
+
+
+def api_url(url: str | None) -> str:
+    """The API's root URL, refused unless it is an http(s) URL with a host."""
+    parts = urllib.parse.urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise CliError(f"--api-url {url!r} is not the API's URL: give it with its scheme, e.g. "
+                       "https://abc123.execute-api.us-east-1.amazonaws.com/api")
+    return url.rstrip("/")
+
+
+def invoke_arn(method: str, url: str, region: str) -> str:
+    """The `execute-api:Invoke` resource a request to `url` needs (the account is not in the
+    URL: `*`)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.split(".")
+    stage, _, path = parts.path.lstrip("/").partition("/")
+    api = host[0] if len(host) > 2 and host[1] == "execute-api" else "*"
+    return f"arn:aws:execute-api:{region}:*:{api}/{stage or '*'}/{method}/{path}"
+
+
+def gateway_error(status: int, message: str, method: str, url: str, region: str) -> str:
+    """API Gateway's own refusal (`{"Message": ...}`), said with what to do."""
+    path = urllib.parse.urlsplit(url).path
+    said = f"{status} from API Gateway"
+    if status == 403 and "not authorized to perform" in message:
+        who = re.search(r"User: (\S+)", message)
+        named = re.search(r"on resource: (\S+)", message)
+        return (f"{said}: {who.group(1) if who else 'your identity'} may not call {method} "
+                f"{path}: it needs execute-api:Invoke on "
+                f"{named.group(1) if named else invoke_arn(method, url, region)} (IAM)")
+    if status == 403 and "Missing Authentication Token" in message:
+        return (f"{said}: no route {method} {path} (or the request was not signed): check "
+                "--api-url, which ends with the API's stage (.../api)")
+    if status == 403 and re.search(r"signature|security token|expired", message, re.I):
+        return (f"{said}: the request's signature was refused ({message}): check your AWS "
+                f"credentials (`aws sts get-caller-identity`) and --region ({region})")
+    if status == 403:
+        return (f"{said}: {message}: the call needs execute-api:Invoke on "
+                f"{invoke_arn(method, url, region)} (IAM)")
+    if status == 429:
+        return (f"{said}: {method} {path} throttled ({message}; tried "
+                f"{THROTTLED_RETRIES + 1} times): try again in a minute")
+    if status in (502, 503, 504):
+        return (f"{said}: {message}: the API did not answer in time and may still have acted: "
+                "check with `ec2-quarantine list` before trying again")
+    return f"{said}: {message}"
+
+
+def _answer(status: int, raw: bytes, content_type: str, method: str, url: str, region: str):
+    """The app's JSON answer; API Gateway's own or anything else raised as one line."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        snippet = " ".join(raw[:60].decode("utf-8", "replace").split())
+        raise CliError(f"{status}: the answer is not the API's JSON "
+                       f"({content_type or 'no content type'}"
+                       f"{': ' + repr(snippet) if snippet else ''}): is --api-url the API's "
+                       "URL?") from None
+    if isinstance(body, dict) and "error" in body:
+        return body
+    if isinstance(body, dict) and isinstance(body.get("Message", body.get("message")), str) \
+            and status >= 400:
+        raise CliError(gateway_error(status, body.get("Message", body.get("message")), method,
+                                     url, region))
+    if not isinstance(body, dict):
+        raise CliError(f"{status}: the answer is not the API's JSON object: is --api-url "
+                       "the API's URL?")
+    return body
+
+
+def unreachable(url: str, reason) -> str:
+    """Why the API could not be reached, and what to check."""
+    host = urllib.parse.urlsplit(url).netloc
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve {host}: check --api-url and your network (DNS)"
+    if isinstance(reason, ConnectionRefusedError):
+        return (f"{host} refused the connection: is the API served there? (`make local` "
+                "serves it on 127.0.0.1:8000)")
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return (f"no answer from {host} within {TIMEOUT_SECONDS} s: check your network; the "
+                "API may still have acted (`ec2-quarantine list`)")
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS with {host} failed ({reason}): check --api-url"
+    return f"cannot reach {host}: {reason}"
+
+
+def call(args, method: str, path: str, payload=None, query=None) -> tuple[int, dict]:
+    """(status, the app's JSON answer) of a signed request; every other outcome a CliError."""
+    root = api_url(args.api_url)
+    _, credentials, region = _session(args)
+    url = root + path
     if query:
         url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
     body = None if payload is None else json.dumps(payload).encode()
-    request = signed_request(method, url, body, region, credentials.get_frozen_credentials())
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
+    attempt = 0
+    while True:
+        request = signed_request(method, url, body, region, credentials.get_frozen_credentials())
         try:
-            return error.code, json.load(error)
-        except ValueError:
-            raise CliError(f"{method} {path}: HTTP {error.code}") from None
-    except urllib.error.URLError as error:
-        raise CliError(f"cannot reach {args.api_url}: {error.reason}") from None
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+                return response.status, _answer(response.status, response.read(),
+                                                response.headers.get("Content-Type", ""),
+                                                method, url, region)
+        except urllib.error.HTTPError as error:
+            if error.code == 429 and attempt < THROTTLED_RETRIES:
+                time.sleep(min(8.0, 0.5 * 2 ** attempt))
+                attempt += 1
+                continue
+            return error.code, _answer(error.code, error.read(),
+                                       error.headers.get("Content-Type", ""), method, url,
+                                       region)
+        except urllib.error.URLError as error:
+            raise CliError(unreachable(url, error.reason)) from None
+        except (TimeoutError, socket.timeout, ConnectionError) as error:
+            raise CliError(unreachable(url, error)) from None
 
 
 def _cell(row: dict, column: str) -> str:
@@ -70,31 +188,147 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _value(value) -> str:
+    """A recorded value as a person reads it (no JSON, no Python repr): as the report's
+    (`chalicelib.report._value`), repeated since the CLI's package ships without chalicelib."""
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _seconds(start, end) -> str:
+    """How long from `start` to `end` (the incidents' UTC times), or "" when unknown."""
+    from datetime import datetime
+
+    def parsed(text):
+        try:
+            return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+
+    began, ended = parsed(start), parsed(end)
+    return f"{(ended - began).total_seconds():.2f} s" if began and ended else ""
+
+
+def _step_line(step: dict) -> str:
+    took = _seconds(step.get("start"), step.get("end"))
+    return (f"  {step.get('start')} → {step.get('end')}" + (f" ({took})" if took else "")
+            + f"  {step.get('step')}: {step.get('outcome')}")
+
+
+def _change_line(change: dict, undone: bool = False) -> str:
+    before, after = change.get("before"), change.get("after")
+    if undone:
+        before, after = after, before
+    return (f"  - {change.get('action')} {change.get('resource')} {change.get('attribute')}: "
+            f"{_value(before)} → {_value(after)}")
+
+
+def _snapshots(incident: dict) -> dict:
+    return (incident.get("evidence") or {}).get("snapshots") or {}
+
+
 def _show_incident(incident: dict) -> str:
-    fields = ["incident_id", "status", "instance_id", "account_id", "region", "opened_at",
-              "execution_arn"]
-    lines = [f"{f:>14}: {incident.get(f)}" for f in fields if incident.get(f) is not None]
-    for step in incident.get("timeline", []):
-        lines.append(f"{'step':>14}: {step['step']:<16} {step['outcome']:<20} {step['end']}")
-    for error in incident.get("errors", []):
-        lines.append(f"{'error':>14}: {error['action']} {error['resource']}: {error['code']}")
+    """`status`: the incident as a person reads it; `report` prints the full report."""
+    finding = incident.get("finding") if isinstance(incident.get("finding"), dict) else {}
+    lines = [f"{incident.get('incident_id')}: {incident.get('status')}, instance "
+             f"{incident.get('instance_id')} (account {incident.get('account_id')}, "
+             f"{incident.get('region')})"]
+    facts = [("opened", incident.get("opened_at")), ("source", incident.get("source")),
+             ("asked by", incident.get("requested_by")), ("reason", incident.get("reason")),
+             ("finding", " ".join(str(finding.get(k)) for k in ("type", "severity", "id")
+                                  if finding.get(k) is not None)),
+             ("execution", incident.get("execution_arn"))]
+    lines += [f"  {name}: {value}" for name, value in facts if value]
+    lines += ["Timeline:", *(_step_line(t) for t in incident.get("timeline") or [])]
+    changes = [c for c in incident.get("changes") or [] if c.get("action") != "evidence-store"]
+    lines += ["Changes:", *([_change_line(c) for c in changes] or ["  (none)"])]
+    errors = incident.get("errors") or []
+    lines += ["Errors:", *([f"  - {e.get('action')} {e.get('resource')}: {e.get('code')}: "
+                            f"{e.get('message')}" for e in errors] or ["  (none)"])]
+    evidence = incident.get("evidence") or {}
+    stored = [c for c in incident.get("changes") or [] if c.get("action") == "evidence-store"]
+    manifest = next((c.get("after") for c in reversed(stored)
+                     if str(c.get("resource", "")).endswith("/manifest.json")), None)
+    lines += ["Evidence:", f"  stored under {evidence.get('store') or '(nothing stored yet)'}"]
+    if manifest:
+        lines.append(f"  manifest sha256 {manifest}: ec2-quarantine evidence verify "
+                     f"{incident.get('incident_id')}")
+    lines += [f"  snapshot {sid}: {state}" for sid, state in _snapshots(incident).items()]
+    tampered = incident.get("tamper") or []
+    if tampered:
+        lines += ["Tampering:", *(
+            f"  {t.get('at') or t.get('found_at')} {t.get('call') or '(the sweep)'} by "
+            f"{(t.get('by') or {}).get('arn') or 'unknown'}: " + "; ".join(
+                f"{d.get('what')} {d.get('resource')} {d.get('outcome')}"
+                for d in t.get("drift") or []) for t in tampered)]
+    released = incident.get("release") or {}
+    if released:
+        lines += [f"Release: by {released.get('requested_by') or 'unknown'}, reason "
+                  f"{released.get('reason') or '-'}", *(
+                      _change_line(c, undone=True)
+                      for c in released.get("restored_changes") or [])]
     return "\n".join(lines)
 
 
+# What comes after each step while an execution runs (what `--wait` says it is doing).
+NEXT = {None: "containing", "first-cut": "containing", "contain": "collecting evidence",
+        "evidence": "waiting for the snapshots", "wait-snapshots": "reporting",
+        "report": "done", "release": "done", "page": "done"}
+
+
+def progress(incident: dict) -> str:
+    """One line: the status, what runs now, the snapshots done and when they are next looked
+    at."""
+    steps = [t.get("step") for t in incident.get("timeline") or [] if t.get("step") != "page"]
+    line = f"{incident.get('status')}: {NEXT.get(steps[-1] if steps else None, 'running')}"
+    snapshots = _snapshots(incident)
+    if snapshots and "wait-snapshots" not in steps:
+        completed = sum(state == "completed" for state in snapshots.values())
+        evidence = incident.get("evidence") or {}
+        line += f", snapshots {completed}/{len(snapshots)} completed"
+        if evidence.get("next_check_at"):
+            line += f", next check at {evidence['next_check_at']}"
+    return line
+
+
 def _wait(args, incident_id: str, done, out) -> dict:
-    """Poll the incident, printing each new step as it ends, until `done(incident)`."""
-    shown = 0
+    """Poll the incident, printing each step as it ends and what runs now whenever it
+    changes (at least every 10 s), until `done(incident)`."""
+    shown, said, quiet_since = 0, None, time.monotonic()
     while True:
-        status, incident = call(args, "GET", f"/incidents/{incident_id}")
+        status, incident = call(args, "GET", f"/incidents/{urllib.parse.quote(incident_id)}")
         if status != 200:
-            raise CliError(f"{incident.get('error')}: {incident.get('message')}")
-        timeline = incident.get("timeline", [])
+            raise CliError(f"{status} {incident.get('error')}: {incident.get('message')}")
+        timeline = incident.get("timeline") or []
         for step in timeline[shown:]:
-            print(f"  {step['end']}  {step['step']}: {step['outcome']}", file=out, flush=True)
+            print(_step_line(step), file=out, flush=True)
         shown = len(timeline)
         if done(incident):
             return incident
+        now = progress(incident)
+        if now != said or time.monotonic() - quiet_since >= 10:
+            print(f"  ... {now}", file=out, flush=True)
+            said, quiet_since = now, time.monotonic()
         time.sleep(args.poll)
+
+
+def _restored(incident: dict) -> str:
+    """What the release restored, and what it did not."""
+    released = incident.get("release") or {}
+    last = [t for t in incident.get("timeline") or [] if t.get("step") == "release"][-1:]
+    lines = [f"{incident.get('incident_id')}: {incident.get('status')}"
+             + (f" (release {last[0].get('outcome')})" if last else ""), "Restored:",
+             *([_change_line(c, undone=True) for c in released.get("restored_changes") or []]
+               or ["  (nothing)"])]
+    lines += [f"  left as is: {note}" for note in released.get("notes") or []]
+    return "\n".join(lines)
 
 
 def _instance_payload(args, flags) -> dict:
@@ -111,13 +345,8 @@ def _release_steps(incident: dict) -> int:
 
 
 def _aws_client(args, service: str, region: str | None = None):
-    import botocore.session
-
-    session = botocore.session.get_session()
-    if session.get_credentials() is None:
-        raise CliError("no AWS credentials found (environment, profile or instance role)")
-    return session.create_client(service, region_name=region or args.region
-                                 or session.get_config_variable("region") or "us-east-1")
+    session, _, configured = _session(args)
+    return session.create_client(service, region_name=region or configured)
 
 
 def _evidence_bucket(args) -> str:
@@ -207,6 +436,18 @@ def _exemption_call(args) -> tuple[int, dict]:
                 {"reason": args.reason}, query=where or None)
 
 
+def _incident_path(args, tail: str = "") -> str:
+    return f"/incidents/{urllib.parse.quote(args.incident_id, safe='')}{tail}"
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror}") from None
+
+
 def run(args, out=sys.stdout) -> int:
     if args.command == "evidence":
         return run_evidence(args, out)
@@ -218,9 +459,12 @@ def run(args, out=sys.stdout) -> int:
     elif args.command == "release":
         status, body = call(args, "POST", "/release", _instance_payload(args, ("reregister",)))
     elif args.command == "status":
-        status, body = call(args, "GET", f"/incidents/{args.incident_id}")
+        status, body = call(args, "GET", _incident_path(args))
+    elif args.command == "report":
+        status, body = call(args, "GET", _incident_path(args, "/report"),
+                            query={"format": "html" if args.html else None})
     elif args.command == "findings":
-        status, body = call(args, "GET", f"/incidents/{args.incident_id}/findings", query={
+        status, body = call(args, "GET", _incident_path(args, "/findings"), query={
             "limit": args.limit, "next_token": args.next_token})
     else:
         status, body = call(args, "GET", "/incidents", query={
@@ -238,8 +482,15 @@ def run(args, out=sys.stdout) -> int:
         if not args.json:
             print(f"{body['incident_id']}: waiting", file=out)
         body = _wait(args, body["incident_id"], done, out if not args.json else sys.stderr)
-    if args.json:
+    if args.command == "report" and args.html:
+        _write(args.html, body["html"])
+        print(f"{body['incident_id']}: its page written to {args.html}", file=out)
+    elif args.json:
         print(json.dumps(body, indent=2, sort_keys=True), file=out)
+    elif args.command == "report":
+        print(f"Subject: {body['subject']}\n\n{body['text']}", file=out)
+    elif args.command == "release" and getattr(args, "wait", False):
+        print(_restored(body), file=out)
     elif args.command == "exempt" and args.exempt_command == "list":
         print(_table(body["exemptions"], ["instance_id", "standing", "expires_at", "granted_by",
                                           "reason", "note"]), file=out)
@@ -265,16 +516,39 @@ def run(args, out=sys.stdout) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that says a mistake in one line (not its usage, then the error)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (`{self.prog} --help` shows the options)\n")
+
+
+def status_name(value: str) -> str:
+    """A status in any case, as the API spells it."""
+    if value.upper() not in STATUSES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a status: one of "
+                                         f"{', '.join(STATUSES)} (any case)")
+    return value.upper()
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ec2-quarantine", description=__doc__.split("\n")[0])
+    # --json anywhere on the line: on every command too, kept unset there unless given.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON instead of text")
+    top = _Parser(prog="ec2-quarantine", description=__doc__.split("\n")[0])
     top.add_argument("--api-url", default=os.environ.get(API_URL_VARIABLE),
                      help=f"the API's root URL (default: ${API_URL_VARIABLE})")
     top.add_argument("--region", help="region to sign for (default: the AWS configuration's)")
     top.add_argument("--json", action="store_true", help="print JSON instead of a table")
     top.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     commands = top.add_subparsers(dest="command", required=True)
+
+    def add(where, name: str, **kwargs):
+        return where.add_parser(name, parents=[shared], **kwargs)
+
     for name in ("quarantine", "release"):
-        command = commands.add_parser(name, help=f"{name} an instance")
+        command = add(commands, name, help=f"{name} an instance")
         command.add_argument("instance_id")
         command.add_argument("--reason", required=True)
         command.add_argument("--instance-region", help="the instance's region")
@@ -286,23 +560,25 @@ def parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--reregister", action="store_true",
                                  help="register with its target groups and load balancers again")
-    status = commands.add_parser("status", help="one incident, with its timeline")
+    status = add(commands, "status", help="one incident, with its timeline")
     status.add_argument("incident_id")
-    further = commands.add_parser("findings", help="an incident's further findings, newest "
-                                  "first")
+    shown = add(commands, "report", help="the incident's report, as email subscribers get it")
+    shown.add_argument("incident_id")
+    shown.add_argument("--html", metavar="FILE", help="write the incident page (report.html) "
+                       "to FILE instead")
+    further = add(commands, "findings", help="an incident's further findings, newest first")
     further.add_argument("incident_id")
     further.add_argument("--limit", type=int)
     further.add_argument("--next-token", help="the next page (printed after a full one)")
-    listing = commands.add_parser("list", help="incidents, newest first")
+    listing = add(commands, "list", help="incidents, newest first")
     listing.add_argument("--instance-id")
-    listing.add_argument("--status")
+    listing.add_argument("--status", type=status_name, help=f"one of {', '.join(STATUSES)}")
     listing.add_argument("--since")
     listing.add_argument("--limit", type=int)
-    exempt = commands.add_parser("exempt", help="exemptions the product issues: grant, list, "
-                                 "revoke")
+    exempt = add(commands, "exempt", help="exemptions the product issues: grant, list, revoke")
     exempting = exempt.add_subparsers(dest="exempt_command", required=True)
-    grant = exempting.add_parser("grant", help="exempt an instance until a time")
-    revoke = exempting.add_parser("revoke", help="end an instance's exemption now")
+    grant = add(exempting, "grant", help="exempt an instance until a time")
+    revoke = add(exempting, "revoke", help="end an instance's exemption now")
     for command in (grant, revoke):
         command.add_argument("instance_id")
         command.add_argument("--reason", required=True)
@@ -311,13 +587,13 @@ def parser() -> argparse.ArgumentParser:
     until = grant.add_mutually_exclusive_group(required=True)
     until.add_argument("--until", help="a UTC time such as 2026-12-31T00:00:00Z")
     until.add_argument("--for", dest="for_", help="a duration from now: 30m, 12h, 7d")
-    exemptions = exempting.add_parser("list", help="every exemption, newest first")
+    exemptions = add(exempting, "list", help="every exemption, newest first")
     exemptions.add_argument("--limit", type=int)
     exemptions.add_argument("--next-token")
-    evidence = commands.add_parser("evidence", help="check an incident's evidence")
+    evidence = add(commands, "evidence", help="check an incident's evidence")
     checks = evidence.add_subparsers(dest="evidence_command", required=True)
-    verify = checks.add_parser("verify", help="the manifest's signature (offline), then every "
-                               "object's SHA-256 and version; exit 0 only if all verify")
+    verify = add(checks, "verify", help="the manifest's signature (offline), then every "
+                 "object's SHA-256 and version; exit 0 only if all verify")
     verify.add_argument("incident_id")
     verify.add_argument("--bucket", help="the evidence bucket (default: the API's incident "
                         "says where its evidence is)")
@@ -325,7 +601,7 @@ def parser() -> argparse.ArgumentParser:
                         "(`evidence public-key` prints it)")
     verify.add_argument("--key-id", help="the signing key (the stack's EvidenceSigningKeyArn): "
                         "its public key is fetched (kms:GetPublicKey)")
-    public = checks.add_parser("public-key", help="print the signing key's public key (PEM)")
+    public = add(checks, "public-key", help="print the signing key's public key (PEM)")
     public.add_argument("--key-id", required=True, help="the stack's EvidenceSigningKeyArn")
     return top
 
@@ -339,4 +615,11 @@ def main(argv=None) -> int:
         return run(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; what the API started goes on (`ec2-quarantine status ID` "
+              "follows it)", file=sys.stderr)
+        return 130
+    except Exception as error:  # never a trace: one line saying what failed
+        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -88,4 +88,13 @@ def check(event: dict) -> dict:
                               "late" if late else "completed", changes, errors + after_errors,
                               fields={"evidence.snapshots": states})
         log.info("snapshots of %s: %s", incident["incident_id"], states)
+    else:  # how far they are, and when they are looked at next, for whoever follows
+        incidents.note_progress(incident["incident_id"], {
+            "evidence.snapshots": states, "evidence.next_check_at": _at(
+                time.time() + target.settings.snapshot_poll_seconds),
+            "evidence.deadline_at": _at(evidence["deadline"])})
     return {**evidence, "done": done, "unfinished": unfinished}
+
+
+def _at(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

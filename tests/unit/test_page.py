@@ -32,7 +32,9 @@ def _incident(**fields) -> dict:
                         "title": FORGED, "updated_at": "2026-12-01T09:59:58.000Z"},
             "first_cut": {"start": "2026-12-01T10:00:00.100000Z",
                           "end": "2026-12-01T10:00:00.300000Z", "isolated": ["eni-1"]},
-            "timeline": [{"step": "contain", "start": "2026-12-01T10:00:00.400000Z",
+            "timeline": [{"step": "cut", "start": "2026-12-01T10:00:00.100000Z",
+                          "end": "2026-12-01T10:00:00.300000Z", "outcome": "isolated"},
+                         {"step": "contain", "start": "2026-12-01T10:00:00.400000Z",
                           "end": "2026-12-01T10:00:01.000000Z", "outcome": "contained"}],
             "changes": [{"action": "isolate-interface", "resource": "eni-1",
                          "attribute": "groups", "before": ["sg-1"], "after": ["sg-2"]}],
@@ -54,6 +56,7 @@ def test_values_someone_chose_are_text_and_the_page_loads_nothing():
 
 
 def test_each_event_is_one_row_in_order():
+    """The first cut once (its record, not its timeline step beside it), then each step."""
     happened = page.events(_incident())
     assert [e["label"] for e in happened] == [
         "finding last updated by GuardDuty", "incident opened", "first cut (entry function)",

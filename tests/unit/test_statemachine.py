@@ -1,8 +1,10 @@
 """The ASL definition is valid under statelint and wired to the app's functions and topic."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +31,28 @@ def test_every_task_function_is_a_function_of_the_app():
     for name in statemachine.STEP_FUNCTIONS:
         assert name in app.app.handler_map
         assert ARNS[name] in definition
+
+
+def _states(states: dict) -> dict:
+    found = {}
+    for name, state in states.items():
+        found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(_states(branch["States"]))
+    return found
+
+
+def test_every_state_that_does_work_belongs_to_a_step_the_readme_names():
+    """`make demo` tells an execution in the README's steps: every Task and Wait of the
+    definition is in one, every state a step lists exists, every step is a row of the README's
+    table of steps."""
+    states = _states(statemachine.build(ARNS, statemachine.Topics(
+        TOPIC, "arn:aws:sns:us-east-1:123456789012:chat"), TABLE)["States"])
+    working = {name for name, state in states.items() if state["Type"] in ("Task", "Wait")}
+    assert working - set(statemachine.STEP_OF_STATE) == set()
+    assert set(statemachine.STEP_OF_STATE) - set(states) == set()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme[readme.index("| Step | What it does |"):]
+    rows = {cell for line in table[:table.index("\n\n")].splitlines()
+            for cell in re.findall(r"`(\w+)`", line.split("|")[1])}
+    assert set(statemachine.README_STEPS) - rows == set()
