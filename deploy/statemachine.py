@@ -134,12 +134,13 @@ def _notify(name: str, topics: Topics, notice_path: str, next_state: str, unread
     else (an input someone crafted) goes to `unreadable`, since a missing path would fail the
     whole execution beyond any Catch."""
     notice = notice_path
+    shape_name, compose_name, _, earlier_name, card_name = _notice_states(name)
     fields = ("subject", "text", "document", "attributes") + (("card",) if topics.chatbot else ())
     shape = {"Type": "Choice", "Default": unreadable, "Choices": [
         {"And": [{"Variable": f"{notice}.{field}", "IsPresent": True} for field in fields],
-         "Next": f"Compose{name}"},
+         "Next": compose_name},
         {"And": [{"Variable": f"{notice}.{field}", "IsPresent": True}
-                 for field in ("subject", "message")], "Next": f"{name}Earlier"}]}
+                 for field in ("subject", "message")], "Next": earlier_name}]}
     compose = {"Type": "Pass", "ResultPath": "$.composed", "Next": name, "Parameters": {
         **{f"{key}.$": f"{notice}.text" for key in notices.TEXT_PROTOCOLS},
         **{f"{key}.$": f"States.JsonToString({notice}.document)"
@@ -156,13 +157,12 @@ def _notify(name: str, topics: Topics, notice_path: str, next_state: str, unread
                "ResultPath": None, "Retry": _retry(SNS_TRANSIENT), "Next": next_state}
     if catch:
         publish["Catch"] = earlier["Catch"] = [{"ErrorEquals": ["States.ALL"], **catch}]
-    states = {f"{name}Shape": shape, f"Compose{name}": compose, name: publish,
-              f"{name}Earlier": earlier}
+    states = {shape_name: shape, compose_name: compose, name: publish, earlier_name: earlier}
     if not topics.chatbot:
         publish["Next"] = next_state
         return states
-    publish["Next"] = f"{name}Card"
-    states[f"{name}Card"] = {
+    publish["Next"] = card_name
+    states[card_name] = {
         "Type": "Task", "Resource": "arn:aws:states:::sns:publish",
         "Parameters": {"TopicArn": topics.chatbot,
                        "Message.$": f"States.JsonToString({notice}.card)"},

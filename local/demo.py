@@ -37,9 +37,10 @@ def follow(running, execution_arn: str) -> str:
         time.sleep(0.2)
     taken = drive.steps_taken(drive.history(running, execution_arn))
     for step in taken:
-        checks = f"  ({step['entered']} check{'s' * (step['entered'] != 1)})" if step["step"] == "WaitForSnapshots" else ""
-        print(f"   +{span(step['start']):>9}  {step['step']:<17} took {span(step['end'] - step['start'])}"
-              + checks)
+        checks = step["entered"] if step["step"] == "WaitForSnapshots" else None
+        print(f"   +{span(step['start']):>9}  {step['step']:<17} took "
+              f"{span(step['end'] - step['start'])}"
+              + (f"  ({checks} check{'s' * (checks != 1)})" if checks is not None else ""))
     total = taken[-1]["end"] if taken else 0.0
     print(f"   execution {status} after {span(total)}")
     return status

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     venv.create(args.venv, with_pip=True)  # an existing one is kept: pip installs what changed
     log_path = args.venv / "pip-install.log"
     python = args.venv / "bin" / "python"
-    say(f"2/{phases} {total} pinned packages from {args.requirements} (about 2 minutes the first "
+    say(f"2/{phases} {total} pinned packages from {args.requirements} (a minute or two the first "
         f"time; pip's output: {log_path})")
     status = pip(python, ["install", "-r", str(args.requirements)], log_path, total)
     if status == 0 and args.editable:
