@@ -11,6 +11,7 @@ and pip's exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -72,7 +73,14 @@ def main(argv=None) -> int:
     total = pinned(args.requirements)
     phases = 3 if args.editable else 2
     say(f"1/{phases} virtual environment {args.venv} (Python {sys.version.split()[0]})")
-    venv.create(args.venv, with_pip=True)  # an existing one is kept: pip installs what changed
+    # as `python -m venv` makes it (symlinks where the system has them: copying the interpreter
+    # onto an existing venv's link to it fails); an existing one is kept, pip installs what changed
+    try:
+        venv.create(args.venv, with_pip=True, symlinks=os.name != "nt")
+    except (OSError, subprocess.CalledProcessError) as error:
+        say(f"cannot create the virtual environment {args.venv}: {error} (`make clean` removes "
+            "it)")
+        return 1
     log_path = args.venv / "pip-install.log"
     python = args.venv / "bin" / "python"
     say(f"2/{phases} {total} pinned packages from {args.requirements} (a minute or two the first "
