@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml 
 C7N_VENV := bench/.venv-c7n
 C7N_INSTALLED := $(C7N_VENV)/.installed-$(shell cat bench/requirements-c7n.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo local policies settings bench deploy destroy package stage-given clean
+.PHONY: install test demo local policies settings bench deploy destroy package drill stage-given clean
 
 install: $(INSTALLED)
 
@@ -56,6 +56,11 @@ destroy: install stage-given
 
 package: install stage-given
 	$(BIN)/python -m deploy package --stage $(STAGE)
+
+# A fire drill after `make deploy`: a canary launched, quarantined through the API, checked,
+# released, checked, and everything it made deleted (README, "Fire drill"). A few cents.
+drill: install stage-given
+	$(BIN)/python -m deploy drill --stage $(STAGE)$(if $(API_URL), --api-url $(API_URL))
 
 clean:
 	rm -rf $(VENV) $(C7N_VENV) .pytest_cache .hypothesis build

@@ -1,4 +1,4 @@
-"""`python -m deploy {deploy,destroy,package} --stage STAGE` (what `make deploy` and co. run)."""
+"""`python -m deploy {deploy,destroy,package,drill} --stage STAGE` (what `make deploy` and co. run)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""`make deploy`, `make destroy` and `make package`: one stage into one account and region.
+"""`make deploy`, `make destroy`, `make package` and `make drill`: one stage into one account and
+region.
 
 deploy: (1) the resources stack (deploy/resources.py) is created or updated and waited for;
 (2) its outputs are written into the stage's environment in `.chalice/config.json`; (3) Chalice
@@ -54,7 +55,7 @@ def destroy(stage: str, purge: bool, force: bool = False) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("deploy", "destroy", "package"))
+    parser.add_argument("command", choices=("deploy", "destroy", "package", "drill"))
     parser.add_argument("--stage", required=True, choices=permissions.STAGES)
     parser.add_argument("--alert-email", default=None)
     parser.add_argument("--evidence-retention-days", default=None)
@@ -64,7 +65,14 @@ def main(argv=None) -> int:
                         help="destroy: delete the incidents table and evidence bucket too")
     parser.add_argument("--force", action="store_true",
                         help="destroy: even while incidents are active")
+    parser.add_argument("--api-url", default=None,
+                        help="drill: the stage's API (default: $EC2_QUARANTINE_API_URL, or what "
+                             "Chalice recorded deploying the stage)")
     args = parser.parse_args(argv)
+    if args.command == "drill":  # its own report: a table of checks, and its own cleanup
+        from deploy import drill
+
+        return drill.main(args.stage, args.api_url)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:

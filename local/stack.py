@@ -74,10 +74,14 @@ class Stack:
 
     def client_environment(self) -> dict[str, str]:
         """What another process needs to use this embedded AWS and the app's resources on it,
-        as `chalice local --stage dev` does (`make local` writes it to build/local.env)."""
+        as `chalice local --stage dev`, the CLI and `make drill` do (`make local` writes it to
+        build/local.env)."""
+        from quarantine_cli import API_URL_VARIABLE
+
+        served = {API_URL_VARIABLE: self.api_url} if self.api_url else {}
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region, "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local", **self.names}
+                "AWS_SECRET_ACCESS_KEY": "local", **served, **self.names}
 
     def client(self, service: str, region: str = REGION, account: str = ACCOUNT):
         """A boto3 client on the embedded AWS (no retries to hide faults), in `account` (moto

@@ -202,7 +202,7 @@ def _value(value) -> str:
     return str(value)
 
 
-def _seconds(start, end) -> str:
+def duration(start, end) -> str:
     """How long from `start` to `end` (the incidents' UTC times), or "" when unknown."""
     from datetime import datetime
 
@@ -217,7 +217,7 @@ def _seconds(start, end) -> str:
 
 
 def _step_line(step: dict) -> str:
-    took = _seconds(step.get("start"), step.get("end"))
+    took = duration(step.get("start"), step.get("end"))
     return (f"  {step.get('start')} → {step.get('end')}" + (f" ({took})" if took else "")
             + f"  {step.get('step')}: {step.get('outcome')}")
 
@@ -340,7 +340,8 @@ def _instance_payload(args, flags) -> dict:
     return payload
 
 
-def _release_steps(incident: dict) -> int:
+def release_steps(incident: dict) -> int:
+    """How many release attempts the incident recorded (`make drill` waits on it too)."""
     return sum(1 for step in incident.get("timeline", []) if step["step"] == "release")
 
 
@@ -476,7 +477,7 @@ def run(args, out=sys.stdout) -> int:
     if getattr(args, "wait", False) and "incident_id" in body:
         if args.command == "release":  # until this release attempt has recorded its outcome
             attempts = body.get("releases_before", 0)
-            done = lambda incident: _release_steps(incident) > attempts  # noqa: E731
+            done = lambda incident: release_steps(incident) > attempts  # noqa: E731
         else:
             done = lambda incident: incident["status"] in TERMINAL  # noqa: E731
         if not args.json:

@@ -133,3 +133,17 @@ def principal(stack, name: str, rights, account: str | None = None) -> object:
                                     aws_secret_access_key=key["SecretAccessKey"],
                                     region_name=stack.region)
     return lambda service: session.client(service, endpoint_url=stack.endpoint)
+
+
+def remove_action(stack, role: str, action: str) -> None:
+    """Take `action` out of the role's (one) inline policy, as a too-narrow deployment would."""
+    iam_client = stack.client("iam")
+    (name,) = iam_client.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam_client.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    for statement in document["Statement"]:
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        if statement["Effect"] == "Allow":
+            statement["Action"] = [a for a in listed if a != action]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    iam_client.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))

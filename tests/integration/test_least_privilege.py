@@ -22,6 +22,7 @@ from tests.helpers import (
     make_victim,
     messages,
     principal,
+    remove_action,
     product_groups,
     snapshots_of,
     stolen_credentials_event,
@@ -505,20 +506,6 @@ def test_the_exclusions_are_declared():
         assert actions <= declared[function]
 
 
-def _remove_action(stack, role: str, action: str) -> None:
-    """Take `action` out of the role's (one) inline policy, as a too-narrow deployment would."""
-    iam_client = stack.client("iam")
-    (name,) = iam_client.list_role_policies(RoleName=role)["PolicyNames"]
-    document = iam_client.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-    for statement in document["Statement"]:
-        listed = statement["Action"] if isinstance(statement["Action"], list) else [
-            statement["Action"]]
-        if statement["Effect"] == "Allow":
-            statement["Action"] = [a for a in listed if a != action]
-    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
-    iam_client.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
-
-
 ENTRY = names.function_role("dev", "on_guardduty_finding")
 CONTAIN = names.function_role("dev", "contain")
 MACHINE = names.state_machine_role("dev")
@@ -544,7 +531,7 @@ def test_without_one_action_containment_is_what_is_left(stack, removed, decision
     victim = make_victim(stack, interfaces=1, volumes=1)
     with stack.enforce_iam():
         for role, action in removed.items():
-            _remove_action(stack, role, action)
+            remove_action(stack, role, action)
         started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
         assert started["decision"] == decision, started
         if decision == "acted":
