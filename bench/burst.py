@@ -26,6 +26,8 @@ from chalicelib import aws
 from deploy import names
 from local import drive
 
+from bench.watch import without_tamper_watch
+
 HANDLER = "on_guardduty_finding"
 
 
@@ -109,24 +111,19 @@ def run(stack, clock, instances: int = 250, duplicates: int = 4, workers: int = 
         return payload, error, len(marks)
 
     _register_without_interpreter(stack)
-    # the first cuts' swaps reach the tamper watch as CloudTrail events; its requests are not
-    # the entry function's, and its own measure is bench/tamper.py: its rule is off meanwhile
-    tamper_rule = names.rule(stack.stage, "on_tampering")
-    events_client = stack.client("events")
-    events_client.disable_rule(Name=tamper_rule)
     try:
-        clock.reset()
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(deliver, events))
-        seconds = time.monotonic() - started
+        with without_tamper_watch(stack):
+            clock.reset()
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(deliver, events))
+            seconds = time.monotonic() - started
         calls = [stamp.name for stamp in clock.stamps()]
         executions = sum(len(page["executions"]) for page in stack.client("stepfunctions")
                          .get_paginator("list_executions")
                          .paginate(stateMachineArn=stack.names["STATE_MACHINE_ARN"]))
     finally:
         stack.moto_api("config", {"stepfunctions": {"execute_state_machine": True}})
-        events_client.enable_rule(Name=tamper_rule)
 
     decisions: dict = {}
     for payload, error, _ in results:

@@ -28,6 +28,7 @@ from local.victims import make_fleet_member, make_victim
 
 from bench import custodian
 from bench.clock import Flight, last_of_firsts, round_trips, swapped_groups
+from bench.watch import without_tamper_watch
 
 FINDING_ARRIVAL = "events:PutEvents"
 DETECTION_NOTICE = "sns:Publish"  # NotifyDetected, beside Contain or after it
@@ -128,17 +129,18 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
     queue = drive.subscribe_queue(stack, f"reports-{time.monotonic_ns()}")
     stack.bridge.wait_idle()
     stack.bridge.forget()
-    recording.start(stack)
-    clock.reset()
-    drive.put_event(stack, drive.guardduty_event(victim["instance_id"]))
-    stack.bridge.wait_idle()
-    entry = next(i for i in stack.bridge.invocations if i.source == "eventbridge")
-    decided = entry.result
-    if decided.get("decision") != "acted":
-        raise RuntimeError(f"the finding was not acted on: {decided}")
-    wait_execution(stack, decided["execution_arn"])
-    stack.bridge.wait_idle()
-    recording.stop(stack)
+    with without_tamper_watch(stack):
+        recording.start(stack)
+        clock.reset()
+        drive.put_event(stack, drive.guardduty_event(victim["instance_id"]))
+        stack.bridge.wait_idle()
+        entry = next(i for i in stack.bridge.invocations if i.source == "eventbridge")
+        decided = entry.result
+        if decided.get("decision") != "acted":
+            raise RuntimeError(f"the finding was not acted on: {decided}")
+        wait_execution(stack, decided["execution_arn"])
+        stack.bridge.wait_idle()
+        recording.stop(stack)
 
     calls = [c.name for c in recording.calls(stack) if c.name != FINDING_ARRIVAL]
     stamps, flights = clock.stamps(), clock.flights()
