@@ -1,6 +1,6 @@
 """`make drill` rehearsed on the embedded AWS: the same command an operator runs after `make
 deploy` (`python -m deploy drill`, AWS_ENDPOINT_URL set, the API `make local` serves). It passes,
-fails clearly when a policy lacks an action (the function's or the operator's), refuses to start
+fails clearly when a policy lacks an action (a function's or the operator's), refuses to start
 over a previous drill's leftovers, cleans up on Ctrl-C, and in every case leaves nothing of its
 own behind and terminates nothing but its canary."""
 
@@ -127,22 +127,23 @@ def test_the_drill_passes_on_the_embedded_aws_and_leaves_nothing_behind(stack):
 
 
 def test_a_function_policy_without_an_action_fails_the_drill_naming_both(stack):
-    """Contain's role without ec2:ModifyInstanceMetadataOptions, as a too-narrow deployment
-    would be; the drill runs with exactly the rights it declares."""
-    role = names.function_role(STAGE, "contain")
+    """collect_evidence's role without ec2:CreateSnapshots, as a too-narrow deployment would
+    be; the drill runs with exactly the rights it declares. (Not an action the tamper watch
+    also holds: it would put that part of containment in place on its own, sooner or later.)"""
+    role = names.function_role(STAGE, "collect_evidence")
     with stack.enforce_iam():
-        remove_action(stack, role, "ec2:ModifyInstanceMetadataOptions")
+        remove_action(stack, role, "ec2:CreateSnapshots")
         ran = _drill(stack, _operator(stack, drill.DRILL_ACTIONS))
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert iam.authorizations.denied(role) == {"ec2:ModifyInstanceMetadataOptions"}
+    assert iam.authorizations.denied(role) == {"ec2:CreateSnapshots"}
     failed = [line for line in ran.stdout.splitlines() if line.startswith("[drill] FAIL")]
-    assert any("metadata endpoint off" in line and "'HttpEndpoint': 'enabled'" in line
+    assert any("a completed snapshot of every volume" in line for line in failed), failed
+    assert any("denied ec2:CreateSnapshots: look at role "
+               f"{role}: .chalice/policy-{STAGE}-collect_evidence.json" in line
                for line in failed), failed
-    assert any("denied ec2:ModifyInstanceMetadataOptions: look at role "
-               f"{role}: .chalice/policy-{STAGE}-contain.json" in line for line in failed), failed
     assert "PASS every interface isolated" in ran.stdout  # the rest of containment holds
     assert "DRILL FAILED" in ran.stdout
-    assert "nothing left behind" in ran.stdout and "FAIL nothing left behind" not in ran.stdout
+    assert "PASS nothing left behind" in ran.stdout
     assert _canary_incident(stack, ran.stdout)["status"] == "RELEASED"
     assert _tagged(stack) == NOTHING
 
@@ -159,26 +160,63 @@ def test_an_operator_without_a_right_the_drill_needs_is_told_which(stack):
 
 
 def test_a_previous_drills_leftovers_stop_it_before_it_makes_anything(stack):
-    """A VPC a drill left, and an instance of somebody else's that an insider tagged as a
-    drill's: both named; the drill makes nothing and offers no command that would terminate
-    the instance that is not a drill's."""
+    """A VPC a drill left is named with the command that removes it. A VPC and an instance of
+    somebody else's that an insider tagged as a drill's are named as not a drill's, with no
+    command: the drill makes nothing, and offers nothing that would delete them."""
     ec2 = stack.client("ec2")
     left = ec2.create_vpc(CidrBlock=drill.VPC_CIDR, TagSpecifications=[{
-        "ResourceType": "vpc", "Tags": [{"Key": drill.DRILL_TAG, "Value": STAGE}]}])["Vpc"]["VpcId"]
+        "ResourceType": "vpc", "Tags": [
+            {"Key": drill.DRILL_TAG, "Value": STAGE}, {"Key": drill.RUN_TAG, "Value": "0badc0de"},
+            {"Key": "Name", "Value": f"drill-canary-{STAGE}-0badc0de"}]}])["Vpc"]["VpcId"]
     bystander = _bystander(stack)
-    ec2.create_tags(Resources=[bystander["instance_id"]],
-                    Tags=[{"Key": drill.DRILL_TAG, "Value": STAGE}])
+    for resource in (bystander["vpc_id"], bystander["instance_id"]):
+        ec2.create_tags(Resources=[resource], Tags=[{"Key": drill.DRILL_TAG, "Value": STAGE}])
     instances_before = _instances(stack)
     ran = _drill(stack)
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert "FAIL no previous drill's resources remain: 2 remain (below); nothing was made" \
+    assert "FAIL no previous drill's resources remain: 3 remain (below); nothing was made" \
         in ran.stdout
     assert f"vpc {left}  →  aws ec2 delete-vpc --vpc-id {left}" in ran.stdout
-    (named,) = [line for line in ran.stdout.splitlines() if bystander["instance_id"] in line]
-    assert "NOT in a drill's VPC" in named and "terminate" not in named
+    for resource in (bystander["vpc_id"], bystander["instance_id"]):
+        (named,) = [line for line in ran.stdout.splitlines() if resource in line]
+        assert "NOT shaped as a drill's" in named and "→" not in named, named
     assert _instances(stack) == instances_before
-    assert _tagged(stack)["vpcs"] == [left] and not _tagged(stack)["roles"]
+    assert sorted(_tagged(stack)["vpcs"]) == sorted([left, bystander["vpc_id"]])
+    assert not _tagged(stack)["roles"]
     _untouched(stack, bystander)
+
+
+def test_what_an_insider_attaches_to_the_canary_is_neither_deleted_nor_offered(stack):
+    """While the drill runs, an insider attaches a production volume to the canary and tags it
+    with the drill's tags and run id: the drill reports the volume it did not launch, and
+    neither its cleanup nor its leftover listing deletes the volume or its backup."""
+    ec2 = stack.client("ec2")
+    production = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    backup = ec2.create_snapshot(VolumeId=production)["SnapshotId"]
+
+    def attach():
+        (canary,) = [i for r in ec2.describe_instances(Filters=[
+            {"Name": f"tag:{drill.DRILL_TAG}", "Values": [STAGE]}])["Reservations"]
+            for i in r["Instances"]]
+        run = {t["Key"]: t["Value"] for t in canary["Tags"]}[drill.RUN_TAG]
+        ec2.attach_volume(VolumeId=production, InstanceId=canary["InstanceId"],
+                          Device="/dev/sdh")
+        ec2.create_tags(Resources=[production, backup], Tags=[
+            {"Key": drill.DRILL_TAG, "Value": STAGE}, {"Key": drill.RUN_TAG, "Value": run}])
+
+    stack.faults.when("ec2", "CreateSnapshots", attach)
+    ran = _drill(stack)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "FAIL a completed snapshot of every volume" in ran.stdout
+    assert ec2.describe_volumes(VolumeIds=[production])["Volumes"]
+    assert ec2.describe_snapshots(SnapshotIds=[backup])["Snapshots"]
+    for resource in (production, backup):
+        named = [line for line in ran.stdout.splitlines() if resource in line and "→" in line]
+        assert not named, named
+    assert "FAIL nothing left behind" in ran.stdout and production in ran.stdout
+    left = _tagged(stack)
+    assert left["vpcs"] == [] and left["instances"] == [] and left["roles"] == []
+    assert set(left["volumes"]) == {production} and backup in left["snapshots"]
 
 
 def _instances(stack) -> list[str]:
@@ -202,7 +240,7 @@ def test_ctrl_c_in_the_middle_cleans_up(stack):
     rest, _ = process.communicate(timeout=300)
     output = "".join(lines) + rest
     assert process.returncode == 1, output
-    assert "FAIL not interrupted: Ctrl-C: cleaning up" in output
+    assert "FAIL not interrupted: interrupted during: " in output
     assert "PASS nothing left behind" in output
     assert _canary_incident(stack, output)["status"] == "RELEASED"
     assert _tagged(stack) == NOTHING
