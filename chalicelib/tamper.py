@@ -673,6 +673,34 @@ FIXES = {
 }
 
 
+# What each difference the watch repairs on the instance is, as a change record names it (the
+# others are named alike). The product's groups are the VPC's, never released.
+RECORDED_AS = {"interface-groups": (IsolateInterface.name,),
+               "instance-profile": (DetachInstanceProfile.name, SwapToDenyAllProfile.name),
+               "metadata-endpoint": (DisableInstanceMetadata.name,)}
+
+
+def repairs_release_leaves(incident: dict) -> list[str]:
+    """Release notes: what the watch put in place that no change record covers, so release
+    does not undo it (containment failed there, or an interface was attached since)."""
+    recorded = {(c.get("action"), c.get("resource")) for c in incident.get("changes") or []}
+    notes = []
+    for entry in incident.get("tamper") or []:
+        for repaired in entry.get("drift") or []:
+            what, resource = repaired.get("what"), repaired.get("resource")
+            if what in NETWORK - {"interface-groups"} or repaired.get("outcome") != "put back":
+                continue
+            if any((name, resource) in recorded for name in RECORDED_AS.get(what, (what,))):
+                continue
+            note = (f"left as is: {what} of {resource}, put in place by the tamper watch "
+                    f"(found {json.dumps(repaired.get('found'), default=str)}, made "
+                    f"{json.dumps(repaired.get('expected'), default=str)}; containment recorded "
+                    "no change there): set it back by hand if it should be")
+            if note not in notes:
+                notes.append(note)
+    return notes
+
+
 # -- the sweep -------------------------------------------------------------------------------
 
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

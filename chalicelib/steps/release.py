@@ -8,7 +8,7 @@ groups and load balancers again only when asked; everything else is undone.
 
 import logging
 
-from chalicelib import actions, bindings, incidents, publish, report
+from chalicelib import actions, bindings, incidents, publish, report, tamper
 from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import refused, target_for
@@ -112,6 +112,7 @@ def run(event: dict) -> dict:
     restored = set((incident.get("release") or {}).get("restored") or [])
     pending, notes, refused_records = refusals(incident, target, restored,
                                                bool(asked.get("reregister")))
+    notes = notes + tamper.repairs_release_leaves(incident)
     if refused_records:  # nothing is restored from a record the product cannot vouch for
         log.warning("release of %s refused: %s", incident_id, refused_records)
         incident = incidents.record_step(incident_id, "release", started, "refused",

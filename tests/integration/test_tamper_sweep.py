@@ -26,6 +26,7 @@ from tests.helpers import (
     release,
     stop_execution,
     subscribe_queue,
+    wait_execution,
 )
 
 EVERYTHING_OPEN = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
@@ -454,3 +455,38 @@ def test_an_interface_left_on_the_all_open_group_is_isolated_and_release_restore
 
     release(stack, victim["instance_id"])
     assert interface_groups(stack, eni) == groups
+
+
+def test_what_the_watch_put_in_place_beyond_containment_release_names_and_leaves(stack):
+    """Contain could not turn the metadata endpoint off (its role lacks the action); the sweep
+    finds the endpoint on and turns it off. No change record covers it, so release does not
+    undo it: the release says so instead of restoring the rest silently."""
+    from deploy import names
+    from tests.helpers import remove_action
+
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    with stack.enforce_iam():
+        remove_action(stack, names.function_role("dev", "contain"),
+                      "ec2:ModifyInstanceMetadataOptions")
+        started = deliver_finding(stack, guardduty_event(victim["instance_id"]))
+        wait_execution(stack, started["execution_arn"])
+        stack.bridge.wait_idle()
+    assert _endpoint(stack, victim["instance_id"]) == "enabled"
+    stack.tick("sweep")
+    assert _endpoint(stack, victim["instance_id"]) == "disabled"
+    released = release(stack, victim["instance_id"])
+    record = incident(stack, started["incident_id"])
+    assert record["status"] == "RELEASED", released
+    assert _endpoint(stack, victim["instance_id"]) == "disabled"
+    (note,) = record["release"]["notes"]
+    assert note.startswith(f"left as is: metadata-endpoint of {victim['instance_id']}, put in "
+                           'place by the tamper watch (found "enabled", made "disabled"')
+    (sent,) = [m for m in messages(stack, queue) if m["MessageAttributes"]["event"][
+        "Value"] == "released"]
+    assert "metadata-endpoint" in sent["Message"]
+
+
+def _endpoint(stack, instance_id: str) -> str:
+    return stack.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"][0]["MetadataOptions"]["HttpEndpoint"]
