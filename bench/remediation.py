@@ -141,9 +141,9 @@ def quarantine(stack, clock, victim: dict, volumes: int) -> Remediation:
         wait_execution(stack, decided["execution_arn"])
         stack.bridge.wait_idle()
         recording.stop(stack)
+        stamps, flights = clock.stamps(), clock.flights()  # before the rule is enabled again
 
     calls = [c.name for c in recording.calls(stack) if c.name != FINDING_ARRIVAL]
-    stamps, flights = clock.stamps(), clock.flights()
     if not len(stamps) == len(flights) == len(calls) + 1:
         raise RuntimeError(f"the clock saw {len(stamps)} requests arrive, {len(flights)} sent; "
                            f"the recorder {len(calls) + 1}")
