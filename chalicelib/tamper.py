@@ -690,7 +690,8 @@ def repairs_release_leaves(incident: dict) -> list[str]:
             what, resource = repaired.get("what"), repaired.get("resource")
             if what in NETWORK - {"interface-groups"} or repaired.get("outcome") != "put back":
                 continue
-            if any((name, resource) in recorded for name in RECORDED_AS.get(what, (what,))):
+            if all(any((name, one) in recorded for name in RECORDED_AS.get(what, (what,)))
+                   for one in str(resource).split(",")):  # volumes: one entry for them all
                 continue
             note = (f"left as is: {what} of {resource}, put in place by the tamper watch "
                     f"(found {json.dumps(repaired.get('found'), default=str)}, made "

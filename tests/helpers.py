@@ -117,20 +117,28 @@ def api(stack, method: str, path: str, body=None, raw: bytes | None = None) -> t
         return error.code, json.load(error)
 
 
+def user_keys(stack, name: str, rights, account: str | None = None) -> dict:
+    """The access key of a new IAM user (of `account`, default the home account) allowed
+    `rights` (IAM actions) on everything, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+    iam_admin = stack.client("iam", account=account or stack.account)
+    iam_admin.create_user(UserName=name)
+    iam_admin.put_user_policy(UserName=name, PolicyName="few", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": sorted(rights), "Resource": "*"}]}))
+    key = iam_admin.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
 def principal(stack, name: str, rights, account: str | None = None) -> object:
     """client(service) of a new IAM user (of `account`, default the home account) allowed
     `rights` (IAM actions) on everything: an insider with a few rights, or a host's role, as
     moto's IAM enforcement sees them."""
     import boto3
 
-    iam_admin = stack.client("iam", account=account or stack.account)
-    iam_admin.create_user(UserName=name)
-    iam_admin.put_user_policy(UserName=name, PolicyName="few", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": list(rights), "Resource": "*"}]}))
-    key = iam_admin.create_access_key(UserName=name)["AccessKey"]
-    session = boto3.session.Session(aws_access_key_id=key["AccessKeyId"],
-                                    aws_secret_access_key=key["SecretAccessKey"],
+    keys = user_keys(stack, name, rights, account)
+    session = boto3.session.Session(aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
                                     region_name=stack.region)
     return lambda service: session.client(service, endpoint_url=stack.endpoint)
 

@@ -17,7 +17,7 @@ from chalicelib import incidents
 from deploy import drill, names
 from local import iam
 from local.victims import make_victim
-from tests.helpers import interface_groups, remove_action
+from tests.helpers import interface_groups, remove_action, user_keys
 
 STAGE = "dev"  # the stage the embedded AWS serves
 
@@ -31,19 +31,6 @@ def _drill(stack, keys=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deploy", "drill", "--stage", STAGE],
                           env=_environment(stack, keys), capture_output=True, text=True,
                           timeout=300)
-
-
-def _operator(stack, rights) -> dict:
-    """The keys of an IAM user allowed exactly `rights`: the operator who runs the drill."""
-    iam_admin = stack.client("iam")
-    iam_admin.create_user(UserName="drill-operator")
-    iam_admin.put_user_policy(
-        UserName="drill-operator", PolicyName="drill", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": sorted(rights), "Resource": "*"}]}))
-    key = iam_admin.create_access_key(UserName="drill-operator")["AccessKey"]
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
 
 
 def _tagged(stack) -> dict:
@@ -133,7 +120,7 @@ def test_a_function_policy_without_an_action_fails_the_drill_naming_both(stack):
     role = names.function_role(STAGE, "collect_evidence")
     with stack.enforce_iam():
         remove_action(stack, role, "ec2:CreateSnapshots")
-        ran = _drill(stack, _operator(stack, drill.DRILL_ACTIONS))
+        ran = _drill(stack, user_keys(stack, "drill-operator", drill.DRILL_ACTIONS))
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert iam.authorizations.denied(role) == {"ec2:CreateSnapshots"}
     failed = [line for line in ran.stdout.splitlines() if line.startswith("[drill] FAIL")]
@@ -150,7 +137,8 @@ def test_a_function_policy_without_an_action_fails_the_drill_naming_both(stack):
 
 def test_an_operator_without_a_right_the_drill_needs_is_told_which(stack):
     with stack.enforce_iam():
-        ran = _drill(stack, _operator(stack, set(drill.DRILL_ACTIONS) - {"ec2:RunInstances"}))
+        ran = _drill(stack, user_keys(stack, "drill-operator",
+                                      set(drill.DRILL_ACTIONS) - {"ec2:RunInstances"}))
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "FAIL launch the canary: AWS answered" in ran.stdout
     assert "denied ec2:RunInstances: look at the policies of " \
