@@ -25,6 +25,7 @@ import uuid
 from chalicelib.actions.instance import TAG_INCIDENT, TAGS as QUARANTINE_TAGS
 from chalicelib.actions.isolation import DEFAULT_TRACKING, ROLE_TAG, SHORT_TRACKING
 from deploy import names
+from deploy.resources import EC2_TRUST
 from deploy.session import rehearsal
 from quarantine_cli import API_URL_VARIABLE, CliError, call, duration, release_steps
 
@@ -39,8 +40,6 @@ ACTIVE = ("OPEN", "CONTAINED", "PARTIAL")  # an incident that holds its instance
 ISOLATION_SECONDS = 60  # the first cut is synchronous: far less on any account
 ISOLATION_POLL_SECONDS = 0.5  # two Describe calls each time, beside the product's own
 SETTLE_SECONDS = 300  # a deletion waited for while AWS answers DependencyViolation and co.
-DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
-          "UnauthorizedAccess", "AuthorizationError")
 
 # What the operator running the drill needs, beside execute-api:Invoke on the API's
 # POST /quarantine, POST /release, GET /incidents and GET /incidents/* (README, "Fire drill").
@@ -61,8 +60,6 @@ DRILL_ACTIONS = (
     "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
     "ssm:GetParameter", "states:DescribeExecution", "sts:GetCallerIdentity",
 )
-EC2_TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 
 class Abort(Exception):
