@@ -5,7 +5,8 @@ import logging
 from chalice import Chalice, IAMAuthorizer, Rate
 
 from chalicelib import aws, findings, http, incidents, publish, revocation, tamper, workflow
-from chalicelib.steps import contain, evidence, memory, release as release_steps, report
+from chalicelib.steps import (approval, contain, evidence, memory, release as release_steps,
+                             report)
 
 app = Chalice(app_name="ec2-quarantine")
 app.log.setLevel(logging.INFO)
@@ -75,6 +76,26 @@ def release_instance():
         wanted, reregister = http.release_request(body, account, region, caller)
         return workflow.release(wanted, account, reregister)
     return _respond(act)
+
+
+def _decision(incident_id: str, decision: str):
+    def act():
+        body, account, _, caller = _call()
+        wanted, reason = http.decision_request(incident_id, body)
+        return workflow.decide(wanted, decision, caller, reason, account)
+    return _respond(act)
+
+
+@app.route("/incidents/{incident_id}/approve", methods=["POST"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def approve_incident(incident_id):
+    return _decision(incident_id, "approved")
+
+
+@app.route("/incidents/{incident_id}/deny", methods=["POST"], authorizer=iam,
+           content_types=["application/json", "text/plain"])
+def deny_incident(incident_id):
+    return _decision(incident_id, "denied")
 
 
 @app.route("/exemptions", methods=["POST"], authorizer=iam,
@@ -151,6 +172,11 @@ def collect_evidence_step(event, context):
 @app.lambda_function(name="check_snapshots")
 def check_snapshots_step(event, context):
     return evidence.check(event)
+
+
+@app.lambda_function(name="approval")
+def approval_step(event, context):
+    return approval.run(event)
 
 
 @app.lambda_function(name="release")

@@ -30,10 +30,13 @@ def binding(incident: dict) -> dict:
     """What the incident's seal covers: the fields above, and the finding's type when it is a
     credential exfiltration, for that type alone revokes sessions with REVOKE_ROLE_SESSIONS
     off (`revocation.scope_for`): whoever may write the table cannot turn an ordinary incident
-    into one, nor one into an ordinary incident, without breaking its seal. (The execution's
+    into one, nor one into an ordinary incident, without breaking its seal; nor change what an
+    incident awaiting approval waits for (its rule, `on_timeout`, deadline). (The execution's
     frozen options are not sealed: they cannot carry it.) Other types are not bound, so the
     seals of incidents opened before the type was are still whole."""
     bound = {name: incident.get(name) for name in BINDING_FIELDS}
+    if incident.get("approval") is not None:  # what it waits for, and until when
+        bound["approval"] = incident["approval"]
     kind = findings.incident_finding_type(incident)
     if findings.is_credential_exfiltration(kind):
         bound["finding_type"] = kind

@@ -43,11 +43,14 @@ def entry_permissions(current) -> tuple[str, ...]:
             *(PERMISSIONS if not current.memory_capture_document else ()))
 
 
-def skipped(request, current) -> str | None:
-    """Why the entry function makes no cut for `request` (None: it makes it; an exempt instance
-    never gets this far unless a person forced it)."""
+def skipped(request, current, mode: str = "contain") -> str | None:
+    """Why the entry function makes no cut for `request`, which the response rules said to
+    meet with `mode` (None: it makes it; an exempt instance never gets this far unless a
+    person forced it)."""
     if request.dry_run or current.dry_run:
         return "a dry run changes nothing"
+    if mode != "contain":
+        return f"a response rule says {mode}: nothing is changed unless it is approved"
     if current.memory_capture_document:
         return "memory is captured before isolation (MEMORY_CAPTURE_DOCUMENT)"
     return None

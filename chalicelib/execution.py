@@ -10,7 +10,7 @@ own environment. The state machine passes `options` to every Lambda step.
 from dataclasses import replace
 from typing import Literal, TypedDict
 
-from chalicelib import findings, notices, report, settings
+from chalicelib import findings, incidents, notices, report, settings
 
 
 class Frozen(TypedDict, total=False):
@@ -42,7 +42,7 @@ def labels(incident: dict) -> Labels:
             "status": str(incident.get("status") or notices.UNKNOWN)}
 
 
-class QuarantineInput(TypedDict):
+class QuarantineInput(TypedDict, total=False):
     mode: Literal["quarantine"]
     incident: dict  # the incident as opened, without its further findings (they can grow)
     notice: dict  # the detection notice NotifyDetected publishes (report.py's shape)
@@ -51,6 +51,10 @@ class QuarantineInput(TypedDict):
     memory: dict  # CaptureMemory's result, once it ran
     cut: dict  # the entry function's first cut (workflow.first_cut); without one, only
     # {"containment": None} (the state machine reads that key when Contain crashed)
+    # An incident awaiting approval (chalicelib/steps/approval.py) also carries:
+    wait_seconds: int  # the wait's timeout (its approval's, sealed with the incident)
+    plan_options: Frozen  # the options, planning only: the plan announced with the request
+    wait_error: dict  # why the last wait ended, if it failed ({}: not failed)
 
 
 class ReleaseRequest(TypedDict):
@@ -75,15 +79,22 @@ def freeze(current: settings.Settings, dry_run: bool) -> Frozen:
 
 def quarantine(incident: dict, current: settings.Settings,
                cut_made: dict | None = None) -> QuarantineInput:
-    return {
+    started: QuarantineInput = {
         "mode": "quarantine",
         "incident": {key: value for key, value in incident.items() if key != "findings"},
         "notice": report.detection(incident),
         "labels": labels(incident),
-        "options": freeze(current, dry_run=incident["status"] == "DRY_RUN"),
+        "options": freeze(current, dry_run=incident["status"] in PLANNING_ONLY),
         "memory": {},
         "cut": cut_made or {"containment": None},
     }
+    if incident["status"] == incidents.AWAITING:
+        started.update(wait_seconds=incident["approval"]["timeout_seconds"],
+                       plan_options=freeze(current, dry_run=True), wait_error={})
+    return started
+
+
+PLANNING_ONLY = ("DRY_RUN", incidents.NOTIFIED)  # their executions plan and change nothing
 
 
 def release(incident: dict, request: findings.QuarantineRequest, reregister: bool,

@@ -283,21 +283,29 @@ class NotActedOn:
     headline: str = ""
 
 
-def qualifies(finding: Finding, settings) -> NotActedOn | None:
-    """Why the automatic path must not act on `finding`, or None if it qualifies.
+def qualifies(finding: Finding, settings, response=None) -> NotActedOn | None:
+    """Why the automatic path must not act on `finding`, or None if it qualifies: under the
+    response rules' decision `response` (chalicelib/rules.py) when there are rules, else under
+    SEVERITY_THRESHOLD and the type lists.
 
     An archived finding is only logged: a person (or their suppression rule) already judged it,
     and announcing each recurrence of what they dismissed would teach them to ignore the topic.
     A sample is judged like a real finding, then left alone, and announced when it would have
     been acted on (or announced): a drill shows what the policy does and changes nothing."""
+    from chalicelib import rules
+
     if finding.archived:
         return NotActedOn("dropped", "the finding is archived in GuardDuty")
-    why_not = _policy(finding, settings)
+    if response is None:
+        why_not, would = _policy(finding, settings), rules.WOULD["contain"]
+    else:
+        why_not = NotActedOn("ignored", response.reason) if response.mode == "ignore" else None
+        would = f"{rules.WOULD[response.mode]} ({response.reason})"
     if not finding.sample:
         return why_not
     if why_not is None:
-        return NotActedOn("sample", "sample finding: not acted on; had it been real, the "
-                          "instance would have been contained", "sample finding")
+        return NotActedOn("sample", f"sample finding: not acted on; had it been real, {would}",
+                          "sample finding")
     return NotActedOn("sample" if why_not.headline else "dropped",
                       f"sample finding: not acted on; had it been real: {why_not.reason}",
                       why_not.headline and "sample finding")

@@ -36,7 +36,8 @@ class BodyTooLarge(InvalidInput):
 # The status of each outcome and refusal; a class not listed takes its nearest listed base's.
 STATUS = {
     outcomes.Opened: 202, outcomes.DryRun: 202, outcomes.ReleaseStarted: 202,
-    outcomes.Recorded: 200, outcomes.ExemptAnnounced: 200,
+    outcomes.Recorded: 200, outcomes.ExemptAnnounced: 200, outcomes.Decided: 200,
+    outcomes.AwaitingApproval: 202, outcomes.Notified: 202, outcomes.Ignored: 200,
     outcomes.ExemptionGranted: 201, outcomes.ExemptionRevoked: 200,
     InvalidInput: 400, BodyTooLarge: 413, outcomes.NotAllowed: 403, outcomes.NotFound: 404,
     outcomes.Conflict: 409, outcomes.Unavailable: 503,
@@ -266,6 +267,20 @@ def release_request(body: dict, home_account: str, default_region: str, caller: 
                            f"reregister {_shown(reregister)} must be true or false")
     fields = {k: v for k, v in body.items() if k != "reregister"}
     return quarantine_request(fields, home_account, default_region, caller), reregister
+
+
+DECISION_FIELDS = ("reason",)
+
+
+def decision_request(incident_id: str, body: dict) -> tuple[str, str]:
+    """POST /incidents/{id}/approve or …/deny: (the incident's id, the reason given)."""
+    _found(incident_id, lambda _: {})  # the id's shape: the workflow looks it up
+    _only(body, DECISION_FIELDS)
+    _reason_required(body, "you decide so")
+    if len(body["reason"]) > MAX_REASON:
+        raise InvalidInput("InvalidReason", f"reason {_shown(body['reason'])} must be a string "
+                           f"of at most {MAX_REASON} characters")
+    return incident_id, body["reason"].strip()
 
 
 def _reason_required(body: dict, what: str) -> None:

@@ -277,8 +277,9 @@ def shown(incident: dict) -> dict:
 
 # Not shown: the findings list of the old shape, and the product's seals: nobody reading an
 # incident needs them, and a binding's seal shown before its execution holds the incident's
-# name would let a reader start that execution first.
-UNSHOWN = ("findings", "latest_ring", "seal", "restart_seal", "change_seals")
+# name would let a reader start that execution first; nor the token of a wait for approval
+# (it decides nothing, but it is the waiting task's to hand out, not a reader's).
+UNSHOWN = ("findings", "latest_ring", "seal", "restart_seal", "change_seals", "approval_token")
 
 
 def record_finding(incident_id: str, finding: dict) -> dict:
@@ -390,11 +391,18 @@ def _assignments(fields: dict, names: dict, values: dict) -> list[str]:
     return assignments
 
 
-def note_progress(incident_id: str, fields: dict) -> dict:
+def note_progress(incident_id: str, fields: dict,
+                  condition: tuple[str, dict, dict] | None = None) -> dict:
     """Set `fields` on the incident without a timeline entry: how a step under way is doing
-    (the snapshots polled so far), for whoever follows it."""
+    (the snapshots polled so far, the token of a wait for approval), for whoever follows it.
+    `condition`: a further condition, its values and names."""
     names, values = {}, {":now": now()}
     expression = "SET updated_at = :now, " + ", ".join(_assignments(fields, names, values))
+    if condition:
+        values.update(condition[1])
+        names.update(condition[2])
+        return _update(incident_id, expression, values, names,
+                       condition=f"attribute_exists(pk) AND ({condition[0]})")
     return _update(incident_id, expression, values, names)
 
 
@@ -513,8 +521,11 @@ def active_for(account: str, region: str, instance_id: str) -> str | None:
     return None
 
 
-STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN")
+STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN", "AWAITING_APPROVAL",
+            "NOTIFIED")
 RELEASABLE = ("CONTAINED", "PARTIAL")  # what release undoes; these and OPEN hold the instance
+AWAITING = "AWAITING_APPROVAL"  # holds the instance too (a second incident is recorded on it)
+NOTIFIED = "NOTIFIED"  # announced, nothing changed: a notify rule, a denial, a timeout's close
 # An incident's final status in words: its report and its timeline's last step say it so.
 OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 

@@ -30,6 +30,10 @@ class NotAllowed(Refusal):
     code = "AccountNotAllowed"
 
 
+class NotAnApprover(NotAllowed):
+    code = "NotAnApprover"
+
+
 class NotFound(Refusal):
     """What the request names does not exist."""
 
@@ -62,6 +66,10 @@ class ExemptionNotFound(NotFound):
 
 class ExemptionChanged(Conflict):
     code = "ExemptionChanged"
+
+
+class NotAwaitingApproval(Conflict):
+    code = "NotAwaitingApproval"
 
 
 class NothingToRelease(Conflict):
@@ -117,6 +125,44 @@ class Recorded(Outcome):
     lost, started now): nothing was re-run."""
 
     decision = "recorded"
+
+
+class Notified(Outcome):
+    """A finding a `notify` rule matched: announced with the plan, nothing changed."""
+
+    decision = "notified"
+
+
+class AwaitingApproval(Outcome):
+    """An incident a rule holds for approval: its execution waits, nothing changed yet."""
+
+    decision = "awaiting-approval"
+
+
+@dataclass(frozen=True)
+class Decided(Outcome):
+    """An approval's decision, made and sealed; `woken`: what became of the execution's
+    wait."""
+
+    woken: str
+
+    def summary(self) -> dict:
+        return {**public(self.incident), "decision": self.incident.get("decision"),
+                **({"resolution": self.incident["resolution"]}
+                   if self.incident.get("resolution") else {}), "execution": self.woken}
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A finding an `ignore` rule (or no rule) matched: logged and counted, nothing else."""
+
+    instance_id: str
+    reason: str
+    decision = "ignored"
+
+    def summary(self) -> dict:
+        return {"decision": self.decision, "instance_id": self.instance_id,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)

@@ -466,6 +466,7 @@ def _card_description(lines: list[str]) -> str:
     summary = []
     for line in lines:
         if line in ("Changes made:", "Evidence:", "Links:", "It would, in this order:",
+                    "Approving would, in this order:", "Containment would, in this order:",
                     "Restored:", "What differed:"):
             break
         summary.append(f"*{notices.plain(line[:-1])}*" if line.endswith(":")
@@ -511,13 +512,34 @@ def _bounded_document(document: dict) -> dict:
     return cut
 
 
+def _decision_lines(incident: dict) -> list[str]:
+    """What the response rules decided, and what a person (or the timeout) decided since."""
+    response, made = incident.get("response") or {}, incident.get("decision") or {}
+    lines = [f"Response rule: {response['reason']}"] if response.get("reason") else []
+    if made:
+        lines.append(f"Decision: {made.get('decision')} by {made.get('by')} at "
+                     f"{_time(made.get('at'))}: {made.get('reason')}")
+    return lines
+
+
+def decision_commands(incident: dict) -> list[str]:
+    """How to approve or deny an incident awaiting approval."""
+    incident_id = incident["incident_id"]
+    return [f"Approve: ec2-quarantine approve {incident_id} --reason \"...\" "
+            f"(POST /incidents/{incident_id}/approve)",
+            f"Deny: ec2-quarantine deny {incident_id} --reason \"...\" "
+            f"(POST /incidents/{incident_id}/deny)"]
+
+
 def detection(incident: dict) -> dict:
-    """The notice sent when an incident opens (beside containment, never in front of it)."""
+    """The notice sent when an incident opens (beside containment, never in front of it); for
+    one that awaited approval, when containment begins."""
     dry = incident.get("status") == "DRY_RUN"
     lines = [(f"ec2-quarantine started dry run {incident['incident_id']} for {_name(incident)}: "
               "it plans, it changes nothing.") if dry else
              f"ec2-quarantine opened incident {incident['incident_id']} for {_name(incident)}.",
-             "", *_instance_lines(incident), *_trigger_lines(incident)]
+             "", *_instance_lines(incident), *_trigger_lines(incident),
+             *_decision_lines(incident)]
     if not dry:
         lines += ["", "Containment is under way: isolation on every network interface, "
                   "credentials cut and the metadata service off, termination protection, then "
@@ -565,9 +587,7 @@ def plan(incident: dict) -> dict:
     lines = [f"DRY RUN {incident['incident_id']}: nothing was changed on {_name(incident)}.",
              "", *_instance_lines(incident), *_trigger_lines(incident), *notes(incident), "",
              "It would, in this order:"]
-    lines += [f"  {n}. {c.get('action')}: {change_line(c, incident)}"
-              for n, c in enumerate(steps, 1)] or ["  (nothing)"]
-    lines += revocations(steps, incident)
+    lines += _plan_lines(incident)
     errors = incident.get("errors") or []
     if errors:
         lines += _errors_lines(errors, "Could not plan:")
@@ -577,6 +597,60 @@ def plan(incident: dict) -> dict:
                    lines, document, ["Quarantine it for real: ec2-quarantine quarantine "
                                      f"{incident.get('instance_id')} --reason \"...\""],
                    "planned")
+
+
+def _plan_lines(incident: dict) -> list[str]:
+    steps = (incident.get("memory_plan") or []) + (incident.get("plan") or []) + (
+        incident.get("evidence_plan") or [])
+    lines = [f"  {n}. {c.get('action')}: {change_line(c, incident)}"
+             for n, c in enumerate(steps, 1)] or ["  (nothing)"]
+    return lines + revocations(steps, incident)
+
+
+def awaiting(incident: dict) -> dict:
+    """The request for approval: what the rule decided, what containment would do (the
+    plan), until when it waits and what happens then, how to approve or deny."""
+    approval = incident.get("approval") or {}
+    then = {"contain": "it is contained", "close": "it is closed, nothing changed"}.get(
+        approval.get("on_timeout"), "the rule's on_timeout applies")
+    lines = [f"Incident {incident['incident_id']}: {_name(incident)} AWAITS APPROVAL. Nothing "
+             "has been changed yet.", "", *_instance_lines(incident), *_trigger_lines(incident),
+             *_decision_lines(incident), *notes(incident), "",
+             f"Waiting until {_time(approval.get('deadline'))}; if nobody decides by then, "
+             f"{then} (rule {approval.get('rule')!r}, on_timeout {approval.get('on_timeout')}).",
+             "A further finding that a contain rule matches contains it at once.", "",
+             "Approving would, in this order:", *_plan_lines(incident), "",
+             *decision_commands(incident), *_links_lines(incident)]
+    document = {**facts(incident, "awaiting-approval", incidents.AWAITING),
+                "approval": approval, "plan": incident.get("plan") or [],
+                "response": incident.get("response"),
+                "approve": f"POST /incidents/{incident['incident_id']}/approve",
+                "deny": f"POST /incidents/{incident['incident_id']}/deny"}
+    return _notice(incident, "awaiting-approval", incidents.AWAITING, "awaiting approval",
+                   lines, document, decision_commands(incident), "awaiting approval")
+
+
+def notified(incident: dict) -> dict:
+    """An incident that ends with nothing changed: a notify rule's finding (with the plan), a
+    denial, or a timeout that closes."""
+    made = incident.get("decision") or {}
+    lines = [f"Incident {incident['incident_id']}: {_name(incident)} is NOTIFIED: nothing was "
+             "changed.", f"Resolution: {incident.get('resolution') or 'none recorded'}", "",
+             *_instance_lines(incident), *_trigger_lines(incident), *_decision_lines(incident),
+             *notes(incident), "", "Containment would, in this order:", *_plan_lines(incident)]
+    errors = incident.get("errors") or []
+    if errors:
+        lines += _errors_lines(errors, "Could not plan:")
+    lines += _links_lines(incident)
+    document = {**facts(incident, "notified", incidents.NOTIFIED),
+                "resolution": incident.get("resolution") or "", "decision": made or None,
+                "response": incident.get("response"), "plan": incident.get("plan") or [],
+                "errors": errors}
+    headline = {"denied": "denied, nothing changed"}.get(
+        made.get("decision"), "closed, nothing changed" if made else "notified, nothing changed")
+    return _notice(incident, "notified", incidents.NOTIFIED, headline, lines, document,
+                   ["Quarantine it by hand if needed: ec2-quarantine quarantine "
+                    f"{incident.get('instance_id')} --reason \"...\""], "notified")
 
 
 def released(incident: dict, undone: list, errors: list, notes: list) -> dict:
@@ -610,6 +684,10 @@ def current(incident: dict) -> dict:
     released_record = incident.get("release") or {}
     if incident.get("status") == "DRY_RUN":
         return plan(incident)
+    if incident.get("status") == incidents.AWAITING:
+        return awaiting(incident)
+    if incident.get("status") == incidents.NOTIFIED:
+        return notified(incident)
     if incident.get("status") == "OPEN":
         return detection(incident)
     if incident.get("status") == "RELEASED":

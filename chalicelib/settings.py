@@ -98,6 +98,44 @@ def topic_or_empty(name, raw):
     return value
 
 
+PRINCIPAL_ARN = re.compile(r"\Aarn:aws[a-z-]*:(?:iam::[0-9]{12}:(?:user|role)/[\w+=,.@/-]{1,512}|"
+                           r"sts::[0-9]{12}:assumed-role/[\w+=,.@-]{1,64}/[\w+=,.@-]{2,64})\Z")
+
+
+def principals(name, raw):
+    found = csv(name, raw)
+    for arn in found:
+        if not PRINCIPAL_ARN.match(arn):
+            raise SettingsError(f"{name} has {arn[:200]!r}, not an IAM user or role ARN (or an "
+                                "assumed-role session ARN)")
+    return found
+
+
+def response_rules(name, raw):
+    from chalicelib import findings, rules  # they import this module
+
+    if len(raw.encode()) > ENVIRONMENT_LIMIT:
+        raise SettingsError(f"{name} is {len(raw.encode())} bytes: Lambda's environment holds "
+                            f"{ENVIRONMENT_LIMIT} bytes in all")
+    try:
+        return rules.parse(raw, ACCOUNT_ID, findings.REGION)
+    except rules.RuleError as error:
+        raise SettingsError(f"{name} {error}") from None
+
+
+ENVIRONMENT_LIMIT = 4096  # Lambda: every variable's name and value together
+
+
+def environment_overflow(environment: dict[str, str]) -> str | None:
+    """Why a function's `environment` does not fit Lambda's limit (None: it fits)."""
+    size = sum(len(key.encode()) + len(str(value).encode()) for key, value in environment.items())
+    if size <= ENVIRONMENT_LIMIT:
+        return None
+    largest = sorted(environment, key=lambda key: -len(str(environment[key]).encode()))[:3]
+    return (f"the environment is {size} bytes, over Lambda's {ENVIRONMENT_LIMIT}: shorten "
+            f"{', '.join(largest)}")
+
+
 def setting(default: str, parse, meaning: str, deployed: bool = False):
     """Declare a setting: its raw default, its parser, its meaning (the README's words).
     `deployed`: written into each stage's environment by deployment (a stack output)."""
@@ -163,6 +201,18 @@ class Settings(Options):
         "", csv, "comma-separated finding-type prefixes acted on automatically when the instance "
         "is the finding's target (`service.resourceRole` `TARGET`, e.g. a probe from the "
         "internet; empty: none, they are announced instead)")
+    response_rules: tuple = setting(
+        "", response_rules, "ordered JSON list of response rules, the first match decides: "
+        "`contain`, `approve`, `notify` or `ignore` by severity, type, account, region, resource "
+        "role and instance tags (README, \"Response rules\"; empty: contain at "
+        "`SEVERITY_THRESHOLD`, which, with `FINDING_TYPE_PREFIXES` and `TARGET_FINDING_TYPES`, "
+        "is not read once rules are set)")
+    approver_arns: tuple[str, ...] = setting(
+        "", principals, "comma-separated IAM users and roles (any session of a role) who may "
+        "approve or deny a containment that a rule holds for approval")
+    approval_timeout_seconds: int = setting(
+        "3600", number(1, 604800, int), "how long a containment waits for approval before the "
+        "rule's `on_timeout` (`contain` or `close`) applies (1..604800)")
     exempt_tag: str = setting("QuarantineExempt", tag_key, "the tag that shows an exemption "
                               "(`POST /exemptions` writes it); alone it exempts nothing unless "
                               "`TRUST_EXEMPT_TAG`")
@@ -214,6 +264,10 @@ def _check(values: dict) -> None:
     if values["disable_api_stop"] and values["stop_after_evidence"]:
         raise SettingsError("DISABLE_API_STOP=true and STOP_AFTER_EVIDENCE=true contradict each "
                             "other: the product could not stop the instance it protected")
+    waiting = [rule.name for rule in values["response_rules"] if rule.mode == "approve"]
+    if waiting and not values["approver_arns"]:
+        raise SettingsError(f"RESPONSE_RULES {waiting} ask for approval, and APPROVER_ARNS names "
+                            "nobody who may give it")
 
 
 def load(environ=None) -> Settings:

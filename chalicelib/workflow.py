@@ -18,9 +18,9 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from chalicelib import (accounts, actions, aws, bindings, cut, execution, exemptions, findings,
-                        incidents, instances, notices, outcomes, report, revocation, settings,
-                        steps)
+from chalicelib import (accounts, actions, approvals, aws, bindings, cut, execution, exemptions,
+                        findings, incidents, instances, notices, outcomes, report, revocation,
+                        rules, settings, steps)
 from chalicelib.actions.instance import RevokeRoleSessions
 from chalicelib.actions import isolation
 
@@ -36,6 +36,14 @@ PERMISSIONS = (
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
 RESOURCES = ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn")
+
+
+def approval_permissions(current) -> tuple[str, ...]:
+    """What the entry functions need to decide on an incident awaiting approval (the API) or
+    escalate it (both): nothing unless a response rule asks for approval."""
+    if not rules.needs_approvers(current.response_rules):
+        return ()
+    return (*incidents.GET_PERMISSIONS, *approvals.WAKE_PERMISSIONS)
 
 
 def deployed():
@@ -72,16 +80,25 @@ def admit(request: findings.QuarantineRequest, home_account: str):
     return current
 
 
-def start(request: findings.QuarantineRequest,
-          home_account: str) -> outcomes.Outcome | outcomes.ExemptAnnounced:
-    """Open an incident for `request` (or record it on the active one): the outcome."""
+def start(request: findings.QuarantineRequest, home_account: str,
+          response: rules.Decision = rules.CONTAIN):
+    """Open an incident for `request` (or record it on the active one) as `response` says (the
+    response rules' decision; the manual path's is to contain): the outcome."""
     current = admit(request, home_account)
     dry_run = request.dry_run or current.dry_run
-    no_cut = cut.skipped(request, current)
+    no_cut = cut.skipped(request, current, response.mode)
     observed = instances.observe(request, home_account, attributes=() if dry_run else cut.AHEAD,
-                                 groups=no_cut is None)
+                                 groups=no_cut is None or response.needs_tags)
     instance = observed.instance
-    incident = new_incident(request, instance, home_account, observed.attributes)
+    if response.needs_tags:  # the rules read the tags just described
+        response = rules.decide(current.response_rules, request, rules.tags_of(instance))
+        log.info("finding %s on %s: %s", request.finding.id, request.instance_id,
+                 response.reason)
+        if response.mode == "ignore":
+            rules.count_ignored(response, request)
+            return outcomes.Ignored(request.instance_id, response.reason)
+        no_cut = cut.skipped(request, current, response.mode)
+    incident = new_incident(request, instance, home_account, observed.attributes, response)
     tag = exemptions.tag_value(instance, current.exempt_tag)
     if exemptions.trusted_tag(tag, current):
         stopped = _exempt(request, f"{current.exempt_tag}=true (TRUST_EXEMPT_TAG=true)",
@@ -93,7 +110,14 @@ def start(request: findings.QuarantineRequest,
         log.warning("%s carries %s=%r: not itself an exemption", request.instance_id,
                     current.exempt_tag, tag[:64])
     if dry_run:
-        return _dry_run(request, incident, tag)
+        return _unclaimed(request, incident, tag, "DRY_RUN")
+    if response.mode == "notify":
+        return _unclaimed(request, incident, tag, incidents.NOTIFIED)
+    if response.mode == "approve":
+        incident["status"] = incidents.AWAITING
+        incident["approval"] = approvals.terms(response.rule, response.on_timeout,
+                                               current.approval_timeout_seconds,
+                                               incident["opened_at"])
     target = None if no_cut else steps.target_acting(incident, current)
     if target:
         cut.remember(target, instance, observed.groups, observed.attributes)
@@ -102,7 +126,7 @@ def start(request: findings.QuarantineRequest,
             [lambda: _claim(request, incident, tag), lambda: bindings.seal_incident(incident),
              lambda: target and cut.prepare(target)])
     except incidents.AlreadyActive as active:
-        return further(active.incident_id, request, observed, home_account)
+        return further(active.incident_id, request, observed, home_account, response)
     except outcomes.Refusal:
         raise
     except Exception:  # claimed but not sealed: the next request starts it (no-op unclaimed)
@@ -110,7 +134,10 @@ def start(request: findings.QuarantineRequest,
         raise
     if stopped:
         return stopped
-    log.info("opened %s for %s (%s)", incident["incident_id"], request.instance_id, request.source)
+    log.info("opened %s for %s (%s): %s", incident["incident_id"], request.instance_id,
+             request.source, response.reason)
+    if response.mode == "approve":
+        return outcomes.AwaitingApproval(begin(incident))
     if not target:
         log.info("no first cut on %s: %s", request.instance_id, no_cut)
         return outcomes.Opened(begin(incident))
@@ -166,19 +193,23 @@ def _exempt(request, why: str, notes: list):
     return None
 
 
-def _dry_run(request, incident: dict, tag: str | None):
-    """A dry run: recorded with its plan, claiming nothing; an exemption the product issued
-    stops it as it would stop the incident."""
+def _unclaimed(request, incident: dict, tag: str | None, status: str):
+    """A dry run, or a finding a notify rule matched: recorded with its plan (its execution
+    plans and changes nothing), claiming nothing; an exemption the product issued stops it as
+    it would stop the incident."""
     exemption = incidents.get_exemption(request.account_id, request.region, request.instance_id)
     stopped = exemption and _exemption_stops(request, exemption, tag, incident["notes"])
     if stopped:
         return stopped
-    incident["status"] = "DRY_RUN"
+    incident["status"] = status
+    if status == incidents.NOTIFIED:
+        incident["resolution"] = f"announced with the plan, nothing changed: " \
+                                 f"{incident['response']['reason']}"
     _, incident["seal"] = aws.concurrently(
         [lambda: incidents.put(incident), lambda: bindings.seal_incident(incident)])
-    log.info("dry run %s for %s (%s)", incident["incident_id"], request.instance_id,
+    log.info("%s %s for %s (%s)", status.lower(), incident["incident_id"], request.instance_id,
              request.source)
-    return outcomes.DryRun(begin(incident))
+    return (outcomes.DryRun if status == "DRY_RUN" else outcomes.Notified)(begin(incident))
 
 
 def first_cut(target) -> dict:
@@ -196,6 +227,7 @@ def first_cut(target) -> dict:
              incident["instance_id"], incident["incident_id"], len(isolated),
              len(incident["pre_state"]["interfaces"]), len(failures))
     changes = cut.changes(target)
+    made["recorded"] = sorted({actions.change_key(c) for c in changes})  # once recorded
     try:
         incidents.record_step(incident["incident_id"], "cut", started,
                               "isolated" if len(isolated) == len(target.pre_state["interfaces"])
@@ -203,14 +235,15 @@ def first_cut(target) -> dict:
                               fields={"first_cut": made, **({"containment": made["containment"]}
                                                              if made["containment"] else {}),
                                       **isolation.named_groups(target)})
-        made["recorded"] = sorted({actions.change_key(c) for c in changes})
     except Exception:  # Contain records them instead
         log.exception("could not record the first cut on %s", incident["incident_id"])
+        made["recorded"] = []
     return made
 
 
 def new_incident(request: findings.QuarantineRequest, instance: dict, home_account: str,
-                 attributes: dict | None = None) -> dict:
+                 attributes: dict | None = None,
+                 response: rules.Decision = rules.CONTAIN) -> dict:
     incident_id = incidents.new_id()
     opened = incidents.now()
     return {
@@ -233,6 +266,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "findings_count": 0,
         "latest_ring": {},
         "notes": [],
+        **({"response": response.shown()} if request.source == "guardduty" else {}),
     }
 
 
@@ -295,14 +329,20 @@ def _check_it_is_ours(incident: dict, execution_input: dict, stepfunctions) -> N
 
 
 def further(incident_id: str, request: findings.QuarantineRequest,
-            observed: instances.Observed, home_account: str) -> outcomes.Recorded:
-    """Record a further finding or request on the active incident; start it if it never was."""
+            observed: instances.Observed, home_account: str,
+            response: rules.Decision = rules.CONTAIN) -> outcomes.Recorded:
+    """Record a further finding or request on the active incident; start it if it never was;
+    one that is to be contained (a person's request, or a finding a `contain` rule matches)
+    escalates an incident awaiting approval."""
     incident = incidents.record_finding(incident_id, {
         **(_finding_ref(request) or {}), "source": request.source, "reason": request.reason,
-        "at": incidents.now()})
+        "at": incidents.now(), **({"response": response.shown()}
+                                  if request.source == "guardduty" else {})})
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
+    if incident.get("status") == incidents.AWAITING and response.mode == "contain":
+        return outcomes.Recorded(_escalate(incident, request, home_account, response))
     revoked = _revoke_stolen(incident, request)
     announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
@@ -385,7 +425,8 @@ def _rebound(incident: dict, request, observed: instances.Observed, home_account
 def _start_was_lost(incident: dict) -> bool:
     """Marked as failed, or old and still without an execution. A running execution may not have
     reached Contain yet (memory capture comes first), so an old claim is checked, not assumed."""
-    if incident.get("execution_started") or incident.get("status") != "OPEN":
+    if incident.get("execution_started") or incident.get("status") not in (
+            "OPEN", incidents.AWAITING):
         return False
     if incident.get("start_failed"):
         return True
@@ -464,15 +505,18 @@ def handle_finding(detail, home_account: str) -> dict:
     except findings.MalformedFinding as error:
         log.warning("dropped malformed finding: %s", error)
         return {"decision": "dropped", "reason": str(error)}
-    why_not = findings.qualifies(request.finding, current)
+    response = _response(request, current)
+    why_not = findings.qualifies(request.finding, current, response)
     if why_not:
         log.info("%s finding %s on %s: %s", why_not.decision, request.finding.id,
                  request.instance_id, why_not.reason)
+        if why_not.decision == "ignored":
+            rules.count_ignored(response, request)
         if why_not.headline:
             _announce_not_acted_on(request, why_not)
         return {"decision": why_not.decision, "reason": why_not.reason}
     try:
-        outcome = start(request, home_account)
+        outcome = start(request, home_account, response or rules.CONTAIN)
     except outcomes.Refusal as refusal:
         log.warning("did not act on finding %s on %s: %s", request.finding.id,
                     request.instance_id, refusal.message)
@@ -481,6 +525,97 @@ def handle_finding(detail, home_account: str) -> dict:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
     return {"decision": outcome.decision, **outcome.summary()}
+
+
+def _response(request: findings.QuarantineRequest, current) -> rules.Decision | None:
+    """What the response rules say of the finding (None: there are none). A sample's instance
+    is not read (it does not exist): its tags are taken to be none."""
+    if not current.response_rules or request.finding.archived:
+        return None
+    response = rules.decide(current.response_rules, request,
+                            {} if request.finding.sample else None)
+    if not response.needs_tags:
+        log.info("finding %s on %s: %s", request.finding.id, request.instance_id,
+                 response.reason)
+    return response
+
+
+def decide(incident_id: str, decision: str, caller: str, reason: str,
+           home_account: str) -> outcomes.Decided:
+    """A person's decision ("approved" or "denied") on an incident awaiting approval, made
+    by a caller in APPROVER_ARNS: sealed and recorded; an approval makes the first cut at
+    once; then the execution's wait ends (it reads the decision from the record)."""
+    current = deployed()
+    if not approvals.may_decide(caller, current.approver_arns):
+        log.warning("%s may not decide on %s: not in APPROVER_ARNS", caller or "a caller",
+                    incident_id)
+        raise outcomes.NotAnApprover(
+            f"{caller or 'the caller'} is not in APPROVER_ARNS: only those named there may "
+            "approve or deny a containment")
+    incident = incidents.get(incident_id)
+    if incident is None:
+        raise outcomes.IncidentNotFound(f"no incident {incident_id}")
+    why = accounts.refusal(incident["account_id"], home_account, current)
+    if why:
+        raise outcomes.NotAllowed(f"account {incident['account_id']} is not allowed: {why}")
+    try:
+        return _conclude(incident, decision, caller, reason, home_account)
+    except approvals.NotAwaiting as first:
+        found = first.incident or incident
+        made = approvals.verified(found) or {}
+        raise outcomes.NotAwaitingApproval(
+            f"incident {incident_id} is {found.get('status')}, not awaiting approval"
+            + (f": {made['decision']} by {made['by']} at {made['at']}" if made else "")
+            + "; nothing was changed") from None
+
+
+def _conclude(incident: dict, decision: str, by: str, reason: str,
+              home_account: str) -> outcomes.Decided:
+    """Decide once (approvals.settle: NotAwaiting when something decided first), cut at once
+    when containment goes on, then wake the execution."""
+    made = approvals.sealed(incident["incident_id"], decision, by, reason)
+    settled = approvals.settle(incident["incident_id"], made)
+    if settled["status"] == "OPEN":
+        _approved_cut(settled, home_account)
+    woken = approvals.wake(settled, {"decision": decision})
+    return outcomes.Decided(incidents.get(incident["incident_id"]) or settled, woken)
+
+
+def _escalate(incident: dict, request: findings.QuarantineRequest, home_account: str,
+              response: rules.Decision) -> dict:
+    """A further finding or request that is to be contained, on an incident awaiting
+    approval: contained at once, as an approval would (once: a decision made first stands)."""
+    by = request.requested_by or (f"GuardDuty finding {request.finding.id}"
+                                  if request.finding else request.source)
+    why = response.reason if request.source == "guardduty" else "a person asked to quarantine it"
+    try:
+        decided = _conclude(incident, "escalated", by, f"{request.reason}: {why}", home_account)
+    except approvals.NotAwaiting as first:
+        log.info("incident %s was decided before the escalation", incident["incident_id"])
+        return first.incident or incident
+    announce_quietly(report.duplicate(incidents.shown(decided.incident), _finding_ref(request),
+                                      "containment escalated: it no longer awaits approval"))
+    return decided.incident
+
+
+def _approved_cut(incident: dict, home_account: str) -> None:
+    """The first cut, made as soon as containment is approved (or escalated), on the
+    incident's sealed binding and the instance as it is now; Contain finishes it. Made by
+    no-one when memory is captured first; a failure is Contain's to make good."""
+    current = settings.get()
+    if current.memory_capture_document:
+        return
+    try:
+        bindings.verified_incident(incident)
+        observed = instances.observe(findings.QuarantineRequest(
+            incident["instance_id"], incident["account_id"], incident["region"], "approval"),
+            home_account, attributes=cut.AHEAD, groups=True)
+        target = steps.target_acting(incident, current)
+        cut.remember(target, observed.instance, observed.groups, observed.attributes)
+        first_cut(target)
+    except Exception:
+        log.exception("no first cut on %s after its approval: Contain makes it",
+                      incident["incident_id"])
 
 
 def grant_exemption(request: findings.QuarantineRequest, expires: str,

@@ -17,19 +17,40 @@ stage `make local` serves itself is refused there (it was provisioned, not deplo
 import argparse
 import os
 
+from chalicelib import settings
 from deploy import (application, attach, package, permissions, project, resources, retained,
                     stack)
 from deploy.session import DeployError, say
 
 
+def check_settings(project_dir: str, stage: str) -> None:
+    """The stage's settings as its functions will read them: each one valid (RESPONSE_RULES
+    among them), and all of them within Lambda's environment limit."""
+    config = project.read_config(project_dir)
+    environment = {**config.get("environment_variables", {}),
+                   **config["stages"][stage].get("environment_variables", {})}
+    try:
+        settings.load({**settings.DEFAULTS, **environment, "DENY_ALL_PROFILE_ARN": environment.get(
+            "DENY_ALL_PROFILE_ARN") or "arn:aws:iam::000000000000:instance-profile/checked"})
+    except settings.SettingsError as error:
+        raise DeployError(f"stage {stage}'s settings: {error} (.chalice/config.json). Nothing "
+                          "was deployed") from None
+    overflow = settings.environment_overflow(environment)
+    if overflow:
+        raise DeployError(f"stage {stage}'s settings: {overflow} (.chalice/config.json). "
+                          "Nothing was deployed")
+
+
 def deploy(stage: str, parameters: dict[str, str]) -> dict:
     retained.refuse_the_local_stage(stage)
     project_dir = project.working_copy(stage)
+    check_settings(project_dir, stage)
     stale = permissions.stale()
     if stale:
         raise DeployError(f"policy files are stale ({', '.join(stale)}): run `make policies`")
     outputs = stack.converge(stage, parameters, os.path.join(project_dir, "build", stage))
     project.wire_settings(project_dir, stage, outputs)
+    check_settings(project_dir, stage)  # with the stack's outputs in it
     deployed = application.deploy(project_dir, stage)
     api_stage = project.read_config(project_dir)["stages"][stage].get("api_gateway_stage", "api")
     attach.attach(stage, api_stage, deployed, outputs)

@@ -315,6 +315,7 @@ UNSCOPABLE = {
     "elasticloadbalancing:DescribeTargetGroups": "ELB Describe* actions take no resource",
     "elasticloadbalancing:DescribeTargetHealth": "ELB Describe* actions take no resource",
     "ssm:DescribeInstanceInformation": "takes no resource",
+    "states:SendTaskSuccess": "takes no resource: the task token names the waiting task",
     "ssm:GetCommandInvocation": "takes no resource (the command id is the scope)",
     "ssm:CancelCommand": "takes no resource (the command id is the scope)",
     "organizations:DescribeOrganization": "takes no resource (the caller's own organization)",

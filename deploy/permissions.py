@@ -16,10 +16,9 @@ import json
 import os
 import sys
 
-from chalicelib import (accounts, cut, exemptions, http, incidents, publish, revocation, settings,
-                        tamper,
-                        workflow)
-from chalicelib.steps import contain, evidence, memory, release, report
+from chalicelib import (accounts, cut, exemptions, http, incidents, publish, revocation, rules,
+                        settings, tamper, workflow)
+from chalicelib.steps import approval, contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
 
@@ -39,7 +38,9 @@ def needs(current=None) -> dict[str, set[str]]:
     current = current or settings.load({})
     members = set(accounts.PERMISSIONS) if current.member_accounts else set()
     capture = memory.capture_classes(current)
+    approving = bool(rules.needs_approvers(current.response_rules))
     entry = (set(workflow.PERMISSIONS) | set(cut.entry_permissions(current)) | members
+             | set(workflow.approval_permissions(current))
              | (set(incidents.GET_PERMISSIONS) if current.dry_run else set()))  # the exemption
     declared = {
         "api_handler": entry | {*incidents.READ_PERMISSIONS, *incidents.FINDINGS_PERMISSIONS,
@@ -56,6 +57,7 @@ def needs(current=None) -> dict[str, set[str]]:
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
         "report": set(report.PERMISSIONS) | set(publish.INVOKE_PERMISSIONS),
+        "approval": set(approval.PERMISSIONS) if approving else set(),
         "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS,
                             *revocation.REVOKE_PERMISSIONS} | members,
         "on_tampering": tamper.permissions(current) | set(publish.INVOKE_PERMISSIONS) | members,
@@ -121,7 +123,9 @@ EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true
                 "CREDENTIALS_MODE": "deny-all", "STOP_AFTER_EVIDENCE": "true",
                 "FORENSIC_ACCOUNT_ID": "210987654321",
                 "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture",
-                "MEMBER_ACCOUNTS": "111111111111,*"}
+                "MEMBER_ACCOUNTS": "111111111111,*",
+                "RESPONSE_RULES": '[{"name": "every", "mode": "approve", "on_timeout": "close"}]',
+                "APPROVER_ARNS": "arn:aws:iam::111111111111:role/approver"}
 
 
 def profiles(stage: str) -> dict[str, settings.Settings]:

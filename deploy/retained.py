@@ -6,7 +6,7 @@ when asked, and checked for incidents that still hold an instance."""
 
 import os
 
-from chalicelib import aws
+from chalicelib import aws, incidents
 from deploy import names, permissions, records_key
 from deploy.session import DeployError, client, rehearsal, say
 
@@ -84,16 +84,18 @@ def refuse_orphans(stage: str) -> None:
 def _count_active(table: str) -> int:
     pages = client("dynamodb").get_paginator("scan").paginate(
         TableName=table, Select="COUNT",
-        FilterExpression="record_type = :incident AND #status IN (:o, :c, :p)",
+        FilterExpression="record_type = :incident AND #status IN (:o, :c, :p, :a)",
         ExpressionAttributeNames={"#status": "status"},
         ExpressionAttributeValues={":incident": {"S": "incident"}, ":o": {"S": "OPEN"},
-                                   ":c": {"S": "CONTAINED"}, ":p": {"S": "PARTIAL"}})
+                                   ":c": {"S": "CONTAINED"}, ":p": {"S": "PARTIAL"},
+                                   ":a": {"S": incidents.AWAITING}})
     return sum(page["Count"] for page in pages)
 
 
 def active_incidents(stage: str) -> int:
-    """Incidents still holding an instance (OPEN, CONTAINED, PARTIAL): their records are what
-    releases those instances. 0 when there is no table."""
+    """Incidents still holding an instance (OPEN, CONTAINED, PARTIAL, AWAITING_APPROVAL):
+    their records are what releases (or decides on) those instances. 0 when there is no
+    table."""
     return aws.tolerate("ResourceNotFoundException", _count_active,
                         table=names.incidents_table(stage)) or 0
 

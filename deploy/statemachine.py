@@ -13,7 +13,8 @@ from deploy import names
 
 # The app's @app.lambda_function names that the state machine invokes.
 STEP_FUNCTIONS = (
-    "capture_memory", "contain", "collect_evidence", "check_snapshots", "report", "release")
+    "capture_memory", "contain", "collect_evidence", "check_snapshots", "report", "release",
+    "approval")
 
 
 def _notice_states(name: str) -> tuple[str, ...]:
@@ -25,6 +26,8 @@ def _notice_states(name: str) -> tuple[str, ...]:
 # up: an execution's history told in them (`make demo`). The other states are the choices and
 # passes between steps.
 README_STEPS = {
+    "AwaitApproval": ("PlanApproval", "AskApproval", *_notice_states("NotifyApproval"),
+                      "AwaitApproval", "PauseBeforeWaiting", "Decide", "ApprovalUndecided"),
     "CaptureMemory": ("CaptureMemory",),
     "NotifyDetected": _notice_states("NotifyDetected"),
     "Contain": ("Contain",),
@@ -254,6 +257,66 @@ def _settle(table_name):
     return {"SettleStatus": settle, "SettledFailed": failed, "FreeClaim": free_claim}
 
 
+def _approval(function_arns: dict[str, str], topics: Topics) -> dict:
+    """The wait for approval (chalicelib/steps/approval.py): the plan (Contain, planning only),
+    the request announced, the wait on a task token (its timeout the approval's), then the
+    decision read from the record: containment goes on (from MemoryCaptureWanted, the cut an
+    approver made, if any, in `$.cut`), the incident closes (its notice as the report), or the
+    wait goes on (woken without a decision). A step that fails never ends the wait early."""
+    step = function_arns["approval"]
+    incident_only = {"incident.$": "$.incident", "options.$": "$.options",
+                     "execution.$": "$$.Execution.Id"}
+    planning = {**incident_only, "options.$": "$.plan_options"}
+    return {
+        "PlanApproval": _task(function_arns["contain"], planning, "$.plan", "AskApproval",
+                              catch={"ResultPath": "$.plan", "Next": "AskApproval"}),
+        "AskApproval": _task(step, {**incident_only, "phase": "ask"}, "$.asking",
+                             "NotifyApprovalShape",
+                             catch={"ResultPath": "$.asking_error", "Next": "AwaitApproval"}),
+        **_notify("NotifyApproval", topics, "$.asking", "AwaitApproval", "AwaitApproval",
+                  catch={"ResultPath": "$.asking_error", "Next": "AwaitApproval"}),
+        "AwaitApproval": {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": step, "Payload": {
+                **incident_only, "phase": "wait", "token.$": "$$.Task.Token"}},
+            "TimeoutSecondsPath": "$.wait_seconds", "ResultPath": "$.woken", "Next": "Decide",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.wait_error",
+                       "Next": "Decide"}]},
+        "Decide": {**_task(step, {**incident_only, "phase": "decide",
+                                  "wait_error.$": "$.wait_error"}, "$.decided", "Decided",
+                           retry=LAMBDA_TRANSIENT + ["States.TaskFailed"],
+                           catch={"ResultPath": "$.decide_error",
+                                  "Next": "ApprovalUndecided"})},
+        "Decided": {"Type": "Choice", "Default": "Closed", "Choices": [
+            {"Variable": "$.decided.next", "StringEquals": "contain", "Next": "ApprovedCut"},
+            {"Variable": "$.decided.next", "StringEquals": "wait", "Next": "WaitOn"}]},
+        "ApprovedCut": {"Type": "Pass", "InputPath": "$.decided.cut", "ResultPath": "$.cut",
+                        "Next": "ApprovedNotice"},
+        "ApprovedNotice": {"Type": "Pass", "InputPath": "$.decided.notice",
+                           "ResultPath": "$.notice", "Next": "MemoryCaptureWanted"},
+        "WaitOn": {"Type": "Pass", "InputPath": "$.decided.timeout_seconds",
+                   "ResultPath": "$.wait_seconds", "Next": "ForgetWaitError"},
+        "ForgetWaitError": {"Type": "Pass", "Result": {}, "ResultPath": "$.wait_error",
+                            "Next": "PauseBeforeWaiting"},
+        "PauseBeforeWaiting": {"Type": "Wait", "SecondsPath": "$.decided.pause_seconds",
+                               "Next": "AwaitApproval"},
+        "Closed": {"Type": "Pass", "InputPath": "$.decided.notice", "ResultPath": "$.report",
+                   "Next": "NotifyReportShape"},
+        # The decision step failed for good: the incident still awaits (deny still ends it).
+        "ApprovalUndecided": {
+            "Type": "Pass",
+            "Parameters": _fallback(
+                "approval-failed", "$.labels.status",
+                "States.Format('[ec2-quarantine] {}: approval step failed', "
+                "$.labels.instance_id)",
+                "States.Format('The approval step of incident {} failed ({}): it still awaits "
+                "approval and nothing was changed. Contain it by hand (POST /quarantine) or deny "
+                "it (POST /incidents/{}/deny).', $.labels.incident_id, $.decide_error.Error, "
+                "$.labels.incident_id)") | {"outcome": "approval failed"},
+            "ResultPath": "$.report", "Next": "NotifyReportShape"},
+    }
+
+
 def build(function_arns: dict[str, str], topics: Topics | str, table_name: str) -> dict:
     """The ASL definition for the given step-function ARNs and report topic.
 
@@ -272,8 +335,14 @@ def build(function_arns: dict[str, str], topics: Topics | str, table_name: str) 
     incident_only = {"incident.$": "$.incident", "options.$": "$.options",
                      "execution.$": "$$.Execution.Id"}
     detection_branch = {
-        "StartAt": "NotifyDetectedShape",
+        "StartAt": "DetectionWanted",
         "States": {
+            # A notify rule's incident is announced once, with its plan, by the report.
+            "DetectionWanted": {"Type": "Choice", "Default": "NotifyDetectedShape", "Choices": [
+                {"Variable": "$.labels.status", "StringEquals": "NOTIFIED",
+                 "Next": "DetectionNotWanted"}]},
+            "DetectionNotWanted": {"Type": "Pass", "Result": {"sent": False, "wanted": False},
+                                   "End": True},
             **_notify("NotifyDetected", topics, "$.notice", "DetectionSent",
                       "DetectionUnreadable",
                       catch={"ResultPath": "$.error", "Next": "DetectionNotSent"}),
@@ -316,8 +385,11 @@ def build(function_arns: dict[str, str], topics: Topics | str, table_name: str) 
         "States": {
             "Mode": {
                 "Type": "Choice",
-                "Choices": [{"Variable": "$.mode", "StringEquals": "release", "Next": "Release"}],
+                "Choices": [{"Variable": "$.mode", "StringEquals": "release", "Next": "Release"},
+                            {"Variable": "$.wait_seconds", "IsPresent": True,
+                             "Next": "PlanApproval"}],
                 "Default": "MemoryCaptureWanted"},
+            **_approval(function_arns, topics),
             "Release": _task(
                 function_arns["release"],
                 {**incident_only, "release.$": "$.release"}, "$.report",

@@ -102,14 +102,27 @@ def instance_tags(stack, instance_id: str) -> dict:
     return {t["Key"]: t["Value"] for t in tags}
 
 
-def api(stack, method: str, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
-    """A request to the local API over real HTTP; (status, JSON body)."""
+def api(stack, method: str, path: str, body=None, raw: bytes | None = None,
+        keys: dict | None = None) -> tuple[int, dict]:
+    """A request to the local API over real HTTP, signed with `keys` (`user_keys`; default
+    unsigned); (status, JSON body)."""
     import urllib.error
     import urllib.request
 
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"Content-Type": "application/json"}
+    if keys:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        signed = AWSRequest(method=method, url=f"{stack.api_url}{path}", data=data,
+                            headers=headers)
+        SigV4Auth(Credentials(keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]),
+                  "execute-api", stack.region).add_auth(signed)
+        headers = dict(signed.headers.items())
     request = urllib.request.Request(f"{stack.api_url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.load(response)

@@ -44,7 +44,8 @@ def run(event: dict) -> dict:
     if is_dry_run(event):
         incident = incidents.record_step(incident_id, "report", started, "planned",
                                          errors=crashed)
-        return report.plan(incident)
+        return report.notified(incident) if incident.get("status") == incidents.NOTIFIED \
+            else report.plan(incident)
     contained = (event.get("results") or {}).get("contain") or {}
     unrecorded = contained.get("unrecorded") or {"changes": [], "errors": []}
     stored = incidents.get(incident_id) or event["incident"]

@@ -171,16 +171,20 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     assert _failures_go_to(stack) == (queue, [queue]) and _rest_api_stage(stack) == api
 
     table = names.incidents_table(STAGE)  # an instance still under an incident: kept running
-    stack.client("dynamodb").put_item(TableName=table, Item={
-        "pk": {"S": "inc-0123456789ab"}, "record_type": {"S": "incident"},
-        "status": {"S": "CONTAINED"}})
+    for incident_id, status in (("inc-0123456789ab", "CONTAINED"),
+                                ("inc-0123456789ac", "AWAITING_APPROVAL")):  # holds it too
+        stack.client("dynamodb").put_item(TableName=table, Item={
+            "pk": {"S": incident_id}, "record_type": {"S": "incident"},
+            "status": {"S": status}})
     refused = _run(stack, "destroy", "--purge")
-    assert refused.returncode == 1 and "1 incident(s) of stage prod are still active" in (
+    assert refused.returncode == 1 and "2 incident(s) of stage prod are still active" in (
         refused.stdout)
     assert _deployed(stack) == after_first  # nothing deleted
-    stack.client("dynamodb").put_item(TableName=table, Item={
-        "pk": {"S": "inc-0123456789ab"}, "record_type": {"S": "incident"},
-        "status": {"S": "RELEASED"}})
+    for incident_id, status in (("inc-0123456789ab", "RELEASED"),
+                                ("inc-0123456789ac", "NOTIFIED")):
+        stack.client("dynamodb").put_item(TableName=table, Item={
+            "pk": {"S": incident_id}, "record_type": {"S": "incident"},
+            "status": {"S": status}})
 
     destroyed = _run(stack, "destroy")
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr

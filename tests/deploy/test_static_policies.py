@@ -136,6 +136,8 @@ def test_the_state_machine_role_allows_every_integration_of_its_definition(stage
     for task in _tasks(definition["States"]):
         if task["Resource"].startswith("arn:aws:lambda:"):
             calls.add(("lambda:InvokeFunction", task["Resource"]))
+        elif task["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken":
+            calls.add(("lambda:InvokeFunction", task["Parameters"]["FunctionName"]))
         elif task["Resource"] == "arn:aws:states:::sns:publish":
             calls.add(("sns:Publish", task["Parameters"]["TopicArn"]))
         elif task["Resource"] == "arn:aws:states:::dynamodb:updateItem":

@@ -60,11 +60,14 @@ def test_the_state_machine_hands_the_options_to_every_step_that_acts():
              if state["Type"] == "Task" and state["Resource"] in arns.values()}
     records_only = {"ReportNotSent"}  # records that the report was not published; acts on nothing
     assert set(tasks) - records_only == {"Release", "CaptureMemory", "Contain", "CollectEvidence",
-                                         "CheckSnapshots", "Report"}
+                                         "CheckSnapshots", "Report", "PlanApproval",
+                                         "AskApproval", "Decide"}
+    planning = {"PlanApproval": "$.plan_options"}  # the plan announced with an approval request
     for name in set(tasks) - records_only:
-        assert tasks[name]["Parameters"].get("options.$") == "$.options", name
+        assert tasks[name]["Parameters"].get("options.$") == planning.get(name, "$.options"), name
     waits = [state for _, state in _states(definition) if state["Type"] == "Wait"]
-    assert [w["SecondsPath"] for w in waits] == ["$.options.snapshot_poll_seconds"]
+    assert sorted(w["SecondsPath"] for w in waits) == ["$.decided.pause_seconds",
+                                                       "$.options.snapshot_poll_seconds"]
 
 
 def test_steps_and_actions_read_only_options_and_deployment_facts():

@@ -56,7 +56,14 @@ FEATURES = {
     "DISABLE_API_STOP": ("true", {"contain": {"ec2:Attribute/DisableApiStop"}}),
     "MEMBER_ACCOUNTS": ("111111111111", {"contain": {"sts:AssumeRole"},
                                          "api_handler": {"sts:AssumeRole"}}),
+    # A rule that asks for approval: the wait's step, and the entry functions wake it.
+    "RESPONSE_RULES": (permissions.EVERY_OPTION["RESPONSE_RULES"], {
+        "approval": {"dynamodb:GetItem", "dynamodb:UpdateItem", "kms:VerifyMac",
+                     "kms:GenerateMac"},
+        "api_handler": {"states:SendTaskSuccess"},
+        "on_guardduty_finding": {"states:SendTaskSuccess", "dynamodb:GetItem"}}),
 }
+COMPANIONS = {"RESPONSE_RULES": {"APPROVER_ARNS": permissions.EVERY_OPTION["APPROVER_ARNS"]}}
 
 
 def _granted(current) -> dict[str, set[str]]:
@@ -76,11 +83,12 @@ def _granted(current) -> dict[str, set[str]]:
 
 
 def test_an_option_that_is_off_grants_nothing_and_on_grants_its_actions():
-    assert set(permissions.EVERY_OPTION) == set(FEATURES) - {"DISABLE_API_STOP"}
+    assert set(permissions.EVERY_OPTION) == set(FEATURES) - {"DISABLE_API_STOP"} | {
+        name for companions in COMPANIONS.values() for name in companions}
     defaults = _granted(permissions.stage_settings("prod", {**settings.DEFAULTS}))
     for name, (value, brings) in FEATURES.items():
-        switched = _granted(permissions.stage_settings("prod", {**settings.DEFAULTS,
-                                                                 name: value}))
+        switched = _granted(permissions.stage_settings("prod", {
+            **settings.DEFAULTS, name: value, **COMPANIONS.get(name, {})}))
         for function, actions in brings.items():
             assert actions <= switched[function], (name, function)
             assert not actions & defaults[function], (name, function)
