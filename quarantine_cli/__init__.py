@@ -19,8 +19,14 @@ import urllib.request
 
 API_URL_VARIABLE = "EC2_QUARANTINE_API_URL"
 # chalicelib.incidents.STATUSES (the CLI ships without chalicelib; a test keeps them equal).
-STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN")
-TERMINAL = {"CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN"}
+STATUSES = ("OPEN", "CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN", "AWAITING_APPROVAL",
+            "NOTIFIED")
+TERMINAL = {"CONTAINED", "PARTIAL", "FAILED", "RELEASED", "DRY_RUN", "NOTIFIED"}
+# Not terminal, but a person decides next: `quarantine --wait` stops there and says how.
+AWAITING = "AWAITING_APPROVAL"
+# chalicelib.incidents.INCIDENT_ID, and the most a reason may hold (chalicelib.http.MAX_REASON).
+INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")
+MAX_REASON = 1024
 TIMEOUT_SECONDS = 60
 THROTTLED_RETRIES = 3  # API Gateway's 429, tried again with backoff before giving up
 
@@ -234,6 +240,24 @@ def _snapshots(incident: dict) -> dict:
     return (incident.get("evidence") or {}).get("snapshots") or {}
 
 
+def _decision_text(made) -> str:
+    """An incident's `decision` in one line: what, by whom, when, why."""
+    if not isinstance(made, dict) or not made.get("decision"):
+        return ""
+    return (f"{made.get('decision')} by {made.get('by') or 'unknown'}"
+            + (f" at {made['at']}" if made.get("at") else "")
+            + f", reason {made.get('reason') or '-'}")
+
+
+def _approval_text(approval) -> str:
+    """An incident's `approval` terms in one line: the rule, what a timeout does, by when."""
+    if not isinstance(approval, dict) or not approval:
+        return ""
+    return (f"rule {approval.get('rule') or 'unknown'}, on timeout "
+            f"{approval.get('on_timeout') or 'unknown'}, deadline "
+            f"{approval.get('deadline') or 'unknown'}")
+
+
 def _show_incident(incident: dict) -> str:
     """`status`: the incident as a person reads it; `report` prints the full report."""
     finding = incident.get("finding") if isinstance(incident.get("finding"), dict) else {}
@@ -244,7 +268,10 @@ def _show_incident(incident: dict) -> str:
              ("asked by", incident.get("requested_by")), ("reason", incident.get("reason")),
              ("finding", " ".join(str(finding.get(k)) for k in ("type", "severity", "id")
                                   if finding.get(k) is not None)),
-             ("execution", incident.get("execution_arn"))]
+             ("execution", incident.get("execution_arn")),
+             ("approval", _approval_text(incident.get("approval"))),
+             ("decision", _decision_text(incident.get("decision"))),
+             ("resolution", incident.get("resolution"))]
     lines += [f"  {name}: {value}" for name, value in facts if value]
     lines += ["Timeline:", *(_step_line(t) for t in incident.get("timeline") or [])]
     changes = [c for c in incident.get("changes") or [] if c.get("action") != "evidence-store"]
@@ -278,9 +305,11 @@ def _show_incident(incident: dict) -> str:
 
 
 # What comes after each step while an execution runs (what `--wait` says it is doing).
-NEXT = {None: "containing", "first-cut": "containing", "contain": "collecting evidence",
-        "evidence": "waiting for the snapshots", "wait-snapshots": "reporting",
-        "report": "done", "release": "done", "page": "done"}
+# `cut` is the first cut's record (made at once, or on approval); `approval` the decision's.
+NEXT = {None: "containing", "first-cut": "containing", "cut": "containing",
+        "approval": "containing", "approval-timeout": "containing",
+        "contain": "collecting evidence", "evidence": "waiting for the snapshots",
+        "wait-snapshots": "reporting", "report": "done", "release": "done", "page": "done"}
 
 
 def progress(incident: dict) -> str:
@@ -328,6 +357,32 @@ def _restored(incident: dict) -> str:
              *([_change_line(c, undone=True) for c in released.get("restored_changes") or []]
                or ["  (nothing)"])]
     lines += [f"  left as is: {note}" for note in released.get("notes") or []]
+    return "\n".join(lines)
+
+
+def _awaiting(incident: dict) -> str:
+    """An incident held for a person: what holds it, until when, and how to decide."""
+    incident_id = incident.get("incident_id")
+    terms = _approval_text(incident.get("approval"))
+    return "\n".join([
+        f"{incident_id}: {AWAITING}: the containment awaits a person's approval"
+        + (f" ({terms})" if terms else ""),
+        f"  approve: ec2-quarantine approve {incident_id} --reason TEXT [--wait]",
+        f"  deny:    ec2-quarantine deny {incident_id} --reason TEXT"])
+
+
+def _decided(body: dict, hint: bool = True) -> str:
+    """The answer of approve or deny: the decision and what comes of it (`hint`: how to follow
+    the containment an approval let go on)."""
+    incident_id = body.get("incident_id")
+    made = body.get("decision") if isinstance(body.get("decision"), dict) else {}
+    lines = [f"{incident_id}: {made.get('decision') or 'decided'}, now {body.get('status')}"]
+    lines += [f"  {name}: {value}" for name, value in (
+        ("decision", _decision_text(made)), ("resolution", body.get("resolution")),
+        ("wait", body.get("execution") if isinstance(body.get("execution"), str) else None))
+        if value]
+    if hint and body.get("status") == "OPEN":
+        lines.append(f"  containment runs: `ec2-quarantine status {incident_id}` follows it")
     return "\n".join(lines)
 
 
@@ -467,6 +522,9 @@ def run(args, out=sys.stdout) -> int:
     elif args.command == "findings":
         status, body = call(args, "GET", _incident_path(args, "/findings"), query={
             "limit": args.limit, "next_token": args.next_token})
+    elif args.command in ("approve", "deny"):
+        status, body = call(args, "POST", _incident_path(args, f"/{args.command}"),
+                            {"reason": args.reason})
     else:
         status, body = call(args, "GET", "/incidents", query={
             "instance_id": args.instance_id, "status": args.status, "since": args.since,
@@ -478,9 +536,13 @@ def run(args, out=sys.stdout) -> int:
         if args.command == "release":  # until this release attempt has recorded its outcome
             attempts = body.get("releases_before", 0)
             done = lambda incident: release_steps(incident) > attempts  # noqa: E731
-        else:
-            done = lambda incident: incident["status"] in TERMINAL  # noqa: E731
+        elif args.command == "approve":  # until containment, which the approval let go on, ends
+            done = lambda incident: incident["status"] != "OPEN"  # noqa: E731
+        else:  # a person decides on an incident awaiting approval: no use waiting for them
+            done = lambda incident: incident["status"] in TERMINAL | {AWAITING}  # noqa: E731
         if not args.json:
+            if args.command == "approve":
+                print(_decided(body, hint=False), file=out)
             print(f"{body['incident_id']}: waiting", file=out)
         body = _wait(args, body["incident_id"], done, out if not args.json else sys.stderr)
     if args.command == "report" and args.html:
@@ -488,6 +550,12 @@ def run(args, out=sys.stdout) -> int:
         print(f"{body['incident_id']}: its page written to {args.html}", file=out)
     elif args.json:
         print(json.dumps(body, indent=2, sort_keys=True), file=out)
+        if args.command == "quarantine" and body.get("status") == AWAITING:
+            print(_awaiting(body), file=sys.stderr)
+    elif args.command == "quarantine" and body.get("status") == AWAITING:
+        print(_awaiting(body), file=out)
+    elif args.command in ("approve", "deny") and not getattr(args, "wait", False):
+        print(_decided(body), file=out)
     elif args.command == "report":
         print(f"Subject: {body['subject']}\n\n{body['text']}", file=out)
     elif args.command == "release" and getattr(args, "wait", False):
@@ -532,6 +600,25 @@ def status_name(value: str) -> str:
     return value.upper()
 
 
+def incident_id_type(value: str) -> str:
+    """An incident id as the API names them: `inc-` and 12 lowercase hexadecimal characters."""
+    if not INCIDENT_ID.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an incident id: 'inc-' followed by "
+                                         "12 lowercase hexadecimal characters, as `ec2-quarantine "
+                                         "list` shows them")
+    return value
+
+
+def decision_reason(value: str) -> str:
+    """A decision's reason: said (not blank), at most MAX_REASON characters."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a reason is required: say why you decide so")
+    if len(value) > MAX_REASON:
+        raise argparse.ArgumentTypeError(f"the reason is {len(value)} characters: at most "
+                                         f"{MAX_REASON}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     # --json anywhere on the line: on every command too, kept unset there unless given.
     shared = argparse.ArgumentParser(add_help=False)
@@ -571,6 +658,17 @@ def parser() -> argparse.ArgumentParser:
     further.add_argument("incident_id")
     further.add_argument("--limit", type=int)
     further.add_argument("--next-token", help="the next page (printed after a full one)")
+    for name, said in (("approve", "approve the containment of an incident awaiting approval"),
+                       ("deny", "deny the containment of an incident awaiting approval "
+                                "(nothing is changed)")):
+        command = add(commands, name, help=said)
+        command.add_argument("incident_id", type=incident_id_type,
+                             help="the incident awaiting approval (inc-…, as `list` shows it)")
+        command.add_argument("--reason", required=True, type=decision_reason,
+                             help=f"why (1 to {MAX_REASON} characters)")
+        if name == "approve":
+            command.add_argument("--wait", action="store_true",
+                                 help="show progress until containment ends")
     listing = add(commands, "list", help="incidents, newest first")
     listing.add_argument("--instance-id")
     listing.add_argument("--status", type=status_name, help=f"one of {', '.join(STATUSES)}")

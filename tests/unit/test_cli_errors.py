@@ -148,7 +148,8 @@ def test_mistakes_on_the_callers_side_are_one_line(tmp_path):
         "error: cannot resolve no-such-host.invalid: check --api-url and your network (DNS)")
     assert _one_line(_run("list", "--status", "held", url="https://x")) == (
         "error: argument --status: 'held' is not a status: one of OPEN, CONTAINED, PARTIAL, "
-        "FAILED, RELEASED, DRY_RUN (any case) (`ec2-quarantine list --help` shows the options)")
+        "FAILED, RELEASED, DRY_RUN, AWAITING_APPROVAL, NOTIFIED (any case) (`ec2-quarantine "
+        "list --help` shows the options)")
     assert _one_line(_run("list", "--bogus", url="https://x")).startswith(
         "error: unrecognized arguments: --bogus")
 
