@@ -58,7 +58,8 @@ def test_every_route_of_the_api_requires_iam(packaged):
     assert {(p, v) for p, v, _ in methods} == {
         ("/quarantine", "post"), ("/release", "post"), ("/incidents", "get"),
         ("/incidents/{incident_id}", "get"), ("/incidents/{incident_id}/findings", "get"),
-        ("/incidents/{incident_id}/report", "get"),
+        ("/incidents/{incident_id}/report", "get"), ("/incidents/{incident_id}/approve", "post"),
+        ("/incidents/{incident_id}/deny", "post"),
         ("/exemptions", "post"), ("/exemptions", "get"), ("/exemptions/{instance_id}", "delete")}
     for path, verb, spec in methods:
         assert spec.get("security") == [{"sigv4": []}], (path, verb)
