@@ -299,7 +299,8 @@ def qualifies(finding: Finding, settings, response=None) -> NotActedOn | None:
     if response is None:
         why_not, would = _policy(finding, settings), rules.WOULD["contain"]
     else:
-        why_not = NotActedOn("ignored", response.reason) if response.mode == "ignore" else None
+        why_not = NotActedOn("ignored", response.reason) if response.mode == "ignore" and \
+            not response.needs_tags else None  # with tags still to read, start() decides
         would = f"{rules.WOULD[response.mode]} ({response.reason})"
     if not finding.sample:
         return why_not

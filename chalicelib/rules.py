@@ -197,6 +197,12 @@ def _first(rules, request, tags: dict | None) -> tuple[Rule | None, bool]:
     return None, False
 
 
+def _strength(rule: Rule) -> tuple[int, int]:
+    """How strong a rule's response is: its mode, then (approve) what its timeout does."""
+    return MODES.index(rule.mode), ON_TIMEOUT[::-1].index(rule.on_timeout) if rule.on_timeout \
+        else 0
+
+
 def decide(rules: tuple[Rule, ...], request, tags: dict | None = None) -> Decision:
     """What `rules` say for the finding of `request`, its instance tagged `tags` (None: not
     read yet; the decision then says whether they are needed). A rule that matches on tags
@@ -208,7 +214,7 @@ def decide(rules: tuple[Rule, ...], request, tags: dict | None = None) -> Decisi
         return Decision(chosen.mode, chosen.name, "to be decided with the instance's tags",
                         chosen.on_timeout, needs_tags=True)
     if chosen is not None and chosen.tags and floor is not None and \
-            MODES.index(chosen.mode) < MODES.index(floor.mode):
+            _strength(chosen) < _strength(floor):
         return Decision(floor.mode, floor.name,
                         f"rule {floor.name!r} ({floor.mode}); rule {chosen.name!r} matched the "
                         f"instance's tags and would say {chosen.mode}, but tags can only make "

@@ -342,6 +342,7 @@ def further(incident_id: str, request: findings.QuarantineRequest,
         log.warning("incident %s was claimed but never started: starting it", incident_id)
         return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
     if incident.get("status") == incidents.AWAITING and response.mode == "contain":
+        _revoke_stolen(incident, request)  # stolen credentials are denied as on any incident
         return outcomes.Recorded(_escalate(incident, request, home_account, response))
     revoked = _revoke_stolen(incident, request)
     announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))

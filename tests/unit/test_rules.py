@@ -160,3 +160,17 @@ def test_make_deploy_refuses_an_environment_over_lambdas_limit(tmp_path):
     with pytest.raises(DeployError, match="over Lambda's 4096: shorten RESPONSE_RULES"):
         commands.check_settings(_project(tmp_path, environment), "dev")
     commands.check_settings(_project(tmp_path / "fits", {"RESPONSE_RULES": rules_json}), "dev")
+
+
+def test_an_ignore_rule_on_tags_waits_for_the_tags_and_a_tag_cannot_soften_the_timeout():
+    from chalicelib import findings
+
+    found = _load([{"name": "quiet", "mode": "ignore", "tags": {"team": "load-test"}},
+                   *EXAMPLE[2:]]).response_rules
+    pending = rules.decide(found, _request())
+    assert pending.needs_tags and findings.qualifies(_request().finding, None, pending) is None
+    softer = _load([{"name": "dev", "mode": "approve", "on_timeout": "close",
+                     "tags": {"env": "dev"}},
+                    {"name": "all", "mode": "approve", "on_timeout": "contain"}]).response_rules
+    decided = rules.decide(softer, _request(), {"env": "dev"})
+    assert (decided.rule, decided.on_timeout) == ("all", "contain")
