@@ -67,6 +67,16 @@ def verified_incident(incident: dict) -> dict:
     return incident
 
 
+def verified_seal(incident: dict) -> dict:
+    """`incident` once its binding's seal matches, whether or not its account is allowed
+    today: to close it (which touches no account), never to act on it."""
+    try:
+        seals.verify("incident", binding(incident), incident.get("seal"))
+    except seals.Unverified as unverified:
+        raise Refused(f"incident {incident.get('incident_id')!r}: {unverified}") from None
+    return incident
+
+
 def _verify(purpose: str, incident: dict, field: str) -> None:
     """Refused unless `incident[field]` seals its binding for `purpose` and its account is
     allowed today."""

@@ -55,6 +55,8 @@ class QuarantineInput(TypedDict, total=False):
     wait_seconds: int  # the wait's timeout (its approval's, sealed with the incident)
     plan_options: Frozen  # the options, planning only: the plan announced with the request
     wait_error: dict  # why the last wait ended, if it failed ({}: not failed)
+    wakes: int  # how often the wait ended without a decision (each pauses the next longer)
+    woken: dict  # what the last wake brought ({"decision": …} sealed, when the product woke it)
 
 
 class ReleaseRequest(TypedDict):
@@ -88,9 +90,10 @@ def quarantine(incident: dict, current: settings.Settings,
         "memory": {},
         "cut": cut_made or {"containment": None},
     }
-    if incident["status"] == incidents.AWAITING:
+    if incident.get("approval"):  # sealed with the incident: its status is not
         started.update(wait_seconds=incident["approval"]["timeout_seconds"],
-                       plan_options=freeze(current, dry_run=True), wait_error={})
+                       plan_options=freeze(current, dry_run=True), wait_error={}, wakes=0,
+                       woken={})
     return started
 
 

@@ -419,7 +419,8 @@ class Held(Exception):
     release); or the incident is no longer one to repair."""
 
 
-def _later(seconds: int) -> str:
+def later(seconds: int) -> str:
+    """The time `seconds` from now, as the records write it (a lease's end)."""
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
 
@@ -430,7 +431,7 @@ def lease_held(incident: dict, name: str, seconds: int) -> bool:
     until = incident.get(name)
     if not isinstance(until, str) or until <= now():
         return False
-    if until > _later(seconds + 60):
+    if until > later(seconds + 60):
         log.warning("%s of %s is %s, further ahead than a lease can be: ignored", name,
                     incident.get("incident_id"), until[:40])
         return False
@@ -453,9 +454,9 @@ def hold_for_repair(incident_id: str) -> str:
     token = secrets.token_hex(8)
     try:
         _update(incident_id, "SET repairing_until = :until, repair_token = :token", {
-            ":until": _later(REPAIR_LEASE_SECONDS), ":token": token, ":now": now(),
-            ":far_releasing_until": _later(RELEASE_LEASE_SECONDS + 60),
-            ":far_repairing_until": _later(REPAIR_LEASE_SECONDS + 60),
+            ":until": later(REPAIR_LEASE_SECONDS), ":token": token, ":now": now(),
+            ":far_releasing_until": later(RELEASE_LEASE_SECONDS + 60),
+            ":far_repairing_until": later(REPAIR_LEASE_SECONDS + 60),
             ":contained": WATCHED[0], ":partial": WATCHED[1], ":open": "OPEN", ":zero": 0},
             {"#status": "status", "#release": "release"},
             condition="(#status IN (:contained, :partial) OR (#status = :open AND "
@@ -477,8 +478,8 @@ def hold_for_release(incident_id: str, wait_seconds: float = REPAIR_LEASE_SECOND
     while True:
         try:
             _update(incident_id, "SET releasing_until = :until",
-                    {":until": _later(RELEASE_LEASE_SECONDS), ":now": now(),
-                     ":far_repairing_until": _later(REPAIR_LEASE_SECONDS + 60)},
+                    {":until": later(RELEASE_LEASE_SECONDS), ":now": now(),
+                     ":far_repairing_until": later(REPAIR_LEASE_SECONDS + 60)},
                     condition=f"attribute_exists(pk) AND "
                               f"{_free('repairing_until', REPAIR_LEASE_SECONDS)}")
             return

@@ -124,6 +124,7 @@ def response_rules(name, raw):
 
 
 ENVIRONMENT_LIMIT = 4096  # Lambda: every variable's name and value together
+APPROVAL_TIMEOUT_MAX = 7 * 24 * 3600  # the longest an approval may wait (seconds)
 
 
 def environment_overflow(environment: dict[str, str]) -> str | None:
@@ -211,8 +212,9 @@ class Settings(Options):
         "", principals, "comma-separated IAM users and roles (any session of a role) who may "
         "approve or deny a containment that a rule holds for approval")
     approval_timeout_seconds: int = setting(
-        "3600", number(1, 604800, int), "how long a containment waits for approval before the "
-        "rule's `on_timeout` (`contain` or `close`) applies (1..604800)")
+        "3600", number(1, APPROVAL_TIMEOUT_MAX, int), "how long a containment waits for "
+        "approval before the rule's `on_timeout` (`contain` or `close`) applies "
+        f"(1..{APPROVAL_TIMEOUT_MAX})")
     exempt_tag: str = setting("QuarantineExempt", tag_key, "the tag that shows an exemption "
                               "(`POST /exemptions` writes it); alone it exempts nothing unless "
                               "`TRUST_EXEMPT_TAG`")

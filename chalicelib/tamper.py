@@ -14,8 +14,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from chalicelib import (accounts, actions, aws, bindings, cut, findings, incidents, publish,
-                        report, revocation, settings, workflow)
+from chalicelib import (accounts, actions, approvals, aws, bindings, cut, findings, incidents,
+                        publish, report, revocation, settings, workflow)
 from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
@@ -299,8 +299,13 @@ def watched() -> list[dict]:
     """Every incident the watch may keep contained (as listed: id, instance, account, region):
     CONTAINED and PARTIAL ones, and OPEN ones (Contain may have ended while the evidence is
     still collected: `_contained` decides)."""
+    return listed(*incidents.WATCHED, "OPEN")
+
+
+def listed(*statuses: str) -> list[dict]:
+    """Every incident of the statuses, as listed."""
     found = []
-    for status in (*incidents.WATCHED, "OPEN"):
+    for status in statuses:
         start = None
         while True:
             page, start = incidents.search(None, status, None, 100, start)
@@ -320,8 +325,8 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
     incident = incidents.get(incident_id)
     if incident is None or not _contained(incident):
         return {"incident_id": incident_id, "skipped": "not contained"}
-    if incident["status"] == "OPEN" and "seal" not in incident:  # the first cut's outcome:
-        return {"incident_id": incident_id, "skipped": "not contained"}  # Contain finishes it
+    if incident["status"] == "OPEN" and not _contain_recorded(incident):  # the first cut's
+        return {"incident_id": incident_id, "skipped": "not contained"}  # outcome: Contain's
     try:
         bindings.verified_incident(incident)
     except bindings.Refused as refusal:
@@ -358,6 +363,13 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
         log.exception("could not record tampering on %s", incident_id)
     workflow.announce_quietly(report.tampered(incident, entry))
     return {"incident_id": incident_id, "drift": repaired}
+
+
+def _contain_recorded(incident: dict) -> bool:
+    """Whether Contain recorded its outcome (not a plan): until then it is changing the
+    instance itself, and the watch keeps off."""
+    return any(isinstance(step, dict) and step.get("step") == "contain"
+               and step.get("outcome") != "planned" for step in incident.get("timeline") or [])
 
 
 def _contained(incident: dict) -> bool:
@@ -704,17 +716,18 @@ def repairs_release_leaves(incident: dict) -> list[str]:
 
 # -- the sweep -------------------------------------------------------------------------------
 
-ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-
 
 def sweep(home_account: str) -> dict:
-    """Check and repair every active incident; settle those left OPEN whose execution ended."""
-    listed = watched()
+    """Check and repair every active incident; settle those left OPEN whose execution ended,
+    and close those left awaiting approval whose execution ended (nothing is left to act on a
+    decision)."""
+    active = watched()
     settled = [outcome for outcome in aws.concurrently(
-        lambda i=i["incident_id"]: _settled(i) for i in listed if i["status"] == "OPEN")
-        if outcome]
+        [*(lambda i=i["incident_id"]: _settled(i) for i in active if i["status"] == "OPEN"),
+         *(lambda i=i["incident_id"]: _settled(i, abandoned)
+           for i in listed(incidents.AWAITING))]) if outcome]
     results = [r for r in aws.concurrently(lambda i=i["incident_id"]: checked(i, home_account)
-                                           for i in listed)
+                                           for i in active)
                if r.get("skipped") != "not contained"]
     repaired = [r["incident_id"] for r in results if r.get("drift")]
     failed = [r["incident_id"] for r in results if r.get("error")]
@@ -724,12 +737,41 @@ def sweep(home_account: str) -> dict:
             "settled": settled}
 
 
-def _settled(incident_id: str) -> dict | None:
+def _settled(incident_id: str, how=None) -> dict | None:
     try:
-        return settle(incident_id)
+        return (how or settle)(incident_id)
     except Exception:  # the next sweep tries again
         log.exception("could not settle %s", incident_id)
         return None
+
+
+def abandoned(incident_id: str) -> dict | None:
+    """An incident awaiting approval whose execution ended without a decision (stopped, failed,
+    refused): closed, the instance freed and the closing announced; one whose execution runs,
+    or never started (the next request restarts it), is left as it is. What it was held for is
+    read from the execution's own input (its sealed binding), not from the record, which may
+    have lost its seal or its terms."""
+    incident = incidents.get(incident_id)
+    if incident is None or incident.get("status") != incidents.AWAITING or \
+            approvals.verified(incident):
+        return None
+    described = approvals.ended_execution(workflow.execution_arn(incident_id))
+    if described is None:
+        return None
+    held = (json.loads(described.get("input") or "{}") or {}).get("incident") or {}
+    try:
+        bindings.verified_seal(held)
+        if held.get("incident_id") != incident_id or not held.get("approval"):
+            raise bindings.Refused("its execution was not started to await approval of it")
+    except bindings.Refused as refusal:
+        log.warning("sweep will not close %s: %s", incident_id, refusal)
+        return None
+    try:
+        closed = approvals.abandon(incident, described["status"])
+    except approvals.NotAwaiting:  # decided meanwhile
+        return None
+    workflow.announce_quietly(report.notified(closed))
+    return {"incident_id": incident_id, "status": closed["status"]}
 
 
 def settle(incident_id: str) -> dict | None:
@@ -746,12 +788,8 @@ def settle(incident_id: str) -> dict | None:
     except bindings.Refused as refusal:
         log.warning("sweep will not settle %s: %s", incident_id, refusal)
         return None
-    arn = incident.get("execution_arn")
-    if not arn:
-        return None
-    execution = aws.tolerate("ExecutionDoesNotExist", aws.client(
-        "stepfunctions", aws.region_of(arn)).describe_execution, executionArn=arn)
-    if execution is None or execution["status"] not in ENDED:
+    ended = incident.get("execution_arn") and approvals.execution_ended(incident)
+    if not ended:
         return None
     from chalicelib.steps.contain import CRITICAL
 
@@ -759,7 +797,7 @@ def settle(incident_id: str) -> dict | None:
     final = recorded if recorded in incidents.OUTCOMES else (
         "PARTIAL" if any(c.get("action") in CRITICAL for c in _trusted_changes(incident))
         else "FAILED")
-    why = f"execution {execution['status']} with the incident still OPEN; settled by the sweep"
+    why = f"execution {ended} with the incident still OPEN; settled by the sweep"
     try:
         incident = incidents.record_step(
             incident_id, "sweep", incidents.now(), incidents.OUTCOMES[final],
@@ -776,4 +814,4 @@ def settle(incident_id: str) -> dict | None:
     log.warning("%s (%s): %s -> %s", incident_id, incident["instance_id"], why, final)
     publish.request(incident_id)
     workflow.announce_quietly(report.final(incident))
-    return {"incident_id": incident_id, "status": final, "execution": execution["status"]}
+    return {"incident_id": incident_id, "status": final, "execution": ended}

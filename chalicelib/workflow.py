@@ -43,7 +43,8 @@ def approval_permissions(current) -> tuple[str, ...]:
     escalate it (both): nothing unless a response rule asks for approval."""
     if not rules.needs_approvers(current.response_rules):
         return ()
-    return (*incidents.GET_PERMISSIONS, *approvals.WAKE_PERMISSIONS)
+    return (*incidents.GET_PERMISSIONS, *approvals.WAKE_PERMISSIONS,
+            *approvals.ABANDON_PERMISSIONS)
 
 
 def deployed():
@@ -340,10 +341,12 @@ def further(incident_id: str, request: findings.QuarantineRequest,
                                   if request.source == "guardduty" else {})})
     if _start_was_lost(incident):
         log.warning("incident %s was claimed but never started: starting it", incident_id)
-        return outcomes.Recorded(begin(_rebound(incident, request, observed, home_account)))
+        incident = begin(_rebound(incident, request, observed, home_account, response))
+        if incident["status"] != incidents.AWAITING:
+            return outcomes.Recorded(incident)
     if incident.get("status") == incidents.AWAITING and response.mode == "contain":
         _revoke_stolen(incident, request)  # stolen credentials are denied as on any incident
-        return outcomes.Recorded(_escalate(incident, request, home_account, response))
+        return _escalate(incident, request, home_account, response)
     revoked = _revoke_stolen(incident, request)
     announce_quietly(report.duplicate(incidents.shown(incident), _finding_ref(request), revoked))
     log.info("recorded further %s for %s on %s", request.source, request.instance_id, incident_id)
@@ -388,19 +391,33 @@ def _revoke_stolen(incident: dict, request) -> str:
             f"{answer['issued_before']}, are denied")
 
 
-def _rebound(incident: dict, request, observed: instances.Observed, home_account: str) -> dict:
+def _rebound(incident: dict, request, observed: instances.Observed, home_account: str,
+             response: rules.Decision) -> dict:
     """A claimed incident that never started: as the claim wrote it when its restart seal holds
     (its start failed after the first cut, which changed the instance); otherwise bound anew to
-    what was just described and to this request's finding: the table's copy is not trusted
-    (anyone who may write the table could have written it). Without a seal the entry function
-    stopped before starting the execution, and before its cut unless it was killed during it:
-    an instance on the product's groups has lost its pre-incident state, and is left as it is
-    (isolated), not rebound."""
+    what was just described and to this request's finding and response: the table's copy is
+    not trusted (anyone who may write the table could have written it). Its status follows
+    from what is sealed: awaiting approval if it carries an approval's terms, else OPEN.
+    Without a seal the entry function stopped before starting the execution, and before its
+    cut unless it was killed during it: an instance on the product's groups has lost its
+    pre-incident state, and is left as it is (isolated), not rebound."""
     try:
-        return bindings.verified_restart(incident)
+        bound = bindings.verified_restart(incident)
+        fields = {}
     except bindings.Refused as unsealed:
         log.info("incident %s is rebound to the instance as it is: %s", incident["incident_id"],
                  unsealed)
+        bound = _bound_anew(incident, request, observed, home_account, response)
+        fields = {name: bound[name] for name in (*bindings.BOUND_FIELDS, "approval")
+                  if name != "incident_id"}
+    bound["status"] = incidents.AWAITING if bound.get("approval") else "OPEN"
+    incidents.record_step(incident["incident_id"], "start", incidents.now(), "restarted",
+                          fields={**fields, "status": bound["status"]})
+    return bound
+
+
+def _bound_anew(incident: dict, request, observed: instances.Observed, home_account: str,
+                response: rules.Decision) -> dict:
     instance = observed.instance
     cut_made = [n["NetworkInterfaceId"] for n in instance.get("NetworkInterfaces", [])
                 if any(isolation.product_group_name(g.get("GroupName", ""))
@@ -416,10 +433,11 @@ def _rebound(incident: dict, request, observed: instances.Observed, home_account
     fresh = new_incident(request, instance, home_account, observed.attributes)
     bound = {**incident, **{name: fresh[name] for name in bindings.BOUND_FIELDS
                             if name not in ("incident_id", "opened_at", "execution_arn")},
-             "execution_arn": execution_arn(incident["incident_id"])}
-    incidents.record_step(incident["incident_id"], "start", incidents.now(), "restarted",
-                          fields={name: bound[name] for name in bindings.BOUND_FIELDS
-                                  if name != "incident_id"})
+             "execution_arn": execution_arn(incident["incident_id"]),
+             "approval": approvals.terms(response.rule, response.on_timeout,
+                                         settings.get().approval_timeout_seconds,
+                                         incidents.now()) if response.mode == "approve"
+             else None}
     return {**bound, "seal": bindings.seal_incident(bound)}
 
 
@@ -429,8 +447,8 @@ def _start_was_lost(incident: dict) -> bool:
     if incident.get("execution_started") or incident.get("status") not in (
             "OPEN", incidents.AWAITING):
         return False
-    if incident.get("start_failed"):
-        return True
+    if incident.get("start_failed"):  # as the table says: Step Functions is asked
+        return not _execution_exists(incident["incident_id"])
     opened = datetime.strptime(incident["opened_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
     if time.time() - opened.replace(tzinfo=timezone.utc).timestamp() <= START_GRACE_SECONDS:
         return False
@@ -561,6 +579,11 @@ def decide(incident_id: str, decision: str, caller: str, reason: str,
         raise outcomes.NotAllowed(f"account {incident['account_id']} is not allowed: {why}")
     try:
         return _conclude(incident, decision, caller, reason, home_account)
+    except Abandoned as abandoned:
+        raise outcomes.NotAwaitingApproval(
+            f"incident {incident_id}'s execution had ended ({abandoned.ended}) without a "
+            "decision: it is closed and nothing was changed; to contain the instance, "
+            "POST /quarantine") from None
     except approvals.NotAwaiting as first:
         found = first.incident or incident
         made = approvals.verified(found) or {}
@@ -573,41 +596,62 @@ def decide(incident_id: str, decision: str, caller: str, reason: str,
 def _conclude(incident: dict, decision: str, by: str, reason: str,
               home_account: str) -> outcomes.Decided:
     """Decide once (approvals.settle: NotAwaiting when something decided first), cut at once
-    when containment goes on, then wake the execution."""
+    when containment goes on, then wake the execution. Only an incident the product holds for
+    approval (its sealed terms), whose execution can still act on the decision: one whose
+    execution ended undecided is closed instead (Abandoned)."""
+    try:
+        bindings.verified_incident(incident)
+    except bindings.Refused as refusal:
+        raise approvals.NotAwaiting(incident) from refusal
+    if not incident.get("approval"):
+        raise approvals.NotAwaiting(incident)
+    ended = approvals.execution_ended(incident)
+    if ended:
+        raise Abandoned(approvals.abandon(incident, ended), ended)
     made = approvals.sealed(incident["incident_id"], decision, by, reason)
-    settled = approvals.settle(incident["incident_id"], made)
-    if settled["status"] == "OPEN":
+    settled = approvals.settle(incident["incident_id"], made,
+                               replacing=approvals.unverified(incident))
+    if decision in approvals.CUTTING and not settings.get().memory_capture_document:
         _approved_cut(settled, home_account)
-    woken = approvals.wake(settled, {"decision": decision})
+    woken = approvals.wake(settled, made)
     return outcomes.Decided(incidents.get(incident["incident_id"]) or settled, woken)
 
 
+class Abandoned(Exception):
+    """The incident's execution had ended without a decision: it was closed (nothing left to
+    act on one), and the instance is free."""
+
+    def __init__(self, incident: dict, ended: str):
+        super().__init__(ended)
+        self.incident, self.ended = incident, ended
+
+
 def _escalate(incident: dict, request: findings.QuarantineRequest, home_account: str,
-              response: rules.Decision) -> dict:
+              response: rules.Decision) -> outcomes.Outcome:
     """A further finding or request that is to be contained, on an incident awaiting
-    approval: contained at once, as an approval would (once: a decision made first stands)."""
+    approval: contained at once, as an approval would (once: a decision made first stands);
+    on one whose execution ended undecided, a new incident."""
     by = request.requested_by or (f"GuardDuty finding {request.finding.id}"
                                   if request.finding else request.source)
     why = response.reason if request.source == "guardduty" else "a person asked to quarantine it"
     try:
         decided = _conclude(incident, "escalated", by, f"{request.reason}: {why}", home_account)
+    except Abandoned:  # closed, the instance free: this request opens the incident anew
+        return start(request, home_account, response)
     except approvals.NotAwaiting as first:
         log.info("incident %s was decided before the escalation", incident["incident_id"])
-        return first.incident or incident
+        return outcomes.Recorded(first.incident or incident)
     announce_quietly(report.duplicate(incidents.shown(decided.incident), _finding_ref(request),
                                       "containment escalated: it no longer awaits approval"))
-    return decided.incident
+    return outcomes.Recorded(decided.incident)
 
 
 def _approved_cut(incident: dict, home_account: str) -> None:
     """The first cut, made as soon as containment is approved (or escalated), on the
-    incident's sealed binding and the instance as it is now; Contain finishes it. Made by
-    no-one when memory is captured first; a failure is Contain's to make good."""
+    incident's sealed binding and the instance as it is now (never when memory is captured
+    first: SSM needs the network); Contain finishes it. A failure is Contain's to make good."""
     current = settings.get()
-    if current.memory_capture_document:
-        return
     try:
-        bindings.verified_incident(incident)
         observed = instances.observe(findings.QuarantineRequest(
             incident["instance_id"], incident["account_id"], incident["region"], "approval"),
             home_account, attributes=cut.AHEAD, groups=True)

@@ -16,8 +16,8 @@ import json
 import os
 import sys
 
-from chalicelib import (accounts, cut, exemptions, http, incidents, publish, revocation, rules,
-                        settings, tamper, workflow)
+from chalicelib import (accounts, approvals, cut, exemptions, http, incidents, publish,
+                        revocation, rules, settings, tamper, workflow)
 from chalicelib.steps import approval, contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -62,7 +62,7 @@ def needs(current=None) -> dict[str, set[str]]:
                             *revocation.REVOKE_PERMISSIONS} | members,
         "on_tampering": tamper.permissions(current) | set(publish.INVOKE_PERMISSIONS) | members,
         "sweep": (tamper.permissions(current, sweep_too=True) | set(publish.INVOKE_PERMISSIONS)
-                  | members),
+                  | members | (set(approvals.ABANDON_PERMISSIONS) if approving else set())),
         "publish_page": set(publish.PERMISSIONS),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member

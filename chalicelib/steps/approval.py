@@ -13,8 +13,10 @@ log = logging.getLogger(__name__)
 
 PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
                *bindings.SEAL_PERMISSIONS, *bindings.VERIFY_PERMISSIONS)
-# A wait whose step failed (not a timeout, not a decision first) is taken up again after this.
-PAUSE_AFTER_FAILURE_SECONDS = 30
+# A wait ended without a decision (whoever holds the token may end it) pauses before the next,
+# this much longer each time: however often it is woken, the execution's history (25,000
+# events) outlasts the longest approval (7 days: some 200 wakes).
+PAUSE_PER_WAKE_SECONDS = 30
 
 
 def run(event: dict) -> dict:
@@ -34,7 +36,11 @@ def run(event: dict) -> dict:
         approvals.store_token(incident["incident_id"], str(event.get("token")))
         log.info("incident %s waits for approval", incident["incident_id"])
         return {"waiting": True}
-    return decide(incident, event.get("wait_error") or {})
+    wakes, woken = event.get("wakes"), event.get("woken")
+    return decide(incident, event.get("wait_error") or {},
+                  wakes if isinstance(wakes, int) and wakes >= 0 else 0,
+                  woken if isinstance(woken, dict) else None,
+                  bool((event.get("options") or {}).get("memory_capture")))
 
 
 def ask(incident: dict) -> dict:
@@ -45,41 +51,77 @@ def ask(incident: dict) -> dict:
     return report.awaiting(record)
 
 
-def decide(incident: dict, wait_error: dict) -> dict:
-    """Where the execution goes once its wait ended: the sealed decision on the record, or,
-    when nobody decided in time, the rule's `on_timeout` (decided here, once: a person who
-    decided first wins)."""
+def decide(incident: dict, wait_error: dict, wakes: int, woken: dict | None = None,
+           memory_capture: bool = False) -> dict:
+    """Where the execution goes once its wait ended: the sealed decision on the record (read
+    first, whatever the record's status says), or, when nobody decided in time, the rule's
+    `on_timeout` (decided here, once: a decision made first wins). `wakes`: how often the wait
+    was ended without a decision so far (the execution counts them, not the table); `woken`:
+    what the last wake brought (a sealed decision, when the product woke it)."""
     incident_id, approval = incident["incident_id"], incident["approval"]
     record = incidents.get(incident_id) or incident
-    if record.get("status") == incidents.AWAITING:
+    # The decision the wake brought first (sealed, so only the product's: the record may have
+    # lost it since), then the record's.
+    made = approvals.verified_decision(incident_id, (woken or {}).get("decision")) or \
+        approvals.verified(record)
+    if made is None:
         # The sealed deadline says whether time is up, not the error the wait ended with:
         # whoever holds the token may end it with any error, "States.Timeout" too.
-        remaining = approvals.remaining_seconds(approval)
+        remaining = approvals.seconds_until(approval["deadline"])
         if remaining > 0:
-            failed = wait_error.get("Error") not in (None, approvals.AlreadyDecided.__name__)
-            log.warning("incident %s: woken without a decision (%s): waiting %d s more",
-                        incident_id, wait_error.get("Error") or "no decision on the record",
-                        remaining)
-            return {"next": "wait", "timeout_seconds": remaining + 1,
-                    "pause_seconds": PAUSE_AFTER_FAILURE_SECONDS if failed else 0}
+            pause = pause_seconds(wakes + 1, remaining)
+            log.warning("incident %s: woken without a decision (%s, %d so far): pausing %d s, "
+                        "then waiting %d s more", incident_id,
+                        wait_error.get("Error") or "no decision the product made", wakes + 1,
+                        pause, remaining - pause)
+            return _wait(remaining - pause, pause, wakes + 1)
         made = approvals.sealed(incident_id, f"timed-out-{approval['on_timeout']}",
                                 approvals.PRODUCT,
                                 f"nobody decided within {approval['timeout_seconds']} s")
         try:
-            record = approvals.settle(incident_id, made, "approval-timeout")
+            record = approvals.settle(incident_id, made, "approval-timeout",
+                                      approvals.unverified(record))
         except approvals.NotAwaiting as first:
             record = first.incident or record
-    made = approvals.verified(record)
+            made = approvals.verified(record)
     if made is None:
-        reason = (f"incident {incident_id} is {record.get('status')} without a decision the "
-                  "product made: nothing is done")
+        reason = (f"incident {incident_id} holds a decision the product did not make: "
+                  "nothing is done")
         return {"next": "refused", "notice": report.refused(
             incident["execution_arn"], refused({"incident": incident,
                                                 "execution": incident["execution_arn"]},
                                                "approval", reason))}
     if approvals.DECISIONS[made["decision"]] == "OPEN":
+        cutting = _cut_in_flight(made, record, memory_capture)
+        if cutting:
+            log.info("incident %s: %s, its first cut is being made: Contain waits %d s",
+                     incident_id, made["decision"], cutting)
+            return _wait(0, cutting, wakes)
         log.info("incident %s: %s, containment goes on", incident_id, made["decision"])
-        return {"next": "contain", "cut": record.get("first_cut") or {"containment": None},
-                "notice": report.detection(record)}
+        return {"next": "contain", "notice": report.detection(record),
+                "cut": {**(record.get("first_cut") or {"containment": None}), "decision": made}}
     log.info("incident %s: %s, closed without containment", incident_id, made["decision"])
     return {"next": "close", "notice": report.notified(record)}
+
+
+def _cut_in_flight(made: dict, record: dict, memory_capture: bool) -> int:
+    """Seconds to wait for the first cut the deciding function is making (0: none is: no
+    approval or escalation, memory captured first, the cut recorded, or the time it may take
+    has passed since the sealed decision, whatever the table says)."""
+    if made["decision"] not in approvals.CUTTING or memory_capture or record.get("first_cut"):
+        return 0
+    left = approvals.CUT_SECONDS + approvals.seconds_until(made["at"])
+    return left + 1 if left > 0 else 0
+
+
+def pause_seconds(wakes: int, remaining: int) -> int:
+    """The pause after the `wakes`-th wake without a decision, `remaining` seconds before the
+    deadline."""
+    return min(remaining, PAUSE_PER_WAKE_SECONDS * wakes)
+
+
+def _wait(seconds: int, pause_seconds: int, wakes: int) -> dict:
+    """Wait on: after a pause, for a decision or `seconds` more (Step Functions needs 1 at
+    least; a decided incident's wait ends at once: its token is not stored)."""
+    return {"next": "wait", "timeout_seconds": max(seconds, 0) + 1,
+            "pause_seconds": pause_seconds, "wakes": wakes}

@@ -6,7 +6,7 @@ function's cut made it or this step did."""
 
 import logging
 
-from chalicelib import actions, aws, bindings, cut, incidents
+from chalicelib import actions, approvals, aws, bindings, cut, incidents
 from chalicelib.actions.instance import (
     DetachInstanceProfile,
     DisableApiStop,
@@ -119,6 +119,10 @@ def run(event: dict) -> dict:
     except bindings.Refused as refusal:
         return {"status": "REFUSED", "refused": refused(event, "contain", refusal)}
     dry_run = is_dry_run(event)
+    unapproved = not dry_run and incident.get("approval") and approvals.not_decided_to_contain(
+        incident["incident_id"], (event.get("cut") or {}).get("decision"))
+    if unapproved:  # however the execution got here (a restart, a forged status)
+        return {"status": "REFUSED", "refused": refused(event, "contain", unapproved)}
     if not dry_run:  # what the entry function's cut left to do (its failures: the actions')
         cut.make(target, restore=True)
     changes, errors = actions.run(containment_actions(incident["pre_state"], target.settings),

@@ -43,6 +43,7 @@ BACKEND = (
 STACK = (
     stepfunctions.patch_state_machine_clients,
     stepfunctions.patch_lambda_error_names,
+    stepfunctions.patch_stop_ends_callback_waits,
     events.patch_lambda_targets,
     awslambda.patch_invocations,
     cloudformation.patch_state_machines,

@@ -104,3 +104,31 @@ def patch_lambda_error_names():
         return failure
 
     StateTaskLambda._from_error = _from_error
+
+
+def patch_stop_ends_callback_waits():
+    """StopExecution ends an execution at once in AWS (ABORTED, nothing more runs), whatever
+    its state waits on; moto marks it stopped, but a `.waitForTaskToken` task waits on until
+    its token is answered or times out (RUNNING meanwhile), and then ends it FAILED. End
+    those waits as the stop is made, and keep the execution ABORTED."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import (
+        BaseExecutionWorkerCommunication, Execution)
+
+    original_stop = Execution.stop
+    original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    def stop(self, stop_date, error, cause):
+        original_stop(self, stop_date=stop_date, error=error, cause=cause)
+        self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+        worker = self.exec_worker
+        if worker is not None and worker.env is not None:
+            for endpoint in list(worker.env.callback_pool_manager._pool.values()):
+                endpoint.interrupt_all()
+
+    def reflect(self):
+        if self.execution.exec_status != ExecutionStatus.ABORTED:
+            original_reflect(self)
+
+    Execution.stop = stop
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect

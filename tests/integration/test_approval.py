@@ -154,6 +154,7 @@ def test_a_caller_outside_approver_arns_is_refused_and_nothing_changes(stack):
     status, denied = api(stack, "POST", f"/incidents/{record['incident_id']}/deny",
                          {"reason": "ends the test"}, keys=_approver(stack))
     assert status == 200, denied
+    finish(stack, record)  # its report, before the next test's stack
 
 
 def test_a_denial_ends_notified_changes_nothing_and_frees_the_instance(stack):
@@ -389,7 +390,7 @@ def test_each_function_decides_with_its_own_rights_only(stack):
 def test_an_insider_who_holds_the_token_or_writes_the_table_decides_nothing(stack, monkeypatch):
     from chalicelib.steps import approval
 
-    monkeypatch.setattr(approval, "PAUSE_AFTER_FAILURE_SECONDS", 1)
+    monkeypatch.setattr(approval, "PAUSE_PER_WAKE_SECONDS", 1)
     _rules(stack)
     queue = subscribe_queue(stack)
     victim = make_victim(stack, interfaces=2, volumes=1)
@@ -423,9 +424,233 @@ def test_an_insider_who_holds_the_token_or_writes_the_table_decides_nothing(stac
                     "decision": {"S": "approved"}, "by": {"S": APPROVER},
                     "at": {"S": "2026-12-03T00:00:00.000000Z"}, "reason": {"S": "forged"},
                     "seal": {"S": "forged"}}}})
-        insider("stepfunctions").send_task_success(taskToken=token(), output="{}")
-        execution = wait_execution(stack, record["execution_arn"])
-    assert execution["status"] == "FAILED" and execution["error"] == "ExecutionRefused"
+        decided_before = len(_decided_outputs(stack, record["execution_arn"]))
+        insider("stepfunctions").send_task_success(taskToken=token(), output=json.dumps(
+            {"decision": {"decision": "approved", "by": APPROVER, "reason": "forged",
+                          "at": "2026-12-03T00:00:00.000000Z", "seal": "forged"}}))
+    _wait_for(stack, record["incident_id"], lambda r: len(
+        _decided_outputs(stack, record["execution_arn"])) > decided_before)
+    assert _decided_outputs(stack, record["execution_arn"])[-1]["next"] == "wait"
+    _untouched(stack, victim)  # still awaiting: neither forgery decided anything
+    assert stack.client("stepfunctions").describe_execution(
+        executionArn=record["execution_arn"])["status"] == "RUNNING"
+    # Nor does the forged decision block a real one: it replaces it.
+    status, denied = api(stack, "POST", f"/incidents/{record['incident_id']}/deny",
+                         {"reason": "nothing to see"}, keys=_approver(stack))
+    assert status == 200, denied
+    final, execution = finish(stack, record)
+    assert execution["status"] == "SUCCEEDED" and final["status"] == "NOTIFIED"
+    assert final["decision"]["by"] == APPROVER and final["decision"]["seal"] != "forged"
     _untouched(stack, victim)
-    subjects = _subjects(stack, queue)
-    assert any("did not make" in s for s in subjects), subjects
+
+
+# -- whoever may write the table, stop the execution or hold the token -----------------------
+
+def _write(stack, incident_id: str, expression: str, values: dict | None = None,
+           names: dict | None = None) -> None:
+    """An UpdateItem on the incident's record as whoever may write the table."""
+    stack.client("dynamodb").update_item(
+        TableName=stack.names["INCIDENTS_TABLE"], Key={"pk": {"S": incident_id}},
+        UpdateExpression=expression, **({"ExpressionAttributeValues": values} if values else {}),
+        **({"ExpressionAttributeNames": names} if names else {}))
+
+
+def _steps(record, step) -> list:
+    return [s for s in record["timeline"] if s["step"] == step and s["outcome"] != "planned"]
+
+
+def test_an_approval_written_out_of_the_record_is_still_carried_out(stack):
+    """The approver's wake carries the sealed decision to the execution, by a token read from
+    its history: a garbled token in the table, the status written back to AWAITING_APPROVAL
+    and the decision removed cannot let the timeout close it. (Before, the garbled token kept
+    the wake from arriving, the timeout sealed `close` over the approval, and the instance was
+    left cut, unwatched, with nothing more done.)"""
+    _rules(stack, timeout=8)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    _write(stack, record["incident_id"], "SET approval_token = :t", {":t": {"S": "garbled"}})
+
+    status, decided = api(stack, "POST", f"/incidents/{record['incident_id']}/approve",
+                          {"reason": "confirmed"}, keys=_approver(stack))
+    # The token is read from the execution's history: a garbled copy in the table is no matter.
+    assert status == 200 and decided["execution"] == "woken", decided
+    # Written back as awaiting, the approval removed: the wake brought it, sealed.
+    _write(stack, record["incident_id"], "SET #s = :awaiting REMOVE decision", {":awaiting": {
+        "S": "AWAITING_APPROVAL"}}, {"#s": "status"})
+
+    final, execution = finish(stack, record)
+    assert execution["status"] == "SUCCEEDED"
+    assert final["status"] == "CONTAINED"
+    assert not [s for s in final["timeline"] if s["step"] == "approval-timeout"]
+    _isolated(stack, victim)
+
+
+def _decided_outputs(stack, execution_arn: str) -> list[dict]:
+    """What each Decide step returned, in order, from the execution's history."""
+    events = stack.client("stepfunctions").get_execution_history(
+        executionArn=execution_arn, maxResults=1000)["events"]
+    return [json.loads(e["stateExitedEventDetails"]["output"])["decided"] for e in events
+            if e.get("stateExitedEventDetails", {}).get("name") == "Decide"]
+
+
+def test_each_wake_without_a_decision_pauses_the_wait_longer(stack, monkeypatch):
+    """Whoever holds the token may end the wait as often as they like: each undecided wake
+    pauses the next wait longer, counted by the execution (not the table, which they may
+    write), so their wakes cannot run its history out before the deadline."""
+    from chalicelib.steps import approval
+
+    monkeypatch.setattr(approval, "PAUSE_PER_WAKE_SECONDS", 1)
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    insider = principal(stack, "waker", ["states:SendTaskSuccess", "dynamodb:GetItem"])
+    seen = [record["approval_token"]]
+    with stack.enforce_iam():
+        for _ in range(3):
+            insider("stepfunctions").send_task_success(taskToken=seen[-1], output="{}")
+            seen.append(_wait_for(stack, record["incident_id"],
+                                  lambda r: r.get("approval_token") not in seen)[
+                "approval_token"])
+    decided = _decided_outputs(stack, record["execution_arn"])
+    assert [(d["next"], d["wakes"], d["pause_seconds"]) for d in decided] == [
+        ("wait", 1, 1), ("wait", 2, 2), ("wait", 3, 3)]
+    waiting = incidents.get(record["incident_id"])
+    assert waiting["status"] == "AWAITING_APPROVAL" and "decision" not in waiting
+    _untouched(stack, victim)
+    status, _ = api(stack, "POST", f"/incidents/{record['incident_id']}/deny",
+                    {"reason": "ends the test"}, keys=_approver(stack))
+    assert status == 200
+    final, execution = finish(stack, record)
+    assert execution["status"] == "SUCCEEDED" and final["status"] == "NOTIFIED"
+
+
+def test_an_execution_stopped_while_awaiting_is_closed_and_the_instance_freed(stack):
+    """Stopped by whoever may stop executions (or ended any other way: its history full, its
+    account no longer allowed): no approval can act on it any more. An approval gets 409 and
+    changes nothing; the incident is closed, the instance free; a finding a contain rule
+    matches then opens a new incident and contains it. The sweep closes one nobody touches."""
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    stack.client("stepfunctions").stop_execution(executionArn=record["execution_arn"])
+    assert wait_execution(stack, record["execution_arn"])["status"] == "ABORTED"
+
+    keys = _approver(stack)
+    with stack.enforce_iam():  # the API closes it with its own rights
+        status, refused = api(stack, "POST", f"/incidents/{record['incident_id']}/approve",
+                              {"reason": "confirmed"}, keys=keys)
+    assert status == 409 and refused["error"] == "NotAwaitingApproval", refused
+    assert "execution had ended (ABORTED)" in refused["message"]
+    _untouched(stack, victim)
+    closed = incidents.get(record["incident_id"])
+    assert closed["status"] == "NOTIFIED" and closed["decision"]["decision"] == "abandoned"
+    assert incidents.active_for(stack.account, stack.region, victim["instance_id"]) is None
+
+    escalated = deliver_finding(stack, guardduty_event(victim["instance_id"], severity=9.0,
+                                                       finding_id="a" * 32))
+    assert escalated["incident_id"] != record["incident_id"]
+    final, _ = finish(stack, escalated)
+    assert final["status"] == "CONTAINED"
+    _isolated(stack, victim)
+
+    other = make_victim(stack, interfaces=1, volumes=1)
+    waiting = _awaiting(stack, other, queue)
+    stack.client("stepfunctions").stop_execution(executionArn=waiting["execution_arn"])
+    assert wait_execution(stack, waiting["execution_arn"])["status"] == "ABORTED"
+    # A decision nobody sealed, and the record's seal and terms removed, cannot keep it held:
+    # the sweep reads what it was held for from the execution's own input.
+    _write(stack, waiting["incident_id"], "SET decision = :junk REMOVE seal, approval",
+           {":junk": {"S": "junk"}})
+    with stack.enforce_iam():  # and the sweep with its own
+        swept = stack.tick("sweep")["sweep"]
+    assert {"incident_id": waiting["incident_id"], "status": "NOTIFIED"} in swept["settled"]
+    assert incidents.get(waiting["incident_id"])["resolution"].startswith(
+        "closed without containment: its execution ended (ABORTED)")
+    assert incidents.active_for(stack.account, stack.region, other["instance_id"]) is None
+    assert any("closed, nothing changed" in s for s in _subjects(stack, queue))
+    _untouched(stack, other)
+
+
+def test_a_closed_incident_written_back_to_awaiting_cannot_be_approved(stack):
+    """Denied, then written back as awaiting with its decision removed: its execution has
+    ended, so an approval changes nothing (before, it cut an instance no execution held)."""
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    status, _ = api(stack, "POST", f"/incidents/{record['incident_id']}/deny",
+                    {"reason": "a load test"}, keys=_approver(stack))
+    assert status == 200
+    finish(stack, record)
+    _write(stack, record["incident_id"], "SET #s = :awaiting REMOVE decision",
+           {":awaiting": {"S": "AWAITING_APPROVAL"}}, {"#s": "status"})
+
+    status, refused = api(stack, "POST", f"/incidents/{record['incident_id']}/approve",
+                          {"reason": "now"}, keys=_approver(stack))
+    assert status == 409 and "execution had ended (SUCCEEDED)" in refused["message"], refused
+    _untouched(stack, victim)
+    assert not _steps(incidents.get(record["incident_id"]), "cut")
+
+
+def test_a_lost_start_written_open_still_waits_for_approval(stack):
+    """An approval incident whose execution never started, its status written OPEN: the
+    restart takes what it waits for from its seal, not from the status (before, it was
+    contained without approval). Its restart seal removed as well, it is bound anew under
+    this finding's rule, which still asks for approval."""
+    _rules(stack)
+    for tamper in ("SET #s = :open", "SET #s = :open REMOVE restart_seal, approval"):
+        victim = make_victim(stack, interfaces=1, volumes=1)
+        stack.faults.arm("states", "StartExecution", "AccessDeniedException")
+        lost = deliver_finding(stack, guardduty_event(victim["instance_id"], severity=6.0))
+        assert lost["decision"] == "refused" and lost["code"] == "ExecutionNotStarted", lost
+        incident_id = incidents.active_for(stack.account, stack.region, victim["instance_id"])
+        _write(stack, incident_id, tamper, {":open": {"S": "OPEN"}}, {"#s": "status"})
+
+        picked_up = deliver_finding(stack, guardduty_event(victim["instance_id"], severity=6.0,
+                                                           finding_id="f" * 32))
+        assert picked_up["incident_id"] == incident_id, picked_up
+        waiting = _wait_for(stack, incident_id, lambda r: r.get("approval_token"))
+        assert waiting["status"] == "AWAITING_APPROVAL" and waiting["approval"], tamper
+        _untouched(stack, victim)
+        status, _ = api(stack, "POST", f"/incidents/{incident_id}/deny",
+                        {"reason": "ends the test"}, keys=_approver(stack))
+        assert status == 200
+        final, _ = finish(stack, {"incident_id": incident_id,
+                                  "execution_arn": waiting["execution_arn"]})
+        assert final["status"] == "NOTIFIED", tamper
+        _untouched(stack, victim)
+
+
+def test_a_timeout_while_the_approvers_cut_is_made_waits_for_it_and_contains_once(
+        stack, monkeypatch):
+    """The approver's decision holds Contain off while its first cut is made (for CUT_SECONDS
+    from its sealed time, not a field of the table): the execution, woken meanwhile (here by
+    the token; the timeout alike), waits for the cut rather than cut beside it; and the tamper
+    watch keeps off until Contain has recorded its outcome."""
+    from chalicelib import approvals, tamper, workflow
+
+    monkeypatch.setattr(approvals, "CUT_SECONDS", 4)
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=2, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    # The API's decision, up to the moment its cut begins.
+    settled = approvals.settle(record["incident_id"], approvals.sealed(
+        record["incident_id"], "approved", APPROVER, "confirmed"))
+    stack.client("stepfunctions").send_task_success(taskToken=record["approval_token"],
+                                                    output="{}")
+    held = _wait_for(stack, record["incident_id"], lambda r: len(
+        _decided_outputs(stack, r["execution_arn"])) == 1)
+    (decided,) = _decided_outputs(stack, held["execution_arn"])
+    assert decided["next"] == "wait" and 1 <= decided["pause_seconds"] <= 5, decided
+    workflow._approved_cut(settled, stack.account)  # the cut, made meanwhile
+    assert tamper.watch(record["incident_id"], stack.account)["skipped"] == "not contained"
+
+    final, execution = finish(stack, record)
+    assert execution["status"] == "SUCCEEDED" and final["status"] == "CONTAINED"
+    assert len(_steps(final, "cut")) == 1 and len(_steps(final, "contain")) == 1
+    assert not final["errors"], final["errors"]
+    _isolated(stack, victim)

@@ -56,3 +56,38 @@ def test_every_state_that_does_work_belongs_to_a_step_the_readme_names():
     rows = {cell for line in table[:table.index("\n\n")].splitlines()
             for cell in re.findall(r"`(\w+)`", line.split("|")[1])}
     assert set(statemachine.README_STEPS) - rows == set()
+
+
+# History events Step Functions writes per state entered: a Lambda Task (entered, scheduled,
+# started, succeeded or failed, exited), a callback Task (and "submitted"), anything else
+# (entered, exited). 25,000 events end an execution.
+EVENTS = {"Task": 5, "callback": 6, "other": 2}
+HISTORY_LIMIT = 25_000
+
+
+def test_wakes_without_a_decision_cannot_run_out_the_history_before_the_longest_deadline():
+    """Whoever holds the task token may end the wait as often as they like; each such wake
+    goes round the loop AwaitApproval → Decide → … → AwaitApproval once. With the pause
+    Decide takes growing with each wake, the longest approval (APPROVAL_TIMEOUT_SECONDS'
+    maximum) ends in fewer wakes than the history holds. (A fixed pause would not: 30 s
+    for 7 days is 20,160 loops.)"""
+    from chalicelib import settings
+    from chalicelib.steps import approval
+
+    states = statemachine.build(ARNS, TOPIC, TABLE)["States"]
+    loop, name = [], "AwaitApproval"
+    while not loop or name != "AwaitApproval":
+        loop.append(name)
+        state = states[name]
+        name = state.get("Next") or next(c["Next"] for c in state["Choices"]
+                                          if c["StringEquals"] == "wait")
+    per_loop = sum(EVENTS["callback"] if ".waitForTaskToken" in s.get("Resource", "") else
+                   EVENTS["Task"] if s["Type"] == "Task" else EVENTS["other"]
+                   for s in map(states.get, loop))
+    assert {"Decide", "PauseBeforeWaiting"} <= set(loop), loop
+
+    remaining, wakes = settings.APPROVAL_TIMEOUT_MAX, 0
+    while remaining > 0:
+        wakes += 1
+        remaining -= max(approval.pause_seconds(wakes, remaining), 1)  # a wake takes 1 s
+    assert wakes * per_loop < HISTORY_LIMIT // 2, (wakes, per_loop)
