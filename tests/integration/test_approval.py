@@ -654,3 +654,24 @@ def test_a_timeout_while_the_approvers_cut_is_made_waits_for_it_and_contains_onc
     assert len(_steps(final, "cut")) == 1 and len(_steps(final, "contain")) == 1
     assert not final["errors"], final["errors"]
     _isolated(stack, victim)
+
+
+def test_a_running_incident_marked_as_a_lost_start_is_not_restarted(stack):
+    """`start_failed` written on an incident whose execution runs: Step Functions is asked, so
+    the escalating finding escalates it (before, the restart rebound it and swallowed the
+    escalation)."""
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    _write(stack, record["incident_id"], "SET start_failed = :yes REMOVE execution_started",
+           {":yes": {"BOOL": True}})
+
+    escalated = deliver_finding(stack, guardduty_event(victim["instance_id"], severity=9.0,
+                                                       finding_id="9" * 32))
+    assert escalated["incident_id"] == record["incident_id"]
+    final, execution = finish(stack, record)
+    assert execution["status"] == "SUCCEEDED" and final["status"] == "CONTAINED"
+    assert final["decision"]["decision"] == "escalated"
+    assert not [s for s in final["timeline"] if s["step"] == "start"]
+    _isolated(stack, victim)
