@@ -53,8 +53,8 @@ def ask(incident: dict) -> dict:
 
 def decide(incident: dict, wait_error: dict, wakes: int, woken: dict | None = None,
            memory_capture: bool = False) -> dict:
-    """Where the execution goes once its wait ended: the sealed decision on the record (read
-    first, whatever the record's status says), or, when nobody decided in time, the rule's
+    """Where the execution goes once its wait ended: the sealed decision the wake brought, else
+    the record's (whatever the record's status says), or, when nobody decided in time, the rule's
     `on_timeout` (decided here, once: a decision made first wins). `wakes`: how often the wait
     was ended without a decision so far (the execution counts them, not the table); `woken`:
     what the last wake brought (a sealed decision, when the product woke it)."""
@@ -120,8 +120,8 @@ def pause_seconds(wakes: int, remaining: int) -> int:
     return min(remaining, PAUSE_PER_WAKE_SECONDS * wakes)
 
 
-def _wait(seconds: int, pause_seconds: int, wakes: int) -> dict:
+def _wait(seconds: int, pause: int, wakes: int) -> dict:
     """Wait on: after a pause, for a decision or `seconds` more (Step Functions needs 1 at
     least; a decided incident's wait ends at once: its token is not stored)."""
     return {"next": "wait", "timeout_seconds": max(seconds, 0) + 1,
-            "pause_seconds": pause_seconds, "wakes": wakes}
+            "pause_seconds": pause, "wakes": wakes}
