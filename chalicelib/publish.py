@@ -38,18 +38,12 @@ class NotPublished(Exception):
     """The page cannot be published (yet): why."""
 
 
-def function_name() -> str:
-    """The publishing function's deployed name (`<app>-<stage>-publish_page`), from the state
-    machine's name as revocation.function_name() reads it."""
-    return f"{settings.get().state_machine_arn.rsplit(':', 1)[-1]}-{FUNCTION}"
-
-
 def request(incident_id: str) -> None:
     """Ask for the page of `incident_id` to be written (asynchronously: no caller waits for
     it, and a failure is logged, never the caller's)."""
     try:
-        aws.client("lambda").invoke(FunctionName=function_name(), InvocationType="Event",
-                                    Payload=json.dumps({"incident_id": incident_id}).encode())
+        aws.client("lambda").invoke(FunctionName=settings.stage_function(FUNCTION),
+                                    InvocationType="Event", Payload=json.dumps({"incident_id": incident_id}).encode())
     except Exception:
         log.exception("could not ask for the page of %s", incident_id)
 

@@ -60,13 +60,6 @@ class Refused(ValueError):
     """A request the revoking function will not act on."""
 
 
-def function_name() -> str:
-    """The revoking function's deployed name: Chalice names a stage's functions
-    `<app>-<stage>-<name>`, and `<app>-<stage>` is the API's function and the state machine's
-    name (read from STATE_MACHINE_ARN: the API's function has no suffix to strip)."""
-    return f"{settings.get().state_machine_arn.rsplit(':', 1)[-1]}-{FUNCTION}"
-
-
 def policy_name(incident_id: str) -> str:
     return POLICY_PREFIX + incident_id
 
@@ -292,7 +285,7 @@ class Failed(Exception):
 def invoke(request: dict) -> dict:
     """Ask the revoking function (synchronously) and return its result; Failed when it did not
     do what was asked."""
-    answer = aws.client("lambda").invoke(FunctionName=function_name(),
+    answer = aws.client("lambda").invoke(FunctionName=settings.stage_function(FUNCTION),
                                          InvocationType="RequestResponse",
                                          Payload=json.dumps(request).encode())
     payload = json.loads(answer["Payload"].read() or b"null")

@@ -290,6 +290,13 @@ def get() -> Settings:
     return load()
 
 
+def stage_function(name: str) -> str:
+    """A function of this stage by its Chalice name: Chalice names them `<app>-<stage>-<name>`,
+    and `<app>-<stage>` is the state machine's name (read from STATE_MACHINE_ARN: the API's
+    function has no suffix to strip)."""
+    return f"{get().state_machine_arn.rsplit(':', 1)[-1]}-{name}"
+
+
 def reload() -> Settings:
     """Forget the cached settings; the embedded AWS calls this after changing the environment."""
     get.cache_clear()

@@ -23,7 +23,7 @@ from chalicelib.actions.instance import (DetachInstanceProfile, DisableApiStop,
                                          DisableInstanceMetadata, KeepVolumesOnTermination,
                                          QuarantineTags, ShutdownBehaviourStop,
                                          SwapToDenyAllProfile, TerminationProtection)
-from chalicelib.steps import target_acting
+from chalicelib.steps import approval, target_acting
 
 log = logging.getLogger(__name__)
 
@@ -746,31 +746,22 @@ def _settled(incident_id: str, how=None) -> dict | None:
 
 
 def abandoned(incident_id: str) -> dict | None:
-    """An incident awaiting approval whose execution ended without a decision (stopped, failed,
-    refused): closed, the instance freed and the closing announced; one whose execution runs,
-    or never started (the next request restarts it), is left as it is. What it was held for is
-    read from the execution's own input (its sealed binding), not from the record, which may
-    have lost its seal or its terms."""
-    incident = incidents.get(incident_id)
-    if incident is None or incident.get("status") != incidents.AWAITING or \
-            approvals.verified(incident):
+    """An incident awaiting approval whose execution ended without a decision, closed by the
+    approval function (approval.close_abandoned: it checks all of it again, and seals the
+    closing; the sweep holds no seal) and the closing announced. One whose execution runs, or
+    never started (the next request restarts it), is left as it is without asking."""
+    if approvals.ended_execution(workflow.execution_arn(incident_id)) is None:
         return None
-    described = approvals.ended_execution(workflow.execution_arn(incident_id))
-    if described is None:
+    answer = aws.client("lambda").invoke(
+        FunctionName=settings.stage_function(approval.FUNCTION), InvocationType="RequestResponse",
+        Payload=json.dumps({"phase": approval.CLOSE_ABANDONED,
+                            "incident_id": incident_id}).encode())
+    closed = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError") or not isinstance(closed, dict) or not closed.get("closed"):
+        log.warning("sweep: %s not closed: %s", incident_id,
+                    str((closed or {}).get("reason") or closed)[:200])
         return None
-    held = (json.loads(described.get("input") or "{}") or {}).get("incident") or {}
-    try:
-        bindings.verified_seal(held)
-        if held.get("incident_id") != incident_id or not held.get("approval"):
-            raise bindings.Refused("its execution was not started to await approval of it")
-    except bindings.Refused as refusal:
-        log.warning("sweep will not close %s: %s", incident_id, refusal)
-        return None
-    try:
-        closed = approvals.abandon(incident, described["status"])
-    except approvals.NotAwaiting:  # decided meanwhile
-        return None
-    workflow.announce_quietly(report.notified(closed))
+    workflow.announce_quietly(report.notified(incidents.get(incident_id)))
     return {"incident_id": incident_id, "status": closed["status"]}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from chalicelib import exemptions, manifests, publish, revocation, seals
 from chalicelib.actions import narrowed
+from chalicelib.steps import approval
 from chalicelib.actions import instance as instance_actions
 from chalicelib.actions import isolation
 from deploy import names, statemachine
@@ -298,6 +299,13 @@ def page_publisher_grant(stage: str) -> Grant:
     stage, no other function."""
     return Grant("InvokeThePagePublisher", publish.INVOKE_PERMISSIONS,
                  (f"arn:aws:lambda:*:*:function:{names.function(stage, publish.FUNCTION)}",))
+
+
+def approval_closer_grant(stage: str) -> Grant:
+    """The sweep may invoke the approval function of its stage (to close an incident left
+    undecided), no other function."""
+    return Grant("InvokeTheApprovalStep", approval.CLOSE_PERMISSIONS,
+                 (f"arn:aws:lambda:*:*:function:{names.function(stage, approval.FUNCTION)}",))
 
 
 # Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization

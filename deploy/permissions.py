@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from chalicelib import (accounts, approvals, cut, exemptions, http, incidents, publish,
+from chalicelib import (accounts, cut, exemptions, http, incidents, publish,
                         revocation, rules, settings, tamper, workflow)
 from chalicelib.steps import approval, contain, evidence, memory, release, report
 from deploy import grants, member_role, names
@@ -62,7 +62,7 @@ def needs(current=None) -> dict[str, set[str]]:
                             *revocation.REVOKE_PERMISSIONS} | members,
         "on_tampering": tamper.permissions(current) | set(publish.INVOKE_PERMISSIONS) | members,
         "sweep": (tamper.permissions(current, sweep_too=True) | set(publish.INVOKE_PERMISSIONS)
-                  | members | (set(approvals.ABANDON_PERMISSIONS) if approving else set())),
+                  | members | (set(approval.CLOSE_PERMISSIONS) if approving else set())),
         "publish_page": set(publish.PERMISSIONS),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
@@ -151,7 +151,8 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
             placed.update(actions)
     for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
                   grants.records_key_grant(stage), grants.evidence_signing_grant(stage),
-                  grants.revoker_grant(stage), grants.page_publisher_grant(stage)):
+                  grants.revoker_grant(stage), grants.page_publisher_grant(stage),
+                  grants.approval_closer_grant(stage)):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

@@ -2,17 +2,24 @@
 renders the request (with the plan the dry-run Contain just recorded), `wait` keeps the task
 token on the incident while the state machine waits, and `decide` reads the sealed decision
 once the wait ends (woken, or timed out: then the rule's `on_timeout` is decided here) and
-says where the execution goes: contain, close, or wait on."""
+says where the execution goes: contain, close, or wait on. The sweep asks it, by incident id
+alone, to close an incident whose execution ended undecided (`close_abandoned`): sealing the
+closing is this function's, so the sweep holds no seal."""
 
+import json
 import logging
 
-from chalicelib import approvals, bindings, incidents, report
+from chalicelib import approvals, bindings, incidents, report, workflow
 from chalicelib.steps import refused
 
 log = logging.getLogger(__name__)
 
+FUNCTION = "approval"  # its Chalice name
+CLOSE_ABANDONED = "close-abandoned"  # the phase the sweep asks for
+CLOSE_PERMISSIONS = ("lambda:InvokeFunction/close-abandoned",)  # what the sweep needs to ask
 PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
-               *bindings.SEAL_PERMISSIONS, *bindings.VERIFY_PERMISSIONS)
+               *bindings.SEAL_PERMISSIONS, *bindings.VERIFY_PERMISSIONS,
+               "states:DescribeExecution")  # close_abandoned
 # A wait ended without a decision (whoever holds the token may end it) pauses before the next,
 # this much longer each time: however often it is woken, the execution's history (25,000
 # events) outlasts the longest approval (7 days: some 200 wakes).
@@ -20,6 +27,8 @@ PAUSE_PER_WAKE_SECONDS = 30
 
 
 def run(event: dict) -> dict:
+    if event.get("phase") == CLOSE_ABANDONED:
+        return close_abandoned(event.get("incident_id"))
     try:
         incident = bindings.execution_incident(event)
         if not isinstance(incident.get("approval"), dict):
@@ -41,6 +50,40 @@ def run(event: dict) -> dict:
                   wakes if isinstance(wakes, int) and wakes >= 0 else 0,
                   woken if isinstance(woken, dict) else None,
                   bool((event.get("options") or {}).get("memory_capture")))
+
+
+def close_abandoned(incident_id) -> dict:
+    """Close an incident awaiting approval whose execution ended without a decision (stopped,
+    failed, refused), freeing the instance; anything else is left as it is. Whoever asks names
+    only the incident: Step Functions says whether its execution ended, and what it was held
+    for is read from the execution's own input (its sealed binding), not from the record, which
+    may have lost its seal or its terms."""
+    def left(reason: str) -> dict:
+        log.info("incident %s not closed: %s", str(incident_id)[:80], reason)
+        return {"closed": False, "reason": reason}
+
+    if not isinstance(incident_id, str) or not incidents.INCIDENT_ID.match(incident_id):
+        return left("not an incident id")
+    incident = incidents.get(incident_id)
+    if incident is None or incident.get("status") != incidents.AWAITING or \
+            approvals.verified(incident):
+        return left("it is not awaiting approval")
+    described = approvals.ended_execution(workflow.execution_arn(incident_id))
+    if described is None:
+        return left("its execution runs, or has not started")
+    held = (json.loads(described.get("input") or "{}") or {}).get("incident") or {}
+    try:
+        bindings.verified_seal(held)
+        if held.get("incident_id") != incident_id or not held.get("approval"):
+            raise bindings.Refused("its execution was not started to await approval of it")
+    except bindings.Refused as refusal:
+        log.warning("will not close %s: %s", incident_id, refusal)
+        return left(str(refusal))
+    try:
+        closed = approvals.abandon(incident, described["status"])
+    except approvals.NotAwaiting:
+        return left("it was decided meanwhile")
+    return {"closed": True, "incident_id": incident_id, "status": closed["status"]}
 
 
 def ask(incident: dict) -> dict:

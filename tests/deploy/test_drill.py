@@ -4,7 +4,6 @@ fails clearly when a policy lacks an action (a function's or the operator's), re
 over a previous drill's leftovers, cleans up on Ctrl-C, and in every case leaves nothing of its
 own behind and terminates nothing but its canary."""
 
-import json
 import os
 import signal
 import subprocess

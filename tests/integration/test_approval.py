@@ -574,6 +574,52 @@ def test_an_execution_stopped_while_awaiting_is_closed_and_the_instance_freed(st
     _untouched(stack, other)
 
 
+def test_a_compromised_sweep_seals_nothing_and_gets_only_an_ended_wait_closed(stack):
+    """The sweep closes what was left undecided by asking the approval function, naming the
+    incident only; it holds no seal of its own (a sweep holding GenerateMac on the records key
+    could seal any decision or binding). Asked about a wait that still runs, the approval
+    function closes nothing."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from deploy import names
+
+    _rules(stack)
+    queue = subscribe_queue(stack)
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    record = _awaiting(stack, victim, queue)
+    keys = stack.bridge.roles.credentials(names.function(stack.stage, "sweep"))
+    session = boto3.session.Session(
+        aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token, region_name=stack.region)
+    kms, functions = (session.client(service, endpoint_url=stack.endpoint)
+                      for service in ("kms", "lambda"))
+    with stack.enforce_iam():
+        try:
+            kms.generate_mac(KeyId=stack.names["RECORDS_KEY_ARN"], MacAlgorithm="HMAC_SHA_256",
+                             Message=b"a decision nobody made")
+            raise AssertionError("the sweep sealed")
+        except ClientError as refused:
+            assert refused.response["Error"]["Code"] == "AccessDeniedException"
+        answer = functions.invoke(
+            FunctionName=names.function(stack.stage, "approval"),
+            Payload=json.dumps({"phase": "close-abandoned",
+                                "incident_id": record["incident_id"]}).encode())
+        assert json.loads(answer["Payload"].read()) == {
+            "closed": False, "reason": "its execution runs, or has not started"}
+        try:
+            functions.invoke(FunctionName=names.function(stack.stage, "contain"), Payload=b"{}")
+            raise AssertionError("the sweep invoked contain")
+        except ClientError as refused:
+            assert refused.response["Error"]["Code"] == "AccessDeniedException"
+    assert incidents.get(record["incident_id"])["status"] == "AWAITING_APPROVAL"
+    _untouched(stack, victim)
+    status, _ = api(stack, "POST", f"/incidents/{record['incident_id']}/deny",
+                    {"reason": "ends the test"}, keys=_approver(stack))
+    assert status == 200
+    finish(stack, record)
+
+
 def test_a_closed_incident_written_back_to_awaiting_cannot_be_approved(stack):
     """Denied, then written back as awaiting with its decision removed: its execution has
     ended, so an approval changes nothing (before, it cut an instance no execution held)."""

@@ -136,7 +136,8 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
     Only revoke_sessions may; the steps that revoke may invoke it, the entry functions (a
     credential exfiltration landing on an incident another finding opened) and the tamper
     watch (a deleted revocation policy written again), no other; those that settle, release or
-    record tampering may invoke the page publisher, no other function."""
+    record tampering may invoke the page publisher, and the sweep (to close what was left
+    undecided, when a rule asks for approval) the approval function, no other function."""
     writes = {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
               "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy"}
     for stage in permissions.STAGES:
@@ -150,10 +151,11 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                 revoking = function in ("release", "contain", "api_handler",
                                         "on_guardduty_finding", "on_tampering", "sweep")
                 publishing = function in ("report", "release", "on_tampering", "sweep")
+                closing = function == "sweep" and bool(current.response_rules)
                 assert [s["Resource"] for s in invokes] == [[
                     f"arn:aws:lambda:*:*:function:{names.function(stage, f)}"]
-                    for f, asks in (("revoke_sessions", revoking),
-                                    ("publish_page", publishing)) if asks], (stage, function)
+                    for f, asks in (("revoke_sessions", revoking), ("publish_page", publishing),
+                                    ("approval", closing)) if asks], (stage, function)
             revoker = permissions.policy(stage, "revoke_sessions", current)["Statement"]
             assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
                     "Action": sorted({"iam:DeleteRolePolicy", "iam:PutRolePolicy"} & {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chalicelib import (findings, http, incidents, instances, notices, report, strict_json,
+from chalicelib import (findings, http, instances, notices, report, strict_json,
                         workflow)
 from chalicelib.outcomes import InvalidInput
 from tests.helpers import sample

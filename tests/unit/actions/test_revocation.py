@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib import bindings, incidents, revocation
+from chalicelib import incidents, revocation
 from chalicelib.incidents import new_id
 from tests.unit.actions.world import ACCOUNT, EXFILTRATION, REGION
 
@@ -251,16 +251,17 @@ def test_a_step_may_narrow_the_scope_to_the_instance_never_widen_it(world, role,
     assert statement["Condition"]["StringEquals"] == {"ec2:SourceInstanceARN": ARN}
 
 
-def test_the_revoker_is_named_after_the_stage_whichever_function_asks(deployment):
-    """The API's function (`<app>-<stage>`, no suffix) asks it as well as the steps."""
-    from chalicelib import aws
+def test_the_functions_asked_are_named_after_the_stage_whichever_function_asks(deployment):
+    """The API's function (`<app>-<stage>`, no suffix) asks them as well as the steps."""
+    from chalicelib import aws, settings
     from deploy import names
 
     for stage in ("dev", "prod"):
         deployment(STATE_MACHINE_ARN=names.state_machine_arn(REGION, ACCOUNT, stage))
         for function in (names.api_function(stage), names.function(stage, "contain")):
             with aws.acting_as(function):
-                assert revocation.function_name() == names.function(stage, "revoke_sessions")
+                for asked in ("revoke_sessions", "publish_page", "approval"):
+                    assert settings.stage_function(asked) == names.function(stage, asked)
 
 
 def _exfiltration(world, role, ledger, deployment, **settings):
