@@ -4,7 +4,8 @@ import logging
 
 from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import aws, findings, http, incidents, publish, revocation, tamper, workflow
+from chalicelib import (aws, findings, http, incidents, publish, revocation, securityhub, tamper,
+                        workflow)
 from chalicelib.steps import (approval, contain, evidence, memory, release as release_steps,
                              report)
 
@@ -47,6 +48,13 @@ def _call() -> tuple[dict, str, str, str]:
 @app.on_cw_event(findings.EVENT_PATTERN, name="on_guardduty_finding")
 def on_guardduty_finding(event):
     return workflow.handle_finding(event.detail, _deployed_home(event.context))
+
+
+@app.on_cw_event(securityhub.EVENT_PATTERN, name="on_security_hub_action")
+def on_security_hub_action(event):
+    account, region = _home(event.context)
+    workflow.deployed()
+    return workflow.handle_action(event.detail, event.resources, account, region)
 
 
 @app.on_cw_event(tamper.EVENT_PATTERN, name="on_tampering")
@@ -197,3 +205,8 @@ def revoke_sessions(event, context):
 @app.lambda_function(name="publish_page")
 def publish_page(event, context):
     return publish.run(event)
+
+
+@app.lambda_function(name="sync_findings")
+def sync_findings(event, context):
+    return securityhub.run(event)

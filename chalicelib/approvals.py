@@ -15,7 +15,7 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import aws, incidents, seals
+from chalicelib import aws, incidents, seals, securityhub
 
 log = logging.getLogger(__name__)
 
@@ -243,4 +243,6 @@ def abandon(incident: dict, ended: str) -> dict:
                   f"its execution ended ({ended}) before any decision")
     log.warning("incident %s: its execution ended (%s) without a decision: closing it",
                 incident["incident_id"], ended)
-    return settle(incident["incident_id"], made, "approval-abandoned", unverified(incident))
+    closed = settle(incident["incident_id"], made, "approval-abandoned", unverified(incident))
+    securityhub.follow(incident["incident_id"])
+    return closed

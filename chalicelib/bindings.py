@@ -17,7 +17,7 @@ from chalicelib import accounts, aws, findings, seals, settings
 
 BINDING_FIELDS = ("incident_id", "instance_id", "account_id", "region", "home_account",
                   "execution_arn", "opened_at", "pre_state")
-BOUND_FIELDS = (*BINDING_FIELDS, "finding")  # the incident's fields binding() reads
+BOUND_FIELDS = (*BINDING_FIELDS, "finding", "security_hub_findings")  # binding() reads them
 SEAL_PERMISSIONS = seals.SEAL_PERMISSIONS
 VERIFY_PERMISSIONS = (*seals.VERIFY_PERMISSIONS, *accounts.ORGANIZATION_PERMISSIONS)
 
@@ -31,12 +31,15 @@ def binding(incident: dict) -> dict:
     credential exfiltration, for that type alone revokes sessions with REVOKE_ROLE_SESSIONS
     off (`revocation.scope_for`): whoever may write the table cannot turn an ordinary incident
     into one, nor one into an ordinary incident, without breaking its seal; nor change what an
-    incident awaiting approval waits for (its rule, `on_timeout`, deadline). (The execution's
+    incident awaiting approval waits for (its rule, `on_timeout`, deadline), nor which findings
+    in Security Hub follow it. (The execution's
     frozen options are not sealed: they cannot carry it.) Other types are not bound, so the
     seals of incidents opened before the type was are still whole."""
     bound = {name: incident.get(name) for name in BINDING_FIELDS}
     if incident.get("approval") is not None:  # what it waits for, and until when
         bound["approval"] = incident["approval"]
+    if incident.get("security_hub_findings"):  # the findings that follow it (securityhub.py)
+        bound["security_hub_findings"] = incident["security_hub_findings"]
     kind = findings.incident_finding_type(incident)
     if findings.is_credential_exfiltration(kind):
         bound["finding_type"] = kind

@@ -8,7 +8,7 @@ launch credentials used from elsewhere (`AccessKey`, `CREDENTIAL_EXFILTRATION`).
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from chalicelib.settings import ACCOUNT_ID  # one pattern of an account id, for all
 
@@ -31,6 +31,9 @@ EVENT_PATTERN = {
 INSTANCE_ID = re.compile(r"\Ai-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 REGION = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
 ROLE_ID = re.compile(r"\AAROA[A-Z0-9]{1,124}\Z")  # a role's unique id, as principals begin
+# A GuardDuty finding's own ARN: its Id once Security Hub imports it.
+FINDING_ARN = re.compile(r"\Aarn:aws:guardduty:(?P<region>[a-z0-9-]{1,32}):(?P<account>[0-9]{12}):"
+                         r"detector/[0-9a-f]{1,64}/finding/(?P<id>[0-9A-Za-z]{1,64})\Z")
 
 
 class MalformedFinding(ValueError):
@@ -66,6 +69,7 @@ class Finding:
     actor: Actor | None = None  # AccessKey: who used the credentials
     remote: str = ""  # the remote IP or domain the finding names (for the report)
     updated_at: str = ""  # GuardDuty's updatedAt: when it last saw the activity
+    arn: str = ""  # its ARN, when it names this finding in its account and region (Security Hub)
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,15 @@ class QuarantineRequest:
     instance_id: str
     account_id: str
     region: str
-    source: str  # "guardduty" or "http"
+    source: str  # "guardduty", "http" or "securityhub" (its custom action)
     reason: str = ""
     finding: Finding | None = None
     force: bool = False
     dry_run: bool = False
     requested_by: str = field(default="", compare=False)
+    # Security Hub's findings this request comes from ({Id, ProductArn}; a custom action's):
+    # they follow the incident (chalicelib/securityhub.py).
+    security_hub_findings: tuple = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -262,10 +269,15 @@ def parse(detail) -> QuarantineRequest:
         remote=_remote(detail),
         updated_at=_fact(detail, "updatedAt"),
     )
+    account_id, region = _text(detail, "accountId", ACCOUNT_ID), _text(detail, "region", REGION)
+    arn = _field(detail, "arn")
+    named = FINDING_ARN.match(arn) if isinstance(arn, str) else None
+    if named and named.group("id", "account", "region") == (finding.id, account_id, region):
+        finding = replace(finding, arn=arn)
     return QuarantineRequest(
         instance_id=instance_id,
-        account_id=_text(detail, "accountId", ACCOUNT_ID),
-        region=_text(detail, "region", REGION),
+        account_id=account_id,
+        region=region,
         source="guardduty",
         reason=f"GuardDuty {finding.type} (severity {severity_text(finding.severity)})",
         finding=finding,

@@ -726,6 +726,21 @@ def tampered(incident: dict, entry: dict) -> dict:
                     f"Incident record: {_record_path(incident)}"], "tampered")
 
 
+def not_followed(incident: dict, wanted: str, errors: list) -> dict:
+    """Security Hub did not take the incident's state onto its findings (off, denied, a
+    finding it does not hold): containment is not affected; the analyst's view is."""
+    lines = [f"Security Hub was not updated for incident {incident['incident_id']} "
+             f"({_name(incident)}, {incident.get('status')}): its findings were to read "
+             f"{wanted}. Containment is not affected.", "",
+             *_errors_lines(errors, "Not updated:"), *_links_lines(incident)]
+    status = incident.get("status") or "unknown"
+    document = {**facts(incident, "security-hub", status), "workflow_status": wanted,
+                "errors": errors}
+    return _notice(incident, "security-hub", status, "Security Hub not updated", lines,
+                   document, ["Check Security Hub is on in the finding's region, and that the "
+                              "sync_findings function's role may BatchUpdateFindings"])
+
+
 def refused(execution, reason: str) -> dict:
     """An execution, record or request the product could not verify: nothing was done."""
     lines = [f"Execution {execution} was REFUSED: {reason[:1000]}",

@@ -232,6 +232,11 @@ class Settings(Options):
     chatbot_topic_arn: str = setting(
         "", topic_or_empty, "a second SNS topic that AWS Chatbot subscribes to: every notice is "
         "also published there as a Chatbot custom notification (empty: off)")
+    security_hub: bool = setting(
+        "false", boolean, "Security Hub both ways: a \"Quarantine instance\" custom action "
+        "quarantines the instances of the findings an analyst selects, and each incident's "
+        "originating findings follow it (`NOTIFIED` with a note, the outcome, `RESOLVED` on "
+        "release); Security Hub must be on in the home account and region")
     state_machine_arn: str = setting("", verbatim, "the incident state machine (the app "
                                      "refuses to act without it)", deployed=True)
     topic_arn: str = setting("", verbatim, "the report topic (the app refuses to act without "

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from chalicelib import (accounts, actions, approvals, aws, bindings, cut, findings, incidents,
-                        publish, report, revocation, settings, workflow)
+                        publish, report, revocation, securityhub, settings, workflow)
 from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
@@ -804,5 +804,6 @@ def settle(incident_id: str) -> dict | None:
         incidents.release_claim(incident)
     log.warning("%s (%s): %s -> %s", incident_id, incident["instance_id"], why, final)
     publish.request(incident_id)
+    securityhub.follow(incident_id)
     workflow.announce_quietly(report.final(incident))
     return {"incident_id": incident_id, "status": final, "execution": ended}

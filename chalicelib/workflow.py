@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from chalicelib import (accounts, actions, approvals, aws, bindings, cut, execution, exemptions,
                         findings, incidents, instances, notices, outcomes, report, revocation,
-                        rules, settings, steps)
+                        rules, securityhub, settings, steps)
 from chalicelib.actions.instance import RevokeRoleSessions
 from chalicelib.actions import isolation
 
@@ -138,11 +138,14 @@ def start(request: findings.QuarantineRequest, home_account: str,
     log.info("opened %s for %s (%s): %s", incident["incident_id"], request.instance_id,
              request.source, response.reason)
     if response.mode == "approve":
-        return outcomes.AwaitingApproval(begin(incident))
-    if not target:
+        outcome = outcomes.AwaitingApproval(begin(incident))
+    elif not target:
         log.info("no first cut on %s: %s", request.instance_id, no_cut)
-        return outcomes.Opened(begin(incident))
-    return outcomes.Opened(begin(incident, first_cut(target)))
+        outcome = outcomes.Opened(begin(incident))
+    else:
+        outcome = outcomes.Opened(begin(incident, first_cut(target)))
+    securityhub.follow(incident["incident_id"])  # after the cut and the start, never before
+    return outcome
 
 
 def _tag_note(tag: str, current) -> str:
@@ -268,6 +271,8 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "latest_ring": {},
         "notes": [],
         **({"response": response.shown()} if request.source == "guardduty" else {}),
+        "security_hub_findings": list(request.security_hub_findings or securityhub.of_finding(
+            request.finding, request.region)),
     }
 
 
@@ -544,6 +549,44 @@ def handle_finding(detail, home_account: str) -> dict:
         log.exception("finding %s on %s failed", request.finding.id, request.instance_id)
         return {"decision": "error", "instance_id": request.instance_id}
     return {"decision": outcome.decision, **outcome.summary()}
+
+
+def handle_action(detail, resources, home_account: str, home_region: str) -> dict:
+    """Security Hub's custom action: every instance the selected findings name, quarantined as
+    on the manual path (all at once; one refused or failed leaves the others). Never raises
+    once the stage is deployed: each instance ends logged with its outcome."""
+    current = settings.get()
+    ours = securityhub.action_arn(home_region, home_account, current)
+    if not current.security_hub:
+        log.warning("a Security Hub custom action arrived with SECURITY_HUB off: ignored")
+        return {"decision": "ignored", "reason": "SECURITY_HUB is off"}
+    if not isinstance(resources, list) or ours not in resources:
+        log.info("Security Hub custom action %s is not this stage's (%s): ignored",
+                 str(resources)[:200], ours)
+        return {"decision": "ignored", "reason": "another custom action"}
+    try:
+        wanted, problems = securityhub.requests(detail, ours)
+    except securityhub.MalformedAction as error:
+        log.warning("dropped custom action: %s", error)
+        return {"decision": "dropped", "reason": str(error)}
+    for problem in problems:
+        log.warning("custom action: %s", problem)
+    log.info("custom action %s on %d finding(s): %d instance(s) to quarantine", ours,
+             len(detail["findings"]), len(wanted))
+    answers = aws.settled(lambda r=r: start(r, home_account) for r in wanted)
+    results = []
+    for request, answer in zip(wanted, answers):
+        if isinstance(answer, outcomes.Refusal):
+            log.warning("custom action: %s not quarantined: %s", request.instance_id,
+                        answer.message)
+            results.append({"instance_id": request.instance_id, "decision": "refused",
+                            "code": answer.code, "reason": answer.message})
+        elif isinstance(answer, Exception):
+            log.error("custom action: %s failed", request.instance_id, exc_info=answer)
+            results.append({"instance_id": request.instance_id, "decision": "error"})
+        else:
+            results.append({"decision": answer.decision, **answer.summary()})
+    return {"decision": "quarantined", "instances": results, "not_read": problems}
 
 
 def _response(request: findings.QuarantineRequest, current) -> rules.Decision | None:

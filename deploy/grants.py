@@ -10,7 +10,7 @@ every action a function declares by these decisions, or stops the build.
 
 from dataclasses import dataclass
 
-from chalicelib import exemptions, manifests, publish, revocation, seals
+from chalicelib import exemptions, manifests, publish, revocation, seals, securityhub
 from chalicelib.actions import narrowed
 from chalicelib.steps import approval
 from chalicelib.actions import instance as instance_actions
@@ -306,6 +306,24 @@ def approval_closer_grant(stage: str) -> Grant:
     undecided), no other function."""
     return Grant("InvokeTheApprovalStep", approval.CLOSE_PERMISSIONS,
                  (f"arn:aws:lambda:*:*:function:{names.function(stage, approval.FUNCTION)}",))
+
+
+def findings_sync_grant(stage: str) -> Grant:
+    """The functions that change an incident may invoke the findings sync of their stage, no
+    other function."""
+    return Grant("InvokeTheFindingsSync", securityhub.INVOKE_PERMISSIONS,
+                 (f"arn:aws:lambda:*:*:function:{names.function(stage, securityhub.FUNCTION)}",))
+
+
+# BatchUpdateFindings acts on the hub; IAM names each field a request writes
+# (`securityhub:ASFFSyntaxPath/<field>`): the status may be NOTIFIED or RESOLVED only (never
+# SUPPRESSED: no finding is hidden), and no severity, type or verification state is touched.
+FINDINGS_FOLLOW_INCIDENTS = Grant(
+    "SecurityHubFindingsFollowIncidents", securityhub.UPDATE_PERMISSIONS,
+    ("arn:aws:securityhub:*:*:hub/default",),
+    {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": list(securityhub.WORKFLOW)},
+     "Null": {f"securityhub:ASFFSyntaxPath/{name}": "true"
+              for name in securityhub.NEVER_WRITTEN}})
 
 
 # Actions IAM cannot scope to a resource (no resource type in AWS's Service Authorization

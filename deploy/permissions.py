@@ -16,8 +16,8 @@ import json
 import os
 import sys
 
-from chalicelib import (accounts, cut, exemptions, http, incidents, publish,
-                        revocation, rules, settings, tamper, workflow)
+from chalicelib import (accounts, cut, exemptions, http, incidents, publish, revocation,
+                        rules, securityhub, settings, tamper, workflow)
 from chalicelib.steps import approval, contain, evidence, memory, release, report
 from deploy import grants, member_role, names
 from deploy.project import CHALICE_DIR
@@ -39,15 +39,17 @@ def needs(current=None) -> dict[str, set[str]]:
     members = set(accounts.PERMISSIONS) if current.member_accounts else set()
     capture = memory.capture_classes(current)
     approving = bool(rules.needs_approvers(current.response_rules))
+    following = set(securityhub.INVOKE_PERMISSIONS) if current.security_hub else set()
     entry = (set(workflow.PERMISSIONS) | set(cut.entry_permissions(current)) | members
-             | set(workflow.approval_permissions(current))
+             | set(workflow.approval_permissions(current)) | following
              | (set(incidents.GET_PERMISSIONS) if current.dry_run else set()))  # the exemption
     declared = {
         "api_handler": entry | {*incidents.READ_PERMISSIONS, *incidents.FINDINGS_PERMISSIONS,
                                 *http.PERMISSIONS, *exemptions.PERMISSIONS},
         "release": (release.undo_permissions() | set(release.PERMISSIONS)
-                    | set(publish.INVOKE_PERMISSIONS) | members),
+                    | set(publish.INVOKE_PERMISSIONS) | members | following),
         "on_guardduty_finding": entry,
+        "on_security_hub_action": entry if current.security_hub else set(),
         "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members
                            if capture else set()),
         "contain": (_of_actions(contain.containment_classes(current))
@@ -56,14 +58,16 @@ def needs(current=None) -> dict[str, set[str]]:
                              | set(evidence.COLLECT_PERMISSIONS) | members),
         "check_snapshots": (_of_actions(evidence.after_evidence_classes(current))
                             | set(evidence.CHECK_PERMISSIONS) | members),
-        "report": set(report.PERMISSIONS) | set(publish.INVOKE_PERMISSIONS),
-        "approval": set(approval.PERMISSIONS) if approving else set(),
+        "report": set(report.PERMISSIONS) | set(publish.INVOKE_PERMISSIONS) | following,
+        "approval": set(approval.PERMISSIONS) | following if approving else set(),
         "revoke_sessions": {*revocation.READ_PERMISSIONS, *revocation.LIFT_PERMISSIONS,
                             *revocation.REVOKE_PERMISSIONS} | members,
         "on_tampering": tamper.permissions(current) | set(publish.INVOKE_PERMISSIONS) | members,
         "sweep": (tamper.permissions(current, sweep_too=True) | set(publish.INVOKE_PERMISSIONS)
-                  | members | (set(approval.CLOSE_PERMISSIONS) if approving else set())),
+                  | members | (set(approval.CLOSE_PERMISSIONS) if approving else set())
+                  | following),
         "publish_page": set(publish.PERMISSIONS),
+        "sync_findings": set(securityhub.PERMISSIONS) if current.security_hub else set(),
     }
     if "*" not in current.member_accounts:  # only `*` asks Organizations who is a member
         declared = {function: wanted - set(accounts.ORGANIZATION_PERMISSIONS)
@@ -125,7 +129,8 @@ EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true
                 "MEMORY_CAPTURE_DOCUMENT": "AWSSupport-ExampleMemoryCapture",
                 "MEMBER_ACCOUNTS": "111111111111,*",
                 "RESPONSE_RULES": '[{"name": "every", "mode": "approve", "on_timeout": "close"}]',
-                "APPROVER_ARNS": "arn:aws:iam::111111111111:role/approver"}
+                "APPROVER_ARNS": "arn:aws:iam::111111111111:role/approver",
+                "SECURITY_HUB": "true"}
 
 
 def profiles(stage: str) -> dict[str, settings.Settings]:
@@ -152,7 +157,8 @@ def statements(wanted: set[str], stage: str, current: settings.Settings | None =
     for grant in (*grants.instance_grants(current), grants.ORGANIZATION_ACCOUNTS,
                   grants.records_key_grant(stage), grants.evidence_signing_grant(stage),
                   grants.revoker_grant(stage), grants.page_publisher_grant(stage),
-                  grants.approval_closer_grant(stage)):
+                  grants.approval_closer_grant(stage), grants.findings_sync_grant(stage),
+                  grants.FINDINGS_FOLLOW_INCIDENTS):
         statement = grant.statement(wanted)
         if statement:
             found.append(statement)

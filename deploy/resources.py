@@ -9,7 +9,7 @@ functions to these resources (their names and environment).
 
 import json
 
-from chalicelib import incidents
+from chalicelib import incidents, securityhub
 from deploy import names, records_key, signing_key, statemachine
 
 REGION, ACCOUNT = "${AWS::Region}", "${AWS::AccountId}"  # resolved by Fn::Sub
@@ -259,6 +259,18 @@ def _tamper_bus_policies(stage: str, current) -> dict:
     return found
 
 
+def _security_hub_action(stage: str, current) -> dict:
+    """The custom action "Quarantine instance" analysts choose findings for (SECURITY_HUB on;
+    Security Hub must be on in the account and region, or the stack fails naming it). Its
+    events reach `on_security_hub_action`, which acts on this stage's action alone."""
+    if not current.security_hub:
+        return {}
+    return {"QuarantineAction": {"Type": "AWS::SecurityHub::ActionTarget", "Properties": {
+        "Name": securityhub.ACTION_NAME, "Id": securityhub.action_id(stage),
+        "Description": f"{names.APP_NAME} ({stage}): quarantine every EC2 instance the "
+                       "selected findings name (isolated, evidence kept, never terminated)"}}}
+
+
 def _organization_parameter(current) -> dict:
     """The home account's organization, which `*` admits (none without `*`)."""
     if "*" not in current.member_accounts:
@@ -371,6 +383,7 @@ def template(stage: str, current=None) -> dict:
             **records_key.resources(stage, ACCOUNT),
             **signing_key.resources(stage, ACCOUNT),
             **_tamper_bus_policies(stage, current),
+            **_security_hub_action(stage, current),
         },
         "Outputs": {
             "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
@@ -385,5 +398,7 @@ def template(stage: str, current=None) -> dict:
             "FindingFailuresArn": {"Value": {"Fn::GetAtt": ["FindingFailures", "Arn"]}},
             # the public key: `ec2-quarantine evidence public-key --key-id <this ARN>`
             "EvidenceSigningKeyArn": {"Value": {"Fn::GetAtt": ["EvidenceSigningKey", "Arn"]}},
+            **({"QuarantineActionArn": {"Value": {"Ref": "QuarantineAction"}}}
+               if current.security_hub else {}),
         },
     }

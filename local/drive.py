@@ -22,7 +22,42 @@ def guardduty_event(instance_id: str, severity: float = 8.0, account: str = "123
     detail["resource"]["instanceDetails"]["instanceId"] = instance_id
     detail.update(severity=severity, accountId=account, region=region, type=finding_type,
                   id=finding_id)
+    detector = detail["arn"].split(":detector/", 1)[1].split("/", 1)[0]
+    detail["arn"] = f"arn:aws:guardduty:{region}:{account}:detector/{detector}/finding/{finding_id}"
     return event
+
+
+def security_hub_finding(instance_ids, account: str = "123456789012",
+                         region: str = "us-east-1", finding_id: str | None = None,
+                         product: str = "guardduty") -> dict:
+    """A finding as Security Hub holds it (ASFF), naming `instance_ids` as AwsEc2Instance
+    resources by ARN: GuardDuty's (its Id the GuardDuty finding's ARN) or another product's."""
+    import uuid
+
+    finding_id = finding_id or (
+        f"arn:aws:guardduty:{region}:{account}:detector/0ec2b5a9d1e84c3f/finding/"
+        f"{uuid.uuid4().hex}" if product == "guardduty" else f"{product}/{uuid.uuid4().hex}")
+    return {
+        "SchemaVersion": "2018-10-08", "Id": finding_id, "AwsAccountId": account,
+        "ProductArn": f"arn:aws:securityhub:{region}::product/aws/{product}",
+        "GeneratorId": f"arn:aws:{product}", "Region": region,
+        "Types": ["TTPs/Command and Control/Backdoor:EC2-C&CActivity.B!DNS"],
+        "CreatedAt": "2026-12-04T00:00:00.000Z", "UpdatedAt": "2026-12-04T00:00:00.000Z",
+        "Severity": {"Label": "HIGH", "Normalized": 70}, "Title": "C&C activity",
+        "Description": "an instance queried a command and control domain",
+        "Workflow": {"Status": "NEW"}, "RecordState": "ACTIVE",
+        "Resources": [{"Type": "AwsEc2Instance", "Region": region, "Partition": "aws",
+                       "Id": f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"}
+                      for instance_id in instance_ids]}
+
+
+def security_hub_action_event(action_arn: str, selected: list[dict]) -> dict:
+    """The event Security Hub sends when an analyst sends `selected` findings to a custom
+    action (EventBridge: `Security Hub Findings - Custom Action`)."""
+    return {"source": "aws.securityhub", "detail-type": "Security Hub Findings - Custom Action",
+            "resources": [action_arn],
+            "detail": {"actionName": "Quarantine instance",
+                       "actionDescription": "quarantine the instances", "findings": selected}}
 
 
 def stolen_credentials_event(instance_id: str, account: str = "123456789012",

@@ -8,7 +8,7 @@ deployed.
 import json
 import os
 
-from chalicelib import incidents, settings
+from chalicelib import incidents, securityhub, settings
 from deploy import names, statemachine
 from deploy.resources import DENY_ALL, EC2_TRUST
 
@@ -45,8 +45,24 @@ def provision(stack) -> dict:
 
     install_rules(stack)
     os.environ.update(created)
-    settings.reload()
+    if settings.reload().security_hub:
+        security_hub(stack)
     return created
+
+
+def security_hub(stack) -> str:
+    """Security Hub on, and the stage's custom action made (as the resources stack makes it
+    with SECURITY_HUB on); its ARN."""
+    hub = stack.client("securityhub")
+    try:
+        hub.enable_security_hub(EnableDefaultStandards=False)
+    except hub.exceptions.ResourceConflictException:
+        pass  # on already
+    arn = securityhub.action_arn(stack.region, stack.account)
+    if not hub.describe_action_targets(ActionTargetArns=[arn])["ActionTargets"]:
+        hub.create_action_target(Name=securityhub.ACTION_NAME, Id=securityhub.action_id(
+            stack.stage), Description=f"{names.APP_NAME} ({stack.stage}): quarantine")
+    return arn
 
 
 def state_machine(stack, topics: statemachine.Topics) -> None:

@@ -142,6 +142,8 @@ class Stack:
         if "CHATBOT_TOPIC_ARN" in settings:  # the state machine publishes the cards itself
             provision.state_machine(self, statemachine.Topics(self.names["TOPIC_ARN"],
                                                  settings["CHATBOT_TOPIC_ARN"]))
+        if app_settings.get().security_hub:  # its custom action, as a redeploy makes it
+            provision.security_hub(self)
         if self._admin_keys is not None:  # the functions' roles exist: as a redeploy would
             self.bridge.roles.grant(self.client("iam"))
 

@@ -9,7 +9,7 @@ closing is this function's, so the sweep holds no seal."""
 import json
 import logging
 
-from chalicelib import approvals, bindings, incidents, report, workflow
+from chalicelib import approvals, bindings, incidents, report, securityhub, workflow
 from chalicelib.steps import refused
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def decide(incident: dict, wait_error: dict, wakes: int, woken: dict | None = No
         return {"next": "contain", "notice": report.detection(record),
                 "cut": {**(record.get("first_cut") or {"containment": None}), "decision": made}}
     log.info("incident %s: %s, closed without containment", incident_id, made["decision"])
+    securityhub.follow(incident_id)
     return {"next": "close", "notice": report.notified(record)}
 
 

@@ -8,7 +8,7 @@ groups and load balancers again only when asked; everything else is undone.
 
 import logging
 
-from chalicelib import actions, bindings, incidents, publish, report, tamper
+from chalicelib import actions, bindings, incidents, publish, report, securityhub, tamper
 from chalicelib.actions import OnRelease
 from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
 from chalicelib.steps import refused, target_for
@@ -140,4 +140,6 @@ def run(event: dict) -> dict:
     log.info("release of %s: %s (%d undone, %d errors)", incident_id, final, len(undone),
              len(errors))
     publish.request(incident_id)
+    if final == "RELEASED":
+        securityhub.follow(incident_id, "RESOLVED")
     return report.released(incident, undone, errors, notes)

@@ -3,7 +3,7 @@ message NotifyReport publishes. A step that crashed is reported as such."""
 
 import logging
 
-from chalicelib import actions, bindings, incidents, publish, report
+from chalicelib import actions, bindings, incidents, publish, report, securityhub
 from chalicelib.steps import is_dry_run, refused
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def run(event: dict) -> dict:
         incidents.release_claim(incident)  # nothing is contained: the next finding may act
     log.info("incident %s ends %s", incident_id, final)
     publish.request(incident_id)
+    securityhub.follow(incident_id)
     return report.final(incident)
 
 

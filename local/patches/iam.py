@@ -132,7 +132,8 @@ def patch_implied_actions():
                                          self.account_id) or [resource]:
                 tags = resource_tags(arn, self.account_id, self._region)
                 try:
-                    with evaluating(action, self._data, self.account_id, arn, tags):
+                    with evaluating(action, self._data, self.account_id, arn, tags,
+                                    self._body):
                         original(self, arn)
                 except Exception as error:
                     authorizations.record(self._access_key.arn, action, arn, allowed=False)
@@ -145,10 +146,14 @@ def patch_implied_actions():
     IAMRequestBase.check_action_permitted = check_action_permitted
 
 
+_REST_JSON_DENIED_403 = ("securityhub",)  # REST-JSON services the product calls
+
+
 def patch_json_errors():
     """moto answers an unauthorized request in XML whatever the protocol, so botocore reads the
     code of a JSON-protocol service's denial (DynamoDB, Step Functions, SSM…) as "403"; AWS
-    answers `{"__type": "AccessDeniedException"}` (status 400) there."""
+    answers `{"__type": "AccessDeniedException"}` there (status 400; 403 from a REST-JSON
+    service such as Security Hub)."""
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.core.exceptions import JsonRESTError
 
@@ -161,9 +166,13 @@ def patch_json_errors():
             raise
         except Exception as error:
             code = _JSON_AUTH_ERRORS.get(getattr(error, "error_type", None))
-            if code is None or not self.headers.get("X-Amz-Target"):
+            rest_json = self.service_name in _REST_JSON_DENIED_403
+            if code is None or not (self.headers.get("X-Amz-Target") or rest_json):
                 raise
-            raise JsonRESTError(code, error.message) from error
+            denial = JsonRESTError(code, error.message)
+            if rest_json:
+                denial.code = 403
+            raise denial from error
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (
         _authenticate_and_authorize_normal_action)
@@ -220,6 +229,7 @@ _DERIVED_KEYS = {
     "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
     "ec2:ModifyInstanceMetadataOptions": ("ec2:MetadataHttpEndpoint",),
     "iam:PassRole": ("iam:PassedToService",),
+    "securityhub:BatchUpdateFindings": ("securityhub:ASFFSyntaxPath/",),
 }
 # Keys a resource type has no value for (the Service Authorization Reference lists the keys
 # each resource type of an action has): a condition on them reads them absent there.
@@ -249,10 +259,36 @@ def _parameters(data) -> dict[str, str]:
             for key, value in (data or {}).items()}
 
 
+def _asff_paths(body) -> dict[str, list[str]]:
+    """`securityhub:ASFFSyntaxPath/<field>` of each field a BatchUpdateFindings request writes
+    (nested objects by dotted path; a list's values, or its objects' fields, under its name), as
+    IAM derives them; the identifiers are not fields it writes."""
+    try:
+        given = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
+    except ValueError:
+        return {}
+    paths: dict[str, list[str]] = {}
+
+    def walk(path: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{path}.{key}" if path else key, inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(path, inner)
+        else:
+            paths.setdefault(f"securityhub:ASFFSyntaxPath/{path}", []).append(str(value))
+
+    for name, value in (given if isinstance(given, dict) else {}).items():
+        if name != "FindingIdentifiers":
+            walk(name, value)
+    return paths
+
+
 def request_context(action: str, data, account: str, resource: str = "*",
-                    tags: dict | None = None) -> RequestContext:
-    """The keys of `_DERIVED_KEYS` for a request of `action` with query `data`, as evaluated on
-    `resource` (an ARN), whose tags are `tags`."""
+                    tags: dict | None = None, body=None) -> RequestContext:
+    """The keys of `_DERIVED_KEYS` for a request of `action` with query `data` (and `body`),
+    as evaluated on `resource` (an ARN), whose tags are `tags`."""
     known = _DERIVED_KEYS.get(action, ())
     given = _parameters(data)
     values: dict[str, list[str]] = {}
@@ -303,6 +339,8 @@ def request_context(action: str, data, account: str, resource: str = "*",
             values["aws:TagKeys"] = keys
     elif action == "iam:PassRole":  # implied by the EC2 calls that hand an instance a profile
         values["iam:PassedToService"] = ["ec2.amazonaws.com"]
+    elif action == "securityhub:BatchUpdateFindings":
+        values.update(_asff_paths(body))
     absent = _NOT_ON_RESOURCE.get((action, resource.split(":", 5)[-1].split("/")[0]))
     if absent:
         values = {key: value for key, value in values.items() if not key.startswith(absent)}
@@ -367,10 +405,11 @@ def patch_conditions():
 
 
 @contextlib.contextmanager
-def evaluating(action: str, data, account: str, resource: str = "*", tags: dict | None = None):
+def evaluating(action: str, data, account: str, resource: str = "*", tags: dict | None = None,
+               body=None):
     """The request context of `action` on `resource` for the statements evaluated inside this
     block."""
-    _request.context = request_context(action, data, account, resource, tags)
+    _request.context = request_context(action, data, account, resource, tags, body)
     try:
         yield
     finally:

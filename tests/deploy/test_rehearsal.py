@@ -120,7 +120,7 @@ def test_deploy_twice_converges_and_destroy_keeps_the_evidence(stack, rehearsal_
     roles = {role.rsplit("/", 1)[-1] for _, role in after_first["functions"]}
     assert roles == {names.function(STAGE, f) for f in permissions.needs()}  # one role each
     assert after_first["rules"] == [(rule, "ENABLED") for rule in sorted(rules._rules(STAGE))]
-    assert len(after_first["rules"]) == 3  # findings, tampering, the sweep's schedule
+    assert len(after_first["rules"]) == 4  # findings, custom actions, tampering, the sweep
     assert {logical for logical, _ in after_first["stack"]} >= {
         "StateMachine", "StateMachineRole", "ReportsTopic", "IncidentsTable", "EvidenceBucket",
         "ExecutionLogs", "DenyAllProfile", "RecordsKey", "RecordsKeyAlias"}

@@ -748,3 +748,78 @@ def test_a_disabled_rule_delivers_nothing(stack):
     assert delivered() == []
     events.enable_rule(Name="off")
     assert len(delivered()) == 1
+
+
+def _guardduty_in_security_hub(stack, finding_id="f" * 32) -> dict:
+    """A GuardDuty finding as Security Hub imports it (Id: the GuardDuty finding's ARN)."""
+    finding = {
+        "SchemaVersion": "2018-10-08", "AwsAccountId": stack.account,
+        "Id": f"arn:aws:guardduty:{stack.region}:{stack.account}:detector/0ec2/finding/"
+              f"{finding_id}",
+        "ProductArn": f"arn:aws:securityhub:{stack.region}::product/aws/guardduty",
+        "GeneratorId": "arn:aws:guardduty", "Types": ["TTPs/Command and Control"],
+        "CreatedAt": "2026-12-04T00:00:00Z", "UpdatedAt": "2026-12-04T00:00:00Z",
+        "Severity": {"Label": "HIGH"}, "Title": "t", "Description": "d",
+        "Workflow": {"Status": "NEW"},
+        "Resources": [{"Type": "AwsEc2Instance", "Id": f"arn:aws:ec2:{stack.region}:"
+                                                       f"{stack.account}:instance/i-0123456789abcdef0"}]}
+    stack.client("securityhub").batch_import_findings(Findings=[finding])
+    return finding
+
+
+def test_security_hub_updates_findings_and_makes_custom_actions_only_while_on(stack):
+    hub = stack.client("securityhub")
+    with pytest.raises(ClientError) as off:
+        hub.create_action_target(Name="Quarantine instance", Description="d", Id="Quarantine")
+    assert off.value.response["Error"]["Code"] == "InvalidAccessException"
+    with pytest.raises(ClientError) as off:
+        hub.batch_update_findings(FindingIdentifiers=[{"Id": "x", "ProductArn": "y"}],
+                                  Workflow={"Status": "NOTIFIED"})
+    assert off.value.response["Error"]["Code"] == "InvalidAccessException"
+
+    hub.enable_security_hub(EnableDefaultStandards=False)
+    arn = hub.create_action_target(Name="Quarantine instance", Description="d",
+                                   Id="Quarantine")["ActionTargetArn"]
+    assert arn == f"arn:aws:securityhub:{stack.region}:{stack.account}:action/custom/Quarantine"
+    with pytest.raises(ClientError) as twice:
+        hub.create_action_target(Name="Quarantine instance", Description="d", Id="Quarantine")
+    assert twice.value.response["Error"]["Code"] == "ResourceConflictException"
+    assert [t["Name"] for t in hub.describe_action_targets()["ActionTargets"]] == [
+        "Quarantine instance"]
+
+    finding = _guardduty_in_security_hub(stack)
+    mine = {"Id": finding["Id"], "ProductArn": finding["ProductArn"]}
+    absent = {"Id": finding["Id"] + "0", "ProductArn": finding["ProductArn"]}
+    answer = hub.batch_update_findings(FindingIdentifiers=[mine, absent],
+                                       Workflow={"Status": "NOTIFIED"},
+                                       Note={"Text": "inc-1", "UpdatedBy": "me"})
+    assert answer["ProcessedFindings"] == [mine]
+    assert [u["FindingIdentifier"] for u in answer["UnprocessedFindings"]] == [absent]
+    (held,) = hub.get_findings()["Findings"]
+    assert held["Workflow"] == {"Status": "NOTIFIED"} and held["Note"]["Text"] == "inc-1"
+    hub.batch_update_findings(FindingIdentifiers=[mine], Workflow={"Status": "RESOLVED"})
+    (first, second) = hub.get_finding_history(FindingIdentifier=mine)["Records"]
+    assert [(u["UpdatedField"], u["OldValue"], u["NewValue"]) for u in first["Updates"]] == [
+        ("Workflow.Status", "NEW", "NOTIFIED"), ("Note.Text", "", "inc-1")]
+    assert [(u["UpdatedField"], u["NewValue"]) for u in second["Updates"]] == [
+        ("Workflow.Status", "RESOLVED")]
+    with pytest.raises(ClientError) as bad:
+        hub.batch_update_findings(FindingIdentifiers=[mine], Workflow={"Status": "DONE"})
+    assert bad.value.response["Error"]["Code"] == "InvalidInputException"
+    hub.delete_action_target(ActionTargetArn=arn)
+    assert hub.describe_action_targets()["ActionTargets"] == []
+
+
+def test_a_stack_makes_its_security_hub_custom_action(stack):
+    stack.client("securityhub").enable_security_hub(EnableDefaultStandards=False)
+    cfn = stack.client("cloudformation")
+    cfn.create_stack(StackName="with-action", TemplateBody=json.dumps({"Resources": {
+        "Action": {"Type": "AWS::SecurityHub::ActionTarget", "Properties": {
+            "Name": "Quarantine instance", "Id": "QuarantineDev", "Description": "d"}}},
+        "Outputs": {"Arn": {"Value": {"Ref": "Action"}}}}))
+    (made,) = cfn.describe_stacks(StackName="with-action")["Stacks"][0]["Outputs"]
+    assert made["OutputValue"].endswith(":action/custom/QuarantineDev")
+    assert [t["ActionTargetArn"] for t in stack.client("securityhub").describe_action_targets()[
+        "ActionTargets"]] == [made["OutputValue"]]
+    cfn.delete_stack(StackName="with-action")
+    assert stack.client("securityhub").describe_action_targets()["ActionTargets"] == []

@@ -62,6 +62,10 @@ FEATURES = {
                      "kms:GenerateMac"},
         "api_handler": {"states:SendTaskSuccess"},
         "on_guardduty_finding": {"states:SendTaskSuccess", "dynamodb:GetItem"}}),
+    "SECURITY_HUB": ("true", {
+        "sync_findings": {"securityhub:BatchUpdateFindings", "dynamodb:GetItem", "sns:Publish"},
+        "on_security_hub_action": {"ec2:ModifyNetworkInterfaceAttribute",
+                                   "states:StartExecution"}}),
 }
 COMPANIONS = {"RESPONSE_RULES": {"APPROVER_ARNS": permissions.EVERY_OPTION["APPROVER_ARNS"]}}
 
@@ -106,7 +110,8 @@ def test_revocation_is_granted_by_default_for_a_credential_exfiltration():
 def test_release_may_undo_every_option_whatever_the_settings_are_now():
     """An option switched off with incidents open must not strand them."""
     members = {**settings.DEFAULTS, "MEMBER_ACCOUNTS": permissions.EVERY_OPTION[
-        "MEMBER_ACCOUNTS"]}  # who may be assumed is not an option
+        "MEMBER_ACCOUNTS"],  # who may be assumed is not an option
+               "SECURITY_HUB": "true"}  # nor whether Security Hub hears of the release
     undo = permissions.policy("prod", "release", permissions.stage_settings("prod", members))
     assert undo == permissions.policy("prod", "release", permissions.profiles("prod")[
         "every-option"])
@@ -152,10 +157,15 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                                         "on_guardduty_finding", "on_tampering", "sweep")
                 publishing = function in ("report", "release", "on_tampering", "sweep")
                 closing = function == "sweep" and bool(current.response_rules)
+                following = current.security_hub and function in (
+                    "api_handler", "on_guardduty_finding", "on_security_hub_action", "report",
+                    "approval", "release", "sweep")
+                revoking = revoking or (function == "on_security_hub_action" and following)
                 assert [s["Resource"] for s in invokes] == [[
                     f"arn:aws:lambda:*:*:function:{names.function(stage, f)}"]
                     for f, asks in (("revoke_sessions", revoking), ("publish_page", publishing),
-                                    ("approval", closing)) if asks], (stage, function)
+                                    ("approval", closing), ("sync_findings", following))
+                    if asks], (stage, function)
             revoker = permissions.policy(stage, "revoke_sessions", current)["Statement"]
             assert {"Sid": "NeverOnTheProductsRoles", "Effect": "Deny",
                     "Action": sorted({"iam:DeleteRolePolicy", "iam:PutRolePolicy"} & {
