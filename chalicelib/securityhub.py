@@ -24,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from chalicelib import actions, aws, bindings, findings, incidents, settings
+from chalicelib import actions, aws, bindings, findings, incidents, seals, settings
 from chalicelib.settings import ACCOUNT_ID
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ FUNCTION = "sync_findings"  # its Chalice name
 INVOKE_PERMISSIONS = ("lambda:InvokeFunction/sync-findings",)  # what a caller needs to ask it
 UPDATE_PERMISSIONS = ("securityhub:BatchUpdateFindings",)
 PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
-               *bindings.VERIFY_PERMISSIONS, "states:DescribeExecution", *UPDATE_PERMISSIONS,
-               "sns:Publish")
+               *seals.VERIFY_PERMISSIONS, "states:DescribeExecution", *UPDATE_PERMISSIONS,
+               "sns:Publish")  # verified_seal and release_request check no account
 EVENT_PATTERN = {"source": ["aws.securityhub"],
                  "detail-type": ["Security Hub Findings - Custom Action"]}
 ACTION_NAME = "Quarantine instance"  # what analysts see (Security Hub: 20 characters at most)
@@ -83,12 +83,15 @@ def action_arn(region: str, account: str, current=None) -> str:
     return f"arn:aws:securityhub:{region}:{account}:action/custom/{action_id(stage)}"
 
 
-def of_finding(finding: findings.Finding | None, region: str) -> tuple:
-    """The GuardDuty finding as Security Hub holds it (none when its ARN is unknown)."""
-    if finding is None or not finding.arn:
+def of_finding(request: findings.QuarantineRequest) -> tuple:
+    """The GuardDuty finding of an automatic request as Security Hub holds it (none when its
+    ARN is unknown, and none for a finding pasted on the manual path: whoever pastes it chooses
+    which finding it names). `alone`: it names this instance only (its release resolves it)."""
+    finding = request.finding
+    if request.source != "guardduty" or finding is None or not finding.arn:
         return ()
-    return ({"Id": finding.arn,
-             "ProductArn": f"arn:aws:securityhub:{region}::product/aws/guardduty"},)
+    return ({"Id": finding.arn, "alone": True,
+             "ProductArn": f"arn:aws:securityhub:{request.region}::product/aws/guardduty"},)
 
 
 def chosen(detail) -> tuple[list[Chosen], list[str]]:
@@ -112,11 +115,16 @@ def chosen(detail) -> tuple[list[Chosen], list[str]]:
         if not isinstance(resources, list) or not resources:
             problems.append(f"finding {identifier['Id'][:80]} names no resource")
             continue
+        instances = []
         for resource in resources[:MAX_RESOURCES]:
             where, why = _instance(resource, finding)
             if why:
                 problems.append(f"finding {identifier['Id'][:80]}: {why}")
-            elif where and identifier not in named.setdefault(where, []):
+            elif where and where not in instances:
+                instances.append(where)
+        identifier["alone"] = len(instances) == 1
+        for where in instances:
+            if identifier not in named.setdefault(where, []):
                 named[where].append(identifier)
     instances = list(named.items())
     for (instance_id, _, _), _ in instances[MAX_INSTANCES:]:
@@ -137,19 +145,27 @@ def _identifier(finding) -> tuple[dict | None, str]:
 
 
 def _instance(resource, finding: dict) -> tuple[tuple | None, str]:
-    """(instance, account, region) of an `AwsEc2Instance` resource (None: another type)."""
+    """(instance, account, region) of an `AwsEc2Instance` resource (None: another type), in the
+    finding's own account and region: a finding anyone imported into one account cannot name
+    instances in another."""
     if not isinstance(resource, dict) or resource.get("Type") != "AwsEc2Instance":
         return None, ""
     named = resource.get("Id")
+    account, region = finding.get("AwsAccountId"), resource.get("Region") or finding.get("Region")
+    if not (isinstance(account, str) and ACCOUNT_ID.match(account)):
+        return None, "the finding names no valid AwsAccountId"
     arn = INSTANCE_ARN.match(named) if isinstance(named, str) else None
     if arn:
-        return (arn.group("id"), arn.group("account"), arn.group("region")), ""
-    account, region = finding.get("AwsAccountId"), resource.get("Region") or finding.get("Region")
-    if isinstance(named, str) and findings.INSTANCE_ID.match(named) and \
-            isinstance(account, str) and ACCOUNT_ID.match(account) and \
+        where = (arn.group("id"), arn.group("account"), arn.group("region"))
+    elif isinstance(named, str) and findings.INSTANCE_ID.match(named) and \
             isinstance(region, str) and findings.REGION.match(region):
-        return (named, account, region), ""
-    return None, f"an AwsEc2Instance resource without an instance ARN: {str(named)[:80]!r}"
+        where = (named, account, region)
+    else:
+        return None, f"an AwsEc2Instance resource without an instance ARN: {str(named)[:80]!r}"
+    if where[1] != account or (isinstance(region, str) and where[2] != region):
+        return None, (f"instance {where[0]} is in {where[1]}/{where[2]}, outside the finding's "
+                      f"account and region ({account}/{region})")
+    return where, ""
 
 
 def requests(detail, action: str) -> tuple[list[findings.QuarantineRequest], list[str]]:
@@ -162,16 +178,18 @@ def requests(detail, action: str) -> tuple[list[findings.QuarantineRequest], lis
                f"{', '.join(f['Id'] for f in c.findings)}"[:1024]) for c in found], problems
 
 
-def follow(incident_id: str, workflow_status: str = "NOTIFIED") -> None:
+def follow(incident_id: str, release_execution: str | None = None) -> None:
     """Ask for the incident's findings to follow it (asynchronously: no caller waits, and a
-    failure is logged, never the caller's); nothing while SECURITY_HUB is off."""
+    failure is logged, never the caller's): NOTIFIED, or RESOLVED from the release step
+    (`release_execution`: its execution); nothing while SECURITY_HUB is off."""
     try:
         if not settings.get().security_hub:
             return
-        aws.client("lambda").invoke(
-            FunctionName=settings.stage_function(FUNCTION), InvocationType="Event",
-            Payload=json.dumps({"incident_id": incident_id,
-                                "workflow_status": workflow_status}).encode())
+        asked = {"incident_id": incident_id, "workflow_status": "NOTIFIED"}
+        if release_execution:
+            asked.update(workflow_status="RESOLVED", release_execution=release_execution)
+        aws.client("lambda").invoke(FunctionName=settings.stage_function(FUNCTION),
+                                    InvocationType="Event", Payload=json.dumps(asked).encode())
     except Exception:
         log.exception("could not ask Security Hub to follow %s", incident_id)
 
@@ -195,9 +213,10 @@ def note(incident: dict, bound: dict) -> str:
 
 def run(event) -> dict:
     """Bring the incident's findings in Security Hub to the workflow status asked, with a note
-    saying where the incident stands; record the outcome on the incident."""
-    incident_id = event.get("incident_id") if isinstance(event, dict) else None
-    wanted = event.get("workflow_status") if isinstance(event, dict) else None
+    saying where the incident stands; keep the outcome on the incident (one field, replaced:
+    however often it is asked, the record does not grow) and announce a failure once."""
+    event = event if isinstance(event, dict) else {}
+    incident_id, wanted = event.get("incident_id"), event.get("workflow_status")
     if not isinstance(incident_id, str) or not incidents.INCIDENT_ID.match(incident_id) or \
             wanted not in WORKFLOW:
         log.warning("Security Hub not updated: not a request: %r", str(event)[:200])
@@ -207,8 +226,10 @@ def run(event) -> dict:
         if incident is None:
             raise bindings.Refused("no such incident")
         bound = _sealed(incident_id)
-        if wanted == "RESOLVED" and incident.get("status") != "RELEASED":
-            raise bindings.Refused(f"RESOLVED asked, and the incident is {incident.get('status')}")
+        if wanted == "RESOLVED":
+            _released(incident, event.get("release_execution"))
+        elif incident.get("status") == "RELEASED":  # late: the release's RESOLVED stands
+            raise bindings.Refused("the incident is released: RESOLVED stands")
     except bindings.Refused as refusal:
         log.warning("Security Hub not updated for %s: %s", incident_id, refusal)
         return {"updated": False, "incident_id": incident_id, "reason": str(refusal)}
@@ -216,19 +237,46 @@ def run(event) -> dict:
     if not identifiers:
         log.info("%s has no finding in Security Hub", incident_id)
         return {"updated": False, "incident_id": incident_id, "reason": "no finding"}
-    started = incidents.now()
-    errors = _update(identifiers, wanted, note(incident, bound))
-    outcome = "failed" if len(errors) == len(identifiers) else "partial" if errors else "updated"
-    recorded = incidents.record_step(incident_id, "security-hub", started, outcome,
-                                     errors=errors)
+    text = note(incident, bound)
+    # A finding that names other instances too is not resolved by this one's release: noted.
+    resolved = [i for i in identifiers if wanted == "NOTIFIED" or i.get("alone")]
+    noted = [i for i in identifiers if i not in resolved]
+    errors = _update(resolved, wanted, text) + _update(noted, "NOTIFIED", text)
+    missing = [e for e in errors if e["code"] == "FindingNotFound"]
+    outcome = ("updated" if not errors else "not-found" if len(missing) == len(identifiers)
+               else "failed" if len(errors) == len(identifiers) else "partial")
+    before = incident.get("security_hub") or {}
+    incidents.note_progress(incident_id, {"security_hub": {
+        "workflow_status": wanted, "outcome": outcome, "at": incidents.now(),
+        "findings": len(identifiers), "not_updated": len(errors), "errors": errors[:5]}})
     log.info("Security Hub, %s: %d finding(s) %s, %s (%d not)", incident_id, len(identifiers),
              wanted, outcome, len(errors))
-    if errors:
+    failed = [e for e in errors if e not in missing]  # not found yet: Security Hub imports late
+    if failed and (before.get("outcome"), before.get("workflow_status")) != (outcome, wanted):
         from chalicelib import report, workflow
 
-        workflow.announce_quietly(report.not_followed(recorded, wanted, errors))
+        workflow.announce_quietly(report.not_followed(incident, wanted, failed))
     return {"updated": not errors, "incident_id": incident_id, "workflow_status": wanted,
             "outcome": outcome}
+
+
+def _released(incident: dict, release_execution) -> None:
+    """RESOLVED only for a release the product made: the record says RELEASED, and the
+    release execution the release step names carries a release of this incident sealed for
+    it (whoever may write the table and invoke this function can forge neither)."""
+    if incident.get("status") != "RELEASED":
+        raise bindings.Refused(f"RESOLVED asked, and the incident is {incident.get('status')}")
+    if not isinstance(release_execution, str) or not release_execution.startswith(
+            settings.get().state_machine_arn.replace(":stateMachine:", ":execution:") + ":"):
+        raise bindings.Refused("RESOLVED asked without the release's execution")
+    described = aws.tolerate("ExecutionDoesNotExist", aws.client(
+        "stepfunctions", aws.region_of(release_execution)).describe_execution,
+        executionArn=release_execution)
+    started = json.loads((described or {}).get("input") or "{}") or {}
+    if started.get("mode") != "release" or \
+            (started.get("incident") or {}).get("incident_id") != incident["incident_id"]:
+        raise bindings.Refused(f"{release_execution} is no release of this incident")
+    bindings.release_request({**started, "execution": release_execution})
 
 
 def _sealed(incident_id: str) -> dict:
@@ -252,7 +300,8 @@ def _update(identifiers: list[dict], wanted: str, text: str) -> list[dict]:
     by_region: dict[str, list] = {}
     for identifier in identifiers:
         by_region.setdefault(PRODUCT_ARN.match(identifier["ProductArn"]).group("region"),
-                             []).append(identifier)
+                             []).append({"Id": identifier["Id"],
+                                         "ProductArn": identifier["ProductArn"]})
     errors = []
     for region, batch in by_region.items():
         try:

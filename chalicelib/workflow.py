@@ -271,8 +271,8 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         "latest_ring": {},
         "notes": [],
         **({"response": response.shown()} if request.source == "guardduty" else {}),
-        "security_hub_findings": list(request.security_hub_findings or securityhub.of_finding(
-            request.finding, request.region)),
+        "security_hub_findings": list(request.security_hub_findings
+                                      or securityhub.of_finding(request)),
     }
 
 

@@ -317,11 +317,13 @@ def findings_sync_grant(stage: str) -> Grant:
 
 # BatchUpdateFindings acts on the hub; IAM names each field a request writes
 # (`securityhub:ASFFSyntaxPath/<field>`): the status may be NOTIFIED or RESOLVED only (never
-# SUPPRESSED: no finding is hidden), and no severity, type or verification state is touched.
+# SUPPRESSED: no finding is hidden), the note is signed as the product's, and no severity, type
+# or verification state is touched.
 FINDINGS_FOLLOW_INCIDENTS = Grant(
     "SecurityHubFindingsFollowIncidents", securityhub.UPDATE_PERMISSIONS,
     ("arn:aws:securityhub:*:*:hub/default",),
-    {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": list(securityhub.WORKFLOW)},
+    {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": list(securityhub.WORKFLOW),
+                      "securityhub:ASFFSyntaxPath/Note.UpdatedBy": securityhub.UPDATED_BY},
      "Null": {f"securityhub:ASFFSyntaxPath/{name}": "true"
               for name in securityhub.NEVER_WRITTEN}})
 

@@ -49,7 +49,9 @@ def needs(current=None) -> dict[str, set[str]]:
         "release": (release.undo_permissions() | set(release.PERMISSIONS)
                     | set(publish.INVOKE_PERMISSIONS) | members | following),
         "on_guardduty_finding": entry,
-        "on_security_hub_action": entry if current.security_hub else set(),
+        # its requests carry no finding: no stolen credentials to revoke (_revoke_stolen)
+        "on_security_hub_action": (entry - set(revocation.INVOKE_PERMISSIONS)
+                                   if current.security_hub else set()),
         "capture_memory": (_of_actions(capture) | set(memory.PERMISSIONS) | members
                            if capture else set()),
         "contain": (_of_actions(contain.containment_classes(current))

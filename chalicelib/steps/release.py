@@ -141,5 +141,5 @@ def run(event: dict) -> dict:
              len(errors))
     publish.request(incident_id)
     if final == "RELEASED":
-        securityhub.follow(incident_id, "RESOLVED")
+        securityhub.follow(incident_id, release_execution=event["execution"])
     return report.released(incident, undone, errors, notes)

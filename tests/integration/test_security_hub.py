@@ -83,9 +83,9 @@ def _isolated(stack, victim) -> None:
         assert interface_groups(stack, eni) == [isolation]
 
 
-def _steps(incident_id: str) -> list[str]:
-    return [s["outcome"] for s in incidents.get(incident_id)["timeline"]
-            if s["step"] == "security-hub"]
+def _synced(incident_id: str) -> dict:
+    """What the last update of the incident's findings left on it."""
+    return incidents.get(incident_id).get("security_hub") or {}
 
 
 def test_a_custom_action_contains_every_instance_and_the_findings_follow_to_release(stack, hub):
@@ -104,15 +104,17 @@ def test_a_custom_action_contains_every_instance_and_the_findings_follow_to_rele
     assert first_incident["source"] == "securityhub"
     assert first_incident["requested_by"] == securityhub.action_arn(stack.region, stack.account)
     assert one["Id"] in first_incident["reason"] and both["Id"] in first_incident["reason"]
-    assert first_incident["security_hub_findings"] == [_identifier(one), _identifier(both)]
+    assert first_incident["security_hub_findings"] == [{**_identifier(one), "alone": True},
+                                                       {**_identifier(both), "alone": False}]
     assert incidents.get(opened[second["instance_id"]]["incident_id"])[
-        "security_hub_findings"] == [_identifier(both)]
+        "security_hub_findings"] == [{**_identifier(both), "alone": False}]
     held = _held(hub, one)
     assert held["Workflow"]["Status"] == "NOTIFIED", held
     assert held["Note"]["UpdatedBy"] == "ec2-quarantine"
     assert held["Note"]["Text"].startswith(
         f"ec2-quarantine incident {first_incident['incident_id']} on {first['instance_id']}")
     assert "opened: containment under way" in held["Note"]["Text"]
+    assert _synced(first_incident["incident_id"])["outcome"] == "updated"
 
     for result in opened.values():
         final, execution = finish(stack, result)
@@ -126,23 +128,49 @@ def test_a_custom_action_contains_every_instance_and_the_findings_follow_to_rele
     assert [status for status, _ in history] == ["NOTIFIED", "NOTIFIED", "RESOLVED"], history
     assert "opened" in history[0][1] and "containment CONTAINED" in history[1][1]
     assert "released: cleared" in history[2][1]
-    assert _steps(first_incident["incident_id"]) == ["updated", "updated", "updated"]
-    # `both` names the second instance too, still contained: its last note is the one the
-    # release left (each incident notes what it knows), its status what the release set.
-    assert _held(hub, both)["Workflow"]["Status"] in ("NOTIFIED", "RESOLVED")
+    assert _synced(first_incident["incident_id"]) == {
+        **_synced(first_incident["incident_id"]), "workflow_status": "RESOLVED",
+        "outcome": "updated", "findings": 2, "not_updated": 0}
+    # `both` names the second instance too, still contained: the first one's release notes it
+    # and leaves it NOTIFIED (its record is not errors: the incident's own stay empty).
+    assert [status for status, _ in _history(hub, both)][-1] == "NOTIFIED"
+    assert "released: cleared" in _held(hub, both)["Note"]["Text"]
+    assert not incidents.get(first_incident["incident_id"]).get("errors")
 
 
-def test_a_guardduty_finding_is_followed_in_security_hub_by_its_arn(stack, hub):
+def test_a_guardduty_finding_is_followed_in_security_hub_by_its_arn_once_imported(stack, hub):
+    """Security Hub imports GuardDuty's finding minutes after the event that opened the
+    incident: the first update finds nothing (recorded, not announced), the settling one
+    finds it."""
+    queue = subscribe_queue(stack)
+    scenario.hold_snapshots(4)
     victim = make_victim(stack, interfaces=1, volumes=1)
     event = guardduty_event(victim["instance_id"], finding_id="b" * 32)
+    result = deliver_finding(stack, event)
+    assert _synced(result["incident_id"])["outcome"] == "not-found"
     (imported,) = _imported(hub, security_hub_finding(
         [victim["instance_id"]], finding_id=event["detail"]["arn"]))
-    result = deliver_finding(stack, event)
     final, _ = finish(stack, result)
     assert final["status"] == "CONTAINED"
-    assert final["security_hub_findings"] == [_identifier(imported)]
+    assert final["security_hub_findings"] == [{**_identifier(imported), "alone": True}]
     held = _held(hub, imported)
     assert held["Workflow"]["Status"] == "NOTIFIED" and "CONTAINED" in held["Note"]["Text"]
+    assert _synced(result["incident_id"])["outcome"] == "updated"
+    assert not [m for m in messages(stack, queue) if "Security Hub" in m["Subject"]]
+
+
+def test_a_pasted_finding_is_not_followed_whoever_it_names(stack, hub):
+    """On the manual path the caller chooses the finding they paste, and so the finding it
+    would update: none is."""
+    from tests.helpers import api
+
+    victim = make_victim(stack, interfaces=1, volumes=1)
+    event = guardduty_event(victim["instance_id"], finding_id="d" * 32)
+    status, answer = api(stack, "POST", "/quarantine", {
+        "instance_id": victim["instance_id"], "reason": "pasted", "finding": event})
+    assert status == 202, answer
+    final, _ = finish(stack, answer)
+    assert final["security_hub_findings"] == [] and not final.get("security_hub")
 
 
 def test_a_denied_or_absent_security_hub_leaves_containment_whole_and_is_reported(stack, hub):
@@ -159,21 +187,19 @@ def test_a_denied_or_absent_security_hub_leaves_containment_whole_and_is_reporte
     final = incidents.get(result["incident_id"])
     assert execution["status"] == "SUCCEEDED" and final["status"] == "CONTAINED"
     _isolated(stack, victim)
-    assert _steps(final["incident_id"]) == ["failed", "failed"]
-    assert {e["code"] for e in final["errors"] if e["action"] == "security-hub"} == {
-        "AccessDeniedException"}
+    assert final["security_hub"]["outcome"] == "failed" and not final.get("errors")
+    assert {e["code"] for e in final["security_hub"]["errors"]} == {"AccessDeniedException"}
     assert _held(hub, finding)["Workflow"]["Status"] == "NEW"
     reported = [m for m in messages(stack, queue) if "Security Hub not updated" in m["Subject"]]
-    assert reported and "Containment is not affected" in reported[0]["Text"]
+    assert len(reported) == 1, reported  # once, not at each update that failed the same way
+    assert "Containment is not affected" in reported[0]["Text"]
 
     hub.disable_security_hub()  # off in the account: the next incident is contained as well
     other = make_victim(stack, interfaces=1, volumes=1)
     result = deliver_finding(stack, guardduty_event(other["instance_id"], finding_id="c" * 32))
     final, _ = finish(stack, result)
-    assert final["status"] == "CONTAINED" and _steps(final["incident_id"]) == ["failed",
-                                                                                "failed"]
-    assert {e["code"] for e in final["errors"] if e["action"] == "security-hub"} == {
-        "InvalidAccessException"}
+    assert final["status"] == "CONTAINED" and final["security_hub"]["outcome"] == "failed"
+    assert {e["code"] for e in final["security_hub"]["errors"]} == {"InvalidAccessException"}
 
 
 def test_another_custom_action_or_an_unreadable_finding_quarantines_nothing(stack, hub):
@@ -183,10 +209,17 @@ def test_another_custom_action_or_an_unreadable_finding_quarantines_nothing(stac
     assert _act(stack, [finding], resources=[other])["decision"] == "ignored"
     forged = {**finding, "ProductArn": "not a product"}
     unnamed = {**finding, "Resources": [{"Type": "AwsEc2Instance", "Id": "no instance"}]}
-    answer = _act(stack, [forged, unnamed])
-    assert answer["instances"] == [] and len(answer["not_read"]) == 2
+    # imported into this account, naming an instance of another: not read
+    elsewhere = security_hub_finding([victim["instance_id"]], account="210987654321")
+    elsewhere["AwsAccountId"] = stack.account
+    answer = _act(stack, [forged, unnamed, elsewhere])
+    assert answer["instances"] == [] and len(answer["not_read"]) == 3, answer
+    assert "outside the finding's account" in answer["not_read"][2]
     assert incidents.active_for(stack.account, stack.region, victim["instance_id"]) is None
     assert _act(stack, [finding] * 101)["decision"] == "dropped"
+    stack.configure(SECURITY_HUB="false")
+    assert _act(stack, [finding])["decision"] == "ignored"
+    assert incidents.active_for(stack.account, stack.region, victim["instance_id"]) is None
 
 
 def test_one_action_quarantines_at_most_25_instances_and_says_which_it_left(stack, hub):
@@ -199,9 +232,10 @@ def test_one_action_quarantines_at_most_25_instances_and_says_which_it_left(stac
 
 def test_the_insider_cannot_point_the_sync_at_another_finding(stack, hub):
     """Whoever may write the table writes another finding (one they want hidden) into the
-    incident, and writes it RELEASED. The next update (any the product asks: NOTIFIED) takes
-    the findings from the execution's sealed input: theirs is untouched, and no RESOLVED is
-    set, which only the release step asks for."""
+    incident, and writes it RELEASED. An update takes the findings from the execution's
+    sealed input: theirs is untouched. And RESOLVED needs the release's own execution, sealed
+    for this incident: asked without one, or with the incident's quarantine execution, it is
+    refused."""
     victim = make_victim(stack, interfaces=1, volumes=1)
     mine, theirs = _imported(hub, security_hub_finding([victim["instance_id"]]),
                              security_hub_finding(["i-0fedcba9876543210"]))
@@ -213,12 +247,17 @@ def test_the_insider_cannot_point_the_sync_at_another_finding(stack, hub):
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":released": {"S": "RELEASED"}, ":theirs": {"L": [{"M": {
             "Id": {"S": theirs["Id"]}, "ProductArn": {"S": theirs["ProductArn"]}}}]}})
-    answer = stack.bridge.invoke(names.function(stack.stage, "sync_findings"),
-                                 {"incident_id": result["incident_id"],
-                                  "workflow_status": "NOTIFIED"})[0]
-    assert answer["updated"] is True, answer
+    sync = names.function(stack.stage, "sync_findings")
+    for forged in ({}, {"release_execution": result["execution_arn"]},
+                   {"release_execution": result["execution_arn"] + "-release"}):
+        answer = stack.bridge.invoke(sync, {"incident_id": result["incident_id"],
+                                            "workflow_status": "RESOLVED", **forged})[0]
+        assert answer["updated"] is False, answer
+    answer = stack.bridge.invoke(sync, {"incident_id": result["incident_id"],
+                                        "workflow_status": "NOTIFIED"})[0]
+    assert answer["updated"] is False and "released" in answer["reason"], answer
     assert _held(hub, theirs)["Workflow"]["Status"] == "NEW"
-    assert [status for status, _ in _history(hub, mine)] == ["NOTIFIED"] * 3
+    assert [status for status, _ in _history(hub, mine)] == ["NOTIFIED"] * 2
 
 
 def test_a_compromised_sync_function_can_neither_hide_a_finding_nor_change_its_severity(
@@ -238,12 +277,15 @@ def test_a_compromised_sync_function_can_neither_hide_a_finding_nor_change_its_s
         for move in ({"Workflow": {"Status": "SUPPRESSED"}},
                      {"Workflow": {"Status": "NOTIFIED"}, "Severity": {"Label": "INFORMATIONAL"}},
                      {"Workflow": {"Status": "NOTIFIED"}, "VerificationState": "FALSE_POSITIVE"},
-                     {"Note": {"Text": "nothing here", "UpdatedBy": "x"}}):
+                     {"Note": {"Text": "nothing here", "UpdatedBy": "ec2-quarantine"}},
+                     {"Workflow": {"Status": "NOTIFIED"},
+                      "Note": {"Text": "nothing here", "UpdatedBy": "an analyst"}}):
             with pytest.raises(ClientError) as refused:
                 compromised.batch_update_findings(FindingIdentifiers=target, **move)
             assert refused.value.response["Error"]["Code"] == "AccessDeniedException", move
         compromised.batch_update_findings(FindingIdentifiers=target,
                                           Workflow={"Status": "NOTIFIED"},
-                                          Note={"Text": "as the product does", "UpdatedBy": "x"})
+                                          Note={"Text": "as the product does",
+                                                "UpdatedBy": "ec2-quarantine"})
     held = _held(hub, finding)
     assert held["Workflow"]["Status"] == "NOTIFIED" and held["Severity"]["Label"] == "HIGH"

@@ -160,7 +160,6 @@ def test_only_the_revoking_function_may_write_role_policies_and_only_it_may_be_i
                 following = current.security_hub and function in (
                     "api_handler", "on_guardduty_finding", "on_security_hub_action", "report",
                     "approval", "release", "sweep")
-                revoking = revoking or (function == "on_security_hub_action" and following)
                 assert [s["Resource"] for s in invokes] == [[
                     f"arn:aws:lambda:*:*:function:{names.function(stage, f)}"]
                     for f, asks in (("revoke_sessions", revoking), ("publish_page", publishing),
