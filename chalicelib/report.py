@@ -455,9 +455,6 @@ def _notice(incident: dict, event: str, status: str, headline: str, lines: list[
                   event, [str(incident.get("instance_id"))])}
     if outcome is not None:
         notice["outcome"] = outcome
-    # For one release: what an execution started under the previous definition publishes
-    # (its `Message.$`), should this notice reach one still running.
-    notice["message"] = text
     return notice
 
 
