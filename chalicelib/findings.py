@@ -16,12 +16,14 @@ from chalicelib.settings import ACCOUNT_ID  # one pattern of an account id, for 
 # `.InsideAWS` (another AWS account). The finding is about the access key, and names the instance.
 CREDENTIAL_EXFILTRATION = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration"
 
+ATTACK_SEQUENCE = "AttackSequence"  # resource.resourceType of a finding about a group
+
 # EventBridge's `$or` takes whole sub-patterns, each matched at the level it sits (here `detail`).
 EVENT_PATTERN = {
     "source": ["aws.guardduty"],
     "detail-type": ["GuardDuty Finding"],
     "detail": {"$or": [
-        {"resource": {"resourceType": ["Instance"]}},
+        {"resource": {"resourceType": ["Instance", ATTACK_SEQUENCE]}},
         {"resource": {"resourceType": ["AccessKey"]},
          "type": [{"prefix": CREDENTIAL_EXFILTRATION}]},
     ]},
@@ -31,6 +33,11 @@ EVENT_PATTERN = {
 INSTANCE_ID = re.compile(r"\Ai-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 REGION = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\Z")
 ROLE_ID = re.compile(r"\AAROA[A-Z0-9]{1,124}\Z")  # a role's unique id, as principals begin
+INSTANCE_ARN = re.compile(r"\Aarn:aws:ec2:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):"
+                          r"(?P<account>[0-9]{12}):instance/(?P<id>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))"
+                          r"\Z", re.ASCII)
+MAX_GROUP = 25  # instances one finding quarantines (GuardDuty's EC2 group sequences name 25)
+MAX_SEQUENCE_RESOURCES = 400  # resources read of one sequence (GuardDuty's bound)
 # A GuardDuty finding's own ARN: its Id once Security Hub imports it.
 FINDING_ARN = re.compile(r"\Aarn:aws:guardduty:(?P<region>[a-z0-9-]{1,32}):(?P<account>[0-9]{12}):"
                          r"detector/[0-9a-f]{1,64}/finding/(?P<id>[0-9A-Za-z]{1,64})\Z")
@@ -88,6 +95,7 @@ class QuarantineRequest:
     # Security Hub's findings this request comes from ({Id, ProductArn}; a custom action's):
     # they follow the incident (chalicelib/securityhub.py).
     security_hub_findings: tuple = field(default=(), compare=False)
+    group_id: str = ""  # the incidents one finding about a group of instances opens share it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,13 +255,101 @@ def _remote(detail) -> str:
 
 
 def parse(detail) -> QuarantineRequest:
-    """The request a GuardDuty finding (its `detail`, either casing) asks for, with what
-    GuardDuty says of the finding itself (sample, archived, the instance's role in it)."""
+    """The request a GuardDuty finding about one instance (its `detail`, either casing) asks
+    for, with what GuardDuty says of the finding itself (sample, archived, the instance's role
+    in it)."""
     if not isinstance(detail, dict):
         raise MalformedFinding(f"finding is not an object: {type(detail).__name__}")
     resource_type = _path(detail, "resource", "resourceType")
     finding_type = _text(detail, "type", FINDING_TYPE)
     instance_id = _instance_id(detail, resource_type, finding_type)
+    finding, account_id, region = _finding(detail, resource_type, finding_type)
+    return QuarantineRequest(
+        instance_id=instance_id,
+        account_id=account_id,
+        region=region,
+        source="guardduty",
+        reason=f"GuardDuty {finding.type} (severity {severity_text(finding.severity)})",
+        finding=finding,
+    )
+
+
+def parse_all(detail) -> tuple[list[QuarantineRequest], list[str]]:
+    """The requests a GuardDuty finding asks for: one, or, for a finding that names a group of
+    instances (an attack sequence: `service.detection.sequence.resources`), one per instance
+    (at most MAX_GROUP), linked by a group id; and what of the group was not read."""
+    if not isinstance(detail, dict) or \
+            _path(detail, "resource", "resourceType") != ATTACK_SEQUENCE:
+        return [parse(detail)], []
+    finding_type = _text(detail, "type", FINDING_TYPE)
+    finding, account_id, region = _finding(detail, ATTACK_SEQUENCE, finding_type)
+    named, left = _sequence_instances(detail, account_id, region)
+    if not named:
+        raise MalformedFinding(f"attack sequence {finding.id} names no EC2 instance"
+                               + (f" ({'; '.join(left)[:200]})" if left else ""))
+    group = group_id(account_id, region, finding.id)
+    reason = (f"GuardDuty {finding.type} (severity {severity_text(finding.severity)}), "
+              f"{len(named)} instance(s), group {group}")
+    return [QuarantineRequest(instance_id=instance, account_id=account, region=where,
+                              source="guardduty", reason=reason, finding=finding,
+                              group_id=group)
+            for instance, account, where in named], left
+
+
+def group_id(account_id: str, region: str, finding_id: str) -> str:
+    """The group of the incidents one finding opens: the same finding always makes the same
+    group (EventBridge may deliver it twice; GuardDuty updates it in place)."""
+    import hashlib
+
+    return "grp-" + hashlib.sha256(f"{account_id}/{region}/{finding_id}".encode()).hexdigest()[:12]
+
+
+def _sequence_instances(detail, account_id: str, region: str) -> tuple[list[tuple], list[str]]:
+    """(instance, account, region) of each EC2 instance an attack sequence names, in its
+    order, once each: its `EC2_INSTANCE` resources (`uid` an instance id or ARN) and the
+    instances of its Auto Scaling groups (`ec2InstanceUids`); what was not read."""
+    resources = _path(detail, "service", "detection", "sequence", "resources")
+    if not isinstance(resources, list):
+        return [], ["no service.detection.sequence.resources"]
+    named, left = [], []
+    for resource in resources[:MAX_SEQUENCE_RESOURCES]:
+        kind = _field(resource, "resourceType")
+        if kind == "EC2_INSTANCE":
+            uids = [_field(resource, "uid")]
+        elif kind == "AUTOSCALING_AUTO_SCALING_GROUP":
+            uids = _path(resource, "data", "autoscalingAutoScalingGroup", "ec2InstanceUids")
+            uids = uids[:MAX_GROUP] if isinstance(uids, list) else []
+        else:
+            continue
+        for uid in uids:
+            where = _sequence_instance(uid, resource, account_id, region)
+            if where is None:
+                left.append(f"not an instance of {account_id}/{region}: {_shown(uid)}")
+            elif where not in named:
+                named.append(where)
+    for instance, _, _ in named[MAX_GROUP:]:
+        left.append(f"instance {instance} not quarantined: one finding quarantines "
+                    f"{MAX_GROUP} at most")
+    return named[:MAX_GROUP], left
+
+
+def _sequence_instance(uid, resource, account_id: str, region: str) -> tuple | None:
+    """(instance, account, region) of an instance id or ARN, in the finding's own account
+    and region (GuardDuty reports a member's sequence in that member; anything else is not
+    read), or None."""
+    if not isinstance(uid, str):
+        return None
+    arn = INSTANCE_ARN.match(uid)
+    instance = arn.group("id") if arn else uid
+    where = (instance, arn.group("account") if arn else _field(resource, "accountId") or
+             account_id, arn.group("region") if arn else _field(resource, "region") or region)
+    if not INSTANCE_ID.match(instance) or where[1:] != (account_id, region):
+        return None
+    return where
+
+
+def _finding(detail, resource_type: str, finding_type: str) -> tuple[Finding, str, str]:
+    """(the finding, its account, its region)."""
     credentials = resource_type == "AccessKey"
     finding = Finding(
         id=_text(detail, "id", FINDING_ID),
@@ -274,14 +370,7 @@ def parse(detail) -> QuarantineRequest:
     named = FINDING_ARN.match(arn) if isinstance(arn, str) else None
     if named and named.group("id", "account", "region") == (finding.id, account_id, region):
         finding = replace(finding, arn=arn)
-    return QuarantineRequest(
-        instance_id=instance_id,
-        account_id=account_id,
-        region=region,
-        source="guardduty",
-        reason=f"GuardDuty {finding.type} (severity {severity_text(finding.severity)})",
-        finding=finding,
-    )
+    return finding, account_id, region
 
 
 @dataclass(frozen=True)

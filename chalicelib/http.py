@@ -238,20 +238,22 @@ def quarantine_request(body: dict, home_account: str, default_region: str, calle
 def _attached_finding(value, instance_id: str):
     """The GuardDuty finding a responder pasted (an EventBridge event, its detail, or
     get-findings output; either casing); it must be about the same instance."""
-    from chalicelib.findings import MalformedFinding, parse
+    from chalicelib.findings import MalformedFinding, parse_all
 
     if isinstance(value, dict) and isinstance(value.get("detail"), dict):
         value = value["detail"]
     if isinstance(value, dict) and isinstance(value.get("Findings"), list) and value["Findings"]:
         value = value["Findings"][0]
     try:
-        parsed = parse(value)
+        parsed, _ = parse_all(value)
     except MalformedFinding as error:
         raise InvalidInput("InvalidFinding", f"finding: {error}") from None
-    if parsed.instance_id != instance_id:
-        raise InvalidInput("FindingMismatch", f"finding is about {parsed.instance_id}, "
-                           f"not instance_id {instance_id}")
-    return parsed
+    mine = [request for request in parsed if request.instance_id == instance_id]
+    if not mine:
+        raise InvalidInput("FindingMismatch", f"finding is about "
+                           f"{', '.join(r.instance_id for r in parsed)[:200]}, not instance_id "
+                           f"{instance_id}")
+    return mine[0]
 
 
 RELEASE_FIELDS = ("instance_id", "reason", "region", "account_id", "reregister")
@@ -332,7 +334,8 @@ def list_exemptions(query: dict | None, page) -> dict:
     return body
 
 
-LIST_PARAMETERS = ("instance_id", "status", "since", "account_id", "region", "limit", "next_token")
+LIST_PARAMETERS = ("instance_id", "group_id", "status", "since", "account_id", "region", "limit",
+                   "next_token")
 SINCE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?Z?)?\Z")
 LIMIT = re.compile(r"\A[0-9]{1,3}\Z")  # int() would take " 25\n", "2_5" and other digits
 
@@ -358,13 +361,19 @@ def _limit(query: dict) -> int:
 
 
 def list_incidents(query: dict | None, home_account: str, default_region: str, search):
-    """GET /incidents?instance_id=&status=&since=&limit=&next_token= (newest first)."""
-    from chalicelib.incidents import STATUSES, instance_key
+    """GET /incidents?instance_id=|group_id=&status=&since=&limit=&next_token= (newest
+    first)."""
+    from chalicelib.incidents import GROUP_ID, STATUSES, instance_key
 
     query = _parameters(query, LIST_PARAMETERS)
-    instance_id = query.get("instance_id")
+    instance_id, group_id = query.get("instance_id"), query.get("group_id")
     if instance_id is not None:
         _instance_id(instance_id)
+    if group_id is not None and not GROUP_ID.match(group_id):
+        raise InvalidInput("InvalidGroupId", f"group_id {_shown(group_id)} is not a group id "
+                           "(grp- and 12 hex characters, as a group's incidents carry)")
+    if instance_id is not None and group_id is not None:
+        raise InvalidInput("InvalidQuery", "give instance_id or group_id, not both")
     status = query.get("status")
     if status is not None and status not in STATUSES:
         raise InvalidInput("InvalidStatus", f"status {_shown(status)} is not one of "
@@ -378,10 +387,13 @@ def list_incidents(query: dict | None, home_account: str, default_region: str, s
     limit = _limit(query)
     key = instance_key(account, region, instance_id) if instance_id else None
     listing = {"instance_key": key, "status": status, "since": since,  # what a token continues
-               "index": incidents.listing_index(key, status)}
+               "index": incidents.listing_index(key, status, group_id),
+               **({"group_id": group_id} if group_id else {})}
     start = _start_key(query["next_token"], listing) if query.get("next_token") else None
-    page, last = search(key, status, since, limit, start)  # ISO times compare as strings
-    body = {"incidents": [{k: i.get(k) for k in incidents.LISTED_FIELDS} for i in page]}
+    page, last = search(key, status, since, limit, start,  # ISO times compare as strings
+                        **({"group_id": group_id} if group_id else {}))
+    shown = (*incidents.LISTED_FIELDS, *(("group_id",) if group_id else ()))
+    body = {"incidents": [{k: i.get(k) for k in shown} for i in page]}
     if last:
         body["next_token"] = _page_token(last, listing)
     return body

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 INCIDENT_ID = re.compile(r"\Ainc-[0-9a-f]{12}\Z")  # \Z: $ would take a trailing "\n"
 INSTANCE_INDEX = "instance-index"  # instance_key (account/region/instance) + opened_at
+GROUP_INDEX = "group-index"  # group_id + opened_at: the incidents one finding about a group opened
+GROUP_ID = re.compile(r"\Agrp-[0-9a-f]{12}\Z")
 TIME_INDEX = "time-index"  # record_type + opened_at: every incident, newest first
 STATUS_INDEX = "status-index"  # status + opened_at: the incidents of one status, newest first
 # What a listing shows of each incident; the status index holds these alone (its keys beside).
@@ -38,6 +40,7 @@ GLOBAL_INDEXES = (
     _index(STATUS_INDEX, "status", {
         "ProjectionType": "INCLUDE",
         "NonKeyAttributes": [f for f in LISTED_FIELDS if f not in ("status", "opened_at")]}),
+    _index(GROUP_INDEX, "group_id", {"ProjectionType": "ALL"}),  # only a group's incidents
 )
 
 
@@ -531,19 +534,24 @@ NOTIFIED = "NOTIFIED"  # announced, nothing changed: a notify rule, a denial, a 
 OUTCOMES = {"CONTAINED": "contained", "PARTIAL": "partially contained", "FAILED": "failed"}
 
 
-def listing_index(instance_key_value: str | None, status: str | None) -> str:
-    """The index a listing reads: the instance's (any status filtered after: bounded by that
-    instance's incidents), else the status's, else every incident's."""
-    return INSTANCE_INDEX if instance_key_value else STATUS_INDEX if status else TIME_INDEX
+def listing_index(instance_key_value: str | None, status: str | None,
+                  group_id: str | None = None) -> str:
+    """The index a listing reads: the group's or the instance's (any status filtered after:
+    bounded by that group's or instance's incidents), else the status's, else every
+    incident's."""
+    return (GROUP_INDEX if group_id else INSTANCE_INDEX if instance_key_value
+            else STATUS_INDEX if status else TIME_INDEX)
 
 
 def search(instance_key_value: str | None, status: str | None, since: str | None, limit: int,
-           start_key: dict | None) -> tuple[list[dict], dict | None]:
-    """Incidents newest first (of one instance, of one status, or all); (page, key of the
-    next). Only an instance's listing filters by status: the status index holds that status
-    alone, so a page of it is one Query however rare the status."""
-    index = listing_index(instance_key_value, status)
-    key_name, key_value = {INSTANCE_INDEX: ("instance_key", instance_key_value),
+           start_key: dict | None, group_id: str | None = None
+           ) -> tuple[list[dict], dict | None]:
+    """Incidents newest first (of one group, of one instance, of one status, or all); (page,
+    key of the next). Only a group's or an instance's listing filters by status: the status
+    index holds that status alone, so a page of it is one Query however rare the status."""
+    index = listing_index(instance_key_value, status, group_id)
+    key_name, key_value = {GROUP_INDEX: ("group_id", group_id),
+                           INSTANCE_INDEX: ("instance_key", instance_key_value),
                            STATUS_INDEX: ("status", status),
                            TIME_INDEX: ("record_type", "incident")}[index]
     condition = "#k = :k" + (" AND opened_at >= :since" if since else "")
@@ -553,7 +561,7 @@ def search(instance_key_value: str | None, status: str | None, since: str | None
     query = {"TableName": _table_name(), "IndexName": index, "KeyConditionExpression": condition,
              "ExpressionAttributeNames": {"#k": key_name}, "ExpressionAttributeValues": values,
              "ScanIndexForward": False}
-    if status and index == INSTANCE_INDEX:
+    if status and index in (INSTANCE_INDEX, GROUP_INDEX):
         query["FilterExpression"] = "#s = :s"
         query["ExpressionAttributeNames"]["#s"] = "status"
         values[":s"] = {"S": status}

@@ -791,6 +791,32 @@ def not_acted_on(request: dict, why: str, reason: str = "") -> dict:
                    document, [advice])
 
 
+def group(request: dict, group_id: str, results: list[dict], not_read: list[str]) -> dict:
+    """A finding about a group of instances (an attack sequence): one incident each, listed
+    here in one notice (each incident reports on its own as well)."""
+    finding = request.get("finding") or {}
+    acted = [r for r in results if r.get("incident_id")]
+    lines = [f"GuardDuty {finding.get('type')} (severity "
+             f"{findings.severity_text(finding.get('severity'))}) names {len(results)} "
+             f"instance(s): group {group_id}, {len(acted)} under an incident.",
+             f"  finding id {finding.get('id')}", "", "Instances:"]
+    lines += [f"  - {r.get('instance_id')}: {r.get('decision')}"
+              + (f", incident {r['incident_id']} {r.get('status')}" if r.get("incident_id")
+                 else f" ({r.get('code') or 'error'}: {str(r.get('reason') or '')[:200]})")
+              for r in results]
+    if not_read:
+        lines += ["", "Not read of the finding:", *(f"  - {why[:200]}" for why in not_read)]
+    lines += ["", f"All of them: GET /incidents?group_id={group_id}"]
+    document = {**facts(request, "group", "GROUP"), "group_id": group_id,
+                "instances": [{k: r.get(k) for k in ("instance_id", "decision", "incident_id",
+                                                     "status", "code")} for r in results],
+                "not_read": not_read[:50]}
+    subject_of = {**request, "instance_id": f"{len(results)} instances ({group_id})"}
+    return _notice(subject_of, "group", "GROUP", "group of instances, one incident each",
+                   lines, document, [f"GET /incidents?group_id={group_id}"], "group",
+                   finding=finding)
+
+
 def exemption(exemption: dict, event: str) -> dict:
     """An exemption granted or revoked: a decision about containment, announced like one."""
     lines = [f"Exemption {event} for {_name(exemption)} in account "

@@ -52,9 +52,6 @@ MAX_RESOURCES = 32  # read of one finding
 FINDING_ID = re.compile(r"\A[\x21-\x7e]{1,512}\Z")  # printable ASCII, no space
 PRODUCT_ARN = re.compile(r"\Aarn:aws:securityhub:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):"
                          r"(?:[0-9]{12})?:product/[\w.-]{1,128}/[\w.-]{1,128}\Z", re.ASCII)
-INSTANCE_ARN = re.compile(r"\Aarn:aws:ec2:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):"
-                          r"(?P<account>[0-9]{12}):instance/(?P<id>i-(?:[0-9a-f]{8}|[0-9a-f]{17}))"
-                          r"\Z", re.ASCII)
 
 
 class MalformedAction(ValueError):
@@ -86,11 +83,12 @@ def action_arn(region: str, account: str, current=None) -> str:
 def of_finding(request: findings.QuarantineRequest) -> tuple:
     """The GuardDuty finding of an automatic request as Security Hub holds it (none when its
     ARN is unknown, and none for a finding pasted on the manual path: whoever pastes it chooses
-    which finding it names). `alone`: it names this instance only (its release resolves it)."""
+    which finding it names). `alone`: it names this instance only (its release resolves it;
+    a group's finding is resolved by none)."""
     finding = request.finding
     if request.source != "guardduty" or finding is None or not finding.arn:
         return ()
-    return ({"Id": finding.arn, "alone": True,
+    return ({"Id": finding.arn, "alone": not request.group_id,
              "ProductArn": f"arn:aws:securityhub:{request.region}::product/aws/guardduty"},)
 
 
@@ -154,7 +152,7 @@ def _instance(resource, finding: dict) -> tuple[tuple | None, str]:
     account, region = finding.get("AwsAccountId"), resource.get("Region") or finding.get("Region")
     if not (isinstance(account, str) and ACCOUNT_ID.match(account)):
         return None, "the finding names no valid AwsAccountId"
-    arn = INSTANCE_ARN.match(named) if isinstance(named, str) else None
+    arn = findings.INSTANCE_ARN.match(named) if isinstance(named, str) else None
     if arn:
         where = (arn.group("id"), arn.group("account"), arn.group("region"))
     elif isinstance(named, str) and findings.INSTANCE_ID.match(named) and \

@@ -273,6 +273,7 @@ def new_incident(request: findings.QuarantineRequest, instance: dict, home_accou
         **({"response": response.shown()} if request.source == "guardduty" else {}),
         "security_hub_findings": list(request.security_hub_findings
                                       or securityhub.of_finding(request)),
+        **({"group_id": request.group_id} if request.group_id else {}),
     }
 
 
@@ -525,10 +526,11 @@ def handle_finding(detail, home_account: str) -> dict:
     ends logged with its decision (a raise would only make Lambda retry it)."""
     current = settings.get()  # the entry point checked `deployed()`
     try:
-        request = findings.parse(detail)
+        wanted, not_read = findings.parse_all(detail)
     except findings.MalformedFinding as error:
         log.warning("dropped malformed finding: %s", error)
         return {"decision": "dropped", "reason": str(error)}
+    request = wanted[0]  # the finding, and what the rules say of it, are the group's
     response = _response(request, current)
     why_not = findings.qualifies(request.finding, current, response)
     if why_not:
@@ -539,6 +541,8 @@ def handle_finding(detail, home_account: str) -> dict:
         if why_not.headline:
             _announce_not_acted_on(request, why_not)
         return {"decision": why_not.decision, "reason": why_not.reason}
+    if request.group_id:
+        return _start_group(wanted, not_read, home_account, response or rules.CONTAIN)
     try:
         outcome = start(request, home_account, response or rules.CONTAIN)
     except outcomes.Refusal as refusal:
@@ -573,20 +577,42 @@ def handle_action(detail, resources, home_account: str, home_region: str) -> dic
         log.warning("custom action: %s", problem)
     log.info("custom action %s on %d finding(s): %d instance(s) to quarantine", ours,
              len(detail["findings"]), len(wanted))
-    answers = aws.settled(lambda r=r: start(r, home_account) for r in wanted)
+    return {"decision": "quarantined", "instances": _start_each(wanted, home_account),
+            "not_read": problems}
+
+
+def _start_each(wanted: list, home_account: str, response: rules.Decision = rules.CONTAIN
+                ) -> list[dict]:
+    """Each request started at once, as `start` does one (its own claim, dedupe and first
+    cut): what became of each (one refused or failed leaves the others)."""
+    answers = aws.settled(lambda r=r: start(r, home_account, response) for r in wanted)
     results = []
     for request, answer in zip(wanted, answers):
         if isinstance(answer, outcomes.Refusal):
-            log.warning("custom action: %s not quarantined: %s", request.instance_id,
-                        answer.message)
+            log.warning("%s not quarantined: %s", request.instance_id, answer.message)
             results.append({"instance_id": request.instance_id, "decision": "refused",
                             "code": answer.code, "reason": answer.message})
         elif isinstance(answer, Exception):
-            log.error("custom action: %s failed", request.instance_id, exc_info=answer)
+            log.error("%s failed", request.instance_id, exc_info=answer)
             results.append({"instance_id": request.instance_id, "decision": "error"})
         else:
             results.append({"decision": answer.decision, **answer.summary()})
-    return {"decision": "quarantined", "instances": results, "not_read": problems}
+    return results
+
+
+def _start_group(wanted: list, not_read: list, home_account: str,
+                 response: rules.Decision) -> dict:
+    """A finding about a group of instances: one incident each, all at once, linked by the
+    group id; one notice lists them all."""
+    group = wanted[0].group_id
+    for problem in not_read:
+        log.warning("group %s: %s", group, problem)
+    results = _start_each(wanted, home_account, response)
+    log.info("finding %s on group %s: %d instance(s): %s", wanted[0].finding.id, group,
+             len(wanted), ", ".join(f"{r['instance_id']} {r['decision']}" for r in results))
+    announce_quietly(report.group(wanted[0].to_dict(), group, results, not_read))
+    return {"decision": "group", "group_id": group, "instances": results,
+            "not_read": not_read}
 
 
 def _response(request: findings.QuarantineRequest, current) -> rules.Decision | None:

@@ -27,6 +27,34 @@ def guardduty_event(instance_id: str, severity: float = 8.0, account: str = "123
     return event
 
 
+def attack_sequence_event(instance_ids, account: str = "123456789012",
+                          region: str = "us-east-1", finding_id: str | None = None) -> dict:
+    """The attack-sequence sample (AttackSequence:EC2/CompromisedInstanceGroup), naming
+    `instance_ids` as its EC2_INSTANCE resources (every other one by ARN, as GuardDuty may) and
+    its Auto Scaling group's instances."""
+    import uuid
+
+    event = sample("attack-sequence-ec2-compromised-instance-group.json")
+    detail = event["detail"]
+    finding_id = finding_id or uuid.uuid4().hex
+    detail.update(accountId=account, region=region, id=finding_id,
+                  arn=f"arn:aws:guardduty:{region}:{account}:detector/0ec2b5a9d1e84c3f/"
+                      f"finding/{finding_id}")
+    sequence = detail["service"]["detection"]["sequence"]
+    template = sequence["resources"][0]
+    others = [r for r in sequence["resources"] if r["resourceType"] != "EC2_INSTANCE"]
+    sequence["resources"] = [
+        {**template, "uid": instance_id if n % 2 == 0 else
+         f"arn:aws:ec2:{region}:{account}:instance/{instance_id}", "name": f"web-{n + 1}",
+         "accountId": account, "region": region} for n, instance_id in enumerate(instance_ids)]
+    for other in others:
+        other.update(accountId=account, region=region)
+        if other["resourceType"] == "AUTOSCALING_AUTO_SCALING_GROUP":
+            other["data"]["autoscalingAutoScalingGroup"]["ec2InstanceUids"] = list(instance_ids)
+    sequence["resources"] += others
+    return event
+
+
 def security_hub_finding(instance_ids, account: str = "123456789012",
                          region: str = "us-east-1", finding_id: str | None = None,
                          product: str = "guardduty") -> dict:

@@ -240,7 +240,7 @@ def test_a_failed_deploy_says_what_exists_and_a_rerun_finishes_it(stack, rehears
 
 
 def test_a_deploy_over_an_older_table_adds_each_index_then_the_app(stack, rehearsal_dir):
-    """A stack an earlier version made, its table two indexes behind the app's (CloudFormation
+    """A stack an earlier version made, its table three indexes behind the app's (CloudFormation
     adds one per update and does not wait for its backfill; the embedded AWS refuses a second
     index change while one is CREATING, as DynamoDB does), with an incident written then."""
     older = resources.template(STAGE)
@@ -260,8 +260,8 @@ def test_a_deploy_over_an_older_table_adds_each_index_then_the_app(stack, rehear
     upgraded = _run(stack, "deploy")
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
     steps = [line for line in upgraded.stdout.splitlines() if "adding index" in line]
-    assert [line.rsplit(" ", 1)[-1] for line in steps] == [incidents.TIME_INDEX,
-                                                          incidents.STATUS_INDEX]
+    assert [line.rsplit(" ", 1)[-1] for line in steps] == [
+        incidents.TIME_INDEX, incidents.STATUS_INDEX, incidents.GROUP_INDEX]
     described = dynamodb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
     assert {(i["IndexName"], i["IndexStatus"]) for i in described} == {
         (index["IndexName"], "ACTIVE") for index in incidents.GLOBAL_INDEXES}

@@ -178,3 +178,48 @@ def test_other_access_key_findings_are_refused_with_the_reason(mutate, expected)
     with pytest.raises(findings.MalformedFinding) as raised:
         findings.parse(detail)
     assert expected in str(raised.value)
+
+
+def test_an_attack_sequence_names_each_of_its_instances_once_in_its_account_and_region():
+    """By id, by ARN, through its Auto Scaling group; never an instance of another account
+    or region (the finding is the member's own), never a resource that is no instance."""
+    from local.drive import attack_sequence_event
+
+    ids = ["i-0a1b2c3d4e5f60001", "i-0a1b2c3d4e5f60002", "i-0a1b2c3d4e5f60003"]
+    detail = attack_sequence_event(ids[:2])["detail"]
+    sequence = detail["service"]["detection"]["sequence"]
+    for resource in sequence["resources"]:
+        if resource["resourceType"] == "AUTOSCALING_AUTO_SCALING_GROUP":
+            resource["data"]["autoscalingAutoScalingGroup"]["ec2InstanceUids"] = ids
+    sequence["resources"].append({"uid": "arn:aws:ec2:us-east-1:210987654321:instance/"
+                                         "i-0a1b2c3d4e5f60009", "resourceType": "EC2_INSTANCE"})
+    sequence["resources"].append({"uid": "i-0a1b2c3d4e5f60008", "region": "eu-west-1",
+                                  "resourceType": "EC2_INSTANCE"})
+    wanted, left = findings.parse_all(detail)
+    assert [(r.instance_id, r.account_id, r.region) for r in wanted] == [
+        (i, "123456789012", "us-east-1") for i in ids]
+    assert len({r.group_id for r in wanted}) == 1 and wanted[0].group_id.startswith("grp-")
+    assert wanted[0].group_id == findings.group_id("123456789012", "us-east-1", detail["id"])
+    assert all(r.finding.resource_type == "AttackSequence" for r in wanted)
+    assert len(left) == 2 and "i-0a1b2c3d4e5f60009" in left[0] and "60008" in left[1]
+
+
+def test_an_attack_sequence_quarantines_25_instances_at_most_and_says_which_it_left():
+    from local.drive import attack_sequence_event
+
+    ids = [f"i-{n:017x}" for n in range(1, 31)]
+    wanted, left = findings.parse_all(attack_sequence_event(ids)["detail"])
+    assert [r.instance_id for r in wanted] == ids[:25]
+    assert [why.split()[1] for why in left] == ids[25:]
+
+
+def test_an_attack_sequence_without_an_instance_is_dropped_naming_why():
+    from local.drive import attack_sequence_event
+
+    detail = attack_sequence_event(["i-0a1b2c3d4e5f60001"])["detail"]
+    detail["service"]["detection"]["sequence"]["resources"] = [
+        {"uid": "bucket", "resourceType": "S3_BUCKET"}]
+    with pytest.raises(findings.MalformedFinding, match="names no EC2 instance"):
+        findings.parse_all(detail)
+    (single,), _ = findings.parse_all(sample("backdoor-cc-activity-high.json")["detail"])
+    assert single.group_id == ""

@@ -216,7 +216,7 @@ def test_cross_region_forwarder_carries_the_apps_pattern():
     forwarded = _forwarded_pattern("ForwardFindings")
     assert forwarded == findings.EVENT_PATTERN
     assert findings.EVENT_PATTERN["detail"] == {"$or": [
-        {"resource": {"resourceType": ["Instance"]}},
+        {"resource": {"resourceType": ["Instance", "AttackSequence"]}},
         {"resource": {"resourceType": ["AccessKey"]},
          "type": [{"prefix": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration"}]}]}
     assert any(getattr(s, "event_pattern", None) == findings.EVENT_PATTERN

@@ -5,7 +5,7 @@ its indexes use (DynamoDB refuses any other attribute definition)."""
 from chalicelib import incidents
 from deploy import indexes
 
-INSTANCE, TIME, STATUS = incidents.GLOBAL_INDEXES
+INSTANCE, TIME, STATUS, GROUP = incidents.GLOBAL_INDEXES
 
 
 def _steps(current):
@@ -15,20 +15,21 @@ def _steps(current):
     return steps
 
 
-def test_the_table_before_the_status_index_takes_one_step():
-    assert _steps([INSTANCE, TIME]) == [[incidents.INSTANCE_INDEX, incidents.TIME_INDEX,
-                                         incidents.STATUS_INDEX]]
+ALL = [incidents.INSTANCE_INDEX, incidents.TIME_INDEX, incidents.STATUS_INDEX,
+       incidents.GROUP_INDEX]
+
+
+def test_the_table_before_the_status_index_takes_a_step_for_it_and_one_for_the_group_index():
+    assert _steps([INSTANCE, TIME]) == [ALL[:3], ALL]
+    assert _steps([INSTANCE, TIME, STATUS]) == [ALL]
 
 
 def test_each_missing_index_is_its_own_step_and_a_changed_one_goes_before_it_comes_back():
-    assert _steps([]) == [[incidents.INSTANCE_INDEX], [incidents.INSTANCE_INDEX,
-                                                        incidents.TIME_INDEX],
-                          [incidents.INSTANCE_INDEX, incidents.TIME_INDEX,
-                           incidents.STATUS_INDEX]]
+    assert _steps([]) == [ALL[:1], ALL[:2], ALL[:3], ALL]
     everything = {**STATUS, "Projection": {"ProjectionType": "ALL"}}
-    assert _steps([INSTANCE, TIME, everything]) == [
-        [incidents.INSTANCE_INDEX, incidents.TIME_INDEX],
-        [incidents.INSTANCE_INDEX, incidents.TIME_INDEX, incidents.STATUS_INDEX]]
+    assert [sorted(step) for step in _steps([INSTANCE, TIME, everything, GROUP])] == [
+        sorted([incidents.INSTANCE_INDEX, incidents.TIME_INDEX, incidents.GROUP_INDEX]),
+        sorted(ALL)]
     assert _steps(list(incidents.GLOBAL_INDEXES)) == []
 
 
@@ -36,6 +37,6 @@ def test_the_definition_names_the_keys_its_indexes_use_and_no_other():
     names = lambda definition: sorted(a["AttributeName"]  # noqa: E731
                                       for a in definition["AttributeDefinitions"])
     assert names(incidents.TABLE_DEFINITION) == [
-        "instance_key", "opened_at", "pk", "record_type", "status"]
+        "group_id", "instance_key", "opened_at", "pk", "record_type", "status"]
     assert names(incidents.table_definition([INSTANCE])) == ["instance_key", "opened_at", "pk"]
     assert names(incidents.table_definition([])) == ["pk"]
