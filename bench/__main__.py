@@ -1,12 +1,13 @@
 """`make bench`: a race with Cloud Custodian as a GuardDuty responder, requests per remediation,
-further findings on one instance, the tamper watch's time to repair, listing by a rare status, a
-burst of findings, cold start and package size, on the embedded AWS. Prints the figures and
+further findings on one instance, the tamper watch's time to repair, a group of instances (an
+attack sequence) beside one, listing by a rare status, a burst of findings, cold start and
+package size, on the embedded AWS. Prints the figures and
 writes them into bench/RESULTS.md between its markers (the hand-written notes around them are
 kept). `--only tamper` runs that one measure and prints its section, writing nothing.
 
     python -m bench [--runs 20] [--shape-runs 3] [--cold-runs 5] [--burst-instances 250]
                     [--further-at 1,100,1000,5000] [--incidents-at 0,1000,10000]
-                    [--tamper-runs 20] [--only tamper]
+                    [--tamper-runs 20] [--group-runs 5] [--only tamper|group]
 """
 
 import argparse
@@ -22,7 +23,7 @@ import time
 from chalicelib.tamper import SWEEP_MINUTES
 from local import stack as local_stack
 
-from bench import (burst, clock, coldstart, custodian, further, listing, package, race,
+from bench import (burst, clock, coldstart, custodian, further, group, listing, package, race,
                    remediation, tamper)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
@@ -347,6 +348,33 @@ def start_stack():
     return local_stack.start(aws_port=0, api_port=0, environ={**os.environ, **SETTINGS})
 
 
+def group_section(runs: dict) -> list[str]:
+    one, most = (runs[size] for size in group.SIZES)
+    ratio = median([r.seconds for r in most]) / median([r.seconds for r in one])
+    rows = [[f"{size} instance{'s' if size > 1 else ''}", len(size_runs),
+             f"{median([r.seconds for r in size_runs]):.3f}",
+             f"{median([r.round_trips for r in size_runs]):g}",
+             f"{median([r.per_instance for r in size_runs]):g}"]
+            for size, size_runs in runs.items()]
+    trips = (median([r.round_trips for r in most]) / median([r.round_trips for r in one]))
+    return ["### A group of instances (attack sequence) beside one instance", "",
+            *table(["finding about", "runs", "seconds to the last isolated (median)",
+                    "round trips to the last isolated (median)",
+                    "AWS requests per instance (median)"], rows), "",
+            f"The group's time over one instance's: {ratio:.2f} (goal under {group.GOAL:g} — "
+            f"{verdict(ratio < group.GOAL)}); in round trips on the path to the last isolating "
+            f"swap: {trips:.2f}. One finding naming {group.SIZES[-1]} instances (each with one "
+            "interface and one volume, in a VPC whose groups exist) opens one incident each, "
+            "started at once from the one entry function; the requests are the whole "
+            "remediation's, to the report.", ""]
+
+
+def measure_group(stack, timer, runs: int) -> dict:
+    print(f"a group of {group.SIZES[-1]} instances and one instance: {runs} runs each...",
+          flush=True)
+    return group.run(stack, timer, runs)
+
+
 def measure_tamper(stack, timer, rounds: int) -> list:
     print(f"tamper watch: {rounds} rounds...", flush=True)
     return tamper.run(stack, timer, rounds)
@@ -365,9 +393,11 @@ def main(argv=None) -> int:
                         help="incidents in the table when listing by a rare status")
     parser.add_argument("--tamper-runs", type=int, default=20,
                         help="rounds of tampering the watch repairs")
+    parser.add_argument("--group-runs", type=int, default=5,
+                        help="runs of a 25-instance attack sequence and of one instance")
     parser.add_argument("--imports", type=int, default=15, help="repetitions of each import")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--only", choices=["tamper"],
+    parser.add_argument("--only", choices=["tamper", "group"],
                         help="run this measure alone and print its section (nothing written)")
     args = parser.parse_args(argv)
     if 0 in args.further_at:
@@ -376,13 +406,16 @@ def main(argv=None) -> int:
     command = "make bench" if os.environ.get("BENCH_VIA_MAKE") else \
         "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
-    if args.only == "tamper":  # a partial run: the block is written by a whole one only
+    if args.only:  # a partial run: the block is written by a whole one only
         stack = start_stack()
         try:
-            rounds = measure_tamper(stack, clock.install(stack), args.tamper_runs)
+            timer = clock.install(stack)
+            section = (tamper_section(measure_tamper(stack, timer, args.tamper_runs))
+                       if args.only == "tamper" else
+                       group_section(measure_group(stack, timer, args.group_runs)))
         finally:
             stack.stop()
-        print("\n".join(tamper_section(rounds)))
+        print(f"Measured with `{command}` on {machine_note()}.", "", *section, sep="\n")
         return 0
 
     print("cold start...", flush=True)
@@ -410,6 +443,7 @@ def main(argv=None) -> int:
         print("listing...", flush=True)
         listings = listing.run(stack, timer, args.incidents_at)
         tamper_rounds = measure_tamper(stack, timer, args.tamper_runs)
+        group_runs = measure_group(stack, timer, args.group_runs)
     finally:
         stack.stop()
 
@@ -419,6 +453,7 @@ def main(argv=None) -> int:
     lines += requests_section(runs)
     lines += further_section(further_result)
     lines += tamper_section(tamper_rounds)
+    lines += group_section(group_runs)
     lines += listing_section(listings)
     lines += burst_section(burst_result)
     lines += coldstart_section(imports, args.imports)

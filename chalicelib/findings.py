@@ -318,7 +318,7 @@ def _sequence_instances(detail, account_id: str, region: str) -> tuple[list[tupl
             uids = [_field(resource, "uid")]
         elif kind == "AUTOSCALING_AUTO_SCALING_GROUP":
             uids = _path(resource, "data", "autoscalingAutoScalingGroup", "ec2InstanceUids")
-            uids = uids[:MAX_GROUP] if isinstance(uids, list) else []
+            uids = uids[:MAX_SEQUENCE_RESOURCES] if isinstance(uids, list) else []
         else:
             continue
         for uid in uids:
@@ -429,8 +429,8 @@ def _role(finding: Finding, settings) -> NotActedOn | None:
     attacked, not taken: acted on only for the types TARGET_FINDING_TYPES lists. The role is
     that of the resource the finding is about. A credential exfiltration is about the access key
     (the credentials are its target), and it says the instance was taken: the rule does not
-    apply. Attack sequences (`resourceType` AttackSequence, a later issue) mark TARGET what they
-    name as well: they will be read here by their resource type, as the access key is."""
+    apply. An attack sequence (`resourceType` AttackSequence) marks TARGET the group it names,
+    which it says is compromised: the rule does not apply there either."""
     if finding.resource_type != "Instance" or finding.resource_role != "TARGET":
         return None
     listed = settings.target_finding_types

@@ -40,7 +40,9 @@ GLOBAL_INDEXES = (
     _index(STATUS_INDEX, "status", {
         "ProjectionType": "INCLUDE",
         "NonKeyAttributes": [f for f in LISTED_FIELDS if f not in ("status", "opened_at")]}),
-    _index(GROUP_INDEX, "group_id", {"ProjectionType": "ALL"}),  # only a group's incidents
+    _index(GROUP_INDEX, "group_id", {  # only a group's incidents carry its key
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": [f for f in LISTED_FIELDS if f != "opened_at"]}),
 )
 
 
@@ -392,6 +394,15 @@ def _assignments(fields: dict, names: dict, values: dict) -> list[str]:
         assignments.append(".".join(f"#f{n}_{i}" for i in range(len(parts))) + f" = :f{n}")
         values[f":f{n}"] = value
     return assignments
+
+
+def join_group(incident_id: str, group_id: str) -> None:
+    """List an incident opened before a finding about its instance's group among that group's
+    (GET /incidents?group_id=), unless it is already another group's (it is listed there)."""
+    _db().update_item(TableName=_table_name(), Key={"pk": {"S": incident_id}},
+                      UpdateExpression="SET group_id = if_not_exists(group_id, :group)",
+                      ConditionExpression="attribute_exists(pk)",
+                      ExpressionAttributeValues={":group": {"S": group_id}})
 
 
 def note_progress(incident_id: str, fields: dict,

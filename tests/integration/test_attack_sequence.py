@@ -82,3 +82,29 @@ def test_one_refused_instance_leaves_the_rest_of_the_group_contained(stack):
     (grouped,) = [m for m in messages(stack, queue)
                   if m["Document"] and m["Document"]["event"] == "group"]
     assert "i-0fedcba9876543210: refused" in grouped["Text"]
+
+
+def test_an_instance_contained_before_its_group_joins_it_quietly(stack):
+    """The sequence's own signals opened an incident for one instance earlier: it is recorded
+    there, listed with the group, and named in the group's one notice, not announced again
+    (each update of a sequence would otherwise send a notice per instance)."""
+    from tests.helpers import guardduty_event
+
+    queue = subscribe_queue(stack)
+    victims = [make_victim(stack, interfaces=1, volumes=1) for _ in range(3)]
+    ids = [v["instance_id"] for v in victims]
+    earlier = deliver_finding(stack, guardduty_event(ids[0], finding_id="e" * 32))
+    finish(stack, earlier)
+    messages(stack, queue)  # what the earlier incident sent
+    answer = deliver_finding(stack, attack_sequence_event(ids))
+    decisions = {r["instance_id"]: r["decision"] for r in answer["instances"]}
+    assert decisions == {ids[0]: "recorded", ids[1]: "acted", ids[2]: "acted"}
+    for result in answer["instances"][1:]:
+        finish(stack, result)
+    status, listed = api(stack, "GET", f"/incidents?group_id={answer['group_id']}")
+    assert status == 200 and sorted(i["instance_id"] for i in listed["incidents"]) == sorted(ids)
+    sent = messages(stack, queue)
+    events = [(m["Document"] or {}).get("event") for m in sent]
+    assert "finding-recorded" not in events, [m["Subject"] for m in sent]
+    (grouped,) = [m for m in sent if m["Document"] and m["Document"]["event"] == "group"]
+    assert f"{ids[0]}: recorded, incident {earlier['incident_id']}" in grouped["Text"]

@@ -223,3 +223,16 @@ def test_an_attack_sequence_without_an_instance_is_dropped_naming_why():
         findings.parse_all(detail)
     (single,), _ = findings.parse_all(sample("backdoor-cc-activity-high.json")["detail"])
     assert single.group_id == ""
+
+
+def test_an_auto_scaling_group_of_40_is_read_to_25_and_the_rest_named():
+    from local.drive import attack_sequence_event
+
+    ids = [f"i-{n:017x}" for n in range(1, 41)]
+    detail = attack_sequence_event(ids[:1])["detail"]
+    for resource in detail["service"]["detection"]["sequence"]["resources"]:
+        if resource["resourceType"] == "AUTOSCALING_AUTO_SCALING_GROUP":
+            resource["data"]["autoscalingAutoScalingGroup"]["ec2InstanceUids"] = ids
+    wanted, left = findings.parse_all(detail)
+    assert [r.instance_id for r in wanted] == ids[:25]
+    assert [why.split()[1] for why in left] == ids[25:]
