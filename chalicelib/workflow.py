@@ -35,7 +35,6 @@ PERMISSIONS = (
 )
 EXECUTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,80}\Z")  # AWS's rule; moto accepts more
 START_GRACE_SECONDS = 120  # a claim this old without a running step had its start lost
-CUTS_WAIT_SECONDS = 20  # the longest a group's execution waits for the others' first cuts
 RESOURCES = ("state_machine_arn", "topic_arn", "incidents_table", "records_key_arn")
 
 
@@ -83,10 +82,9 @@ def admit(request: findings.QuarantineRequest, home_account: str):
 
 
 def start(request: findings.QuarantineRequest, home_account: str,
-          response: rules.Decision = rules.CONTAIN, cut_made=lambda: None):
+          response: rules.Decision = rules.CONTAIN):
     """Open an incident for `request` (or record it on the active one) as `response` says (the
-    response rules' decision; the manual path's is to contain): the outcome. `cut_made` is
-    called once its first cut is made (or none is to be), before its execution starts."""
+    response rules' decision; the manual path's is to contain): the outcome."""
     current = admit(request, home_account)
     dry_run = request.dry_run or current.dry_run
     no_cut = cut.skipped(request, current, response.mode)
@@ -142,7 +140,6 @@ def start(request: findings.QuarantineRequest, home_account: str,
     if not target and response.mode != "approve":
         log.info("no first cut on %s: %s", request.instance_id, no_cut)
     made = first_cut(target) if target else None
-    cut_made()
     outcome = (outcomes.AwaitingApproval if response.mode == "approve" else outcomes.Opened)(
         begin(incident, made))
     securityhub.follow(incident["incident_id"])  # after the cut and the start, never before
@@ -589,25 +586,8 @@ def handle_action(detail, resources, home_account: str, home_region: str) -> dic
 def _start_each(wanted: list, home_account: str, response: rules.Decision = rules.CONTAIN
                 ) -> list[dict]:
     """Each request started at once, as `start` does one (its own claim, dedupe and first
-    cut): what became of each (one refused or failed leaves the others). The executions start
-    once every first cut is made (or its start has ended otherwise): started beside the cuts
-    still in flight, their steps' requests would hold those cuts back."""
-    cuts = _Countdown(len(wanted))
-
-    def one(request):
-        arrived = []
-
-        def arrive():  # once per request, whether it reached its cut or ended before
-            if not arrived:
-                arrived.append(True)
-                cuts.arrive()
-
-        try:
-            return start(request, home_account, response, lambda: (arrive(), cuts.wait()))
-        finally:
-            arrive()
-
-    answers = aws.settled(lambda r=r: one(r) for r in wanted)
+    cut): what became of each (one refused or failed leaves the others)."""
+    answers = aws.settled(lambda r=r: start(r, home_account, response) for r in wanted)
     results = []
     for request, answer in zip(wanted, answers):
         if isinstance(answer, outcomes.Refusal):
@@ -620,28 +600,6 @@ def _start_each(wanted: list, home_account: str, response: rules.Decision = rule
         else:
             results.append({"decision": answer.decision, **answer.summary()})
     return results
-
-
-class _Countdown:
-    """`count` arrivals to wait for; `wait` returns once all came, or after CUTS_WAIT_SECONDS."""
-
-    def __init__(self, count: int):
-        import threading
-
-        self._left, self._done, self._lock = count, threading.Event(), threading.Lock()
-        if count <= 0:
-            self._done.set()
-
-    def arrive(self) -> None:
-        with self._lock:
-            self._left -= 1
-            if self._left <= 0:
-                self._done.set()
-
-    def wait(self) -> None:
-        if not self._done.wait(CUTS_WAIT_SECONDS):
-            log.warning("a group's first cuts outlasted %d s: its executions start anyway",
-                        CUTS_WAIT_SECONDS)
 
 
 def _start_group(wanted: list, not_read: list, home_account: str,
