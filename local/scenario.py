@@ -9,6 +9,8 @@ these, so a test says so here (through `Stack` or directly, in process under `mo
 ssm_managed: set = set()  # instance ids with an (imaginary) online SSM agent
 snapshot_hold = {"polls": 0}  # how many DescribeSnapshots a new snapshot reads `pending` for
 ssm_hold = {"hang": False}  # agents upload, then never finish their command
+scan_hold = {"polls": 0}  # how many GetMalwareScan a new malware scan reads RUNNING for
+infected: dict = {}  # instance id -> the threats a malware scan of it finds ({name, path})
 MEMORY_IMAGE = b"LiME memory image " * 64  # what an agent uploads for a memory capture
 
 
@@ -20,6 +22,17 @@ def manage_with_ssm(instance_id: str) -> None:
 def hold_snapshots(polls: int) -> None:
     """Snapshots created from now on read `pending` for their first `polls` DescribeSnapshots."""
     snapshot_hold["polls"] = max(0, int(polls))
+
+
+def infect(instance_id: str, threats: list[dict]) -> None:
+    """A malware scan of `instance_id` finds `threats` ({"name", "path"}, as GuardDuty names
+    them) and GuardDuty reports them as an Execution:EC2/MaliciousFile finding."""
+    infected[instance_id] = list(threats)
+
+
+def hold_scans(polls: int) -> None:
+    """Malware scans started from now on read RUNNING for their first `polls` GetMalwareScan."""
+    scan_hold["polls"] = max(0, int(polls))
 
 
 def hang_ssm_commands(hang: bool = True) -> None:
@@ -54,3 +67,5 @@ def reset() -> None:
     ssm_managed.clear()
     hang_ssm_commands(False)
     hold_snapshots(0)
+    infected.clear()
+    hold_scans(0)

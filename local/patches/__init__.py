@@ -6,7 +6,7 @@ moto. The product's code is never bent to moto; moto is bent to AWS. One module 
 Two entries: `apply_backend_fidelity()` installs what a service answers (EC2, SSM, DynamoDB, KMS,
 the EventBridge envelope and scheduled rules, CloudFormation's retention, KMS keys, table indexes
 and previous parameters, API Gateway's stages and imports, Security Hub's custom actions and
-finding updates), which needs nothing but moto and so
+finding updates, GuardDuty's malware scans), which needs nothing but moto and so
 serves in-process tests under `mock_aws` as well; `apply(bridge, endpoint)` installs those and
 what only the embedded AWS switches on: Step Functions execution, Lambda targets through the
 bridge, IAM enforcement. Both may be called any number of times, in any order.
@@ -14,8 +14,8 @@ bridge, IAM enforcement. Both may be called any number of times, in any order.
 
 import threading
 
-from local.patches import (apigateway, awslambda, cloudformation, dynamodb, ec2, events, iam,
-                           kms, securityhub, ssm, stepfunctions, wiring)
+from local.patches import (apigateway, awslambda, cloudformation, dynamodb, ec2, events,
+                           guardduty, iam, kms, securityhub, ssm, stepfunctions, wiring)
 from local.patches.stepfunctions import forget_credentials
 
 BACKEND = (
@@ -41,6 +41,7 @@ BACKEND = (
     cloudformation.patch_table_indexes,
     cloudformation.patch_previous_parameters,
     securityhub.patch_security_hub,
+    guardduty.patch_malware_scans,
 )
 STACK = (
     stepfunctions.patch_state_machine_clients,

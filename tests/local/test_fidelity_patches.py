@@ -823,3 +823,52 @@ def test_a_stack_makes_its_security_hub_custom_action(stack):
         "ActionTargets"]] == [made["OutputValue"]]
     cfn.delete_stack(StackName="with-action")
     assert stack.client("securityhub").describe_action_targets()["ActionTargets"] == []
+
+
+def test_guardduty_scans_an_instance_once_an_hour_and_reports_what_it_planted(stack):
+    """StartMalwareScan of an instance (a second within the hour refused, as GuardDuty refuses
+    it), GetMalwareScan RUNNING then COMPLETED, ListMalwareScans by resource; the threats
+    planted on an instance reported by the scan and as an Execution:EC2/MaliciousFile finding
+    on the bus."""
+    from local import scenario
+    from local.victims import make_victim
+
+    guardduty = stack.client("guardduty")
+    clean, infected = (make_victim(stack, interfaces=1, volumes=1)["instance_id"]
+                       for _ in range(2))
+    arn = f"arn:aws:ec2:{stack.region}:{stack.account}:instance/{clean}"
+    scenario.hold_scans(1)
+    scan = guardduty.start_malware_scan(ResourceArn=arn)["ScanId"]
+    with pytest.raises(ClientError) as again:
+        guardduty.start_malware_scan(ResourceArn=arn)
+    assert again.value.response["Error"]["Code"] == "BadRequestException"
+    assert "within the last hour" in again.value.response["Error"]["Message"]
+    assert guardduty.get_malware_scan(ScanId=scan)["ScanStatus"] == "RUNNING"
+    done = guardduty.get_malware_scan(ScanId=scan)
+    assert done["ScanStatus"] == "COMPLETED" and done["ResourceArn"] == arn
+    assert done["ScanResultDetails"]["ScanResultStatus"] == "NO_THREATS_FOUND"
+    (listed,) = guardduty.list_malware_scans(FilterCriteria={"ListMalwareScansFilterCriterion": [
+        {"ListMalwareScansCriterionKey": "RESOURCE_ARN",
+         "FilterCondition": {"EqualsValue": arn}}]})["Scans"]
+    assert listed["ScanId"] == scan and listed["ScanResultStatus"] == "NO_THREATS_FOUND"
+
+    stack.bridge.forget()
+    scenario.infect(infected, [{"name": "EICAR-Test-File (not a virus)",
+                                "path": "/tmp/eicar.com"}])
+    scenario.hold_scans(0)
+    scan = guardduty.start_malware_scan(
+        ResourceArn=f"arn:aws:ec2:{stack.region}:{stack.account}:instance/{infected}")["ScanId"]
+    found = guardduty.get_malware_scan(ScanId=scan)["ScanResultDetails"]
+    assert found["ScanResultStatus"] == "THREATS_FOUND"
+    (threat,) = found["Threats"]
+    assert threat["Name"] == "EICAR-Test-File (not a virus)"
+    assert threat["ItemDetails"][0]["ItemPath"] == "/tmp/eicar.com"
+    stack.bridge.wait_idle()
+    delivered = [i for i in stack.bridge.invocations
+                 if i.function_name.endswith("on_guardduty_finding")]
+    events = [i.event for i in delivered]
+    assert [e["detail"]["type"] for e in events] == ["Execution:EC2/MaliciousFile"], events
+    assert events[0]["detail"]["resource"]["instanceDetails"]["instanceId"] == infected
+    with pytest.raises(ClientError) as bad:
+        guardduty.start_malware_scan(ResourceArn="arn:aws:ec2:us-east-1:123456789012:instance/i-0")
+    assert bad.value.response["Error"]["Code"] == "BadRequestException"
