@@ -680,7 +680,7 @@ def test_a_stacks_table_gains_one_index_per_update_usable_once_backfilled(stack)
             "Properties": {"TableName": "indexed", **incidents.table_definition(indexes)}}}})
 
     cfn, dynamodb = stack.client("cloudformation"), stack.client("dynamodb")
-    one, two, three = incidents.GLOBAL_INDEXES
+    one, two, three, _ = incidents.GLOBAL_INDEXES
     cfn.create_stack(StackName="indexed", TemplateBody=template([one]))
     cfn.update_stack(StackName="indexed", TemplateBody=template([one, three]))
 
