@@ -798,7 +798,7 @@ def group(request: dict, group_id: str, results: list[dict], not_read: list[str]
     acted = [r for r in results if r.get("incident_id")]
     lines = [f"GuardDuty {finding.get('type')} (severity "
              f"{findings.severity_text(finding.get('severity'))}) names {len(results)} "
-             f"instance(s): group {group_id}, {len(acted)} under an incident.",
+             f"instance(s): group {group_id}, {len(acted)} with an incident.",
              f"  finding id {finding.get('id')}", "", "Instances:"]
     lines += [f"  - {r.get('instance_id')}: {r.get('decision')}"
               + (f", incident {r['incident_id']} {r.get('status')}" if r.get("incident_id")
