@@ -54,6 +54,7 @@ STACK = (
     iam.patch_implied_actions,
     iam.patch_conditions,
     iam.patch_json_errors,
+    iam.patch_bodyless_signatures,
     iam.patch_ec2_denials,
     iam.patch_trust,
     iam.patch_presigned_s3,

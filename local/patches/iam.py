@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 
 from local.iam import authorizations
+from local.patches import guardduty
 
 # EC2 calls that give an instance a role: AWS checks iam:PassRole on the role as well.
 _PASSES_ROLE = {"ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation"}
@@ -40,15 +41,18 @@ def patch_resources():
     IAMPolicyStatement._check_element_matches = _check_element_matches
 
 
-def implied_actions(action: str, data, body) -> list[str]:
-    """The IAM actions AWS authorizes for a request of `action` (its query `data`, JSON `body`):
-    TransactWriteItems and TransactGetItems are no IAM actions (each item's action is checked);
-    tags given on create need ec2:CreateTags; handing an instance a profile needs iam:PassRole
-    (RunInstances with a profile too)."""
+def implied_actions(action: str, data, body, account: str) -> list[str]:
+    """The IAM actions AWS authorizes for a request of `action` (its query `data`, JSON `body`)
+    in `account`: TransactWriteItems and TransactGetItems are no IAM actions (each item's action
+    is checked); tags given on create need ec2:CreateTags; handing an instance a profile needs
+    iam:PassRole (RunInstances with a profile too); an account's first malware scan makes
+    GuardDuty's service-linked role, which needs iam:CreateServiceLinkedRole."""
     if action in ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"):
         items = json.loads(body or b"{}").get("TransactItems", [])
         return sorted({_TRANSACT_ITEM_ACTIONS[kind] for item in items for kind in item})
     implied = [action]
+    if action == "guardduty:StartMalwareScan" and not guardduty.has_service_linked_role(account):
+        implied.append("iam:CreateServiceLinkedRole")
     keys = list(data or {})
     if action.startswith("ec2:") and any(k.startswith("TagSpecification") for k in keys):
         implied.append("ec2:CreateTags")
@@ -90,6 +94,10 @@ def request_resources(action: str, data, body, region: str, account: str) -> lis
         created = {value for key, value in given.items()  # tags given on create
                    if key.startswith("TagSpecification.") and key.endswith(".ResourceType")}
         return [f"arn:aws:ec2:{region}:{account}:{kind}/*" for kind in sorted(created)]
+    if action == "iam:CreateServiceLinkedRole":  # asked for, or implied by a first malware scan
+        named = _parameters(data).get("AWSServiceName")
+        return [f"arn:aws:iam::{account}:role/aws-service-role/{named}/*" if named
+                else guardduty.role_arn(account)]
     if action == "ssm:SendCommand":
         document = json.loads(body or b"{}").get("DocumentName", "")
         owner = "" if document.startswith("AWS") else account  # AWS owns the AWS* names
@@ -126,7 +134,7 @@ def patch_implied_actions():
     original = IAMRequestBase.check_action_permitted
 
     def check_action_permitted(self, resource):
-        for action in implied_actions(self._action, self._data, self._body):
+        for action in implied_actions(self._action, self._data, self._body, self.account_id):
             self._action = action
             for arn in request_resources(action, self._data, self._body, self._region,
                                          self.account_id) or [resource]:
@@ -146,7 +154,28 @@ def patch_implied_actions():
     IAMRequestBase.check_action_permitted = check_action_permitted
 
 
-_REST_JSON_DENIED_403 = ("securityhub",)  # REST-JSON services the product calls
+def patch_bodyless_signatures():
+    """moto checks a request's signature over a payload it rebuilds: the body, or else the
+    request's parameters, which for a GET with neither body nor query string are its headers,
+    so every such request (GuardDuty's GetMalwareScan) fails InvalidSignatureException under
+    enforcement. AWS signs a GET's empty payload."""
+    from moto.iam.access_control import IAMRequestBase
+
+    original = IAMRequestBase._create_aws_request
+
+    def _create_aws_request(self):
+        if self._method in ("GET", "HEAD") and not self._body:
+            body, self._data = self._data, {}
+            try:
+                return original(self)
+            finally:
+                self._data = body
+        return original(self)
+
+    IAMRequestBase._create_aws_request = _create_aws_request
+
+
+_REST_JSON_DENIED_403 = ("securityhub", "guardduty")  # REST-JSON services the product calls
 
 
 def patch_json_errors():
@@ -229,6 +258,7 @@ _DERIVED_KEYS = {
     "ec2:ModifySnapshotAttribute": ("ec2:Add/", "ec2:Remove/"),
     "ec2:ModifyInstanceMetadataOptions": ("ec2:MetadataHttpEndpoint",),
     "iam:PassRole": ("iam:PassedToService",),
+    "iam:CreateServiceLinkedRole": ("iam:AWSServiceName",),
     "securityhub:BatchUpdateFindings": ("securityhub:ASFFSyntaxPath/",),
 }
 # Keys a resource type has no value for (the Service Authorization Reference lists the keys
@@ -339,6 +369,8 @@ def request_context(action: str, data, account: str, resource: str = "*",
             values["aws:TagKeys"] = keys
     elif action == "iam:PassRole":  # implied by the EC2 calls that hand an instance a profile
         values["iam:PassedToService"] = ["ec2.amazonaws.com"]
+    elif action == "iam:CreateServiceLinkedRole":  # asked for, or implied by a malware scan
+        values["iam:AWSServiceName"] = [given.get("AWSServiceName") or guardduty.SERVICE]
     elif action == "securityhub:BatchUpdateFindings":
         values.update(_asff_paths(body))
     absent = _NOT_ON_RESOURCE.get((action, resource.split(":", 5)[-1].split("/")[0]))

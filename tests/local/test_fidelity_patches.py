@@ -872,3 +872,45 @@ def test_guardduty_scans_an_instance_once_an_hour_and_reports_what_it_planted(st
     with pytest.raises(ClientError) as bad:
         guardduty.start_malware_scan(ResourceArn="arn:aws:ec2:us-east-1:123456789012:instance/i-0")
     assert bad.value.response["Error"]["Code"] == "BadRequestException"
+
+
+def test_a_first_malware_scan_needs_the_right_to_make_guardduty_s_role_and_makes_it(stack):
+    """An account's first StartMalwareScan makes GuardDuty's service-linked role: the caller
+    needs iam:CreateServiceLinkedRole (for that service) then, not once the role exists; the
+    same client token is the same scan; GetMalwareScan, a GET with neither body nor query
+    string, passes moto's signature check under enforcement; a volume tagged
+    GuardDutyExcluded=true is skipped."""
+    from local.patches import guardduty as embedded
+    from local.victims import make_victim
+    from tests.helpers import principal
+
+    first, second = (make_victim(stack, interfaces=1, volumes=2)["instance_id"]
+                     for _ in range(2))
+    arn = f"arn:aws:ec2:{stack.region}:{stack.account}:instance/{{}}".format
+    ec2 = stack.client("ec2")
+    excluded, kept = sorted(m["Ebs"]["VolumeId"] for m in ec2.describe_instances(
+        InstanceIds=[second])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"])
+    ec2.create_tags(Resources=[excluded], Tags=[{"Key": "GuardDutyExcluded", "Value": "true"}])
+    with stack.enforce_iam():
+        scanner = principal(stack, "scanner", ["guardduty:StartMalwareScan",
+                                               "guardduty:GetMalwareScan"])("guardduty")
+        with pytest.raises(ClientError) as denied:
+            scanner.start_malware_scan(ResourceArn=arn(first))
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "iam:CreateServiceLinkedRole" in denied.value.response["Error"]["Message"]
+        assert not embedded.has_service_linked_role(stack.account)
+        maker = principal(stack, "maker", ["guardduty:StartMalwareScan",
+                                           "iam:CreateServiceLinkedRole"])("guardduty")
+        scan = maker.start_malware_scan(ResourceArn=arn(first), ClientToken="t1")["ScanId"]
+        assert maker.start_malware_scan(ResourceArn=arn(first), ClientToken="t1")[
+            "ScanId"] == scan
+        assert embedded.has_service_linked_role(stack.account)
+        other = scanner.start_malware_scan(ResourceArn=arn(second))["ScanId"]  # the role exists
+        assert scanner.get_malware_scan(ScanId=scan)["ResourceArn"] == arn(first)
+        partly = scanner.get_malware_scan(ScanId=other)  # one volume tagged GuardDutyExcluded
+    assert partly["ScanStatus"] == "COMPLETED_WITH_ISSUES"
+    assert {r["ScannedResourceArn"].rsplit("/", 1)[-1]: r["ScannedResourceStatus"]
+            for r in partly["ScannedResources"]} == {excluded: "SKIPPED", kept: "COMPLETED"}
+    (role,) = [r for r in stack.client("iam").list_roles()["Roles"]
+               if r["RoleName"] == embedded.ROLE]
+    assert role["Path"] == f"/aws-service-role/{embedded.SERVICE}/"
