@@ -44,7 +44,8 @@ PLOT_WIDTH = 640  # pixels: the time axis
 ROW = 22  # pixels: one event
 STEP_NAMES = {"first-cut": "first cut (entry function)", "contain": "Contain",
               "capture-memory": "memory capture", "evidence": "evidence collected",
-              "wait-snapshots": "snapshots completed", "report": "report",
+              "wait-snapshots": "snapshots completed", "malware-scan": "malware scan",
+              "report": "report",
               "release": "release", "sweep": "settled by the sweep", "page": "page written"}
 
 
@@ -188,7 +189,19 @@ def _evidence(incident: dict) -> str:
                                                            mono=(0, 1))
             + "<h3>Snapshots</h3>" + _table(["Snapshot", "Volume", "State"], [
                 [sid, volumes.get(sid, ""), state] for sid, state in kept["snapshots"].items()],
-                mono=(0, 1)))
+                mono=(0, 1)) + _malware_scan(incident))
+
+
+def _malware_scan(incident: dict) -> str:
+    """The malware scan's result, and each threat with its paths (none: nothing)."""
+    said = report.malware_lines(incident)
+    if not said:
+        return ""
+    threats = (incident.get("malware_scan") or {}).get("threats") or []
+    return ("<h3>Malware scan</h3>" + "".join(f"<p>{_e(line.strip())}</p>" for line in said
+                                               if not line.startswith("  - "))
+            + (_table(["Threat", "Paths"], [[t.get("name"), ", ".join(t.get("paths") or [])]
+                                             for t in threats], mono=(1,)) if threats else ""))
 
 
 def _tampering(incident: dict) -> str:

@@ -25,7 +25,8 @@ _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")  # and what some c
 # every instance whatever its groups, so DNS queries can still carry data out.
 DNS_NOT_CUT = ("Not cut: DNS to the VPC resolver (security groups do not filter it, so queries "
                "can still carry data out); Route 53 Resolver DNS Firewall on the VPC would cut it.")
-EVIDENCE_ACTIONS = ("snapshots", "evidence-store", "share-snapshots", "capture-memory")
+EVIDENCE_ACTIONS = ("snapshots", "evidence-store", "share-snapshots", "capture-memory",
+                    "malware-scan")
 CONSOLE = "https://{region}.console.aws.amazon.com"
 
 
@@ -335,7 +336,42 @@ def _evidence_lines(incident: dict) -> list[str]:
               for sid, state in kept["snapshots"].items()]
     lines.append(f"  (EBS snapshots are tagged QuarantineIncident={incident.get('incident_id')})"
                  if kept["snapshots"] else "  no snapshot")
-    return lines
+    return lines + [f"  {line}" for line in malware_lines(incident)]
+
+
+def malware_lines(incident: dict) -> list[str]:
+    """The malware scan of the evidence, as the incident records it (none: no line)."""
+    scan = incident.get("malware_scan")
+    if not isinstance(scan, dict):
+        return []
+    if scan.get("status") == "NOT_STARTED":
+        return [f"malware scan NOT started: {scan.get('reason')}"]
+    which = f"GuardDuty malware scan {scan.get('scan_id')}" + (
+        f" ({scan['scan_type']})" if scan.get("scan_type") else "")
+    if scan.get("status") == "RUNNING":
+        return [f"{which}: running (the sweep follows it)"]
+    unscanned = scan.get("not_scanned") or []
+    not_scanned = [f"  NOT scanned: {r.get('resource')} ({r.get('status')}"
+                   + (f", {r['reason']}" if r.get("reason") else "") + ")" for r in unscanned]
+    if unscanned:  # the host may have exempted them: say what it could mean
+        not_scanned.append(f"  ({len(unscanned)} not scanned: GuardDuty never scans a volume "
+                           "tagged GuardDutyExcluded=true, which the host itself may have set)")
+    if scan.get("result") == "THREATS_FOUND":
+        threats = scan.get("threats") or []
+        return [f"{which}: THREATS FOUND ({scan.get('threat_count')} threats in "
+                f"{scan.get('files_with_threats')} files)",
+                *(f"  - {t.get('name')} at {', '.join(t.get('paths') or []) or 'no path given'}"
+                  for t in threats),
+                *([f"  ({int(scan['threat_count']) - len(threats)} more not kept)"]
+                  if isinstance(scan.get("threat_count"), int)
+                  and scan["threat_count"] > len(threats) else []), *not_scanned]
+    if scan.get("result") == "NO_THREATS_FOUND":
+        return [f"{which}: no threats found" + (
+            " in what was scanned" if unscanned else
+            " (completed with issues: some files were not scanned)"
+            if scan.get("status") == "COMPLETED_WITH_ISSUES" else ""), *not_scanned]
+    return [f"{which}: {scan.get('status')} ({scan.get('status_reason') or 'no reason given'}), "
+            "no result", *not_scanned]
 
 
 def _links_lines(incident: dict) -> list[str]:
@@ -736,6 +772,27 @@ def not_followed(incident: dict, wanted: str, errors: list) -> dict:
     return _notice(incident, "security-hub", status, "Security Hub not updated", lines,
                    document, ["Check Security Hub is on in the finding's region, and that the "
                               "sync_findings function's role may BatchUpdateFindings"])
+
+
+def malware_scan(incident: dict) -> dict:
+    """GuardDuty's malware scan of the instance ended: clean, the threats it found (each with
+    its paths), or no result."""
+    scan = incident.get("malware_scan") or {}
+    found = scan.get("result") == "THREATS_FOUND"
+    headline = ("malware scan: THREATS FOUND" if found else "malware scan: no threats found"
+                if scan.get("result") == "NO_THREATS_FOUND" else
+                f"malware scan: {str(scan.get('status')).lower().replace('_', ' ')}, no result")
+    if scan.get("not_scanned"):
+        count = len(scan["not_scanned"])
+        headline += f", {count} volume{'s' if count != 1 else ''} NOT scanned"
+    lines = [f"Incident {incident['incident_id']} ({_name(incident)}, {incident.get('status')}): "
+             f"{headline}.", "", *malware_lines(incident), "", *_instance_lines(incident),
+             *_links_lines(incident), "", f"Incident record: {_record_path(incident)}"]
+    status = incident.get("status") or "unknown"
+    document = {**facts(incident, "malware-scan", status), "malware_scan": scan}
+    return _notice(incident, "malware-scan", status, headline, lines, document,
+                   [*(["The threats' paths are indicators: look for them on other instances"]
+                      if found else []), f"Incident record: {_record_path(incident)}"])
 
 
 def refused(execution, reason: str) -> dict:

@@ -177,6 +177,11 @@ class Options:
     stop_after_evidence: bool = setting(
         "false", boolean, "stop the instance once every snapshot completed (off: memory is "
         "evidence too)")
+    malware_scan: bool = setting(
+        "false", boolean, "once every snapshot completed, GuardDuty Malware Protection scans the "
+        "instance's volumes (`StartMalwareScan`; one GuardDuty started within the hour is used "
+        "instead); the sweep follows the scan and its result joins the incident, a notice and "
+        "the page")
     forensic_account_id: str = setting("", account_or_empty,
                                        "share the completed snapshots with this account")
     memory_capture_document: str = setting(

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from chalicelib import (accounts, actions, approvals, aws, bindings, cut, findings, incidents,
-                        publish, report, revocation, securityhub, settings, workflow)
+                        malware, publish, report, revocation, securityhub, settings, workflow)
 from chalicelib.actions import instance as instance_actions, isolation
 from chalicelib.actions.isolation import IsolateInterface
 from chalicelib.actions.evidence import StopInstance
@@ -70,7 +70,9 @@ WATCH_PERMISSIONS = (*incidents.READ_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
                      *revocation.INVOKE_PERMISSIONS, "sns:Publish")
 # incidents_touched(): the instance an interface a call named is attached to
 PERMISSIONS = (*WATCH_PERMISSIONS, "ec2:DescribeNetworkInterfaces")
-SWEEP_PERMISSIONS = (*WATCH_PERMISSIONS, "states:DescribeExecution")  # settling what is left OPEN
+# settling what is left OPEN; following a malware scan started under MALWARE_SCAN, whatever the
+# setting says today (a scan under way is not left unread)
+SWEEP_PERMISSIONS = (*WATCH_PERMISSIONS, "states:DescribeExecution", *malware.PERMISSIONS)
 
 
 def permissions(options, sweep_too: bool = False) -> set[str]:
@@ -302,13 +304,13 @@ def watched() -> list[dict]:
     return listed(*incidents.WATCHED, "OPEN")
 
 
-def listed(*statuses: str) -> list[dict]:
-    """Every incident of the statuses, as listed."""
+def listed(*statuses: str, since: str | None = None) -> list[dict]:
+    """Every incident of the statuses (opened `since`, when given), as listed."""
     found = []
     for status in statuses:
         start = None
         while True:
-            page, start = incidents.search(None, status, None, 100, start)
+            page, start = incidents.search(None, status, since, 100, start)
             found += page
             if not start:
                 break
@@ -717,10 +719,14 @@ def repairs_release_leaves(incident: dict) -> list[str]:
 # -- the sweep -------------------------------------------------------------------------------
 
 
+# The statuses an incident whose malware scan runs may have (released or failed meanwhile).
+SCAN_STATUSES = ("OPEN", *incidents.WATCHED, "FAILED", "RELEASED")
+
+
 def sweep(home_account: str) -> dict:
     """Check and repair every active incident; settle those left OPEN whose execution ended,
     and close those left awaiting approval whose execution ended (nothing is left to act on a
-    decision)."""
+    decision); follow the malware scans still running."""
     active = watched()
     settled = [outcome for outcome in aws.concurrently(
         [*(lambda i=i["incident_id"]: _settled(i) for i in active if i["status"] == "OPEN"),
@@ -729,12 +735,16 @@ def sweep(home_account: str) -> dict:
     results = [r for r in aws.concurrently(lambda i=i["incident_id"]: checked(i, home_account)
                                            for i in active)
                if r.get("skipped") != "not contained"]
+    scans = [outcome for outcome in aws.concurrently(
+        lambda i=i["incident_id"]: malware.followed(i)
+        for i in listed(*SCAN_STATUSES, since=malware.look_back())) if outcome]
     repaired = [r["incident_id"] for r in results if r.get("drift")]
     failed = [r["incident_id"] for r in results if r.get("error")]
-    log.info("sweep: %d incidents checked, %d repaired, %d could not be checked, %d settled",
-             len(results), len(repaired), len(failed), len(settled))
+    log.info("sweep: %d incidents checked, %d repaired, %d could not be checked, %d settled, "
+             "%d malware scans ended", len(results), len(repaired), len(failed), len(settled),
+             len(scans))
     return {"checked": len(results), "repaired": repaired, "unchecked": failed,
-            "settled": settled}
+            "settled": settled, "scans": scans}
 
 
 def _settled(incident_id: str, how=None) -> dict | None:

@@ -69,6 +69,7 @@ INCIDENT_TAG_KEYS = sorted({instance_actions.TAG_INCIDENT, instance_actions.TAG_
 PRODUCT_SNAPSHOTS = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 QUARANTINED_INSTANCES = {"Null": {f"aws:ResourceTag/{instance_actions.TAG_INCIDENT}": "false"}}
 EC2_ONLY = {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+MALWARE_PROTECTION = "malware-protection.guardduty.amazonaws.com"  # its service-linked role's
 
 def _input(operation: str) -> dict:
     """The request members of an EC2 operation, as botocore's model has them: read from the
@@ -251,6 +252,12 @@ def instance_grants(current) -> tuple[Grant, ...]:
         Grant("IamPassRoleToEc2", ("iam:PassRole",), ("arn:aws:iam::*:role/*",), EC2_ONLY),
         Grant("IamPassDenyAllToEc2", (narrowed("iam:PassRole", instance_actions.DENY_ALL),),
               (f"arn:aws:iam::*:role/{deny_all}",), EC2_ONLY),
+        # The first malware scan in an account makes GuardDuty's service-linked role: that
+        # role, for that service, and no other.
+        Grant("IamMalwareProtectionRole", ("iam:CreateServiceLinkedRole",),
+              (f"arn:aws:iam::*:role/aws-service-role/{MALWARE_PROTECTION}/"
+               "AWSServiceRoleForAmazonGuardDutyMalwareProtection",),
+              {"StringEquals": {"iam:AWSServiceName": MALWARE_PROTECTION}}),
         # The document only: it uploads to presigned URLs, SendCommand names no bucket.
         Grant("SsmMemoryDocument", ("ssm:SendCommand",),
               (f"arn:aws:ssm:*:*:document/{current.memory_capture_document}",)),
@@ -347,6 +354,10 @@ UNSCOPABLE = {
     "ssm:GetCommandInvocation": "takes no resource (the command id is the scope)",
     "ssm:CancelCommand": "takes no resource (the command id is the scope)",
     "organizations:DescribeOrganization": "takes no resource (the caller's own organization)",
+    **{action: "GuardDuty's malware scans take no resource (the scan is of the ARN it is given, "
+               "in the caller's account)"
+       for action in ("guardduty:StartMalwareScan", "guardduty:ListMalwareScans",
+                      "guardduty:GetMalwareScan")},
     **{action: "log delivery (the state machine's execution history) takes no resource"
        for action in statemachine.LOG_DELIVERY_ACTIONS},
 }

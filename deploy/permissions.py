@@ -132,7 +132,7 @@ EVERY_OPTION = {"REVOKE_ROLE_SESSIONS": "true", "DISASSOCIATE_ELASTIC_IP": "true
                 "MEMBER_ACCOUNTS": "111111111111,*",
                 "RESPONSE_RULES": '[{"name": "every", "mode": "approve", "on_timeout": "close"}]',
                 "APPROVER_ARNS": "arn:aws:iam::111111111111:role/approver",
-                "SECURITY_HUB": "true"}
+                "SECURITY_HUB": "true", "MALWARE_SCAN": "true"}
 
 
 def profiles(stage: str) -> dict[str, settings.Settings]:
@@ -188,7 +188,7 @@ def policy(stage: str, function: str, current: settings.Settings | None = None) 
     return {"Version": "2012-10-17", "Statement": found}
 
 
-MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm")
+MEMBER_SERVICES = ("ec2", "autoscaling", "elasticloadbalancing", "iam", "ssm", "guardduty")
 
 
 def member_assume_statements(stage: str, function: str, current: settings.Settings) -> list:

@@ -191,6 +191,60 @@ class ShareSnapshots(Action):
         """Sharing stays: the forensic account may be working on the evidence."""
 
 
+class MalwareScan(Action):
+    """GuardDuty Malware Protection's scan of the instance's volumes (MALWARE_SCAN=true), once
+    its snapshots completed. GuardDuty scans an instance once an hour at most, and starts its
+    own scans on the very findings that open incidents: refused (`BadRequestException`) while a
+    scan of the instance started within the hour is listed, that scan is the one followed. The
+    record, sealed with the step's others, names the scan the sweep follows
+    (chalicelib/malware.py); the token makes a retried step's request the same scan."""
+
+    name = "malware-scan"
+    # The first scan in an account makes GuardDuty's service-linked role (deploy/grants.py:
+    # that role only).
+    permissions = ("guardduty:StartMalwareScan", "guardduty:ListMalwareScans",
+                   "iam:CreateServiceLinkedRole")
+    on_release = OnRelease.KEPT
+    WITHIN = 3600  # seconds: GuardDuty's one scan of a resource per hour
+
+    @staticmethod
+    def arn(incident: dict) -> str:
+        return (f"arn:aws:ec2:{incident['region']}:{incident['account_id']}:instance/"
+                f"{incident['instance_id']}")
+
+    def plan(self, target):
+        return [change(self.name, self.arn(target.incident), "scan", None, "(new scan)")]
+
+    def apply(self, target):
+        guardduty, arn = target.client("guardduty"), self.arn(target.incident)
+        try:
+            scan_id = guardduty.start_malware_scan(
+                ResourceArn=arn, ClientToken=target.incident["incident_id"])["ScanId"]
+        except Exception as error:
+            if aws.error_code(error) != "BadRequestException":
+                raise
+            scan_id = self._recent(guardduty, arn)
+            if scan_id is None:  # refused for another reason: the error says which
+                raise
+        return [change(self.name, arn, "scan", None, scan_id)]
+
+    def _recent(self, guardduty, arn: str) -> str | None:
+        """The latest scan of `arn` started within the hour (None: none)."""
+        import datetime
+
+        since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+            seconds=self.WITHIN)
+        listed = guardduty.list_malware_scans(MaxResults=50, FilterCriteria={
+            "ListMalwareScansFilterCriterion": [{"ListMalwareScansCriterionKey": "RESOURCE_ARN",
+                                                 "FilterCondition": {"EqualsValue": arn}}]})
+        recent = [s for s in listed.get("Scans", []) if s.get("ResourceArn") == arn
+                  and s.get("ScanStartedAt") and s["ScanStartedAt"] >= since]
+        return max(recent, key=lambda s: s["ScanStartedAt"])["ScanId"] if recent else None
+
+    def undo(self, target, record):
+        """A scan is evidence: nothing to undo."""
+
+
 class StopInstance(Action):
     """Stop the instance once its snapshots are safe (STOP_AFTER_EVIDENCE=true; off by default,
     because memory is evidence too)."""

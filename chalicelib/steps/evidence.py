@@ -4,8 +4,9 @@ complete or the deadline passes (the state machine's Wait loop calls `check`).""
 import logging
 import time
 
-from chalicelib import actions, bindings, incidents
-from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
+from chalicelib import actions, bindings, incidents, malware
+from chalicelib.actions.evidence import (MalwareScan, ShareSnapshots, Snapshots, StopInstance,
+                                         StoreEvidence)
 from chalicelib.steps import is_dry_run, refused, target_for
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,6 @@ log = logging.getLogger(__name__)
 COLLECT_ACTION_CLASSES = (Snapshots, StoreEvidence)
 COLLECT_PERMISSIONS = (*incidents.UPDATE_PERMISSIONS, *bindings.SEAL_PERMISSIONS,
                        *bindings.VERIFY_PERMISSIONS)
-CHECK_ACTION_CLASSES = (ShareSnapshots, StopInstance)
 CHECK_PERMISSIONS = ("ec2:DescribeSnapshots", *COLLECT_PERMISSIONS)
 NOTHING = {"snapshot_ids": [], "done": True, "unfinished": []}  # what a refused step leaves
 
@@ -49,9 +49,10 @@ def collect(event: dict) -> dict:
 
 
 def after_evidence_classes(options) -> tuple[type[actions.Action], ...]:
-    """What may follow once every snapshot completed, under `options`: sharing them, stopping
-    the instance (the check step's policy is made of these)."""
+    """What may follow once every snapshot completed, under `options`: sharing them, the
+    malware scan, stopping the instance (the check step's policy is made of these)."""
     return ((ShareSnapshots,) if options.forensic_account_id else ()) + (
+        (MalwareScan,) if options.malware_scan else ()) + (
         (StopInstance,) if options.stop_after_evidence else ())
 
 
@@ -84,9 +85,12 @@ def check(event: dict) -> dict:
             if states[i] == "pending" else f"{i} ended in state {states[i]}") for i in unfinished]
         changes, after_errors = actions.run(
             safe_evidence_actions(states, unfinished, target.settings), target)
+        scan = malware.started(changes, after_errors, "not every snapshot completed")  \
+            if target.settings.malware_scan else None
         incidents.record_step(incident["incident_id"], "wait-snapshots", started,
                               "late" if late else "completed", changes, errors + after_errors,
-                              fields={"evidence.snapshots": states})
+                              fields={"evidence.snapshots": states,
+                                      **({"malware_scan": scan} if scan else {})})
         log.info("snapshots of %s: %s", incident["incident_id"], states)
     else:  # how far they are, and when they are looked at next, for whoever follows
         incidents.note_progress(incident["incident_id"], {

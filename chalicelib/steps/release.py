@@ -10,7 +10,8 @@ import logging
 
 from chalicelib import actions, bindings, incidents, publish, report, securityhub, tamper
 from chalicelib.actions import OnRelease
-from chalicelib.actions.evidence import ShareSnapshots, Snapshots, StopInstance, StoreEvidence
+from chalicelib.actions.evidence import (MalwareScan, ShareSnapshots, Snapshots, StopInstance,
+                                         StoreEvidence)
 from chalicelib.steps import refused, target_for
 from chalicelib.steps.contain import ACTION_CLASSES as CONTAIN_CLASSES
 from chalicelib.steps.memory import ACTION_CLASSES as MEMORY_CLASSES
@@ -18,7 +19,7 @@ from chalicelib.steps.memory import ACTION_CLASSES as MEMORY_CLASSES
 log = logging.getLogger(__name__)
 
 ACTION_CLASSES = CONTAIN_CLASSES + MEMORY_CLASSES + (Snapshots, StoreEvidence, ShareSnapshots,
-                                                      StopInstance)
+                                                      MalwareScan, StopInstance)
 BY_NAME = {cls.name: cls for cls in ACTION_CLASSES}
 PERMISSIONS = (*incidents.GET_PERMISSIONS, *incidents.UPDATE_PERMISSIONS,
                *bindings.VERIFY_PERMISSIONS)

@@ -43,7 +43,8 @@ def test_tick_sends_the_sweep_the_scheduled_event_aws_sends(stack):
         f"arn:aws:events:{stack.region}:{stack.account}:rule/{SWEEP_RULE}"]
     time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ")
     assert invocation.error is None
-    assert results == {"sweep": {"checked": 0, "repaired": [], "unchecked": [], "settled": []}}
+    assert results == {"sweep": {"checked": 0, "repaired": [], "unchecked": [], "settled": [],
+                                 "scans": []}}
 
 
 def test_tick_fires_one_rule_by_its_name_in_the_app_or_its_own(stack):

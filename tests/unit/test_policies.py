@@ -50,6 +50,9 @@ FEATURES = {
     "FORENSIC_ACCOUNT_ID": ("210987654321", {"check_snapshots": {
         "ec2:ModifySnapshotAttribute"}}),
     "STOP_AFTER_EVIDENCE": ("true", {"check_snapshots": {"ec2:StopInstances"}}),
+    "MALWARE_SCAN": ("true", {"check_snapshots": {"guardduty:StartMalwareScan",
+                                                  "guardduty:ListMalwareScans",
+                                                  "iam:CreateServiceLinkedRole"}}),
     "DISASSOCIATE_ELASTIC_IP": ("true", {"contain": {"ec2:DisassociateAddress"}}),
     "CREDENTIALS_MODE": ("deny-all", {"contain": {"iam:PassRole",
                                                   "ec2:ReplaceIamInstanceProfileAssociation"}}),

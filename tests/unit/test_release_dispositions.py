@@ -48,7 +48,7 @@ def test_evidence_is_kept_and_the_auto_scaling_group_not_rejoined():
     for cls in release.ACTION_CLASSES:
         by_disposition.setdefault(cls.on_release, set()).add(cls.name)
     assert by_disposition[OnRelease.KEPT] == {"snapshots", "evidence-store", "share-snapshots",
-                                              "capture-memory"}
+                                              "capture-memory", "malware-scan"}
     assert by_disposition[OnRelease.NOT_REATTACHED] == {"leave-autoscaling-group"}
     assert by_disposition[OnRelease.ON_REQUEST] == {"leave-target-groups",
                                                     "leave-classic-load-balancers"}

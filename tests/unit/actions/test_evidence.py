@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from chalicelib import actions, manifests
 from chalicelib.actions.evidence import (
     EvidenceNotCaptured,
+    MalwareScan,
     ShareSnapshots,
     Snapshots,
     StopInstance,
@@ -18,7 +19,7 @@ from chalicelib.actions.evidence import (
 )
 from tests.unit.actions.world import snapshots_of, tags
 
-COVERS = (Snapshots, StoreEvidence, ShareSnapshots, StopInstance)
+COVERS = (Snapshots, StoreEvidence, ShareSnapshots, MalwareScan, StopInstance)
 FORENSIC = "210987654321"  # conftest.SETTINGS
 
 
@@ -302,3 +303,66 @@ def test_stop_failure_leaves_it_running(world, victim, settings):
         StopInstance().apply(target)
 
     assert _state(world, victim["instance_id"]) == "running"
+
+
+# -- MalwareScan ------------------------------------------------------------------------------
+def _scans(world, instance_arn):
+    return world.client("guardduty").list_malware_scans(FilterCriteria={
+        "ListMalwareScansFilterCriterion": [{"ListMalwareScansCriterionKey": "RESOURCE_ARN",
+                                             "FilterCondition": {"EqualsValue": instance_arn}}]
+    })["Scans"]
+
+
+def test_malware_scan_plan_names_the_instance_and_starts_none(world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    arn = MalwareScan.arn(target.incident)
+
+    assert MalwareScan().plan(target) == [
+        actions.change("malware-scan", arn, "scan", None, "(new scan)")]
+    assert arn.endswith(f":instance/{victim['instance_id']}") and _scans(world, arn) == []
+
+
+def test_malware_scan_apply_starts_one_scan_of_the_instance_and_a_retry_is_the_same(
+        world, victim, settings):
+    target = world.target(victim["instance_id"], settings)
+    arn = MalwareScan.arn(target.incident)
+
+    made = MalwareScan().apply(target)
+    again = MalwareScan().apply(target)  # the step retried: the same request, the same scan
+
+    (scan,) = _scans(world, arn)
+    assert made == again == [actions.change("malware-scan", arn, "scan", None, scan["ScanId"])]
+    assert scan["ScanType"] == "ON_DEMAND" and scan["ScanStatus"] == "RUNNING"
+    assert world.client("guardduty").get_malware_scan(ScanId=scan["ScanId"])[
+        "ResourceArn"] == arn
+    MalwareScan().undo(target, made[0])  # kept: a scan is evidence
+    assert [s["ScanId"] for s in _scans(world, arn)] == [scan["ScanId"]]
+
+
+def test_malware_scan_within_the_hour_of_guardduty_s_own_follows_that_one(
+        world, victim, settings):
+    """GuardDuty-initiated scans fire on the findings that open incidents: GuardDuty refuses a
+    second scan within the hour, and the incident follows the one it started."""
+    from moto.guardduty.models import guardduty_backends
+
+    target = world.target(victim["instance_id"], settings)
+    arn = MalwareScan.arn(target.incident)
+    own = guardduty_backends[target.incident["account_id"]][
+        target.incident["region"]].start_malware_scan(arn, initiated_by="GUARDDUTY_INITIATED")
+
+    made = MalwareScan().apply(target)
+
+    assert [r["after"] for r in made] == [own]
+    assert [(s["ScanId"], s["ScanType"]) for s in _scans(world, arn)] == [
+        (own, "GUARDDUTY_INITIATED")]
+
+
+def test_malware_scan_refused_for_another_reason_records_nothing(world, settings, victim):
+    target = world.target(victim["instance_id"], settings)
+    target.incident["instance_id"] = "i-0fedcba9876543210"  # no such instance
+
+    changes, errors = actions.run([MalwareScan()], target)
+
+    assert changes == [] and [(e["action"], e["code"]) for e in errors] == [
+        ("malware-scan", "BadRequestException")]
+    assert _scans(world, MalwareScan.arn(target.incident)) == []
