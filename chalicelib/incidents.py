@@ -588,6 +588,23 @@ def search(instance_key_value: str | None, status: str | None, since: str | None
             return found, last
 
 
+def with_running_scan(since: str) -> list[str]:
+    """The ids of the incidents opened `since` whose `malware_scan` says RUNNING, whatever their
+    status (chalicelib/malware.py): one Query of the time index (it holds whole incidents),
+    page by page."""
+    query = {"TableName": _table_name(), "IndexName": TIME_INDEX,
+             "KeyConditionExpression": "record_type = :incident AND opened_at >= :since",
+             "FilterExpression": "malware_scan.#scan_status = :running",
+             "ProjectionExpression": "incident_id",
+             "ExpressionAttributeNames": {"#scan_status": "status"},
+             "ExpressionAttributeValues": {":incident": {"S": "incident"},
+                                           ":since": {"S": since}, ":running": {"S": "RUNNING"}}}
+    found = []
+    for page in _db().get_paginator("query").paginate(**query):
+        found += [item["incident_id"]["S"] for item in page.get("Items", [])]
+    return found
+
+
 def release_claim(incident: dict) -> None:
     """Let the instance be claimed again (its incident ended inactive)."""
     _db().update_item(

@@ -339,6 +339,17 @@ def _evidence_lines(incident: dict) -> list[str]:
     return lines + [f"  {line}" for line in malware_lines(incident)]
 
 
+def _unread(scan: dict) -> int:
+    """Files GuardDuty skipped or failed to read in a scan."""
+    return sum(n for n in (scan.get("files_skipped"), scan.get("files_failed"))
+               if isinstance(n, int))
+
+
+def _whole(scan: dict) -> bool:
+    """Whether a scan read everything: every volume, every file (else "clean" is qualified)."""
+    return scan.get("status") == "COMPLETED" and not scan.get("not_scanned") and not _unread(scan)
+
+
 def malware_lines(incident: dict) -> list[str]:
     """The malware scan of the evidence, as the incident records it (none: no line)."""
     scan = incident.get("malware_scan")
@@ -350,6 +361,10 @@ def malware_lines(incident: dict) -> list[str]:
         f" ({scan['scan_type']})" if scan.get("scan_type") else "")
     if scan.get("status") == "RUNNING":
         return [f"{which}: running (the sweep follows it)"]
+    read_at = ([f"  it read the volumes as they were at {_time(scan['volumes_read_at'])}, after "
+                "containment (the incident's snapshots are the evidence of before)"]
+               if scan.get("volumes_read_at") else [])
+    unread = _unread(scan)
     unscanned = scan.get("not_scanned") or []
     not_scanned = [f"  NOT scanned: {r.get('resource')} ({r.get('status')}"
                    + (f", {r['reason']}" if r.get("reason") else "") + ")" for r in unscanned]
@@ -364,14 +379,13 @@ def malware_lines(incident: dict) -> list[str]:
                   for t in threats),
                 *([f"  ({int(scan['threat_count']) - len(threats)} more not kept)"]
                   if isinstance(scan.get("threat_count"), int)
-                  and scan["threat_count"] > len(threats) else []), *not_scanned]
+                  and scan["threat_count"] > len(threats) else []), *not_scanned, *read_at]
     if scan.get("result") == "NO_THREATS_FOUND":
-        return [f"{which}: no threats found" + (
-            " in what was scanned" if unscanned else
-            " (completed with issues: some files were not scanned)"
-            if scan.get("status") == "COMPLETED_WITH_ISSUES" else ""), *not_scanned]
+        return [f"{which}: no threats found" + ("" if _whole(scan) else " in what was scanned"
+                                                 + (f" ({unread} files skipped or failed)"
+                                                    if unread else "")), *not_scanned, *read_at]
     return [f"{which}: {scan.get('status')} ({scan.get('status_reason') or 'no reason given'}), "
-            "no result", *not_scanned]
+            "no result", *not_scanned, *read_at]
 
 
 def _links_lines(incident: dict) -> list[str]:
@@ -779,8 +793,10 @@ def malware_scan(incident: dict) -> dict:
     its paths), or no result."""
     scan = incident.get("malware_scan") or {}
     found = scan.get("result") == "THREATS_FOUND"
-    headline = ("malware scan: THREATS FOUND" if found else "malware scan: no threats found"
-                if scan.get("result") == "NO_THREATS_FOUND" else
+    clean = scan.get("result") == "NO_THREATS_FOUND"
+    headline = ("malware scan: THREATS FOUND" if found else
+                "malware scan: no threats found" + ("" if _whole(scan) else " in what was scanned")
+                if clean else
                 f"malware scan: {str(scan.get('status')).lower().replace('_', ' ')}, no result")
     if scan.get("not_scanned"):
         count = len(scan["not_scanned"])

@@ -304,13 +304,13 @@ def watched() -> list[dict]:
     return listed(*incidents.WATCHED, "OPEN")
 
 
-def listed(*statuses: str, since: str | None = None) -> list[dict]:
-    """Every incident of the statuses (opened `since`, when given), as listed."""
+def listed(*statuses: str) -> list[dict]:
+    """Every incident of the statuses, as listed."""
     found = []
     for status in statuses:
         start = None
         while True:
-            page, start = incidents.search(None, status, since, 100, start)
+            page, start = incidents.search(None, status, None, 100, start)
             found += page
             if not start:
                 break
@@ -719,10 +719,6 @@ def repairs_release_leaves(incident: dict) -> list[str]:
 # -- the sweep -------------------------------------------------------------------------------
 
 
-# The statuses an incident whose malware scan runs may have (released or failed meanwhile).
-SCAN_STATUSES = ("OPEN", *incidents.WATCHED, "FAILED", "RELEASED")
-
-
 def sweep(home_account: str) -> dict:
     """Check and repair every active incident; settle those left OPEN whose execution ended,
     and close those left awaiting approval whose execution ended (nothing is left to act on a
@@ -736,8 +732,8 @@ def sweep(home_account: str) -> dict:
                                            for i in active)
                if r.get("skipped") != "not contained"]
     scans = [outcome for outcome in aws.concurrently(
-        lambda i=i["incident_id"]: malware.followed(i)
-        for i in listed(*SCAN_STATUSES, since=malware.look_back())) if outcome]
+        lambda i=i: malware.followed(i)
+        for i in incidents.with_running_scan(malware.look_back())) if outcome]
     repaired = [r["incident_id"] for r in results if r.get("drift")]
     failed = [r["incident_id"] for r in results if r.get("error")]
     log.info("sweep: %d incidents checked, %d repaired, %d could not be checked, %d settled, "

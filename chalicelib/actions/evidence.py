@@ -191,12 +191,17 @@ class ShareSnapshots(Action):
         """Sharing stays: the forensic account may be working on the evidence."""
 
 
+class ScanOfOthers(Exception):
+    """GuardDuty refused a scan because someone else's scan of the instance ran within the hour."""
+
+
 class MalwareScan(Action):
     """GuardDuty Malware Protection's scan of the instance's volumes (MALWARE_SCAN=true), once
     its snapshots completed. GuardDuty scans an instance once an hour at most, and starts its
-    own scans on the very findings that open incidents: refused (`BadRequestException`) while a
-    scan of the instance started within the hour is listed, that scan is the one followed. The
-    record, sealed with the step's others, names the scan the sweep follows
+    own scans on the very findings that open incidents: refused (`BadRequestException`) while
+    GuardDuty's own scan of the instance, started within the hour, is listed, that scan is the
+    one followed (never a scan someone else asked for: whoever asked chose when it read the
+    volumes). The record, sealed with the step's others, names the scan the sweep follows
     (chalicelib/malware.py); the token makes a retried step's request the same scan."""
 
     name = "malware-scan"
@@ -205,7 +210,8 @@ class MalwareScan(Action):
     permissions = ("guardduty:StartMalwareScan", "guardduty:ListMalwareScans",
                    "iam:CreateServiceLinkedRole")
     on_release = OnRelease.KEPT
-    WITHIN = 3600  # seconds: GuardDuty's one scan of a resource per hour
+    WITHIN = 3600 + 60  # seconds: GuardDuty's one scan of a resource per hour (and a margin)
+    PAGES = 10  # of ListMalwareScans, 50 scans each: the instance's latest are among them
 
     @staticmethod
     def arn(incident: dict) -> str:
@@ -223,23 +229,37 @@ class MalwareScan(Action):
         except Exception as error:
             if aws.error_code(error) != "BadRequestException":
                 raise
-            scan_id = self._recent(guardduty, arn)
-            if scan_id is None:  # refused for another reason: the error says which
+            recent = self._recent(guardduty, arn)
+            if not recent:  # refused for another reason: the error says which
                 raise
+            if recent["ScanType"] != "GUARDDUTY_INITIATED":
+                raise ScanOfOthers(
+                    f"GuardDuty refused a scan: {recent['ScanType']} scan {recent['ScanId']} "
+                    f"of the instance started at {recent['ScanStartedAt']:%Y-%m-%d %H:%M:%S %Z}"
+                    ", within the hour; it is not followed (someone else asked for it, and "
+                    "chose when it read the volumes)") from error
+            scan_id = recent["ScanId"]
         return [change(self.name, arn, "scan", None, scan_id)]
 
-    def _recent(self, guardduty, arn: str) -> str | None:
+    def _recent(self, guardduty, arn: str) -> dict | None:
         """The latest scan of `arn` started within the hour (None: none)."""
         import datetime
 
         since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
             seconds=self.WITHIN)
-        listed = guardduty.list_malware_scans(MaxResults=50, FilterCriteria={
-            "ListMalwareScansFilterCriterion": [{"ListMalwareScansCriterionKey": "RESOURCE_ARN",
-                                                 "FilterCondition": {"EqualsValue": arn}}]})
-        recent = [s for s in listed.get("Scans", []) if s.get("ResourceArn") == arn
-                  and s.get("ScanStartedAt") and s["ScanStartedAt"] >= since]
-        return max(recent, key=lambda s: s["ScanStartedAt"])["ScanId"] if recent else None
+        recent, token = [], None
+        for _ in range(self.PAGES):
+            listed = guardduty.list_malware_scans(MaxResults=50, FilterCriteria={
+                "ListMalwareScansFilterCriterion": [{
+                    "ListMalwareScansCriterionKey": "RESOURCE_ARN",
+                    "FilterCondition": {"EqualsValue": arn}}]}, **(
+                {"NextToken": token} if token else {}))
+            recent += [s for s in listed.get("Scans", []) if s.get("ResourceArn") == arn
+                       and s.get("ScanStartedAt") and s["ScanStartedAt"] >= since]
+            token = listed.get("NextToken")
+            if not token:
+                break
+        return max(recent, key=lambda s: s["ScanStartedAt"]) if recent else None
 
     def undo(self, target, record):
         """A scan is evidence: nothing to undo."""

@@ -335,8 +335,6 @@ def test_malware_scan_apply_starts_one_scan_of_the_instance_and_a_retry_is_the_s
     assert scan["ScanType"] == "ON_DEMAND" and scan["ScanStatus"] == "RUNNING"
     assert world.client("guardduty").get_malware_scan(ScanId=scan["ScanId"])[
         "ResourceArn"] == arn
-    MalwareScan().undo(target, made[0])  # kept: a scan is evidence
-    assert [s["ScanId"] for s in _scans(world, arn)] == [scan["ScanId"]]
 
 
 def test_malware_scan_within_the_hour_of_guardduty_s_own_follows_that_one(
@@ -355,6 +353,21 @@ def test_malware_scan_within_the_hour_of_guardduty_s_own_follows_that_one(
     assert [r["after"] for r in made] == [own]
     assert [(s["ScanId"], s["ScanType"]) for s in _scans(world, arn)] == [
         (own, "GUARDDUTY_INITIATED")]
+
+
+def test_malware_scan_within_the_hour_of_someone_else_s_follows_none_and_names_it(
+        world, victim, settings):
+    """A scan someone else asked for (the host's role, stolen credentials) chose when it read
+    the volumes: it is not the incident's, and the error names it."""
+    target = world.target(victim["instance_id"], settings)
+    arn = MalwareScan.arn(target.incident)
+    theirs = world.client("guardduty").start_malware_scan(ResourceArn=arn)["ScanId"]
+
+    changes, errors = actions.run([MalwareScan()], target)
+
+    assert changes == [] and [(e["action"], e["code"]) for e in errors] == [
+        ("malware-scan", "ScanOfOthers")]
+    assert f"ON_DEMAND scan {theirs}" in errors[0]["message"]
 
 
 def test_malware_scan_refused_for_another_reason_records_nothing(world, settings, victim):
