@@ -38,6 +38,9 @@ NOT_EXERCISED = {
     # a capture outliving its timeout (>= 10 s): test_a_memory_capture_outliving_its_timeout…
     "capture_memory": {"ssm:CancelCommand", "s3:AbortMultipartUpload"},
     "report": {"kms:GenerateMac"},  # seals the changes of a Contain that could not record them
+    # GuardDuty refusing a scan within the hour of its own: test_malware_scan.py's
+    # test_a_scan_guardduty_started_within_the_hour_is_the_one_followed
+    "check_snapshots": {"guardduty:ListMalwareScans"},
 }
 
 
@@ -156,7 +159,8 @@ def test_every_function_uses_exactly_the_actions_its_role_grants(stack, monkeypa
     stack.configure(MEMBER_ACCOUNTS=MEMBER, CREDENTIALS_MODE="deny-all",
                     REVOKE_ROLE_SESSIONS="true", STOP_AFTER_EVIDENCE="true",
                     FORENSIC_ACCOUNT_ID=FORENSIC, DISASSOCIATE_ELASTIC_IP="true",
-                    MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture")
+                    MEMORY_CAPTURE_DOCUMENT="AWSSupport-ExampleMemoryCapture",
+                    MALWARE_SCAN="true")
     ran_under = [settings.get()]  # the functions' policies follow the settings in force
     fleet = make_fleet_member(stack)
     victim, sibling = fleet["instance_id"], fleet["members"][1]
@@ -458,7 +462,8 @@ def test_the_tamper_watch_uses_exactly_the_actions_its_roles_grant(stack):
     an incident left OPEN for it to settle). Both ways of cutting credentials are contained:
     the watch holds either, whatever the settings."""
     stack.configure(MEMBER_ACCOUNTS=MEMBER, STOP_AFTER_EVIDENCE="true",
-                    REVOKE_ROLE_SESSIONS="true", CREDENTIALS_MODE="deny-all")
+                    REVOKE_ROLE_SESSIONS="true", CREDENTIALS_MODE="deny-all",
+                    MALWARE_SCAN="true")  # the sweep follows the scans
     ran_under = [settings.get()]
     iam.provision_member_account(stack, MEMBER)
     _forward_tampering(stack, MEMBER)
