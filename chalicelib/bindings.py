@@ -167,3 +167,12 @@ def unverified_changes(incident_id: str, records: list[dict], sealed: list[dict]
     trusted = set().union(*aws.concurrently(lambda b=batch: verified(b) for batch in sealed or []))
     return [None if isinstance(r, dict) and _digest(r) in trusted
             else "no seal of this incident holds this record" for r in records]
+
+
+def trusted_changes(incident: dict) -> list[dict]:
+    """The incident's change records that carry its seal: the tamper watch stops an instance or
+    revokes sessions again only where containment did, and the sweep follows the malware scan
+    the check step started, by a record the product can vouch for."""
+    changes = incident.get("changes") or []
+    verdicts = unverified_changes(incident["incident_id"], changes, incident.get("change_seals"))
+    return [record for record, why in zip(changes, verdicts) if not why]

@@ -334,7 +334,7 @@ def watch(incident_id: str, home_account: str, call: Call | None = None) -> dict
     except bindings.Refused as refusal:
         log.warning("tamper watch refused %s: %s", incident_id, refusal)
         return {"incident_id": incident_id, "skipped": f"refused: {refusal}"}
-    changes = _trusted_changes(incident)
+    changes = bindings.trusted_changes(incident)
     why = _not_watched(incident, changes)
     if why:
         log.warning("tamper watch keeps off %s: %s", incident_id, why)
@@ -411,13 +411,6 @@ def _named(call: Call, difference: dict, incident: dict) -> bool:
         difference["resource"] == incident["instance_id"] and incident["instance_id"] in named)
 
 
-def _trusted_changes(incident: dict) -> list[dict]:
-    """The incident's change records that carry its seal: the watch stops an instance or
-    revokes sessions again only where containment did, by a record it can vouch for."""
-    changes = incident.get("changes") or []
-    verdicts = bindings.unverified_changes(incident["incident_id"], changes,
-                                           incident.get("change_seals"))
-    return [record for record, why in zip(changes, verdicts) if not why]
 
 
 @dataclass
@@ -792,7 +785,7 @@ def settle(incident_id: str) -> dict | None:
 
     recorded = incident.get("containment")
     final = recorded if recorded in incidents.OUTCOMES else (
-        "PARTIAL" if any(c.get("action") in CRITICAL for c in _trusted_changes(incident))
+        "PARTIAL" if any(c.get("action") in CRITICAL for c in bindings.trusted_changes(incident))
         else "FAILED")
     why = f"execution {ended} with the incident still OPEN; settled by the sweep"
     try:
