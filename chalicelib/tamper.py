@@ -411,8 +411,6 @@ def _named(call: Call, difference: dict, incident: dict) -> bool:
         difference["resource"] == incident["instance_id"] and incident["instance_id"] in named)
 
 
-
-
 @dataclass
 class Live:
     """The instance and what surrounds it, as AWS says now."""

@@ -3,7 +3,7 @@ once the snapshots are safe (sharing them, stopping the instance)."""
 
 import json
 
-from chalicelib import aws, manifests
+from chalicelib import aws, manifests, revocation
 from chalicelib.actions import Action, OnRelease, PartialFailure, apply_each, change, memory
 from chalicelib.actions.instance import TAG_INCIDENT
 
@@ -215,8 +215,8 @@ class MalwareScan(Action):
 
     @staticmethod
     def arn(incident: dict) -> str:
-        return (f"arn:aws:ec2:{incident['region']}:{incident['account_id']}:instance/"
-                f"{incident['instance_id']}")
+        return revocation.instance_arn(incident["region"], incident["account_id"],
+                                       incident["instance_id"])
 
     def plan(self, target):
         return [change(self.name, self.arn(target.incident), "scan", None, "(new scan)")]
